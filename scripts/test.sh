@@ -1,0 +1,63 @@
+#!/bin/sh
+# The whole test suite: unit and integration tests (`make check`) on a plain
+# build and on an AddressSanitizer+UBSan build, then the unit tests under
+# valgrind. Installs what it needs first. Ends with "N passed, N failed".
+set -u
+top=$(cd "$(dirname "$0")/.." && pwd)
+out=${AGW_TEST_DIR:-$top/build}
+passed=0
+failed=0
+
+sh "$top/scripts/deps.sh" --test || exit 2
+
+count() { # count LABEL TEST-SUITE-LOG: adds its PASS and FAIL+ERROR+XPASS
+    p=$(sed -n 's/^# PASS: *//p' "$2" | head -n1)
+    f=$(sed -n 's/^# \(FAIL\|ERROR\|XPASS\): *//p' "$2" | awk '{s+=$1} END {print s+0}')
+    echo "$1: ${p:-0} passed, ${f:-0} failed"
+    passed=$((passed + ${p:-0}))
+    failed=$((failed + ${f:-0}))
+}
+
+run_check() { # run_check LABEL DIR [configure args]
+    label=$1 dir=$2
+    shift 2
+    echo "=== $label: build"
+    if ! sh "$top/scripts/build.sh" "$dir" "$@"; then
+        echo "$label: build failed"
+        failed=$((failed + 1))
+        return
+    fi
+    echo "=== $label: make check"
+    make -C "$dir" -s check >"$dir/check.out" 2>&1
+    grep -E '^(PASS|FAIL|ERROR|XPASS|SKIP|# )' "$dir/check.out" | grep -v '^# \(XFAIL\|SKIP\)' || true
+    if [ -f "$dir/test-suite.log" ]; then
+        grep -A40 -E '^(FAIL|ERROR):' "$dir/test-suite.log" | head -n 200
+        count "$label" "$dir/test-suite.log"
+    else
+        tail -n 40 "$dir/check.out"
+        failed=$((failed + 1))
+    fi
+}
+
+run_valgrind() { # unit tests of the plain build under memcheck
+    echo "=== valgrind: unit tests"
+    for t in "$out/plain"/tests/unit/test_*; do
+        [ -x "$t" ] || continue
+        if CMOCKA_MESSAGE_OUTPUT=TAP valgrind -q --error-exitcode=99 \
+            --leak-check=full --errors-for-leak-kinds=definite \
+            "$t" >"$t.valgrind.out" 2>&1; then
+            echo "ok - valgrind $(basename "$t")"
+            passed=$((passed + 1))
+        else
+            echo "not ok - valgrind $(basename "$t")"
+            tail -n 30 "$t.valgrind.out"
+            failed=$((failed + 1))
+        fi
+    done
+}
+
+run_check plain "$out/plain"
+run_check sanitizers "$out/asan" --enable-sanitizers
+run_valgrind
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]

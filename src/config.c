@@ -1,0 +1,917 @@
+/*
+ * config.c - the settings file. KEYS below is the only list of keys:
+ * defaults, parsing, validation and the sample file are all derived from it.
+ */
+#include "config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <event2/http.h>
+#include <ini.h>
+#include <openssl/crypto.h>
+
+#include "log.h"
+
+#define API_KEY_ENV "ASSET_GATEWAY_API_KEY"
+#define API_KEY_MAX 4096
+#define CONFIG_MAX_BYTES (1024 * 1024)
+/* inih's line buffer also holds "\r\n\0"; longer lines it would split. */
+#define LINE_MAX_CHARS (INI_MAX_LINE - 3)
+
+enum key_type { T_STRING, T_INT, T_LONG, T_DOUBLE, T_BOOL, T_ENUM };
+
+enum key_flag {
+    F_RELOAD = 1 << 0,     /* SIGHUP may change it without a restart */
+    F_OPTIONAL = 1 << 1,   /* string may be empty; stored as NULL */
+    F_MIN_EXCL = 1 << 2,   /* number must be > min, not >= min */
+    F_SAMPLE_OFF = 1 << 3, /* commented out in the sample file */
+};
+
+struct enum_name {
+    const char *name;
+    int value;
+};
+
+struct key_def {
+    const char *section;
+    const char *name;
+    enum key_type type;
+    size_t offset; /* into struct agw_config */
+    const char *def; /* default, written as in the file */
+    double min, max; /* numbers only */
+    unsigned flags;
+    const struct enum_name *names; /* T_ENUM, ends with a NULL name */
+    const char *doc;
+    const char *sample; /* value shown in the sample when not DEF */
+    const char *note;   /* one more comment line in the sample */
+    /* Runs once the whole file is parsed; WHY gets the problem. */
+    bool (*check)(const struct agw_config *cfg, char *why, size_t len);
+};
+
+struct load_ctx {
+    struct agw_config *cfg;
+    const char *path;
+    const char *buf; /* the file's bytes */
+    size_t len, pos;
+    int lineno;    /* of the line the reader last handed to inih */
+    int *lines;    /* per key: line that set it, 0 when absent */
+    char *err;
+    size_t errlen;
+    bool failed;
+    int err_line;
+};
+
+static const struct enum_name backend_names[] = {
+    {"memory", AGW_STORE_MEMORY}, {"redis", AGW_STORE_REDIS}, {NULL, 0}};
+static const struct enum_name auth_names[] = {
+    {"none", AGW_AUTH_NONE}, {"token", AGW_AUTH_TOKEN}, {NULL, 0}};
+static const struct enum_name level_names[] = {{"error", AGW_LOG_ERROR},
+                                               {"warn", AGW_LOG_WARN},
+                                               {"info", AGW_LOG_INFO},
+                                               {"debug", AGW_LOG_DEBUG},
+                                               {NULL, 0}};
+static const struct enum_name format_names[] = {
+    {"json", AGW_LOGFMT_JSON}, {"text", AGW_LOGFMT_TEXT}, {NULL, 0}};
+
+static bool check_listen(const struct agw_config *cfg, char *why, size_t len);
+static bool check_workers(const struct agw_config *cfg, char *why, size_t len);
+static bool check_base_url(const struct agw_config *cfg, char *why,
+                           size_t len);
+static bool check_request_timeout(const struct agw_config *cfg, char *why,
+                                  size_t len);
+static bool check_backend(const struct agw_config *cfg, char *why, size_t len);
+static bool check_auth_mode(const struct agw_config *cfg, char *why,
+                            size_t len);
+
+#define OFF(field) offsetof(struct agw_config, field)
+#define MS_HOUR 3600000
+
+static const struct key_def keys[] = {
+    /* [server] */
+    {"server", "listen", T_STRING, OFF(listen), "127.0.0.1:8080", 0, 0, 0,
+     .doc = "Address callers connect to, host:port ([addr]:port for IPv6).",
+     .check = check_listen},
+    {"server", "workers", T_INT, OFF(workers), "1", 1, 64, 0,
+     .doc = "Event-loop threads; only 1 is supported for now.",
+     .check = check_workers},
+    {"server", "max_body_bytes", T_LONG, OFF(max_body_bytes), "65536", 1,
+     64 * 1024 * 1024, F_RELOAD,
+     .doc = "Largest request body accepted; a bigger one gets 413."},
+    {"server", "client_timeout_ms", T_INT, OFF(client_timeout_ms), "10000", 1,
+     MS_HOUR, F_RELOAD,
+     .doc = "Idle timeout on caller connections, in milliseconds."},
+    {"server", "drain_timeout_ms", T_INT, OFF(drain_timeout_ms), "10000", 0,
+     MS_HOUR, F_RELOAD,
+     .doc = "On SIGTERM or SIGINT, how long calls in flight may take to "
+            "finish (ms)."},
+    {"server", "request_deadline_ms", T_INT, OFF(request_deadline_ms), "30000",
+     1, MS_HOUR, F_RELOAD,
+     .doc = "Budget of one create call (ms): limiter wait, upstream "
+            "attempts, backoff."},
+    /* [upstream] */
+    {"upstream", "base_url", T_STRING, OFF(base_url), "https://api.connectly.ai",
+     0, 0, 0,
+     .doc = "Connectly's base URL; http:// is for tests and demos only.",
+     .check = check_base_url},
+    {"upstream", "api_key_file", T_STRING, OFF(api_key_file), "", 0, 0,
+     F_RELOAD | F_OPTIONAL | F_SAMPLE_OFF,
+     .doc = "Connectly API key file (mode 0600); empty: use $" API_KEY_ENV
+            ".",
+     .sample = "/etc/asset-gateway/api-key"},
+    {"upstream", "ca_file", T_STRING, OFF(ca_file), "", 0, 0, F_OPTIONAL,
+     .doc = "PEM file of CAs trusted for the upstream; empty: the system "
+            "store."},
+    {"upstream", "connect_timeout_ms", T_INT, OFF(connect_timeout_ms), "2000",
+     1, 600000, F_RELOAD,
+     .doc = "Timeout for connecting to the upstream, in milliseconds."},
+    {"upstream", "request_timeout_ms", T_INT, OFF(request_timeout_ms), "15000",
+     1, MS_HOUR, F_RELOAD,
+     .doc = "Timeout of one upstream attempt (ms); at most "
+            "request_deadline_ms.",
+     .check = check_request_timeout},
+    {"upstream", "max_retries", T_INT, OFF(max_retries), "2", 0, 10, F_RELOAD,
+     .doc = "Retries after a connection failure, timeout or 5xx, within the "
+            "deadline."},
+    {"upstream", "max_connections", T_INT, OFF(max_connections), "16", 1, 1024,
+     0, .doc = "Keep-alive connections kept open to the upstream."},
+    /* [store] */
+    {"store", "backend", T_ENUM, OFF(store_backend), "memory", 0, 0, 0,
+     .names = backend_names,
+     .doc = "Where answers and single-flight claims live (redis: shared by "
+            "the fleet).",
+     .note = "redis is not supported yet.", .check = check_backend},
+    {"store", "redis_url", T_STRING, OFF(redis_url), "redis://127.0.0.1:6379/0",
+     0, 0, 0, .doc = "The Redis used by the redis backend."},
+    {"store", "key_prefix", T_STRING, OFF(key_prefix), "agw:", 0, 0, 0,
+     .doc = "Prefix of every Redis key; instances sharing it share cache and "
+            "rate limit."},
+    {"store", "cache_ttl_s", T_LONG, OFF(cache_ttl_s), "2592000", 1,
+     10L * 365 * 24 * 3600, F_RELOAD,
+     .doc = "How long a successful answer is kept, in seconds."},
+    {"store", "cache_max_entries", T_LONG, OFF(cache_max_entries), "100000", 1,
+     100000000, 0,
+     .doc = "Most answers the memory backend keeps; the oldest go first."},
+    /* [ratelimit] */
+    {"ratelimit", "rate", T_DOUBLE, OFF(rate), "95", 0, 1000000,
+     F_RELOAD | F_MIN_EXCL,
+     .doc = "Fleet-wide upstream calls per second (Connectly allows 100)."},
+    {"ratelimit", "burst", T_INT, OFF(burst), "0", 0, 1000000, F_RELOAD,
+     .doc = "Calls allowed at once on top of rate."},
+    {"ratelimit", "max_wait_ms", T_INT, OFF(max_wait_ms), "2000", 0, 600000,
+     F_RELOAD,
+     .doc = "Longest a call may queue for the limiter before it gets 429 "
+            "(ms)."},
+    {"ratelimit", "expected_instances", T_INT, OFF(expected_instances), "1", 1,
+     10000, F_RELOAD,
+     .doc = "Instances assumed alive when Redis is down and no heartbeat was "
+            "seen."},
+    {"ratelimit", "fallback_rate", T_DOUBLE, OFF(fallback_rate), "0", 0,
+     1000000, F_RELOAD,
+     .doc = "Local rate while Redis is down; 0: rate divided by live "
+            "instances."},
+    /* [auth] */
+    {"auth", "mode", T_ENUM, OFF(auth_mode), "token", 0, 0, 0,
+     .names = auth_names,
+     .doc = "How callers authenticate: Bearer token (see clients_file), or "
+            "none at all.",
+     .sample = "none",
+     .note = "token is the SPEC default but not available yet, so the file "
+             "must say none.",
+     .check = check_auth_mode},
+    {"auth", "clients_file", T_STRING, OFF(clients_file), "", 0, 0,
+     F_RELOAD | F_OPTIONAL,
+     .doc = "INI file of callers for token mode: [name], token_sha256, "
+            "businesses."},
+    /* [security] */
+    {"security", "allow_private_sources", T_BOOL, OFF(allow_private_sources),
+     "no", 0, 0, F_RELOAD,
+     .doc = "Accept source URIs on loopback or private hosts (tests and demos "
+            "only)."},
+    /* [log] */
+    {"log", "level", T_ENUM, OFF(log_level), "info", 0, 0, F_RELOAD,
+     .names = level_names, .doc = "Least severe messages that are logged."},
+    {"log", "format", T_ENUM, OFF(log_format), "json", 0, 0, 0,
+     .names = format_names,
+     .doc = "Log lines on stderr: one JSON object each, or plain text."},
+};
+
+#define NKEYS (sizeof(keys) / sizeof(keys[0]))
+
+static void *
+field_of(struct agw_config *cfg, const struct key_def *k)
+{
+    return (char *)cfg + k->offset;
+}
+
+static const struct key_def *
+find_key(const char *section, const char *name)
+{
+    for (size_t i = 0; i < NKEYS; i++) {
+        if (strcmp(keys[i].section, section) == 0 &&
+            strcmp(keys[i].name, name) == 0) {
+            return &keys[i];
+        }
+    }
+    return NULL;
+}
+
+static bool
+known_section(const char *name, size_t len)
+{
+    for (size_t i = 0; i < NKEYS; i++) {
+        if (strlen(keys[i].section) == len &&
+            memcmp(keys[i].section, name, len) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* ------------------------------------------------------------ values */
+
+/* "1 to 64" or "more than 0, up to 1000000". */
+static void
+describe_range(const struct key_def *k, char *out, size_t len)
+{
+    const char *fmt = (k->flags & F_MIN_EXCL) ? "more than %.15g, up to %.15g"
+                                              : "%.15g to %.15g";
+
+    snprintf(out, len, fmt, k->min, k->max);
+}
+
+static bool
+in_range(const struct key_def *k, double v, char *why, size_t len)
+{
+    char range[64];
+    bool low = (k->flags & F_MIN_EXCL) ? v <= k->min : v < k->min;
+
+    if (!low && v <= k->max) {
+        return true;
+    }
+    describe_range(k, range, sizeof(range));
+    snprintf(why, len, "%.15g is out of range (%s)", v, range);
+    return false;
+}
+
+static bool
+set_integer(const struct key_def *k, const char *value, void *field, char *why,
+            size_t len)
+{
+    char *end;
+    long long n;
+
+    errno = 0;
+    n = strtoll(value, &end, 10);
+    if (end == value || *end != '\0' || errno == ERANGE) {
+        snprintf(why, len, "\"%s\" is not an integer", value);
+        return false;
+    }
+    if (!in_range(k, (double)n, why, len)) {
+        return false;
+    }
+    if (k->type == T_INT) {
+        *(int *)field = (int)n;
+    } else {
+        *(long *)field = (long)n;
+    }
+    return true;
+}
+
+static bool
+set_double(const struct key_def *k, const char *value, void *field, char *why,
+           size_t len)
+{
+    char *end;
+    double d = strtod(value, &end);
+
+    if (end == value || *end != '\0' || !isfinite(d)) {
+        snprintf(why, len, "\"%s\" is not a number", value);
+        return false;
+    }
+    if (!in_range(k, d, why, len)) {
+        return false;
+    }
+    *(double *)field = d;
+    return true;
+}
+
+static bool
+set_bool(const char *value, void *field, char *why, size_t len)
+{
+    static const char *const yes[] = {"yes", "true", "on", "1"};
+    static const char *const no[] = {"no", "false", "off", "0"};
+
+    for (size_t i = 0; i < sizeof(yes) / sizeof(yes[0]); i++) {
+        if (strcasecmp(value, yes[i]) == 0 || strcasecmp(value, no[i]) == 0) {
+            *(bool *)field = strcasecmp(value, yes[i]) == 0;
+            return true;
+        }
+    }
+    snprintf(why, len,
+             "\"%s\" is not a boolean (yes/no, true/false, on/off, 1/0)",
+             value);
+    return false;
+}
+
+/* "a, b, c" */
+static void
+list_names(const struct enum_name *names, char *out, size_t len)
+{
+    size_t used = 0;
+
+    out[0] = '\0';
+    for (const struct enum_name *e = names; e->name != NULL && used < len;
+         e++) {
+        int n = snprintf(out + used, len - used, "%s%s",
+                         e == names ? "" : ", ", e->name);
+        used += n > 0 ? (size_t)n : 0;
+    }
+}
+
+static bool
+set_enum(const struct key_def *k, const char *value, void *field, char *why,
+         size_t len)
+{
+    char allowed[128];
+
+    for (const struct enum_name *e = k->names; e->name != NULL; e++) {
+        if (strcmp(value, e->name) == 0) {
+            *(int *)field = e->value;
+            return true;
+        }
+    }
+    list_names(k->names, allowed, sizeof(allowed));
+    snprintf(why, len, "\"%s\" is not one of: %s", value, allowed);
+    return false;
+}
+
+/* Never echoes VALUE: a URL may carry a password. */
+static bool
+set_string(const struct key_def *k, const char *value, void *field, char *why,
+           size_t len)
+{
+    char **slot = field;
+    char *copy = NULL;
+
+    if (value[0] == '\0' && !(k->flags & F_OPTIONAL)) {
+        snprintf(why, len, "must not be empty");
+        return false;
+    }
+    if (value[0] != '\0') {
+        copy = strdup(value);
+        if (copy == NULL) {
+            snprintf(why, len, "out of memory");
+            return false;
+        }
+    }
+    free(*slot);
+    *slot = copy;
+    return true;
+}
+
+static bool
+set_value(struct agw_config *cfg, const struct key_def *k, const char *value,
+          char *why, size_t len)
+{
+    void *field = field_of(cfg, k);
+
+    switch (k->type) {
+    case T_STRING:
+        return set_string(k, value, field, why, len);
+    case T_INT:
+    case T_LONG:
+        return set_integer(k, value, field, why, len);
+    case T_DOUBLE:
+        return set_double(k, value, field, why, len);
+    case T_BOOL:
+        return set_bool(value, field, why, len);
+    case T_ENUM:
+        return set_enum(k, value, field, why, len);
+    }
+    snprintf(why, len, "internal error: bad key type");
+    return false;
+}
+
+/* ------------------------------------------------------------ checks */
+
+static bool
+valid_port(const char *s)
+{
+    size_t n = strspn(s, "0123456789");
+
+    return n > 0 && n <= 5 && s[n] == '\0' && atoi(s) >= 1 &&
+           atoi(s) <= 65535;
+}
+
+static bool
+check_listen(const struct agw_config *cfg, char *why, size_t len)
+{
+    const char *s = cfg->listen;
+    const char *colon = strrchr(s, ':');
+    bool ok = colon != NULL && colon > s && valid_port(colon + 1);
+
+    if (ok && s[0] == '[') {
+        ok = colon - s > 2 && colon[-1] == ']';
+    } else if (ok) {
+        /* A bare IPv6 address would be ambiguous: it needs brackets. */
+        ok = memchr(s, ':', (size_t)(colon - s)) == NULL;
+    }
+    if (!ok) {
+        snprintf(why, len,
+                 "\"%s\" must be host:port with a port from 1 to 65535 "
+                 "([addr]:port for IPv6)",
+                 s);
+    }
+    return ok;
+}
+
+static bool
+check_workers(const struct agw_config *cfg, char *why, size_t len)
+{
+    if (cfg->workers != 1) {
+        snprintf(why, len, "workers > 1 is not supported yet");
+        return false;
+    }
+    return true;
+}
+
+static bool
+check_base_url(const struct agw_config *cfg, char *why, size_t len)
+{
+    struct evhttp_uri *uri = evhttp_uri_parse(cfg->base_url);
+    const char *scheme = uri != NULL ? evhttp_uri_get_scheme(uri) : NULL;
+    const char *host = uri != NULL ? evhttp_uri_get_host(uri) : NULL;
+    bool ok = scheme != NULL && host != NULL && host[0] != '\0' &&
+              (strcasecmp(scheme, "http") == 0 ||
+               strcasecmp(scheme, "https") == 0);
+
+    if (uri != NULL) {
+        evhttp_uri_free(uri);
+    }
+    if (!ok) {
+        snprintf(why, len, "must be an http:// or https:// URL with a host");
+    }
+    return ok;
+}
+
+static bool
+check_request_timeout(const struct agw_config *cfg, char *why, size_t len)
+{
+    if (cfg->request_timeout_ms > cfg->request_deadline_ms) {
+        snprintf(why, len,
+                 "%d must not exceed [server] request_deadline_ms (%d)",
+                 cfg->request_timeout_ms, cfg->request_deadline_ms);
+        return false;
+    }
+    return true;
+}
+
+static bool
+check_backend(const struct agw_config *cfg, char *why, size_t len)
+{
+    if (cfg->store_backend == AGW_STORE_REDIS) {
+        snprintf(why, len, "backend = redis is not supported yet");
+        return false;
+    }
+    return true;
+}
+
+static bool
+check_auth_mode(const struct agw_config *cfg, char *why, size_t len)
+{
+    if (cfg->auth_mode == AGW_AUTH_TOKEN) {
+        snprintf(why, len,
+                 "mode = token is not supported yet; set [auth] mode = none "
+                 "explicitly");
+        return false;
+    }
+    return true;
+}
+
+/* ------------------------------------------------------------ loading */
+
+/* Writes "FILE[:LINE]: [[section] key: ]problem" into the caller's buffer;
+ * the first problem found is the one reported. */
+static void
+fail(struct load_ctx *ctx, int line, const struct key_def *k, const char *fmt,
+     ...)
+{
+    char where[64] = "";
+    char what[512];
+    va_list ap;
+
+    if (ctx->failed) {
+        return;
+    }
+    ctx->failed = true;
+    ctx->err_line = line;
+    if (ctx->errlen == 0) {
+        return;
+    }
+    if (line > 0) {
+        snprintf(where, sizeof(where), ":%d", line);
+    }
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof(what), fmt, ap);
+    va_end(ap);
+    if (k != NULL) {
+        snprintf(ctx->err, ctx->errlen, "%s%s: [%s] %s: %s", ctx->path, where,
+                 k->section, k->name, what);
+    } else {
+        snprintf(ctx->err, ctx->errlen, "%s%s: %s", ctx->path, where, what);
+    }
+}
+
+static int
+key_line(const struct load_ctx *ctx, const struct key_def *k)
+{
+    return ctx->lines[k - keys];
+}
+
+static bool
+read_config_file(struct load_ctx *ctx, char **text)
+{
+    FILE *f = fopen(ctx->path, "r");
+    char *buf = malloc(CONFIG_MAX_BYTES + 1);
+    size_t n = 0;
+    int saved = 0;
+
+    if (f != NULL && buf != NULL) {
+        n = fread(buf, 1, CONFIG_MAX_BYTES + 1, f);
+        saved = ferror(f) ? errno : 0;
+    } else {
+        saved = errno;
+    }
+    if (f != NULL) {
+        fclose(f);
+    }
+    *text = buf;
+    if (f == NULL || buf == NULL || saved != 0) {
+        fail(ctx, 0, NULL, "cannot read: %s", strerror(saved));
+        return false;
+    }
+    if (n > CONFIG_MAX_BYTES) {
+        fail(ctx, 0, NULL, "larger than %d bytes", CONFIG_MAX_BYTES);
+        return false;
+    }
+    ctx->buf = buf;
+    ctx->len = n;
+    return true;
+}
+
+/* What inih would silently mangle (long lines, NUL bytes) or never tell
+ * the handler about (an empty unknown section) is refused here. */
+static bool
+line_ok(struct load_ctx *ctx, const char *p, size_t n)
+{
+    const char *close;
+
+    if (memchr(p, '\0', n) != NULL) {
+        fail(ctx, ctx->lineno, NULL, "NUL byte in line");
+        return false;
+    }
+    if (n > LINE_MAX_CHARS) {
+        fail(ctx, ctx->lineno, NULL, "line longer than %d characters",
+             LINE_MAX_CHARS);
+        return false;
+    }
+    close = n > 0 && p[0] == '[' ? memchr(p, ']', n) : NULL;
+    if (close != NULL && !known_section(p + 1, (size_t)(close - p - 1))) {
+        fail(ctx, ctx->lineno, NULL, "unknown section [%.*s]",
+             (int)(close - p - 1), p + 1);
+        return false;
+    }
+    return true;
+}
+
+/*
+ * inih's fgets-style reader over the file in memory. Debian's inih is built
+ * without INI_HANDLER_LINENO, so this counts lines for the handler. It also
+ * drops leading blanks, so an indented key is never taken for a
+ * continuation of the previous value.
+ */
+static char *
+next_line(char *str, int num, void *stream)
+{
+    struct load_ctx *ctx = stream;
+    const char *p = ctx->buf + ctx->pos;
+    const char *end = ctx->buf + ctx->len;
+    const char *nl;
+    size_t n;
+
+    if (ctx->failed || p >= end) {
+        return NULL;
+    }
+    nl = memchr(p, '\n', (size_t)(end - p));
+    n = nl != NULL ? (size_t)(nl - p) : (size_t)(end - p);
+    ctx->pos += n + (nl != NULL);
+    ctx->lineno++;
+    while (n > 0 && (*p == ' ' || *p == '\t')) {
+        p++;
+        n--;
+    }
+    if (!line_ok(ctx, p, n) || n >= (size_t)num) {
+        return NULL;
+    }
+    memcpy(str, p, n);
+    str[n] = '\0';
+    return str;
+}
+
+static int
+on_key(void *user, const char *section, const char *name, const char *value)
+{
+    struct load_ctx *ctx = user;
+    const struct key_def *k = find_key(section, name);
+    char why[256];
+
+    if (section[0] == '\0') {
+        fail(ctx, ctx->lineno, NULL, "%s: key outside any [section]", name);
+        return 0;
+    }
+    if (k == NULL) {
+        fail(ctx, ctx->lineno, NULL, "[%s] %s: unknown key", section, name);
+        return 0;
+    }
+    if (key_line(ctx, k) != 0) {
+        fail(ctx, ctx->lineno, k, "duplicate key (first set on line %d)",
+             key_line(ctx, k));
+        return 0;
+    }
+    ctx->lines[k - keys] = ctx->lineno;
+    if (!set_value(ctx->cfg, k, value, why, sizeof(why))) {
+        fail(ctx, ctx->lineno, k, "%s", why);
+        return 0;
+    }
+    return 1;
+}
+
+static bool
+parse_text(struct load_ctx *ctx)
+{
+    int rc = ini_parse_stream(next_line, ctx, on_key, ctx);
+
+    /* inih reports the first bad line, be it its syntax or our handler. */
+    if (rc > 0 && (!ctx->failed || rc < ctx->err_line)) {
+        ctx->failed = false;
+        fail(ctx, rc, NULL, "syntax error: expected [section] or key = value");
+    } else if (rc < 0 && !ctx->failed) {
+        fail(ctx, 0, NULL, "inih failed (%d)", rc);
+    }
+    return !ctx->failed;
+}
+
+static bool
+run_checks(struct load_ctx *ctx)
+{
+    char why[256];
+
+    for (size_t i = 0; i < NKEYS; i++) {
+        if (keys[i].check != NULL &&
+            !keys[i].check(ctx->cfg, why, sizeof(why))) {
+            fail(ctx, ctx->lines[i], &keys[i], "%s", why);
+            return false;
+        }
+    }
+    return true;
+}
+
+/* The key goes into an HTTP header: printable ASCII without spaces only. */
+static bool
+key_chars_ok(const char *key, size_t len)
+{
+    for (size_t i = 0; i < len; i++) {
+        if ((unsigned char)key[i] <= 0x20 || (unsigned char)key[i] >= 0x7f) {
+            return false;
+        }
+    }
+    return true;
+}
+
+static bool
+store_key(struct load_ctx *ctx, const char *key, size_t len)
+{
+    ctx->cfg->api_key = malloc(len + 1);
+    if (ctx->cfg->api_key == NULL) {
+        fail(ctx, 0, NULL, "out of memory");
+        return false;
+    }
+    memcpy(ctx->cfg->api_key, key, len);
+    ctx->cfg->api_key[len] = '\0';
+    return true;
+}
+
+/* Reads up to LEN bytes; returns how many, or -1 with errno. */
+static ssize_t
+read_fd(int fd, char *buf, size_t len)
+{
+    size_t got = 0;
+
+    while (got < len) {
+        ssize_t n = read(fd, buf + got, len - got);
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n < 0) {
+            return -1;
+        }
+        if (n == 0) {
+            break;
+        }
+        got += (size_t)n;
+    }
+    return (ssize_t)got;
+}
+
+/* Fills BUF with the key file's bytes; reports every failure but empty. */
+static bool
+read_key_bytes(struct load_ctx *ctx, const struct key_def *k, char *buf,
+               size_t *len)
+{
+    const char *file = ctx->cfg->api_key_file;
+    /* O_NONBLOCK: opening a FIFO must not hang start-up. */
+    int fd = open(file, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    struct stat st;
+    ssize_t n = -1;
+
+    if (fd < 0) {
+        fail(ctx, key_line(ctx, k), k, "cannot read %s: %s", file,
+             strerror(errno));
+        return false;
+    }
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        fail(ctx, key_line(ctx, k), k, "cannot read %s: not a regular file",
+             file);
+    } else if ((n = read_fd(fd, buf, API_KEY_MAX + 1)) < 0) {
+        fail(ctx, key_line(ctx, k), k, "cannot read %s: %s", file,
+             strerror(errno));
+    } else if (n > API_KEY_MAX) {
+        fail(ctx, key_line(ctx, k), k, "%s is larger than %d bytes", file,
+             API_KEY_MAX);
+    } else if (st.st_mode & (S_IRGRP | S_IROTH)) {
+        log_warn("%s: api_key_file %s is readable by group or others "
+                 "(mode %04o); chmod 600 it",
+                 ctx->path, file, (unsigned)(st.st_mode & 07777));
+    }
+    close(fd);
+    *len = n > 0 ? (size_t)n : 0;
+    return !ctx->failed;
+}
+
+static bool
+load_key_file(struct load_ctx *ctx)
+{
+    const struct key_def *k = find_key("upstream", "api_key_file");
+    const char *file = ctx->cfg->api_key_file;
+    char buf[API_KEY_MAX + 1];
+    size_t len = 0;
+    bool ok = read_key_bytes(ctx, k, buf, &len);
+
+    while (len > 0 && isspace((unsigned char)buf[len - 1])) {
+        len--;
+    }
+    if (ok && len == 0) {
+        fail(ctx, key_line(ctx, k), k, "%s is empty", file);
+    } else if (ok && !key_chars_ok(buf, len)) {
+        fail(ctx, key_line(ctx, k), k,
+             "%s: the key contains spaces, control or non-ASCII characters",
+             file);
+    } else if (ok) {
+        store_key(ctx, buf, len);
+    }
+    OPENSSL_cleanse(buf, sizeof(buf));
+    return !ctx->failed;
+}
+
+static bool
+load_api_key(struct load_ctx *ctx)
+{
+    const char *env = getenv(API_KEY_ENV);
+
+    if (ctx->cfg->api_key_file != NULL) {
+        return load_key_file(ctx);
+    }
+    if (env == NULL || env[0] == '\0') {
+        fail(ctx, 0, NULL,
+             "no API key: set [upstream] api_key_file or " API_KEY_ENV);
+        return false;
+    }
+    if (!key_chars_ok(env, strlen(env))) {
+        fail(ctx, 0, NULL,
+             API_KEY_ENV " contains spaces, control or non-ASCII characters");
+        return false;
+    }
+    return store_key(ctx, env, strlen(env));
+}
+
+bool
+agw_config_load(struct agw_config *cfg, const char *path, char *err,
+                size_t errlen)
+{
+    int lines[NKEYS] = {0};
+    struct load_ctx ctx = {
+        .cfg = cfg, .path = path, .lines = lines, .err = err, .errlen = errlen};
+    char *text = NULL;
+    bool ok;
+
+    if (errlen > 0) {
+        err[0] = '\0';
+    }
+    agw_config_defaults(cfg);
+    ok = read_config_file(&ctx, &text) && parse_text(&ctx) &&
+         run_checks(&ctx) && load_api_key(&ctx);
+    free(text);
+    if (!ok) {
+        agw_config_free(cfg);
+    }
+    return ok;
+}
+
+void
+agw_config_defaults(struct agw_config *cfg)
+{
+    char why[256];
+
+    memset(cfg, 0, sizeof(*cfg));
+    for (size_t i = 0; i < NKEYS; i++) {
+        /* Only out of memory (or a bad table) gets here. */
+        if (!set_value(cfg, &keys[i], keys[i].def, why, sizeof(why))) {
+            fprintf(stderr, "[%s] %s: default: %s\n", keys[i].section,
+                    keys[i].name, why);
+            abort();
+        }
+    }
+}
+
+void
+agw_config_free(struct agw_config *cfg)
+{
+    for (size_t i = 0; i < NKEYS; i++) {
+        if (keys[i].type == T_STRING) {
+            free(*(char **)field_of(cfg, &keys[i]));
+        }
+    }
+    if (cfg->api_key != NULL) {
+        OPENSSL_cleanse(cfg->api_key, strlen(cfg->api_key));
+        free(cfg->api_key);
+    }
+    memset(cfg, 0, sizeof(*cfg));
+}
+
+/* ------------------------------------------------------------ sample */
+
+static void
+print_sample_key(FILE *out, const struct key_def *k)
+{
+    char allowed[128];
+    const char *value = k->sample != NULL ? k->sample : k->def;
+
+    fprintf(out, "# %s\n# Default: %s.", k->doc,
+            k->def[0] != '\0' ? k->def : "empty");
+    if (k->type == T_ENUM) {
+        list_names(k->names, allowed, sizeof(allowed));
+        fprintf(out, " One of: %s.", allowed);
+    } else if (k->type == T_BOOL) {
+        fprintf(out, " One of: yes, no.");
+    } else if (k->type != T_STRING) {
+        describe_range(k, allowed, sizeof(allowed));
+        fprintf(out, " Range: %s.", allowed);
+    }
+    fprintf(out, " %s\n", (k->flags & F_RELOAD) ? "SIGHUP applies changes."
+                                                : "Changes need a restart.");
+    if (k->note != NULL) {
+        fprintf(out, "# %s\n", k->note);
+    }
+    fprintf(out, "%s%s =%s%s\n", (k->flags & F_SAMPLE_OFF) ? "# " : "",
+            k->name, value[0] != '\0' ? " " : "", value);
+}
+
+void
+agw_config_print_sample(FILE *out)
+{
+    const char *section = NULL;
+
+    fputs("# asset-gateway configuration (SPEC section 6), as printed by\n"
+          "# `asset-gateway --sample-config`: every key with its default.\n"
+          "# INI syntax: [section], key = value; a line starting with # or ;\n"
+          "# is a comment. The API key never goes in this file.\n",
+          out);
+    for (size_t i = 0; i < NKEYS; i++) {
+        if (section == NULL || strcmp(section, keys[i].section) != 0) {
+            section = keys[i].section;
+            fprintf(out, "\n[%s]\n", section);
+        } else {
+            fputc('\n', out);
+        }
+        print_sample_key(out, &keys[i]);
+    }
+}

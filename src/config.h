@@ -1,0 +1,76 @@
+/*
+ * config.h - the daemon's settings: one table drives parsing, defaults,
+ * validation, `-t` and the documented sample file (conf/asset-gateway.conf).
+ */
+#ifndef AGW_CONFIG_H
+#define AGW_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+
+enum agw_store_backend { AGW_STORE_MEMORY, AGW_STORE_REDIS };
+enum agw_auth_mode { AGW_AUTH_NONE, AGW_AUTH_TOKEN };
+enum agw_log_format { AGW_LOGFMT_TEXT, AGW_LOGFMT_JSON };
+
+struct agw_config {
+    /* [server] */
+    char *listen; /* "host:port" */
+    int workers;
+    long max_body_bytes;
+    int client_timeout_ms;
+    int drain_timeout_ms;
+    int request_deadline_ms; /* whole create call: wait + attempts + backoff */
+    /* [upstream] */
+    char *base_url;
+    char *api_key_file;
+    char *ca_file;
+    int connect_timeout_ms;
+    int request_timeout_ms; /* one attempt, connect to last byte */
+    int max_retries;
+    int max_connections; /* keep-alive pool size */
+    /* [store] */
+    int store_backend; /* enum agw_store_backend */
+    char *redis_url;
+    char *key_prefix;
+    long cache_ttl_s;
+    long cache_max_entries;
+    /* [ratelimit] */
+    double rate;
+    int burst;
+    int max_wait_ms;
+    int expected_instances;
+    double fallback_rate; /* 0: rate / live instances */
+    /* [auth] */
+    int auth_mode; /* enum agw_auth_mode */
+    char *clients_file;
+    /* [security] */
+    bool allow_private_sources;
+    /* [log] */
+    int log_level; /* enum agw_log_level */
+    int log_format; /* enum agw_log_format */
+
+    /* Not from the file: loaded from api_key_file or ASSET_GATEWAY_API_KEY.
+     * Secret: never log it; agw_config_free() wipes it. */
+    char *api_key;
+};
+
+/*
+ * Loads and validates PATH into CFG (which the caller zeroes or frees
+ * first). On failure returns false and writes "FILE:LINE: [section] key:
+ * problem" into ERR. On success CFG owns every string; free with
+ * agw_config_free().
+ */
+bool agw_config_load(struct agw_config *cfg, const char *path, char *err,
+                     size_t errlen);
+
+/* Fills CFG with every default (no file read, no key loaded). */
+void agw_config_defaults(struct agw_config *cfg);
+
+/* Frees strings and wipes the API key. CFG may be reused afterwards. */
+void agw_config_free(struct agw_config *cfg);
+
+/* Writes the sample file (every key, its default, its doc) to STREAM. */
+void agw_config_print_sample(FILE *stream);
+
+#endif

@@ -1,0 +1,497 @@
+/*
+ * create.c - the Create Asset pipeline. A call travels one way: validate
+ * -> join the single flight -> (leader only) store lookup -> rate-limit
+ * slot -> upstream attempt, with retries -> store write -> answer the
+ * leader and every waiter. Each stage ends by calling the next one or
+ * finish(); finish() is the only way out, so every call is answered once.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <openssl/rand.h>
+
+#include "config.h"
+#include "create.h"
+#include "gateway.h"
+#include "log.h"
+#include "ratelimit.h"
+#include "reply.h"
+#include "request.h"
+#include "retry.h"
+#include "singleflight.h"
+#include "store.h"
+#include "upstream.h"
+#include "util.h"
+
+#define US_PER_MS 1000
+#define US_PER_S 1000000
+#define UPSTREAM_PAUSE_DEFAULT_S 1
+
+struct agw_call {
+    struct agw_gateway *gw;
+    struct evhttp_request *req;
+    char request_id[AGW_REQUEST_ID_MAX + 1];
+    struct agw_create create;
+    char upstream_path[96];
+    int64_t start_us;
+    int64_t deadline_us;
+    int64_t waited_us; /* time spent waiting for rate-limit slots */
+    int attempts;      /* upstream attempts sent */
+    int upstream_status;
+    bool no_cache;
+    struct event *timer;    /* rate-limit wait or retry backoff */
+    struct event *deadline; /* leaders only */
+    void (*on_timer)(struct agw_call *call);
+    struct agw_upstream_call *upcall;
+    struct agw_call *prev, *next; /* gw->leaders */
+};
+
+static void acquire_slot(struct agw_call *call);
+
+static int64_t
+remaining_us(const struct agw_call *call)
+{
+    return call->deadline_us - agw_now_us();
+}
+
+static double
+random_unit(void)
+{
+    uint32_t r = 0;
+
+    if (RAND_bytes((unsigned char *)&r, sizeof(r)) != 1) {
+        r = (uint32_t)agw_now_us();
+    }
+    return (double)r / 4294967296.0;
+}
+
+static void
+add_ratelimit_headers(struct agw_call *call, struct evkeyvalq *headers)
+{
+    struct agw_limiter *rl = call->gw->limiter;
+    struct agw_rl_state state;
+    char value[24];
+
+    rl->ops->state(rl, &state);
+    snprintf(value, sizeof(value), "%d", state.limit);
+    evhttp_add_header(headers, "RateLimit-Limit", value);
+    snprintf(value, sizeof(value), "%d", state.remaining);
+    evhttp_add_header(headers, "RateLimit-Remaining", value);
+    snprintf(value, sizeof(value), "%d", state.reset_s);
+    evhttp_add_header(headers, "RateLimit-Reset", value);
+}
+
+/* Sends RESP to this call's caller, logs the access line, frees CALL. */
+static void
+answer(struct agw_call *call, const struct agw_response *resp,
+       const char *cache)
+{
+    struct evkeyvalq *headers = evhttp_request_get_output_headers(call->req);
+    double total_ms = (double)(agw_now_us() - call->start_us) / US_PER_MS;
+
+    if (resp->status >= 200 && resp->status < 300) {
+        evhttp_add_header(headers, "X-Cache", cache);
+    }
+    add_ratelimit_headers(call, headers);
+    agw_reply_send(call->req, resp);
+    rlog_info(call->request_id,
+              "POST %s status=%d cache=%s upstream_status=%d attempts=%d "
+              "wait_ms=%.1f ms=%.1f",
+              call->upstream_path, resp->status, cache, call->upstream_status,
+              call->attempts, (double)call->waited_us / US_PER_MS, total_ms);
+    call->gw->inflight--;
+    agw_create_clear(&call->create);
+    free(call);
+}
+
+static void
+answer_error(struct agw_call *call, int status, int code, const char *message)
+{
+    struct agw_response resp;
+
+    agw_response_error(&resp, status, code, message);
+    answer(call, &resp, "MISS");
+    agw_response_clear(&resp);
+}
+
+static void
+on_flight_done(const struct agw_response *resp, void *arg)
+{
+    answer(arg, resp, "HIT");
+}
+
+static void
+unlink_leader(struct agw_call *call)
+{
+    if (call->prev != NULL) {
+        call->prev->next = call->next;
+    } else {
+        call->gw->leaders = call->next;
+    }
+    if (call->next != NULL) {
+        call->next->prev = call->prev;
+    }
+}
+
+/* The leader's way out: ends the flight (answering its waiters too). */
+static void
+finish(struct agw_call *call, const struct agw_response *resp,
+       const char *cache)
+{
+    unlink_leader(call);
+    if (call->upcall != NULL) {
+        agw_upstream_cancel(call->upcall);
+    }
+    if (call->timer != NULL) {
+        event_free(call->timer);
+    }
+    if (call->deadline != NULL) {
+        event_free(call->deadline);
+    }
+    agw_sf_finish(call->gw->sf, call->create.dedupe_key, resp);
+    answer(call, resp, cache);
+}
+
+static void
+finish_error(struct agw_call *call, int status, int code, const char *message,
+             int retry_after_s)
+{
+    struct agw_response resp;
+
+    agw_response_error(&resp, status, code, message);
+    resp.retry_after_s = retry_after_s;
+    finish(call, &resp, "MISS");
+    agw_response_clear(&resp);
+}
+
+static void
+on_timer(evutil_socket_t fd, short what, void *arg)
+{
+    struct agw_call *call = arg;
+
+    call->on_timer(call);
+}
+
+static void
+wait_then(struct agw_call *call, int64_t wait_us,
+          void (*next)(struct agw_call *call))
+{
+    struct timeval tv = {
+        .tv_sec = (time_t)(wait_us / US_PER_S),
+        .tv_usec = (suseconds_t)(wait_us % US_PER_S),
+    };
+
+    call->on_timer = next;
+    evtimer_add(call->timer, &tv);
+}
+
+static void
+on_deadline(evutil_socket_t fd, short what, void *arg)
+{
+    struct agw_call *call = arg;
+    char message[96];
+
+    snprintf(message, sizeof(message),
+             "no answer from Connectly within %d ms (%d attempts)",
+             call->gw->cfg->request_deadline_ms, call->attempts);
+    finish_error(call, 504, AGW_CODE_DEADLINE_EXCEEDED, message, -1);
+}
+
+/* After a failed attempt: schedules the next one if the rules allow. */
+static bool
+retry_later(struct agw_call *call, enum agw_attempt_outcome outcome,
+            int status)
+{
+    int64_t backoff;
+
+    if (!agw_retry_allowed(outcome, status, call->attempts,
+                           call->gw->cfg->max_retries,
+                           call->create.id != NULL)) {
+        return false;
+    }
+    backoff = agw_backoff_us(call->attempts, random_unit());
+    if (backoff >= remaining_us(call)) {
+        return false;
+    }
+    rlog_debug(call->request_id, "retrying in %lld ms after attempt %d",
+               (long long)(backoff / US_PER_MS), call->attempts);
+    wait_then(call, backoff, acquire_slot);
+    return true;
+}
+
+static void
+on_upstream_429(struct agw_call *call, int retry_after_s)
+{
+    struct agw_limiter *rl = call->gw->limiter;
+    int pause_s = retry_after_s >= 0 ? retry_after_s : UPSTREAM_PAUSE_DEFAULT_S;
+    int64_t pause_us = (int64_t)pause_s * US_PER_S;
+
+    rlog_warn(call->request_id, "Connectly answered 429: pausing %d s",
+              pause_s);
+    rl->ops->pause(rl, pause_us);
+    if (pause_us < remaining_us(call)) {
+        acquire_slot(call);
+        return;
+    }
+    finish_error(call, 429, AGW_CODE_RESOURCE_EXHAUSTED,
+                 "Connectly's rate limit was reached; retry later",
+                 pause_s > 0 ? pause_s : 1);
+}
+
+static void
+on_upstream_response(struct agw_call *call,
+                     const struct agw_upstream_result *res)
+{
+    struct agw_response resp = {
+        .status = res->status,
+        .body = (char *)res->body,
+        .len = res->len,
+        .retry_after_s = -1,
+    };
+    char message[96];
+
+    if (res->status >= 200 && res->status < 300) {
+        call->gw->store->ops->put(call->gw->store, call->create.dedupe_key,
+                                  res->status, res->body, res->len,
+                                  call->gw->cfg->cache_ttl_s);
+        finish(call, &resp, "MISS");
+    } else if (res->status == 429) {
+        on_upstream_429(call, res->retry_after_s);
+    } else if (res->status == 401 || res->status == 403) {
+        rlog_error(call->request_id,
+                   "Connectly refused the gateway's API key (status %d)",
+                   res->status);
+        finish_error(call, 502, AGW_CODE_INTERNAL,
+                     "the gateway's credentials were refused by Connectly",
+                     -1);
+    } else if (res->status >= 500) {
+        if (!retry_later(call, res->outcome, res->status)) {
+            snprintf(message, sizeof(message),
+                     "Connectly answered %d after %d attempts", res->status,
+                     call->attempts);
+            finish_error(call, 502, AGW_CODE_UNAVAILABLE, message, -1);
+        }
+    } else {
+        /* Connectly's own 4xx (e.g. an unfetchable source): its words. */
+        finish(call, &resp, "MISS");
+    }
+}
+
+static void
+on_upstream(const struct agw_upstream_result *res, void *arg)
+{
+    struct agw_call *call = arg;
+    char message[128];
+
+    call->upcall = NULL;
+    call->upstream_status = res->status;
+    if (res->outcome == AGW_ATTEMPT_RESPONSE) {
+        on_upstream_response(call, res);
+        return;
+    }
+    rlog_warn(call->request_id, "upstream attempt %d failed: %s",
+              call->attempts, res->detail != NULL ? res->detail : "");
+    if (retry_later(call, res->outcome, 0)) {
+        return;
+    }
+    if (res->outcome == AGW_ATTEMPT_TIMEOUT) {
+        snprintf(message, sizeof(message),
+                 "Connectly did not answer within %d ms",
+                 call->gw->cfg->request_timeout_ms);
+        finish_error(call, 504, AGW_CODE_DEADLINE_EXCEEDED, message, -1);
+        return;
+    }
+    snprintf(message, sizeof(message),
+             "Connectly is unreachable (%d attempts)", call->attempts);
+    finish_error(call, 502, AGW_CODE_UNAVAILABLE, message, -1);
+}
+
+static void
+send_attempt(struct agw_call *call)
+{
+    struct agw_limiter *rl = call->gw->limiter;
+    int64_t left = remaining_us(call);
+    int64_t timeout_ms = call->gw->cfg->request_timeout_ms;
+
+    /* A 429 arrived while this call waited for its slot: queue again
+     * behind the pause rather than spending the slot into it. */
+    if (rl->ops->paused_until(rl) > agw_now_us()) {
+        acquire_slot(call);
+        return;
+    }
+    if (left / US_PER_MS < timeout_ms) {
+        timeout_ms = left / US_PER_MS;
+    }
+    call->attempts++;
+    call->upcall = agw_upstream_post(
+        call->gw->upstream, call->upstream_path, call->create.upstream_body,
+        strlen(call->create.upstream_body), call->request_id,
+        (int)(timeout_ms > 0 ? timeout_ms : 1), on_upstream, call);
+}
+
+static void
+on_slot(bool granted, int64_t wait_us, void *arg)
+{
+    struct agw_call *call = arg;
+    int retry_after_s;
+
+    if (!granted) {
+        retry_after_s = (int)((wait_us + US_PER_S - 1) / US_PER_S);
+        finish_error(call, 429, AGW_CODE_RESOURCE_EXHAUSTED,
+                     "rate limit: the call would wait longer than max_wait_ms",
+                     retry_after_s > 0 ? retry_after_s : 1);
+        return;
+    }
+    if (wait_us <= 0) {
+        send_attempt(call);
+        return;
+    }
+    call->waited_us += wait_us;
+    wait_then(call, wait_us, send_attempt);
+}
+
+static void
+acquire_slot(struct agw_call *call)
+{
+    struct agw_limiter *rl = call->gw->limiter;
+    int64_t max_wait = (int64_t)call->gw->cfg->max_wait_ms * US_PER_MS;
+    int64_t left = remaining_us(call);
+
+    if (left < max_wait) {
+        max_wait = left;
+    }
+    rl->ops->acquire(rl, max_wait, on_slot, call);
+}
+
+static void
+on_lookup(enum agw_store_result result, int status, const char *body,
+          size_t len, void *arg)
+{
+    struct agw_call *call = arg;
+    struct agw_response resp = {
+        .status = status,
+        .body = (char *)body,
+        .len = len,
+        .retry_after_s = -1,
+    };
+
+    if (result == AGW_STORE_HIT) {
+        finish(call, &resp, "HIT");
+        return;
+    }
+    acquire_slot(call);
+}
+
+static void
+lead(struct agw_call *call)
+{
+    struct agw_gateway *gw = call->gw;
+    struct timeval tv = {
+        .tv_sec = gw->cfg->request_deadline_ms / 1000,
+        .tv_usec = (gw->cfg->request_deadline_ms % 1000) * 1000,
+    };
+
+    call->next = gw->leaders;
+    if (gw->leaders != NULL) {
+        gw->leaders->prev = call;
+    }
+    gw->leaders = call;
+    call->timer = evtimer_new(gw->base, on_timer, call);
+    call->deadline = evtimer_new(gw->base, on_deadline, call);
+    if (call->timer == NULL || call->deadline == NULL) {
+        finish_error(call, 503, AGW_CODE_UNAVAILABLE, "out of memory", -1);
+        return;
+    }
+    evtimer_add(call->deadline, &tv);
+    if (call->no_cache) {
+        acquire_slot(call);
+        return;
+    }
+    gw->store->ops->get(gw->store, call->create.dedupe_key, on_lookup, call);
+}
+
+static bool
+wants_no_cache(struct evhttp_request *req)
+{
+    const char *value = evhttp_find_header(
+        evhttp_request_get_input_headers(req), "Cache-Control");
+
+    return value != NULL && strcasestr(value, "no-cache") != NULL;
+}
+
+/* Reads and validates the body; answers 4xx itself and returns false. */
+static bool
+parse_call(struct agw_call *call, const char *business_id)
+{
+    const struct agw_config *cfg = call->gw->cfg;
+    struct evbuffer *in = evhttp_request_get_input_buffer(call->req);
+    size_t len = evbuffer_get_length(in);
+    char message[512];
+    const char *body;
+
+    if (len > (size_t)cfg->max_body_bytes) {
+        snprintf(message, sizeof(message),
+                 "request body is %zu bytes; the limit is %ld", len,
+                 cfg->max_body_bytes);
+        answer_error(call, 413, AGW_CODE_INVALID_ARGUMENT, message);
+        return false;
+    }
+    body = (const char *)evbuffer_pullup(in, -1);
+    if (!agw_create_parse(&call->create, business_id, body != NULL ? body : "",
+                          len, cfg->allow_private_sources, message,
+                          sizeof(message))) {
+        answer_error(call, 400, AGW_CODE_INVALID_ARGUMENT, message);
+        return false;
+    }
+    snprintf(call->upstream_path, sizeof(call->upstream_path),
+             "/v1/businesses/%s/assets", call->create.business_id);
+    return true;
+}
+
+void
+agw_create_handle(struct agw_gateway *gw, struct evhttp_request *req,
+                  const char *business_id)
+{
+    struct agw_call *call = calloc(1, sizeof(*call));
+
+    if (call == NULL) {
+        agw_reply_error(req, 503, AGW_CODE_UNAVAILABLE, "out of memory");
+        return;
+    }
+    call->gw = gw;
+    call->req = req;
+    call->start_us = agw_now_us();
+    call->deadline_us = call->start_us +
+                        (int64_t)gw->cfg->request_deadline_ms * US_PER_MS;
+    snprintf(call->upstream_path, sizeof(call->upstream_path),
+             "/v1/businesses/%.40s/assets", business_id);
+    agw_reply_request_id(req, call->request_id);
+    gw->inflight++;
+    if (gw->draining) {
+        answer_error(call, 503, AGW_CODE_UNAVAILABLE,
+                     "the gateway is shutting down");
+        return;
+    }
+    if (!parse_call(call, business_id)) {
+        return;
+    }
+    call->no_cache = wants_no_cache(req);
+    if (agw_sf_join(gw->sf, call->create.dedupe_key, on_flight_done, call)) {
+        lead(call);
+    }
+}
+
+void
+agw_create_abort_all(struct agw_gateway *gw)
+{
+    while (gw->leaders != NULL) {
+        finish_error(gw->leaders, 503, AGW_CODE_UNAVAILABLE,
+                     "the gateway is shutting down", -1);
+    }
+}

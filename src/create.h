@@ -1,0 +1,22 @@
+/*
+ * create.h - the Create Asset pipeline: validate -> store lookup ->
+ * single flight -> rate limit -> upstream (with retries) -> store write ->
+ * reply. Every accepted call ends in exactly one reply.
+ */
+#ifndef AGW_CREATE_H
+#define AGW_CREATE_H
+
+struct evhttp_request;
+struct agw_gateway;
+
+/* Handles POST /v1/businesses/BUSINESS_ID/assets on REQ. */
+void agw_create_handle(struct agw_gateway *gw, struct evhttp_request *req,
+                       const char *business_id);
+
+/*
+ * Answers every create still in progress with 503 UNAVAILABLE (the drain
+ * deadline passed); their upstream calls and timers are cancelled.
+ */
+void agw_create_abort_all(struct agw_gateway *gw);
+
+#endif

@@ -1,0 +1,32 @@
+/*
+ * gateway.h - what one event loop's worth of gateway holds: the loop, the
+ * settings, and one of each stage of the create pipeline.
+ */
+#ifndef AGW_GATEWAY_H
+#define AGW_GATEWAY_H
+
+#include <stdbool.h>
+
+struct event_base;
+struct evdns_base;
+struct agw_config;
+struct agw_store;
+struct agw_sf;
+struct agw_limiter;
+struct agw_upstream;
+struct agw_call;
+
+struct agw_gateway {
+    struct event_base *base;
+    struct evdns_base *dns;
+    const struct agw_config *cfg;
+    struct agw_store *store;
+    struct agw_sf *sf;
+    struct agw_limiter *limiter;
+    struct agw_upstream *upstream;
+    bool draining;  /* stop taking new creates: answer 503 */
+    long inflight;  /* create calls accepted and not yet answered */
+    struct agw_call *leaders; /* calls leading a flight: create.c's list */
+};
+
+#endif

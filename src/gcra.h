@@ -1,0 +1,51 @@
+/*
+ * gcra.h - the Generic Cell Rate Algorithm with reservations: pure
+ * arithmetic on a theoretical arrival time (TAT), no clock of its own.
+ * RATE calls/second with BURST extra: in any one-second window at most
+ * RATE + BURST calls are granted.
+ */
+#ifndef AGW_GCRA_H
+#define AGW_GCRA_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+struct agw_gcra {
+    int64_t interval_us;  /* emission interval T = 1 s / rate */
+    int64_t tolerance_us; /* burst * T */
+    int64_t tat_us;       /* theoretical arrival time of the next call */
+    int rate_per_s;       /* for the RateLimit-Limit header */
+};
+
+void agw_gcra_init(struct agw_gcra *g, double rate, int burst);
+
+/*
+ * As agw_gcra_init, but spaces grants so that any RATE + BURST + 1 of
+ * them span at least 1 s + MARGIN_US: a call delayed on its way by up to
+ * MARGIN_US more than an earlier one still cannot make a second at the
+ * receiver hold more than RATE + BURST. Costs MARGIN_US / 1 s of rate.
+ */
+void agw_gcra_init_margin(struct agw_gcra *g, double rate, int burst,
+                          int64_t margin_us);
+
+/*
+ * Reserves the next slot for a call arriving at NOW_US. When the slot is
+ * at most MAX_WAIT_US away: takes it, sets *WAIT_US (0: go now) and
+ * returns true. Otherwise takes nothing, sets *WAIT_US to how far away
+ * the slot is, and returns false.
+ */
+bool agw_gcra_reserve(struct agw_gcra *g, int64_t now_us, int64_t max_wait_us,
+                      int64_t *wait_us);
+
+/* No slot is granted before NOW_US + PAUSE_US (an upstream 429). */
+void agw_gcra_pause(struct agw_gcra *g, int64_t now_us, int64_t pause_us);
+
+/*
+ * For the RateLimit-* headers: calls that could still start within the
+ * next second without waiting past it, and whole seconds (rounded up)
+ * until the limiter is back to full.
+ */
+void agw_gcra_state(const struct agw_gcra *g, int64_t now_us, int *remaining,
+                    int *reset_s);
+
+#endif

@@ -1,0 +1,158 @@
+/*
+ * log.c - one line per message on stderr, as text or as a JSON object
+ * (json-c does the escaping). Each line leaves in a single write.
+ */
+#include "log.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <json-c/json.h>
+
+#include "config.h"
+
+#define MSG_MAX 2048
+
+int agw_log_level = AGW_LOG_INFO;
+
+static int log_format = AGW_LOGFMT_TEXT;
+static char log_program[64] = "asset-gateway";
+
+static const char *const level_names[] = {"error", "warn", "info", "debug"};
+
+void
+agw_log_setup(int level, int format, const char *program)
+{
+    agw_log_level = level;
+    log_format = format;
+    if (program != NULL) {
+        snprintf(log_program, sizeof(log_program), "%s", program);
+    }
+}
+
+int
+agw_log_level_parse(const char *name)
+{
+    for (int i = 0; i < (int)(sizeof(level_names) / sizeof(level_names[0]));
+         i++) {
+        if (strcmp(name, level_names[i]) == 0) {
+            return i;
+        }
+    }
+    return -1;
+}
+
+/* 2026-11-23T10:41:00.123Z */
+static void
+format_time(char *out, size_t len)
+{
+    struct timespec ts;
+    struct tm tm;
+    char secs[32];
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    gmtime_r(&ts.tv_sec, &tm);
+    strftime(secs, sizeof(secs), "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(out, len, "%s.%03ldZ", secs, ts.tv_nsec / 1000000);
+}
+
+/* A caller-chosen request id or message must not forge extra lines. */
+static void
+flatten(char *s)
+{
+    for (; *s != '\0'; s++) {
+        if ((unsigned char)*s < 0x20 || *s == 0x7f) {
+            *s = ' ';
+        }
+    }
+}
+
+static void
+write_line(const char *line, size_t len)
+{
+    struct iovec iov[2] = {{(void *)line, len}, {"\n", 1}};
+
+    /* One writev per line keeps lines from threads whole. */
+    while (writev(STDERR_FILENO, iov, 2) < 0 && errno == EINTR) {
+    }
+}
+
+static void
+write_text(const char *ts, const char *level, const char *rid, char *msg)
+{
+    char line[MSG_MAX + 256];
+    char rid_part[160] = "";
+    int n;
+
+    if (rid != NULL) {
+        snprintf(rid_part, sizeof(rid_part), " [%s]", rid);
+        flatten(rid_part);
+    }
+    flatten(msg);
+    n = snprintf(line, sizeof(line), "%s %s%s %s", ts, level, rid_part, msg);
+    if (n >= (int)sizeof(line)) {
+        n = (int)sizeof(line) - 1;
+    }
+    write_line(line, n > 0 ? (size_t)n : 0);
+}
+
+static void
+add_string(struct json_object *obj, const char *key, const char *value)
+{
+    json_object_object_add(obj, key, json_object_new_string(value));
+}
+
+static void
+write_json(const char *ts, const char *level, const char *rid, const char *msg)
+{
+    struct json_object *obj = json_object_new_object();
+    const char *text;
+    size_t len;
+
+    if (obj == NULL) {
+        return;
+    }
+    add_string(obj, "ts", ts);
+    add_string(obj, "level", level);
+    add_string(obj, "program", log_program);
+    if (rid != NULL) {
+        add_string(obj, "request_id", rid);
+    }
+    add_string(obj, "msg", msg);
+    text = json_object_to_json_string_length(
+        obj, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &len);
+    if (text != NULL) {
+        write_line(text, len);
+    }
+    json_object_put(obj);
+}
+
+void
+agw_log_write(int level, const char *request_id, const char *fmt, ...)
+{
+    char msg[MSG_MAX];
+    char ts[40];
+    const char *name;
+    va_list ap;
+
+    if (level < AGW_LOG_ERROR) {
+        level = AGW_LOG_ERROR;
+    } else if (level > AGW_LOG_DEBUG) {
+        level = AGW_LOG_DEBUG;
+    }
+    name = level_names[level];
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    format_time(ts, sizeof(ts));
+    if (log_format == AGW_LOGFMT_JSON) {
+        write_json(ts, name, request_id, msg);
+    } else {
+        write_text(ts, name, request_id, msg);
+    }
+}

@@ -1,0 +1,46 @@
+/*
+ * log.h - leveled logging to stderr, text or one JSON object per line.
+ * The macros test the level before formatting anything. Never pass a
+ * secret (API key, caller token) to these.
+ */
+#ifndef AGW_LOG_H
+#define AGW_LOG_H
+
+enum agw_log_level {
+    AGW_LOG_ERROR = 0,
+    AGW_LOG_WARN = 1,
+    AGW_LOG_INFO = 2,
+    AGW_LOG_DEBUG = 3,
+};
+
+extern int agw_log_level;
+
+/* FORMAT is enum agw_log_format; PROGRAM names the emitting binary. */
+void agw_log_setup(int level, int format, const char *program);
+
+/* Parses "error|warn|info|debug"; returns -1 when unknown. */
+int agw_log_level_parse(const char *name);
+
+/* REQUEST_ID may be NULL. */
+void agw_log_write(int level, const char *request_id, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+#define AGW_LOG_AT(lvl, rid, ...)                                            \
+    do {                                                                     \
+        if (agw_log_level >= (lvl)) {                                        \
+            agw_log_write((lvl), (rid), __VA_ARGS__);                        \
+        }                                                                    \
+    } while (0)
+
+#define log_error(...) AGW_LOG_AT(AGW_LOG_ERROR, NULL, __VA_ARGS__)
+#define log_warn(...) AGW_LOG_AT(AGW_LOG_WARN, NULL, __VA_ARGS__)
+#define log_info(...) AGW_LOG_AT(AGW_LOG_INFO, NULL, __VA_ARGS__)
+#define log_debug(...) AGW_LOG_AT(AGW_LOG_DEBUG, NULL, __VA_ARGS__)
+
+/* Request-scoped: the line carries the request id. */
+#define rlog_error(rid, ...) AGW_LOG_AT(AGW_LOG_ERROR, (rid), __VA_ARGS__)
+#define rlog_warn(rid, ...) AGW_LOG_AT(AGW_LOG_WARN, (rid), __VA_ARGS__)
+#define rlog_info(rid, ...) AGW_LOG_AT(AGW_LOG_INFO, (rid), __VA_ARGS__)
+#define rlog_debug(rid, ...) AGW_LOG_AT(AGW_LOG_DEBUG, (rid), __VA_ARGS__)
+
+#endif

@@ -1,0 +1,282 @@
+/*
+ * main.c - asset-gateway: command line, start-up in dependency order,
+ * signals (drain on SIGTERM/SIGINT), and the event loop.
+ */
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/dns.h>
+#include <event2/event.h>
+
+#include "config.h"
+#include "create.h"
+#include "gateway.h"
+#include "log.h"
+#include "ratelimit.h"
+#include "server.h"
+#include "singleflight.h"
+#include "store.h"
+#include "upstream.h"
+
+#include "agw_autoconf.h" /* PACKAGE_VERSION */
+
+#define DRAIN_TICK_MS 50
+#define FLUSH_GRACE_MS 100
+
+struct daemon {
+    struct agw_config cfg;
+    struct agw_gateway gw;
+    struct agw_server *server;
+    struct event *sigterm, *sigint, *sighup;
+    struct event *drain_tick;
+    int64_t drain_ticks_left;
+};
+
+static void
+usage(FILE *out)
+{
+    fprintf(out,
+            "Usage: asset-gateway -c FILE [-t]\n"
+            "       asset-gateway -V | -h | --sample-config\n"
+            "\n"
+            "  -c, --config FILE   configuration file (INI)\n"
+            "  -t, --test          check the configuration and exit (0 ok, "
+            "1 bad)\n"
+            "  -V, --version       print the version and exit\n"
+            "  -h, --help          this text\n"
+            "      --sample-config print a configuration file with every key "
+            "and its default\n");
+}
+
+static void
+exit_soon(struct daemon *d)
+{
+    struct timeval grace = {0, FLUSH_GRACE_MS * 1000};
+
+    /* Answers just handed to evhttp still need a loop turn to be written. */
+    event_base_loopexit(d->gw.base, &grace);
+}
+
+static void
+on_drain_tick(evutil_socket_t fd, short what, void *arg)
+{
+    struct daemon *d = arg;
+    struct timeval tick = {0, DRAIN_TICK_MS * 1000};
+
+    if (d->gw.inflight == 0) {
+        log_info("drained: every call answered; exiting");
+        exit_soon(d);
+        return;
+    }
+    if (--d->drain_ticks_left <= 0) {
+        log_warn("drain_timeout_ms reached with %ld calls in flight: "
+                 "answering them 503",
+                 d->gw.inflight);
+        agw_create_abort_all(&d->gw);
+        exit_soon(d);
+        return;
+    }
+    evtimer_add(d->drain_tick, &tick);
+}
+
+static void
+on_stop_signal(evutil_socket_t sig, short what, void *arg)
+{
+    struct daemon *d = arg;
+
+    if (d->gw.draining) {
+        return;
+    }
+    log_info("signal %d: draining (%ld calls in flight, up to %d ms)",
+             (int)sig, d->gw.inflight, d->cfg.drain_timeout_ms);
+    d->gw.draining = true;
+    agw_server_stop_accepting(d->server);
+    d->drain_ticks_left = d->cfg.drain_timeout_ms / DRAIN_TICK_MS + 1;
+    on_drain_tick(-1, 0, d);
+}
+
+static void
+on_sighup(evutil_socket_t sig, short what, void *arg)
+{
+    log_warn("SIGHUP: configuration reload is not available in this version; "
+             "restart the gateway to apply changes");
+}
+
+static int
+add_signals(struct daemon *d)
+{
+    struct event_base *base = d->gw.base;
+
+    d->sigterm = evsignal_new(base, SIGTERM, on_stop_signal, d);
+    d->sigint = evsignal_new(base, SIGINT, on_stop_signal, d);
+    d->sighup = evsignal_new(base, SIGHUP, on_sighup, d);
+    d->drain_tick = evtimer_new(base, on_drain_tick, d);
+    if (d->sigterm == NULL || d->sigint == NULL || d->sighup == NULL ||
+        d->drain_tick == NULL) {
+        return -1;
+    }
+    evsignal_add(d->sigterm, NULL);
+    evsignal_add(d->sigint, NULL);
+    evsignal_add(d->sighup, NULL);
+    return 0;
+}
+
+static bool
+start(struct daemon *d)
+{
+    struct agw_gateway *gw = &d->gw;
+    char err[512];
+
+    gw->cfg = &d->cfg;
+    gw->base = event_base_new();
+    if (gw->base == NULL) {
+        log_error("event_base_new failed");
+        return false;
+    }
+    gw->dns = evdns_base_new(gw->base, EVDNS_BASE_INITIALIZE_NAMESERVERS);
+    if (gw->dns == NULL) {
+        log_error("evdns_base_new failed (is /etc/resolv.conf readable?)");
+        return false;
+    }
+    gw->store = agw_store_memory_new(d->cfg.cache_max_entries);
+    gw->sf = agw_sf_new();
+    gw->limiter = agw_limiter_local_new(d->cfg.rate, d->cfg.burst);
+    if (gw->store == NULL || gw->sf == NULL || gw->limiter == NULL) {
+        log_error("out of memory at start-up");
+        return false;
+    }
+    gw->upstream = agw_upstream_new(gw->base, gw->dns, &d->cfg, err,
+                                    sizeof(err));
+    if (gw->upstream == NULL) {
+        log_error("upstream %s: %s", d->cfg.base_url, err);
+        return false;
+    }
+    if (add_signals(d) != 0) {
+        log_error("cannot install signal handlers");
+        return false;
+    }
+    d->server = agw_server_start(gw, err, sizeof(err));
+    if (d->server == NULL) {
+        log_error("%s", err);
+        return false;
+    }
+    return true;
+}
+
+static void
+stop(struct daemon *d)
+{
+    struct agw_gateway *gw = &d->gw;
+    struct event *events[] = {d->sigterm, d->sigint, d->sighup,
+                              d->drain_tick};
+
+    agw_server_free(d->server);
+    if (gw->upstream != NULL) {
+        agw_upstream_free(gw->upstream);
+    }
+    if (gw->limiter != NULL) {
+        gw->limiter->ops->destroy(gw->limiter);
+    }
+    if (gw->sf != NULL) {
+        agw_sf_free(gw->sf);
+    }
+    if (gw->store != NULL) {
+        gw->store->ops->destroy(gw->store);
+    }
+    for (size_t i = 0; i < sizeof(events) / sizeof(events[0]); i++) {
+        if (events[i] != NULL) {
+            event_free(events[i]);
+        }
+    }
+    if (gw->dns != NULL) {
+        evdns_base_free(gw->dns, 0);
+    }
+    if (gw->base != NULL) {
+        event_base_free(gw->base);
+    }
+    agw_config_free(&d->cfg);
+}
+
+static void
+log_start_warnings(const struct agw_config *cfg)
+{
+    if (cfg->auth_mode == AGW_AUTH_NONE) {
+        log_warn("[auth] mode = none: anyone who can reach %s can spend the "
+                 "Connectly API key",
+                 cfg->listen);
+    }
+    if (cfg->allow_private_sources) {
+        log_warn("[security] allow_private_sources = yes: loopback and "
+                 "private source URIs are accepted (tests and demos only)");
+    }
+}
+
+int
+main(int argc, char **argv)
+{
+    static const struct option options[] = {
+        {"config", required_argument, NULL, 'c'},
+        {"test", no_argument, NULL, 't'},
+        {"version", no_argument, NULL, 'V'},
+        {"help", no_argument, NULL, 'h'},
+        {"sample-config", no_argument, NULL, 's'},
+        {NULL, 0, NULL, 0},
+    };
+    static struct daemon d;
+    const char *path = NULL;
+    bool test_only = false;
+    char err[1024];
+    int opt;
+
+    while ((opt = getopt_long(argc, argv, "c:tVh", options, NULL)) != -1) {
+        switch (opt) {
+        case 'c':
+            path = optarg;
+            break;
+        case 't':
+            test_only = true;
+            break;
+        case 'V':
+            printf("asset-gateway %s\n", PACKAGE_VERSION);
+            return 0;
+        case 'h':
+            usage(stdout);
+            return 0;
+        case 's':
+            agw_config_print_sample(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (path == NULL || optind != argc) {
+        usage(stderr);
+        return 2;
+    }
+    if (!agw_config_load(&d.cfg, path, err, sizeof(err))) {
+        fprintf(stderr, "asset-gateway: %s\n", err);
+        return 1;
+    }
+    if (test_only) {
+        printf("asset-gateway: %s is valid\n", path);
+        agw_config_free(&d.cfg);
+        return 0;
+    }
+    agw_log_setup(d.cfg.log_level, d.cfg.log_format, "asset-gateway");
+    signal(SIGPIPE, SIG_IGN);
+    log_start_warnings(&d.cfg);
+    if (!start(&d)) {
+        stop(&d);
+        return 1;
+    }
+    log_info("asset-gateway %s serving %s for %s (store %s, rate %.6g/s)",
+             PACKAGE_VERSION, d.cfg.listen, d.cfg.base_url,
+             d.gw.store->ops->name, d.cfg.rate);
+    event_base_dispatch(d.gw.base);
+    stop(&d);
+    return 0;
+}

@@ -1,0 +1,48 @@
+/*
+ * ratelimit.h - the upstream budget (SPEC §4). One interface: a local
+ * GCRA now (ratelimit_local.c), the fleet-wide one in Redis next. The
+ * limiter only decides; the caller waits on its own timer.
+ */
+#ifndef AGW_RATELIMIT_H
+#define AGW_RATELIMIT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+struct agw_limiter;
+
+/*
+ * GRANTED: the call may start after WAIT_US (0: now); its slot is taken.
+ * Not GRANTED: the slot is WAIT_US away, past the caller's max wait;
+ * nothing was taken.
+ */
+typedef void (*agw_rl_cb)(bool granted, int64_t wait_us, void *arg);
+
+struct agw_rl_state {
+    int limit;     /* RateLimit-Limit */
+    int remaining; /* RateLimit-Remaining */
+    int reset_s;   /* RateLimit-Reset */
+};
+
+struct agw_limiter_ops {
+    const char *name;
+    /* Asks for one upstream slot. CB runs exactly once, possibly before
+     * acquire() returns. */
+    void (*acquire)(struct agw_limiter *rl, int64_t max_wait_us, agw_rl_cb cb,
+                    void *arg);
+    /* An upstream 429: grant nothing for PAUSE_US from now. */
+    void (*pause)(struct agw_limiter *rl, int64_t pause_us);
+    /* Monotonic time (agw_now_us) before which nothing is granted; 0. */
+    int64_t (*paused_until)(struct agw_limiter *rl);
+    void (*state)(struct agw_limiter *rl, struct agw_rl_state *out);
+    void (*destroy)(struct agw_limiter *rl);
+};
+
+struct agw_limiter {
+    const struct agw_limiter_ops *ops;
+};
+
+/* In-process GCRA at RATE calls/s with BURST extra. */
+struct agw_limiter *agw_limiter_local_new(double rate, int burst);
+
+#endif

@@ -1,0 +1,102 @@
+/*
+ * ratelimit_local.c - the in-process limiter (SPEC §4): a GCRA on the
+ * monotonic clock, used alone or as the fallback while Redis is away.
+ */
+#include "ratelimit.h"
+
+#include <stdlib.h>
+
+#include "gcra.h"
+#include "util.h"
+
+/*
+ * The limiter decides when a call leaves; Connectly counts when it
+ * arrives. Timer lateness and the network can bunch arrivals up, so grants
+ * are spaced to leave this much slack in every second (about 1% of rate).
+ */
+#define ARRIVAL_JITTER_MARGIN_US 10000
+
+struct limiter_local {
+    struct agw_limiter base; /* first: the ops receive &base */
+    struct agw_gcra gcra;
+    int64_t paused_until_us; /* agw_now_us() time; 0 when never paused */
+};
+
+static struct limiter_local *
+local_of(struct agw_limiter *rl)
+{
+    return (struct limiter_local *)rl;
+}
+
+static void
+local_acquire(struct agw_limiter *rl, int64_t max_wait_us, agw_rl_cb cb,
+              void *arg)
+{
+    struct limiter_local *l = local_of(rl);
+    int64_t wait_us = 0;
+    bool granted;
+
+    /* A pause already raised the TAT, so no grant starts before it. */
+    granted = agw_gcra_reserve(&l->gcra, agw_now_us(), max_wait_us, &wait_us);
+    cb(granted, wait_us, arg);
+}
+
+static void
+local_pause(struct agw_limiter *rl, int64_t pause_us)
+{
+    struct limiter_local *l = local_of(rl);
+    int64_t now = agw_now_us();
+
+    if (pause_us < 0) {
+        pause_us = 0;
+    }
+    agw_gcra_pause(&l->gcra, now, pause_us);
+    if (now + pause_us > l->paused_until_us) {
+        l->paused_until_us = now + pause_us;
+    }
+}
+
+static int64_t
+local_paused_until(struct agw_limiter *rl)
+{
+    struct limiter_local *l = local_of(rl);
+
+    return l->paused_until_us > agw_now_us() ? l->paused_until_us : 0;
+}
+
+static void
+local_state(struct agw_limiter *rl, struct agw_rl_state *out)
+{
+    struct limiter_local *l = local_of(rl);
+
+    out->limit = l->gcra.rate_per_s;
+    agw_gcra_state(&l->gcra, agw_now_us(), &out->remaining, &out->reset_s);
+}
+
+static void
+local_destroy(struct agw_limiter *rl)
+{
+    free(local_of(rl));
+}
+
+static const struct agw_limiter_ops local_ops = {
+    .name = "local",
+    .acquire = local_acquire,
+    .pause = local_pause,
+    .paused_until = local_paused_until,
+    .state = local_state,
+    .destroy = local_destroy,
+};
+
+struct agw_limiter *
+agw_limiter_local_new(double rate, int burst)
+{
+    struct limiter_local *l = calloc(1, sizeof(*l));
+
+    if (l == NULL) {
+        return NULL;
+    }
+    l->base.ops = &local_ops;
+    agw_gcra_init_margin(&l->gcra, rate, burst, ARRIVAL_JITTER_MARGIN_US);
+    return &l->base;
+}

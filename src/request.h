@@ -1,0 +1,46 @@
+/*
+ * request.h - a Create Asset call: body parsing, validation (SPEC §2),
+ * the body sent upstream and the dedupe key (SPEC §3).
+ */
+#ifndef AGW_REQUEST_H
+#define AGW_REQUEST_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#define AGW_ID_MAX_LEN 128
+#define AGW_JSON_MAX_DEPTH 16
+
+extern const char *const agw_access_types[3]; /* PUBLIC first: the default */
+
+struct agw_create {
+    char business_id[37];
+    char *uri;            /* as the caller sent it; owned */
+    char *uri_normalized; /* owned */
+    char *id;             /* NULL when absent; owned */
+    const char *access;   /* effective type: static string */
+    bool access_given;    /* whether the caller named it */
+    char *upstream_body;  /* canonical JSON for Connectly; owned */
+    char dedupe_key[65];  /* SHA-256 hex */
+};
+
+/*
+ * Validates BUSINESS_ID and the JSON BODY of LEN bytes. On success fills
+ * REQ (release with agw_create_clear()) and returns true. On failure
+ * returns false, leaves REQ cleared and writes a message naming the field
+ * (for "XASSET.INVALID_ARGUMENT: <message>") into ERR.
+ */
+bool agw_create_parse(struct agw_create *req, const char *business_id,
+                      const char *body, size_t len, bool allow_private,
+                      char *err, size_t errlen);
+
+void agw_create_clear(struct agw_create *req);
+
+/*
+ * The dedupe key: SHA-256 over business id, normalized URI, effective
+ * access type and custom id (empty when absent), each NUL-terminated.
+ */
+void agw_dedupe_key(const char *business_id, const char *uri_normalized,
+                    const char *access, const char *id, char out[65]);
+
+#endif

@@ -1,0 +1,283 @@
+/*
+ * server.c - the evhttp front end: binds the listen address, sets the
+ * limits on caller connections, routes requests, answers /healthz and
+ * /readyz, and 404/405 in Connectly's error shape.
+ */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <event2/http.h>
+
+#include "config.h"
+#include "create.h"
+#include "gateway.h"
+#include "log.h"
+#include "reply.h"
+#include "server.h"
+
+#define HEADERS_MAX_BYTES (16 * 1024)
+/* evhttp answers bodies past its own cap with an HTML 413; below it the
+ * create handler answers 413 in Connectly's shape, so keep evhttp's cap
+ * well above max_body_bytes and use it only as a memory bound. */
+#define BODY_HARD_CAP_MIN (1024 * 1024)
+
+#define CREATE_PREFIX "/v1/businesses/"
+#define CREATE_SUFFIX "/assets"
+
+struct agw_server {
+    struct agw_gateway *gw;
+    struct evhttp *http;
+    struct evhttp_bound_socket *listener;
+};
+
+static void
+reply_json_text(struct evhttp_request *req, int status, const char *json)
+{
+    struct agw_response resp = {
+        .status = status,
+        .body = (char *)json,
+        .len = strlen(json),
+        .retry_after_s = -1,
+    };
+
+    agw_reply_send(req, &resp);
+}
+
+static void
+reply_method_not_allowed(struct evhttp_request *req, const char *allow)
+{
+    char message[96];
+
+    snprintf(message, sizeof(message), "method not allowed; use %s", allow);
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", allow);
+    agw_reply_error(req, 405, AGW_CODE_INVALID_ARGUMENT, message);
+}
+
+static int
+is_get(struct evhttp_request *req)
+{
+    enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
+
+    return cmd == EVHTTP_REQ_GET || cmd == EVHTTP_REQ_HEAD;
+}
+
+static void
+handle_healthz(struct agw_server *srv, struct evhttp_request *req)
+{
+    if (!is_get(req)) {
+        reply_method_not_allowed(req, "GET, HEAD");
+        return;
+    }
+    reply_json_text(req, 200, "{\"status\":\"ok\"}");
+}
+
+static void
+handle_readyz(struct agw_server *srv, struct evhttp_request *req)
+{
+    if (!is_get(req)) {
+        reply_method_not_allowed(req, "GET, HEAD");
+        return;
+    }
+    if (srv->gw->draining) {
+        reply_json_text(req, 503,
+                        "{\"status\":\"unavailable\",\"reason\":\"draining\"}");
+        return;
+    }
+    reply_json_text(req, 200, "{\"status\":\"ready\",\"store\":\"memory\"}");
+}
+
+/*
+ * If PATH is /v1/businesses/{id}/assets, copies {id} into ID (which may
+ * still be an invalid business id: the create handler says so) and
+ * returns 1.
+ */
+static int
+match_create_path(const char *path, char *id, size_t idlen)
+{
+    size_t plen = strlen(CREATE_PREFIX);
+    size_t slen = strlen(CREATE_SUFFIX);
+    size_t total = strlen(path);
+    size_t n;
+
+    if (total <= plen + slen || strncmp(path, CREATE_PREFIX, plen) != 0 ||
+        strcmp(path + total - slen, CREATE_SUFFIX) != 0) {
+        return 0;
+    }
+    n = total - plen - slen;
+    if (n >= idlen || memchr(path + plen, '/', n) != NULL) {
+        return 0;
+    }
+    memcpy(id, path + plen, n);
+    id[n] = '\0';
+    return 1;
+}
+
+static void
+route(struct evhttp_request *req, void *arg)
+{
+    struct agw_server *srv = arg;
+    const char *path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));
+    char business_id[128];
+    char request_id[AGW_REQUEST_ID_MAX + 1];
+    char message[160];
+
+    if (path == NULL || *path == '\0') {
+        path = "/";
+    }
+    if (match_create_path(path, business_id, sizeof(business_id))) {
+        if (evhttp_request_get_command(req) != EVHTTP_REQ_POST) {
+            agw_reply_request_id(req, request_id);
+            reply_method_not_allowed(req, "POST");
+            return;
+        }
+        agw_create_handle(srv->gw, req, business_id);
+        return;
+    }
+    agw_reply_request_id(req, request_id);
+    if (strcmp(path, "/healthz") == 0) {
+        handle_healthz(srv, req);
+    } else if (strcmp(path, "/readyz") == 0) {
+        handle_readyz(srv, req);
+    } else {
+        snprintf(message, sizeof(message), "no route for %.100s", path);
+        agw_reply_error(req, 404, AGW_CODE_NOT_FOUND, message);
+    }
+}
+
+/* Splits "host:port" or "[v6]:port" into HOST and PORT. */
+static int
+split_listen(const char *listen, char *host, size_t hostlen, int *port)
+{
+    const char *colon = strrchr(listen, ':');
+    const char *start = listen;
+    size_t n;
+    char *end;
+    long value;
+
+    if (colon == NULL) {
+        return -1;
+    }
+    n = (size_t)(colon - listen);
+    if (n >= 2 && listen[0] == '[' && listen[n - 1] == ']') {
+        start++;
+        n -= 2;
+    }
+    if (n == 0 || n >= hostlen) {
+        return -1;
+    }
+    memcpy(host, start, n);
+    host[n] = '\0';
+    value = strtol(colon + 1, &end, 10);
+    if (*end != '\0' || end == colon + 1 || value < 0 || value > 65535) {
+        return -1;
+    }
+    *port = (int)value;
+    return 0;
+}
+
+static int
+bound_port(struct evhttp_bound_socket *listener)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    evutil_socket_t fd = evhttp_bound_socket_get_fd(listener);
+
+    if (getsockname(fd, (struct sockaddr *)&ss, &len) != 0) {
+        return -1;
+    }
+    if (ss.ss_family == AF_INET6) {
+        return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+    }
+    return ntohs(((struct sockaddr_in *)&ss)->sin_port);
+}
+
+static void
+apply_limits(struct evhttp *http, const struct agw_config *cfg)
+{
+    struct timeval idle = {
+        .tv_sec = cfg->client_timeout_ms / 1000,
+        .tv_usec = (cfg->client_timeout_ms % 1000) * 1000,
+    };
+    ev_ssize_t body_cap = (ev_ssize_t)cfg->max_body_bytes * 4;
+
+    if (body_cap < BODY_HARD_CAP_MIN) {
+        body_cap = BODY_HARD_CAP_MIN;
+    }
+    evhttp_set_timeout_tv(http, &idle);
+    evhttp_set_max_headers_size(http, HEADERS_MAX_BYTES);
+    evhttp_set_max_body_size(http, body_cap);
+    /* Every method reaches route(), so wrong ones get our 405, not 501. */
+    evhttp_set_allowed_methods(http, EVHTTP_REQ_GET | EVHTTP_REQ_POST |
+                                         EVHTTP_REQ_HEAD | EVHTTP_REQ_PUT |
+                                         EVHTTP_REQ_DELETE | EVHTTP_REQ_PATCH |
+                                         EVHTTP_REQ_OPTIONS);
+    evhttp_set_default_content_type(http, "application/json");
+}
+
+struct agw_server *
+agw_server_start(struct agw_gateway *gw, char *err, size_t errlen)
+{
+    struct agw_server *srv = calloc(1, sizeof(*srv));
+    char host[256];
+    int port;
+
+    if (srv == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    srv->gw = gw;
+    if (split_listen(gw->cfg->listen, host, sizeof(host), &port) != 0) {
+        snprintf(err, errlen, "listen = %s: expected host:port",
+                 gw->cfg->listen);
+        goto failed;
+    }
+    srv->http = evhttp_new(gw->base);
+    if (srv->http == NULL) {
+        snprintf(err, errlen, "evhttp_new failed");
+        goto failed;
+    }
+    apply_limits(srv->http, gw->cfg);
+    evhttp_set_gencb(srv->http, route, srv);
+    srv->listener = evhttp_bind_socket_with_handle(srv->http, host,
+                                                   (ev_uint16_t)port);
+    if (srv->listener == NULL) {
+        snprintf(err, errlen, "cannot listen on %s: %s", gw->cfg->listen,
+                 evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+        goto failed;
+    }
+    log_info("listening on %s:%d", host, bound_port(srv->listener));
+    printf("listening %s:%d\n", host, bound_port(srv->listener));
+    fflush(stdout);
+    return srv;
+
+failed:
+    agw_server_free(srv);
+    return NULL;
+}
+
+void
+agw_server_stop_accepting(struct agw_server *srv)
+{
+    if (srv->listener != NULL) {
+        evhttp_del_accept_socket(srv->http, srv->listener);
+        srv->listener = NULL;
+    }
+}
+
+void
+agw_server_free(struct agw_server *srv)
+{
+    if (srv == NULL) {
+        return;
+    }
+    if (srv->http != NULL) {
+        evhttp_free(srv->http);
+    }
+    free(srv);
+}

@@ -1,0 +1,22 @@
+/*
+ * server.h - the evhttp front end: listen, limits, routing to the create
+ * pipeline, /healthz and /readyz, 404 and 405 in Connectly's shape.
+ */
+#ifndef AGW_SERVER_H
+#define AGW_SERVER_H
+
+#include <stddef.h>
+
+struct agw_gateway;
+struct agw_server;
+
+/* Binds CFG's listen address on GW's loop. NULL with ERR on failure. */
+struct agw_server *agw_server_start(struct agw_gateway *gw, char *err,
+                                    size_t errlen);
+
+/* Stops accepting new connections; answered ones finish. */
+void agw_server_stop_accepting(struct agw_server *srv);
+
+void agw_server_free(struct agw_server *srv);
+
+#endif

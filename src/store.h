@@ -1,0 +1,51 @@
+/*
+ * store.h - where answered creates are kept for dedupe (SPEC §3). One
+ * interface, several backends: memory now (store_memory.c), Redis next.
+ */
+#ifndef AGW_STORE_H
+#define AGW_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+enum agw_store_result { AGW_STORE_HIT, AGW_STORE_MISS, AGW_STORE_ERROR };
+
+/*
+ * Result of a lookup. On HIT, BODY (LEN bytes, not NUL-terminated is
+ * allowed) and STATUS are valid only during the callback: copy them.
+ */
+typedef void (*agw_store_get_cb)(enum agw_store_result result, int status,
+                                 const char *body, size_t len, void *arg);
+
+struct agw_store;
+
+struct agw_store_ops {
+    const char *name;
+    /* Looks KEY up. CB runs exactly once; a backend without I/O (memory)
+     * may run it before get() returns. */
+    void (*get)(struct agw_store *store, const char *key, agw_store_get_cb cb,
+                void *arg);
+    /* Stores a copy of BODY under KEY for TTL_S seconds, replacing any. */
+    void (*put)(struct agw_store *store, const char *key, int status,
+                const char *body, size_t len, long ttl_s);
+    void (*destroy)(struct agw_store *store);
+};
+
+struct agw_store {
+    const struct agw_store_ops *ops;
+};
+
+/*
+ * In-process store: at most MAX_ENTRIES answers; the least recently used
+ * one is evicted to make room; expired ones are never returned.
+ */
+struct agw_store *agw_store_memory_new(long max_entries);
+
+/* Entries held now (expired ones not yet evicted included). */
+long agw_store_memory_count(const struct agw_store *store);
+
+/* For tests: replace the monotonic microsecond clock. */
+void agw_store_memory_set_clock(struct agw_store *store, int64_t (*now_us)(void));
+
+#endif

@@ -1,0 +1,105 @@
+/*
+ * tls.c - client TLS for the upstream: one verifying SSL_CTX, and per
+ * connection an SSL bound to the expected host name (SNI + name check).
+ */
+#include "tls.h"
+
+#include <arpa/inet.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <openssl/err.h>
+#include <openssl/x509v3.h>
+
+/* WHAT, with the last OpenSSL error when there is one; clears the queue. */
+static void
+set_err(char *err, size_t errlen, const char *what)
+{
+    unsigned long e = ERR_peek_last_error();
+    char reason[256];
+
+    if (e != 0) {
+        ERR_error_string_n(e, reason, sizeof(reason));
+        snprintf(err, errlen, "%s: %s", what, reason);
+    } else {
+        snprintf(err, errlen, "%s", what);
+    }
+    ERR_clear_error();
+}
+
+SSL_CTX *
+agw_tls_client_ctx(const char *ca_file, char *err, size_t errlen)
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+
+    if (ctx == NULL) {
+        set_err(err, errlen, "SSL_CTX_new");
+        return NULL;
+    }
+    if (SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) != 1) {
+        set_err(err, errlen, "cannot require TLS 1.2");
+        goto failed;
+    }
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+    if (ca_file != NULL && ca_file[0] != '\0') {
+        if (SSL_CTX_load_verify_locations(ctx, ca_file, NULL) != 1) {
+            set_err(err, errlen, "cannot load ca_file");
+            goto failed;
+        }
+    } else if (SSL_CTX_set_default_verify_paths(ctx) != 1) {
+        set_err(err, errlen, "cannot load the system CA store");
+        goto failed;
+    }
+    return ctx;
+
+failed:
+    SSL_CTX_free(ctx);
+    return NULL;
+}
+
+static bool
+is_ip_literal(const char *host)
+{
+    unsigned char buf[sizeof(struct in6_addr)];
+
+    return inet_pton(AF_INET, host, buf) == 1 ||
+           inet_pton(AF_INET6, host, buf) == 1;
+}
+
+/*
+ * A certificate for an IP address names it in an iPAddress SAN, and SNI
+ * must not carry an address (RFC 6066 §3), hence the two paths.
+ */
+SSL *
+agw_tls_client_ssl(SSL_CTX *ctx, const char *host)
+{
+    SSL *ssl;
+
+    if (ctx == NULL || host == NULL || host[0] == '\0') {
+        return NULL;
+    }
+    ssl = SSL_new(ctx);
+    if (ssl == NULL) {
+        return NULL;
+    }
+    if (is_ip_literal(host)) {
+        if (X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), host) != 1) {
+            goto failed;
+        }
+        return ssl;
+    }
+    if (SSL_set_tlsext_host_name(ssl, host) != 1) {
+        goto failed;
+    }
+    SSL_set_hostflags(ssl, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+    if (SSL_set1_host(ssl, host) != 1) {
+        goto failed;
+    }
+    return ssl;
+
+failed:
+    SSL_free(ssl);
+    ERR_clear_error();
+    return NULL;
+}

@@ -1,0 +1,23 @@
+/*
+ * tls.h - the client-side TLS context for the upstream: peer and host
+ * name verification against the system store or a given CA file.
+ */
+#ifndef AGW_TLS_H
+#define AGW_TLS_H
+
+#include <stddef.h>
+#include <openssl/ssl.h>
+
+/*
+ * New client SSL_CTX that verifies the peer. CA_FILE NULL or "": system
+ * store. On failure returns NULL with the reason in ERR.
+ */
+SSL_CTX *agw_tls_client_ctx(const char *ca_file, char *err, size_t errlen);
+
+/*
+ * New SSL for one connection to HOST: SNI set, and the certificate must
+ * name HOST (SSL_set1_host; IP literals checked as such).
+ */
+SSL *agw_tls_client_ssl(SSL_CTX *ctx, const char *host);
+
+#endif

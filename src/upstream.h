@@ -1,0 +1,62 @@
+/*
+ * upstream.h - the client for Connectly (SPEC §5): HTTP/1.1 over TLS
+ * (bufferevent_openssl) or plain http for tests, a small pool of
+ * keep-alive connections, the API key injected. One call = one attempt;
+ * retries and the rate budget are the caller's (create.c).
+ */
+#ifndef AGW_UPSTREAM_H
+#define AGW_UPSTREAM_H
+
+#include <stddef.h>
+#include "retry.h"
+
+struct event_base;
+struct evdns_base;
+struct agw_config;
+struct agw_upstream;
+struct agw_upstream_call;
+
+struct agw_upstream_result {
+    enum agw_attempt_outcome outcome;
+    int status;          /* HTTP status when outcome is RESPONSE, else 0 */
+    const char *body;    /* response body (NUL-terminated), valid in the cb */
+    size_t len;
+    int retry_after_s;   /* the Retry-After header, -1 when absent */
+    const char *detail;  /* for logs, e.g. TLS verify error; never secret */
+};
+
+typedef void (*agw_upstream_cb)(const struct agw_upstream_result *res,
+                                void *arg);
+
+/*
+ * Client for CFG's base_url with CFG's api_key (copied; wiped on free),
+ * timeouts and pool size. On failure returns NULL with the reason in ERR.
+ * Warns once when base_url is plain http.
+ */
+struct agw_upstream *agw_upstream_new(struct event_base *base,
+                                      struct evdns_base *dns,
+                                      const struct agw_config *cfg, char *err,
+                                      size_t errlen);
+
+/* Cancels every call in progress (their callbacks do not run) and frees. */
+void agw_upstream_free(struct agw_upstream *up);
+
+/*
+ * One attempt: POST base_url's path prefix + PATH with BODY (JSON, LEN
+ * bytes), X-API-Key, Content-Type, User-Agent and X-Request-Id
+ * (REQUEST_ID). CB runs exactly once, never before this returns, unless
+ * the call is cancelled. The attempt fails as TIMEOUT after TIMEOUT_MS.
+ */
+struct agw_upstream_call *agw_upstream_post(struct agw_upstream *up,
+                                            const char *path, const char *body,
+                                            size_t len, const char *request_id,
+                                            int timeout_ms, agw_upstream_cb cb,
+                                            void *arg);
+
+/* Abandons CALL: its callback will not run. */
+void agw_upstream_cancel(struct agw_upstream_call *call);
+
+/* Connections open now (idle and busy), for /readyz and tests. */
+int agw_upstream_connections(const struct agw_upstream *up);
+
+#endif
