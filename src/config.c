@@ -45,7 +45,7 @@ struct key_def {
     const char *section;
     const char *name;
     enum key_type type;
-    size_t offset; /* into struct agw_config */
+    size_t offset;   /* into struct agw_config */
     const char *def; /* default, written as in the file */
     double min, max; /* numbers only */
     unsigned flags;
@@ -62,8 +62,8 @@ struct load_ctx {
     const char *path;
     const char *buf; /* the file's bytes */
     size_t len, pos;
-    int lineno;    /* of the line the reader last handed to inih */
-    int *lines;    /* per key: line that set it, 0 when absent */
+    int lineno; /* of the line the reader last handed to inih */
+    int *lines; /* per key: line that set it, 0 when absent */
     char *err;
     size_t errlen;
     bool failed;
@@ -84,8 +84,7 @@ static const struct enum_name format_names[] = {
 
 static bool check_listen(const struct agw_config *cfg, char *why, size_t len);
 static bool check_workers(const struct agw_config *cfg, char *why, size_t len);
-static bool check_base_url(const struct agw_config *cfg, char *why,
-                           size_t len);
+static bool check_base_url(const struct agw_config *cfg, char *why, size_t len);
 static bool check_request_timeout(const struct agw_config *cfg, char *why,
                                   size_t len);
 static bool check_backend(const struct agw_config *cfg, char *why, size_t len);
@@ -118,14 +117,13 @@ static const struct key_def keys[] = {
      .doc = "Budget of one create call (ms): limiter wait, upstream "
             "attempts, backoff."},
     /* [upstream] */
-    {"upstream", "base_url", T_STRING, OFF(base_url), "https://api.connectly.ai",
-     0, 0, 0,
+    {"upstream", "base_url", T_STRING, OFF(base_url),
+     "https://api.connectly.ai", 0, 0, 0,
      .doc = "Connectly's base URL; http:// is for tests and demos only.",
      .check = check_base_url},
     {"upstream", "api_key_file", T_STRING, OFF(api_key_file), "", 0, 0,
      F_RELOAD | F_OPTIONAL | F_SAMPLE_OFF,
-     .doc = "Connectly API key file (mode 0600); empty: use $" API_KEY_ENV
-            ".",
+     .doc = "Connectly API key file (mode 0600); empty: use $" API_KEY_ENV ".",
      .sample = "/etc/asset-gateway/api-key"},
     {"upstream", "ca_file", T_STRING, OFF(ca_file), "", 0, 0, F_OPTIONAL,
      .doc = "PEM file of CAs trusted for the upstream; empty: the system "
@@ -331,8 +329,8 @@ list_names(const struct enum_name *names, char *out, size_t len)
     out[0] = '\0';
     for (const struct enum_name *e = names; e->name != NULL && used < len;
          e++) {
-        int n = snprintf(out + used, len - used, "%s%s",
-                         e == names ? "" : ", ", e->name);
+        int n = snprintf(out + used, len - used, "%s%s", e == names ? "" : ", ",
+                         e->name);
         used += n > 0 ? (size_t)n : 0;
     }
 }
@@ -408,8 +406,7 @@ valid_port(const char *s)
 {
     size_t n = strspn(s, "0123456789");
 
-    return n > 0 && n <= 5 && s[n] == '\0' && atoi(s) >= 1 &&
-           atoi(s) <= 65535;
+    return n > 0 && n <= 5 && s[n] == '\0' && atoi(s) >= 1 && atoi(s) <= 65535;
 }
 
 static bool
@@ -450,9 +447,9 @@ check_base_url(const struct agw_config *cfg, char *why, size_t len)
     struct evhttp_uri *uri = evhttp_uri_parse(cfg->base_url);
     const char *scheme = uri != NULL ? evhttp_uri_get_scheme(uri) : NULL;
     const char *host = uri != NULL ? evhttp_uri_get_host(uri) : NULL;
-    bool ok = scheme != NULL && host != NULL && host[0] != '\0' &&
-              (strcasecmp(scheme, "http") == 0 ||
-               strcasecmp(scheme, "https") == 0);
+    bool ok =
+        scheme != NULL && host != NULL && host[0] != '\0' &&
+        (strcasecmp(scheme, "http") == 0 || strcasecmp(scheme, "https") == 0);
 
     if (uri != NULL) {
         evhttp_uri_free(uri);
@@ -571,7 +568,7 @@ read_config_file(struct load_ctx *ctx, char **text)
 /* What inih would silently mangle (long lines, NUL bytes) or never tell
  * the handler about (an empty unknown section) is refused here. */
 static bool
-line_ok(struct load_ctx *ctx, const char *p, size_t n)
+line_ok(struct load_ctx *ctx, const char *p, size_t n, int num)
 {
     const char *close;
 
@@ -579,7 +576,7 @@ line_ok(struct load_ctx *ctx, const char *p, size_t n)
         fail(ctx, ctx->lineno, NULL, "NUL byte in line");
         return false;
     }
-    if (n > LINE_MAX_CHARS) {
+    if (n > LINE_MAX_CHARS || n >= (size_t)num) {
         fail(ctx, ctx->lineno, NULL, "line longer than %d characters",
              LINE_MAX_CHARS);
         return false;
@@ -619,7 +616,7 @@ next_line(char *str, int num, void *stream)
         p++;
         n--;
     }
-    if (!line_ok(ctx, p, n) || n >= (size_t)num) {
+    if (!line_ok(ctx, p, n, num)) {
         return NULL;
     }
     memcpy(str, p, n);
@@ -886,13 +883,14 @@ print_sample_key(FILE *out, const struct key_def *k)
         describe_range(k, allowed, sizeof(allowed));
         fprintf(out, " Range: %s.", allowed);
     }
-    fprintf(out, " %s\n", (k->flags & F_RELOAD) ? "SIGHUP applies changes."
-                                                : "Changes need a restart.");
+    fprintf(out, " %s\n",
+            (k->flags & F_RELOAD) ? "SIGHUP applies changes."
+                                  : "Changes need a restart.");
     if (k->note != NULL) {
         fprintf(out, "# %s\n", k->note);
     }
-    fprintf(out, "%s%s =%s%s\n", (k->flags & F_SAMPLE_OFF) ? "# " : "",
-            k->name, value[0] != '\0' ? " " : "", value);
+    fprintf(out, "%s%s =%s%s\n", (k->flags & F_SAMPLE_OFF) ? "# " : "", k->name,
+            value[0] != '\0' ? " " : "", value);
 }
 
 void

@@ -53,12 +53,12 @@ format_time(char *out, size_t len)
 {
     struct timespec ts;
     struct tm tm;
-    char secs[32];
+    size_t n;
 
     clock_gettime(CLOCK_REALTIME, &ts);
     gmtime_r(&ts.tv_sec, &tm);
-    strftime(secs, sizeof(secs), "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(out, len, "%s.%03ldZ", secs, ts.tv_nsec / 1000000);
+    n = strftime(out, len, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(out + n, len - n, ".%03dZ", (int)(ts.tv_nsec / 1000000) % 1000);
 }
 
 /* A caller-chosen request id or message must not forge extra lines. */

@@ -24,8 +24,7 @@ const char *const agw_access_types[3] = {
 #define MSG_NOT_OBJECT "request body must be a JSON object"
 #define MSG_OOM "request could not be validated: out of memory"
 
-static void
-set_err(char *err, size_t errlen, const char *fmt, ...)
+static void set_err(char *err, size_t errlen, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 static void
@@ -92,8 +91,8 @@ parse_body(const char *body, size_t len, json_object **out, char *err,
         set_err(err, errlen, MSG_OOM);
         return false;
     }
-    json_tokener_set_flags(tok, JSON_TOKENER_STRICT |
-                                    JSON_TOKENER_VALIDATE_UTF8);
+    json_tokener_set_flags(tok,
+                           JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
     root = json_tokener_parse_ex(tok, body, (int)len);
     jerr = json_tokener_get_error(tok);
     if (root != NULL && json_tokener_get_parse_end(tok) == len &&
@@ -235,8 +234,7 @@ take_metadata(struct agw_create *req, json_object *root, char *err,
     if (req->access == NULL) {
         set_err(err, errlen,
                 "metadata.accessControlType must be one of %s, %s, %s",
-                agw_access_types[0], agw_access_types[1],
-                agw_access_types[2]);
+                agw_access_types[0], agw_access_types[1], agw_access_types[2]);
         return false;
     }
     req->access_given = true;
@@ -294,8 +292,8 @@ build_upstream_body(const struct agw_create *req)
 
 bool
 agw_create_parse(struct agw_create *req, const char *business_id,
-                 const char *body, size_t len, bool allow_private,
-                 char *err, size_t errlen)
+                 const char *body, size_t len, bool allow_private, char *err,
+                 size_t errlen)
 {
     json_object *root = NULL;
     bool ok;
@@ -322,8 +320,8 @@ agw_create_parse(struct agw_create *req, const char *business_id,
         agw_create_clear(req);
         return false;
     }
-    agw_dedupe_key(req->business_id, req->uri_normalized, req->access,
-                   req->id, req->dedupe_key);
+    agw_dedupe_key(req->business_id, req->uri_normalized, req->access, req->id,
+                   req->dedupe_key);
     return true;
 }
 
@@ -367,8 +365,7 @@ agw_dedupe_key(const char *business_id, const char *uri_normalized,
     buf = malloc(total);
     if (buf == NULL) {
         /* A made-up key could return another request's asset. */
-        fputs("asset-gateway: out of memory building a dedupe key\n",
-              stderr);
+        fputs("asset-gateway: out of memory building a dedupe key\n", stderr);
         abort();
     }
     for (i = 0; i < 4; i++) {

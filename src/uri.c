@@ -204,8 +204,7 @@ static bool
 ipv6_is_private(const unsigned char *b)
 {
     static const unsigned char zero[12];
-    static const unsigned char mapped[12] = {0, 0, 0, 0, 0, 0,
-                                             0, 0, 0, 0, 0xff, 0xff};
+    static const unsigned char mapped[12] = {[10] = 0xff, [11] = 0xff};
     static const unsigned char nat64[12] = {0, 0x64, 0xff, 0x9b};
 
     /* ::/96 holds ::, ::1 and the deprecated IPv4-compatible form. */

@@ -29,9 +29,9 @@
 #define URI "https://example.com/images/product-photo.png"
 #define MSG_OBJECT "request body must be a JSON object"
 #define MSG_ID "id must be 1-128 characters of A-Z a-z 0-9 . _ : -"
-#define MSG_ACCESS                                                          \
-    "metadata.accessControlType must be one of "                            \
-    "ASSET_ACCESS_CONTROL_TYPE_PUBLIC, ASSET_ACCESS_CONTROL_TYPE_PRIVATE, " \
+#define MSG_ACCESS                                                             \
+    "metadata.accessControlType must be one of "                               \
+    "ASSET_ACCESS_CONTROL_TYPE_PUBLIC, ASSET_ACCESS_CONTROL_TYPE_PRIVATE, "    \
     "ASSET_ACCESS_CONTROL_TYPE_CDN_PRIVATE"
 
 static bool
@@ -196,16 +196,25 @@ static void
 test_body_not_an_object(void **state)
 {
     static const char *const bad[] = {
-        "",    " ",       "\n",       "null",        "true",
-        "1",   "\"s\"",   "[]",       "[{\"uri\":\"" URI "\"}]",
-        "{",   "{\"uri\":", "{\"uri\":\"" URI "\"",
+        "",
+        " ",
+        "\n",
+        "null",
+        "true",
+        "1",
+        "\"s\"",
+        "[]",
+        "[{\"uri\":\"" URI "\"}]",
+        "{",
+        "{\"uri\":",
+        "{\"uri\":\"" URI "\"",
         "{\"uri\":\"" URI "\",}",  /* trailing comma */
         "{uri:\"" URI "\"}",       /* unquoted key */
         "{\"uri\":\"" URI "\"} x", /* trailing garbage */
         "{\"uri\":\"" URI "\"}{}", /* two objects */
         "{\"uri\":\"" URI "\"}]",
         "{\"uri\":\"" URI "\"} // comment",
-        "\xef\xbb\xbf{\"uri\":\"" URI "\"}",   /* BOM */
+        "\xef\xbb\xbf{\"uri\":\"" URI "\"}",    /* BOM */
         "{\"uri\":\"" URI "\",\"x\":\"\xff\"}", /* not UTF-8 */
     };
     size_t i;
@@ -332,27 +341,24 @@ test_id(void **state)
     char id128[129], id129[130];
     struct agw_create req;
     static const char *const bad[] = {
-        "\"\"", "\"a b\"", "\"a/b\"", "\"a+b\"", "\"caf\xc3\xa9\"",
-        "\"a\\u0000b\"", "\"\\u0000\"", "5", "true", "{}", "[\"a\"]",
-        "\"a\\nb\"", "\"%41\"",
+        "\"\"",          "\"a b\"",     "\"a/b\"", "\"a+b\"", "\"caf\xc3\xa9\"",
+        "\"a\\u0000b\"", "\"\\u0000\"", "5",       "true",    "{}",
+        "[\"a\"]",       "\"a\\nb\"",   "\"%41\"",
     };
     size_t i;
 
     (void)state;
     for (i = 0; i < N_ELEMS(bad); i++) {
-        snprintf(body, sizeof(body), "{\"uri\":\"%s\",\"id\":%s}", URI,
-                 bad[i]);
+        snprintf(body, sizeof(body), "{\"uri\":\"%s\",\"id\":%s}", URI, bad[i]);
         expect_err(body, MSG_ID);
     }
     memset(id128, 'a', 128);
     id128[128] = '\0';
     memset(id129, 'b', 129);
     id129[129] = '\0';
-    snprintf(body, sizeof(body), "{\"uri\":\"%s\",\"id\":\"%s\"}", URI,
-             id129);
+    snprintf(body, sizeof(body), "{\"uri\":\"%s\",\"id\":\"%s\"}", URI, id129);
     expect_err(body, MSG_ID);
-    snprintf(body, sizeof(body), "{\"uri\":\"%s\",\"id\":\"%s\"}", URI,
-             id128);
+    snprintf(body, sizeof(body), "{\"uri\":\"%s\",\"id\":\"%s\"}", URI, id128);
     parse_ok(&req, body);
     assert_string_equal(req.id, id128);
     agw_create_clear(&req);
@@ -440,8 +446,8 @@ test_access_types(void **state)
     assert_string_equal(req.access, PUBLIC);
     assert_false(req.access_given);
     agw_create_clear(&req);
-    parse_ok(&req, "{\"uri\":\"" URI
-                   "\",\"metadata\":{\"accessControlType\":null}}");
+    parse_ok(&req,
+             "{\"uri\":\"" URI "\",\"metadata\":{\"accessControlType\":null}}");
     assert_false(req.access_given);
     agw_create_clear(&req);
 }
@@ -471,8 +477,8 @@ test_error_buffer(void **state)
 
     (void)state;
     /* truncated, still terminated */
-    assert_false(agw_create_parse(&req, BIZ, "{}", 2, false, small,
-                                  sizeof(small)));
+    assert_false(
+        agw_create_parse(&req, BIZ, "{}", 2, false, small, sizeof(small)));
     assert_string_equal(small, "uri is ");
     /* no buffer at all is allowed */
     assert_false(agw_create_parse(&req, BIZ, "{}", 2, false, NULL, 0));
@@ -494,10 +500,8 @@ test_fields_and_upstream_body(void **state)
     (void)state;
     parse_ok(&req, body);
     assert_string_equal(req.business_id, BIZ);
-    assert_string_equal(req.uri,
-                        "HTTPS://Example.COM:443/a%7e/b.png?x=1#frag");
-    assert_string_equal(req.uri_normalized,
-                        "https://example.com/a~/b.png?x=1");
+    assert_string_equal(req.uri, "HTTPS://Example.COM:443/a%7e/b.png?x=1#frag");
+    assert_string_equal(req.uri_normalized, "https://example.com/a~/b.png?x=1");
     assert_string_equal(req.id, "sku-1");
     assert_string_equal(req.access, CDN_PRIVATE);
     assert_true(req.access_given);
@@ -592,8 +596,8 @@ test_dedupe_equivalent_uris(void **state)
         "{\"uri\":\"https://Example.com:443/a%7eb.png#x\"}",
         "{\"uri\":\"https://example.com/a~b.png\",\"unknown\":1}",
         "{\"uri\":\"https://example.com/a~b.png\",\"metadata\":{}}",
-        "{\"uri\":\"https://example.com/a~b.png\",\"metadata\":"
-        "{\"accessControlType\":\"ASSET_ACCESS_CONTROL_TYPE_PUBLIC\"}}",
+        ("{\"uri\":\"https://example.com/a~b.png\",\"metadata\":"
+         "{\"accessControlType\":\"ASSET_ACCESS_CONTROL_TYPE_PUBLIC\"}}"),
         "{\"uri\":\"https://example.com/a~b.png\",\"id\":null}",
     };
     char *first = key_of(BIZ, same[0]);
@@ -629,10 +633,10 @@ test_dedupe_different(void **state)
         "{\"uri\":\"https://example.com/a/b.png\"}",
         "{\"uri\":\"https://example.com/a.png\",\"id\":\"one\"}",
         "{\"uri\":\"https://example.com/a.png\",\"id\":\"two\"}",
-        "{\"uri\":\"https://example.com/a.png\",\"metadata\":"
-        "{\"accessControlType\":\"ASSET_ACCESS_CONTROL_TYPE_PRIVATE\"}}",
-        "{\"uri\":\"https://example.com/a.png\",\"metadata\":"
-        "{\"accessControlType\":\"ASSET_ACCESS_CONTROL_TYPE_CDN_PRIVATE\"}}",
+        ("{\"uri\":\"https://example.com/a.png\",\"metadata\":"
+         "{\"accessControlType\":\"ASSET_ACCESS_CONTROL_TYPE_PRIVATE\"}}"),
+        ("{\"uri\":\"https://example.com/a.png\",\"metadata\":"
+         "{\"accessControlType\":\"ASSET_ACCESS_CONTROL_TYPE_CDN_PRIVATE\"}}"),
     };
     char *keys[N_ELEMS(differ) + 1];
     size_t i, j, n = N_ELEMS(differ);
@@ -657,8 +661,8 @@ test_dedupe_different(void **state)
 static void
 test_dedupe_key_definition(void **state)
 {
-    static const char parts[] = BIZ "\0https://example.com/a\0" PRIVATE
-                                    "\0sku\0";
+    static const char parts[] =
+        BIZ "\0https://example.com/a\0" PRIVATE "\0sku\0";
     char want[65], got[65], again[65], none[65], empty[65];
     struct agw_create req;
 
@@ -752,9 +756,9 @@ test_util_ids(void **state)
     for (i = 0; i < 64; i++) {
         agw_uuid_v4(u);
         assert_true(agw_is_uuid(u));
-        assert_int_equal(u[14], '4');                 /* version */
-        assert_non_null(strchr("89ab", u[19]));       /* variant */
-        assert_true(strpbrk(u, "ABCDEF") == NULL);    /* lower case */
+        assert_int_equal(u[14], '4');              /* version */
+        assert_non_null(strchr("89ab", u[19]));    /* variant */
+        assert_true(strpbrk(u, "ABCDEF") == NULL); /* lower case */
     }
     agw_uuid_v4(v);
     assert_string_not_equal(u, v);

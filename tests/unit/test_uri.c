@@ -121,10 +121,10 @@ test_check_malformed(void **state)
         {"http://a@b@example.com/", AGW_URI_MALFORMED},
         {"http://[::1/", AGW_URI_MALFORMED},
         {"http://[::1]x/", AGW_URI_MALFORMED},
-        {"http://[v1.fe]/", AGW_URI_MALFORMED},         /* IPvFuture */
-        {"http://[2001:db8::zz]/", AGW_URI_MALFORMED},  /* not IPv6 */
+        {"http://[v1.fe]/", AGW_URI_MALFORMED},          /* IPvFuture */
+        {"http://[2001:db8::zz]/", AGW_URI_MALFORMED},   /* not IPv6 */
         {"http://[fe80::1%25eth0]/", AGW_URI_MALFORMED}, /* zone id */
-        {"http://%31%32%37.0.0.1/", AGW_URI_MALFORMED}, /* % in host */
+        {"http://%31%32%37.0.0.1/", AGW_URI_MALFORMED},  /* % in host */
         {"http://ex%41mple.com/", AGW_URI_MALFORMED},
         {"http://example.com:0/", AGW_URI_MALFORMED},
         {"http://example.com:65536/", AGW_URI_MALFORMED},
@@ -247,8 +247,8 @@ static void
 test_status_text(void **state)
 {
     static const enum agw_uri_status all[] = {
-        AGW_URI_EMPTY,     AGW_URI_TOO_LONG, AGW_URI_MALFORMED,
-        AGW_URI_BAD_SCHEME, AGW_URI_NO_HOST, AGW_URI_PRIVATE_HOST,
+        AGW_URI_EMPTY,      AGW_URI_TOO_LONG, AGW_URI_MALFORMED,
+        AGW_URI_BAD_SCHEME, AGW_URI_NO_HOST,  AGW_URI_PRIVATE_HOST,
     };
     size_t i, j;
 
@@ -332,15 +332,15 @@ test_host_private_table(void **state)
         {"1.1.1.1", false},
         {"127.0.0.1.", true},
         /* forms inet_aton and resolvers accept */
-        {"2130706433", true},   /* 127.0.0.1 */
-        {"0177.0.0.1", true},   /* octal */
-        {"0x7f.0.0.1", true},   /* hex */
+        {"2130706433", true}, /* 127.0.0.1 */
+        {"0177.0.0.1", true}, /* octal */
+        {"0x7f.0.0.1", true}, /* hex */
         {"0x7F000001", true},
-        {"127.1", true},        /* a.b form */
-        {"012.1.2.3", true},    /* octal 10.1.2.3 */
-        {"3232235777", true},   /* 192.168.1.1 */
-        {"134744072", false},   /* 8.8.8.8 */
-        {"4294967296", false},  /* too big: a name, not an address */
+        {"127.1", true},       /* a.b form */
+        {"012.1.2.3", true},   /* octal 10.1.2.3 */
+        {"3232235777", true},  /* 192.168.1.1 */
+        {"134744072", false},  /* 8.8.8.8 */
+        {"4294967296", false}, /* too big: a name, not an address */
         {"1e100.net", false},
         /* IPv6, bracketed as the parser gives them, and bare */
         {"[::1]", true},
@@ -368,8 +368,8 @@ test_host_private_table(void **state)
         {"[::ffff:169.254.169.254]", true},
         {"[::ffff:100.64.0.1]", true},
         {"[::ffff:8.8.8.8]", false},
-        {"[::127.0.0.1]", true},        /* deprecated compatible form */
-        {"[64:ff9b::10.0.0.1]", true},  /* NAT64 */
+        {"[::127.0.0.1]", true},       /* deprecated compatible form */
+        {"[64:ff9b::10.0.0.1]", true}, /* NAT64 */
         {"[64:ff9b::8.8.8.8]", false},
         /* nothing to fetch from */
         {"", true},
@@ -429,9 +429,11 @@ static const struct norm_case norm_cases[] = {
     {"http://example.com/%2541", "http://example.com/%2541"}, /* once */
     {"http://example.com/%257e", "http://example.com/%257e"},
     /* the query: same rules, otherwise untouched (order, +, case) */
-    {"http://example.com/p?b=%7e&a=%2f&c=1", "http://example.com/p?b=~&a=%2F&c=1"},
+    {"http://example.com/p?b=%7e&a=%2f&c=1",
+     "http://example.com/p?b=~&a=%2F&c=1"},
     {"http://example.com/p?q=a+b&Z=%5a", "http://example.com/p?q=a+b&Z=Z"},
-    {"http://example.com/p?x=http://a/b?c", "http://example.com/p?x=http://a/b?c"},
+    {"http://example.com/p?x=http://a/b?c",
+     "http://example.com/p?x=http://a/b?c"},
     /* an empty query is not no query; no "/" added to an empty path */
     {"http://example.com/p?", "http://example.com/p?"},
     {"http://example.com?", "http://example.com?"},
@@ -512,8 +514,8 @@ test_normalize_distinct(void **state)
         assert_non_null(a);
         assert_non_null(b);
         if (strcmp(a, b) == 0) {
-            fail_msg("\"%s\" and \"%s\" both normalize to \"%s\"",
-                     pairs[i][0], pairs[i][1], a);
+            fail_msg("\"%s\" and \"%s\" both normalize to \"%s\"", pairs[i][0],
+                     pairs[i][1], a);
         }
         free(a);
         free(b);
