@@ -42,6 +42,11 @@ agw_tls_client_ctx(const char *ca_file, char *err, size_t errlen)
         goto failed;
     }
     SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+    /* Servers often close connections without close_notify: OpenSSL 3
+     * makes that a fatal error, so libevent's allow_dirty_shutdown would
+     * not apply. HTTP framing (Content-Length, chunks) detects truncation,
+     * and a cut JSON body does not parse. */
+    SSL_CTX_set_options(ctx, SSL_OP_IGNORE_UNEXPECTED_EOF);
     if (ca_file != NULL && ca_file[0] != '\0') {
         if (SSL_CTX_load_verify_locations(ctx, ca_file, NULL) != 1) {
             set_err(err, errlen, "cannot load ca_file");

@@ -63,7 +63,6 @@ struct conn {
     enum conn_where where;
     bool established; /* a request reached the output: it may be sent */
     bool closed;      /* libevent reset it: never reuse */
-    bool clean;       /* no failure on it: its TLS session stays usable */
     int served;       /* responses read on it */
     int64_t opened_us;
     const char *tls_detail; /* static OpenSSL text, from the handshake */
@@ -201,11 +200,6 @@ drop_conn(struct conn *conn)
 static void
 free_conn(struct conn *conn)
 {
-    /* Marking a clean end keeps OpenSSL from voiding the session that
-     * later connections resume (an SSL freed "mid-session" is bad). */
-    if (conn->ssl != NULL && conn->clean) {
-        SSL_set_shutdown(conn->ssl, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
-    }
     if (conn->ssl != NULL) {
         SSL_set_info_callback(conn->ssl, NULL);
         SSL_set_app_data(conn->ssl, NULL);
@@ -310,7 +304,6 @@ new_conn(struct agw_upstream *up)
         return NULL;
     }
     conn->up = up;
-    conn->clean = true;
     conn->opened_us = agw_now_us();
     if (up->https) {
         bev = new_tls_bev(conn);
@@ -376,9 +369,6 @@ release_conn(struct conn *conn, bool ok)
     struct agw_upstream *up = conn->up;
 
     conn->call = NULL;
-    if (!ok) {
-        conn->clean = false;
-    }
     if (!ok || conn->closed) {
         drop_conn(conn);
         return;
@@ -394,7 +384,7 @@ static void
 save_session(struct conn *conn)
 {
     struct agw_upstream *up = conn->up;
-    SSL_SESSION *sess;
+    SSL_SESSION *sess, *copy;
 
     if (conn->ssl == NULL || conn->served != 1) {
         return;
@@ -403,12 +393,15 @@ save_session(struct conn *conn)
     if (sess == NULL) {
         return;
     }
-    if (sess == up->session || !SSL_SESSION_is_resumable(sess)) {
-        SSL_SESSION_free(sess);
+    /* A copy: libevent's reset of this connection runs SSL_clear, which
+     * marks the live session not resumable (ssl_clear_bad_session). */
+    copy = SSL_SESSION_is_resumable(sess) ? SSL_SESSION_dup(sess) : NULL;
+    SSL_SESSION_free(sess);
+    if (copy == NULL) {
         return;
     }
     SSL_SESSION_free(up->session);
-    up->session = sess;
+    up->session = copy;
 }
 
 /* ------------------------------------------------------- finishing */
@@ -495,7 +488,6 @@ abort_active(struct agw_upstream_call *call)
 
     call->req = NULL;
     conn->call = NULL;
-    conn->clean = false;
     drop_conn(conn);
     if (req != NULL) {
         /* Runs the error callback (CANCEL, ignored), never the done one. */
@@ -568,38 +560,67 @@ first_openssl_error(struct bufferevent *bev)
     return first;
 }
 
+/*
+ * A socket error worth naming: from the error callback, OpenSSL's system
+ * error, or errno as libevent left it (its connect-failure path reports
+ * none), kept only when it is a plausible connect error.
+ */
+static int
+connect_errno(const struct agw_upstream_call *call, unsigned long ssl_err,
+              int saved_errno)
+{
+    int e = call->sock_err;
+
+    if (e == 0 && ssl_err != 0 && ERR_GET_LIB(ssl_err) == ERR_LIB_SYS) {
+        e = ERR_GET_REASON(ssl_err);
+    }
+    if (e == 0) {
+        e = saved_errno;
+    }
+    switch (e) {
+    case ECONNREFUSED:
+    case ECONNRESET:
+    case EHOSTUNREACH:
+    case ENETUNREACH:
+    case ETIMEDOUT:
+    case EADDRNOTAVAIL:
+        return e;
+    default:
+        return 0;
+    }
+}
+
 /* Why a connection that never carried the request failed. */
 static void
-describe_connect_failure(struct agw_upstream_call *call, struct conn *conn)
+describe_connect_failure(struct agw_upstream_call *call, struct conn *conn,
+                         int saved_errno)
 {
     struct agw_upstream *up = call->up;
     struct bufferevent *bev = evhttp_connection_get_bufferevent(conn->evcon);
     int dns_err = bufferevent_socket_get_dns_error(bev);
     unsigned long ssl_err = up->https ? first_openssl_error(bev) : 0;
+    const char *reason = ssl_err != 0 ? ERR_reason_error_string(ssl_err) : NULL;
     int64_t ms = (agw_now_us() - conn->opened_us) / 1000;
     int64_t bound = up->connect_tv.tv_sec * 1000 + up->connect_tv.tv_usec / 1000;
+    int err;
 
     if (dns_err != 0) {
         snprintf(call->detail, sizeof(call->detail), "resolving %s: %s",
                  up->host, evutil_gai_strerror(dns_err));
-    } else if (conn->tls_detail != NULL) {
-        snprintf(call->detail, sizeof(call->detail),
-                 "TLS handshake with %s: %s", up->host, conn->tls_detail);
-    } else if (ssl_err != 0) {
+    } else if (conn->tls_detail != NULL || 
+               (reason != NULL && ERR_GET_LIB(ssl_err) != ERR_LIB_SYS)) {
         snprintf(call->detail, sizeof(call->detail),
                  "TLS handshake with %s: %s", up->host,
-                 ERR_reason_error_string(ssl_err) != NULL
-                     ? ERR_reason_error_string(ssl_err)
-                     : "error");
-    } else if (ms >= bound) {
+                 conn->tls_detail != NULL ? conn->tls_detail : reason);
+    } else if (ms >= bound * 9 / 10) { /* libevent's clock is cached */
         snprintf(call->detail, sizeof(call->detail),
                  "connect to %s:%d timed out after %lld ms", up->host,
                  up->port, (long long)ms);
     } else {
-        snprintf(call->detail, sizeof(call->detail),
-                 "connect to %s:%d failed%s%s", up->host, up->port,
-                 call->sock_err != 0 ? ": " : "",
-                 call->sock_err != 0 ? strerror(call->sock_err) : "");
+        err = connect_errno(call, ssl_err, saved_errno);
+        snprintf(call->detail, sizeof(call->detail), "connect to %s:%d: %s",
+                 up->host, up->port,
+                 err != 0 ? strerror(err) : "refused or unreachable");
     }
 }
 
@@ -657,6 +678,7 @@ store_response(struct agw_upstream_call *call, struct evhttp_request *req)
 static void
 req_done_cb(struct evhttp_request *req, void *arg)
 {
+    int saved_errno = errno; /* before anything here can change it */
     struct agw_upstream_call *call = arg;
     struct conn *conn = call->conn;
     int code = req != NULL ? evhttp_request_get_response_code(req) : 0;
@@ -678,7 +700,7 @@ req_done_cb(struct evhttp_request *req, void *arg)
         return;
     }
     if (!conn->established) {
-        describe_connect_failure(call, conn);
+        describe_connect_failure(call, conn, saved_errno);
         release_conn(conn, false);
         finish(call, AGW_ATTEMPT_CONNECT_FAILED);
         return;

@@ -24,6 +24,7 @@
 #define MAX_BODY_BYTES (1 << 20)
 #define MAX_HEADER_BYTES 65536
 #define IO_TIMEOUT_S 30
+#define DRAIN_MS 200
 
 static const char usage_text[] =
     "usage: connectly-sandbox --listen 127.0.0.1:PORT --api-key-file FILE\n"
@@ -58,6 +59,10 @@ static const char usage_text[] =
     "  POST /_sandbox/reset                      clear calls, counters, "
     "faults\n"
     "Source fetches are plain http to loopback hosts only.\n";
+
+static const char short_usage[] =
+    "usage: connectly-sandbox --listen 127.0.0.1:PORT --api-key-file FILE "
+    "[options]; -h for help\n";
 
 enum {
     OPT_LISTEN = 1000,
@@ -209,7 +214,7 @@ parse_args(struct sbx_config *cfg, int argc, char **argv)
             if (opt != '?') {
                 fail("bad value for --%s", long_options[opt - OPT_LISTEN].name);
             }
-            fputs(usage_text, stderr);
+            fputs(short_usage, stderr);
             return 1;
         }
     }
@@ -217,7 +222,7 @@ parse_args(struct sbx_config *cfg, int argc, char **argv)
         (cfg->tls_cert == NULL) != (cfg->tls_key == NULL)) {
         fail("%s", "need --listen and --api-key-file (and both --tls-cert "
                    "and --tls-key, or neither)");
-        fputs(usage_text, stderr);
+        fputs(short_usage, stderr);
         return 1;
     }
     return 0;
@@ -245,8 +250,8 @@ load_key(struct sbx_server *srv)
     }
     if (buf == NULL || n == 0 || n > KEY_FILE_MAX) {
         fail("API key file %s is empty or too large", srv->cfg.key_file);
-    } else if (EVP_Digest(buf, n, srv->key_digest, NULL, EVP_sha256(),
-                          NULL) == 1) {
+    } else if (EVP_Digest(buf, n, srv->key_digest, NULL, EVP_sha256(), NULL) ==
+               1) {
         rc = 0;
     }
     if (buf != NULL) {
@@ -267,9 +272,8 @@ tls_bevcb(struct event_base *base, void *arg)
     if (ssl == NULL) {
         return NULL;
     }
-    bev = bufferevent_openssl_socket_new(base, -1, ssl,
-                                         BUFFEREVENT_SSL_ACCEPTING,
-                                         BEV_OPT_CLOSE_ON_FREE);
+    bev = bufferevent_openssl_socket_new(
+        base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
     if (bev == NULL) {
         SSL_free(ssl);
         return NULL;
@@ -366,7 +370,6 @@ make_cdn_base(struct sbx_config *cfg)
 static int
 setup_http(struct sbx_server *srv)
 {
-    struct evhttp_bound_socket *h;
     struct timeval tv = {IO_TIMEOUT_S, 0};
 
     srv->http = evhttp_new(srv->base);
@@ -377,22 +380,21 @@ setup_http(struct sbx_server *srv)
     evhttp_set_max_headers_size(srv->http, MAX_HEADER_BYTES);
     evhttp_set_timeout_tv(srv->http, &tv);
     /* Let every method reach the routes so they can answer 405 + Allow. */
-    evhttp_set_allowed_methods(srv->http,
-                               EVHTTP_REQ_GET | EVHTTP_REQ_POST |
-                                   EVHTTP_REQ_HEAD | EVHTTP_REQ_PUT |
-                                   EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS |
-                                   EVHTTP_REQ_PATCH);
+    evhttp_set_allowed_methods(
+        srv->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
+                       EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS |
+                       EVHTTP_REQ_PATCH);
     evhttp_set_gencb(srv->http, sbx_handle_request, srv);
     if (srv->cfg.tls_cert != NULL && tls_setup(srv) != 0) {
         return -1;
     }
-    h = evhttp_bind_socket_with_handle(srv->http, srv->cfg.listen_host,
-                                       (ev_uint16_t)srv->cfg.listen_port);
-    if (h == NULL) {
+    srv->listener = evhttp_bind_socket_with_handle(
+        srv->http, srv->cfg.listen_host, (ev_uint16_t)srv->cfg.listen_port);
+    if (srv->listener == NULL) {
         fail("cannot listen on %s", srv->cfg.listen_host);
         return -1;
     }
-    srv->cfg.listen_port = bound_port(h);
+    srv->cfg.listen_port = bound_port(srv->listener);
     return srv->cfg.listen_port > 0 ? 0 : -1;
 }
 
@@ -403,10 +405,10 @@ server_start(struct sbx_server *srv, struct event **sigs)
     if (srv->base == NULL || setup_dns(srv) != 0) {
         return -1;
     }
-    srv->store = sbx_store_new(SBX_MAX_ASSETS,
-                               srv->cfg.max_asset_bytes > SBX_STORE_BYTES
-                                   ? srv->cfg.max_asset_bytes
-                                   : SBX_STORE_BYTES);
+    srv->store =
+        sbx_store_new(SBX_MAX_ASSETS, srv->cfg.max_asset_bytes > SBX_STORE_BYTES
+                                          ? srv->cfg.max_asset_bytes
+                                          : SBX_STORE_BYTES);
     srv->calls = sbx_calls_new(srv->cfg.rate);
     srv->faults = sbx_faults_new();
     if (srv->store == NULL || srv->calls == NULL || srv->faults == NULL) {
@@ -422,6 +424,20 @@ server_start(struct sbx_server *srv, struct event **sigs)
         return -1;
     }
     return make_cdn_base(&srv->cfg);
+}
+
+/* Stops accepting, answers what is pending with 503 and gives the
+ * answers up to DRAIN_MS to leave before everything is freed. */
+static void
+server_drain(struct sbx_server *srv)
+{
+    struct timeval tv = {0, DRAIN_MS * 1000};
+
+    evhttp_del_accept_socket(srv->http, srv->listener);
+    srv->listener = NULL;
+    sbx_jobs_abort_all(srv);
+    event_base_loopexit(srv->base, &tv);
+    event_base_dispatch(srv->base);
 }
 
 static void
@@ -477,10 +493,11 @@ main(int argc, char **argv)
     }
     if (rc == 0) {
         printf(strchr(srv.cfg.listen_host, ':') != NULL ? "listening [%s]:%d\n"
-                                                       : "listening %s:%d\n",
+                                                        : "listening %s:%d\n",
                srv.cfg.listen_host, srv.cfg.listen_port);
         fflush(stdout);
         event_base_dispatch(srv.base);
+        server_drain(&srv);
     }
     server_stop(&srv, sigs);
     return rc == 2 ? 0 : rc;

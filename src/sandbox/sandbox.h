@@ -15,21 +15,21 @@
 #include <json-c/json.h>
 #include <openssl/ssl.h>
 
-#define SBX_MAX_CALLS 200000          /* newest recorded create arrivals */
-#define SBX_MAX_SOURCES 100000        /* distinct uris counted by_source */
-#define SBX_MAX_ASSETS 10000          /* stored assets before eviction */
-#define SBX_STORE_BYTES (256u << 20)  /* stored bytes before eviction */
-#define SBX_MAX_ID_LEN 1024           /* custom asset id, bytes */
+#define SBX_MAX_CALLS 200000         /* newest recorded create arrivals */
+#define SBX_MAX_SOURCES 100000       /* distinct uris counted by_source */
+#define SBX_MAX_ASSETS 10000         /* stored assets before eviction */
+#define SBX_STORE_BYTES (256u << 20) /* stored bytes before eviction */
+#define SBX_MAX_ID_LEN 1024          /* custom asset id, bytes */
 
 /* Command-line settings; strings are heap copies owned by the config. */
 struct sbx_config {
-    char *listen_host;     /* literal IP, no brackets */
-    int listen_port;       /* 0 until bound, then the real port */
+    char *listen_host; /* literal IP, no brackets */
+    int listen_port;   /* 0 until bound, then the real port */
     char *key_file;
-    char *tls_cert;        /* NULL: plain HTTP */
+    char *tls_cert; /* NULL: plain HTTP */
     char *tls_key;
-    long rate;             /* creates per second, 0 = unlimited */
-    char *cdn_base;        /* NULL: derived from the bound address */
+    long rate;      /* creates per second, 0 = unlimited */
+    char *cdn_base; /* NULL: derived from the bound address */
     long fetch_timeout_ms;
     size_t max_asset_bytes;
 };
@@ -46,11 +46,12 @@ struct sbx_server {
     struct event_base *base;
     struct evdns_base *dns;
     struct evhttp *http;
-    SSL_CTX *ssl;                 /* NULL without TLS */
+    struct evhttp_bound_socket *listener;
+    SSL_CTX *ssl; /* NULL without TLS */
     struct sbx_store *store;
     struct sbx_calls *calls;
     struct sbx_faults *faults;
-    struct sbx_job *jobs;         /* replies still to be sent */
+    struct sbx_job *jobs; /* replies still to be sent */
 };
 
 /* ---- sandbox_http.c: routing, replies, logging, delayed replies ---- */
@@ -87,7 +88,7 @@ int sbx_json_append(struct evbuffer *out, struct json_object *obj);
  * is not exactly one JSON object in valid UTF-8. */
 struct json_object *sbx_parse_body_object(struct evhttp_request *req);
 
-/* Called exactly once when a job ends: SENT is the status that went out
+/* Called exactly once when a job ends: STATUS is the one that goes out
  * (503 when ABORTED at shutdown). Must release PRIV and its work. */
 typedef void (*sbx_job_done_fn)(void *priv, int status, int aborted);
 
@@ -100,15 +101,15 @@ struct sbx_job {
     double t0;
     struct event *timer;
     int status;
-    const char *ctype;            /* static string or NULL */
-    struct evbuffer *body;        /* owned */
-    sbx_job_done_fn done;         /* may be NULL */
+    const char *ctype;     /* static string or NULL */
+    struct evbuffer *body; /* owned */
+    sbx_job_done_fn done;  /* may be NULL */
     void *priv;
 };
 
 /* NULL when out of memory (REQ is then still the caller's to answer). */
-struct sbx_job *sbx_job_new(struct sbx_server *srv,
-                            struct evhttp_request *req, double t0);
+struct sbx_job *sbx_job_new(struct sbx_server *srv, struct evhttp_request *req,
+                            double t0);
 
 /* Sets the answer; BODY (may be NULL) is drained into the job. */
 void sbx_job_set_reply(struct sbx_job *job, int status, const char *ctype,
@@ -183,8 +184,7 @@ int sbx_store_put(struct sbx_store *store, const char *id, const char *ctype,
 
 /* 0 and borrowed pointers valid until the next put, -1 when unknown. */
 int sbx_store_get(const struct sbx_store *store, const char *id,
-                  const char **ctype, const unsigned char **data,
-                  size_t *len);
+                  const char **ctype, const unsigned char **data, size_t *len);
 
 /* ---- sandbox_calls.c: recorded create arrivals, counters, own rate
  *      limit ---- */
@@ -225,9 +225,9 @@ enum sbx_fault_action {
 
 struct sbx_fault_decision {
     enum sbx_fault_action action;
-    int status;          /* SBX_FAULT_STATUS: the HTTP status */
-    int retry_after;     /* seconds for a forced 429, -1 = no header */
-    long latency_ms;     /* delay for the answer, 0 = none */
+    int status;      /* SBX_FAULT_STATUS: the HTTP status */
+    int retry_after; /* seconds for a forced 429, -1 = no header */
+    long latency_ms; /* delay for the answer, 0 = none */
 };
 
 struct sbx_faults *sbx_faults_new(void);
@@ -236,8 +236,7 @@ void sbx_faults_reset(struct sbx_faults *faults);
 
 /* Decides what happens to the next create call and uses up one of the
  * counted faults it applies. */
-void sbx_faults_next(struct sbx_faults *faults,
-                     struct sbx_fault_decision *out);
+void sbx_faults_next(struct sbx_faults *faults, struct sbx_fault_decision *out);
 
 /* Applies a POST /_sandbox/faults body. On a bad body returns -1 with a
  * message in ERR and changes nothing. */

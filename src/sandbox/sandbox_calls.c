@@ -13,29 +13,29 @@
 
 struct call {
     double t;
-    char *uri;    /* NULL: the body had no string uri */
-    char *id;     /* NULL: no custom id */
-    int status;   /* 0: dropped or not answered yet */
+    char *uri;  /* NULL: the body had no string uri */
+    char *id;   /* NULL: no custom id */
+    int status; /* 0: dropped or not answered yet */
 };
 
 struct sbx_calls {
     struct call *ring;
-    size_t cap;            /* allocated slots, grows to SBX_MAX_CALLS */
-    size_t head;           /* slot of the oldest recorded call */
+    size_t cap;  /* allocated slots, grows to SBX_MAX_CALLS */
+    size_t head; /* slot of the oldest recorded call */
     size_t len;
-    uint64_t first_seq;    /* sequence number of ring[head] */
+    uint64_t first_seq; /* sequence number of ring[head] */
     uint64_t next_seq;
-    uint64_t epoch_seq;    /* first sequence number since the last reset */
+    uint64_t epoch_seq; /* first sequence number since the last reset */
 
     uint64_t calls;
     uint64_t admitted;
     uint64_t created;
     uint64_t dropped;
     uint64_t by_status[STATUS_SLOTS];
-    struct sbx_map *by_source;    /* uri -> count stored in the pointer */
-    uint64_t other_sources;       /* arrivals past SBX_MAX_SOURCES uris */
+    struct sbx_map *by_source; /* uri -> count stored in the pointer */
+    uint64_t other_sources;    /* arrivals past SBX_MAX_SOURCES uris */
 
-    double *admits;        /* ring of admission times, rate slots */
+    double *admits; /* ring of admission times, rate slots */
     long rate;
     size_t admit_head;
     size_t admit_len;
@@ -267,16 +267,15 @@ static struct json_object *
 status_counts(const struct sbx_calls *calls)
 {
     struct json_object *o = json_object_new_object();
-    char name[8];
+    char name[12];
 
     for (int s = 0; o != NULL && s < STATUS_SLOTS; s++) {
         if (calls->by_status[s] == 0) {
             continue;
         }
         snprintf(name, sizeof(name), "%d", s);
-        json_object_object_add(o, name,
-                               json_object_new_int64(
-                                   (int64_t)calls->by_status[s]));
+        json_object_object_add(
+            o, name, json_object_new_int64((int64_t)calls->by_status[s]));
     }
     return o;
 }
@@ -302,13 +301,13 @@ sbx_calls_stats(const struct sbx_calls *calls)
     json_object_object_add(o, "dropped",
                            json_object_new_int64((int64_t)calls->dropped));
     json_object_object_add(o, "by_status", status_counts(calls));
-    json_object_object_add(o, "max_in_1s",
-                           json_object_new_int64(
-                               (int64_t)max_in_one_second(calls)));
+    json_object_object_add(
+        o, "max_in_1s",
+        json_object_new_int64((int64_t)max_in_one_second(calls)));
     json_object_object_add(o, "by_source", src);
-    json_object_object_add(o, "by_source_overflow",
-                           json_object_new_int64(
-                               (int64_t)calls->other_sources));
+    json_object_object_add(
+        o, "by_source_overflow",
+        json_object_new_int64((int64_t)calls->other_sources));
     json_object_object_add(o, "recorded",
                            json_object_new_int64((int64_t)calls->len));
     return o;

@@ -8,8 +8,7 @@
 #include "sandbox.h"
 
 static int
-method_is(struct evhttp_request *req, enum evhttp_cmd_type want,
-          double t0)
+method_is(struct evhttp_request *req, enum evhttp_cmd_type want, double t0)
 {
     if (evhttp_request_get_command(req) == want) {
         return 1;
@@ -55,10 +54,10 @@ log_faults(struct sbx_server *srv)
     struct json_object *d = sbx_faults_describe(srv->faults);
 
     if (d != NULL) {
-        fprintf(stderr, "faults now %s\n",
-                json_object_to_json_string_ext(
-                    d, JSON_C_TO_STRING_PLAIN |
-                           JSON_C_TO_STRING_NOSLASHESCAPE));
+        fprintf(
+            stderr, "faults now %s\n",
+            json_object_to_json_string_ext(
+                d, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
         json_object_put(d);
     }
 }

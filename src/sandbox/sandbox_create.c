@@ -30,9 +30,9 @@ struct create {
     uint64_t seq;
     long latency_ms;
     char business_id[64];
-    char *uri;             /* as sent */
-    char *id;              /* custom id, NULL when absent */
-    const char *access;    /* one of access_types */
+    char *uri;          /* as sent */
+    char *id;           /* custom id, NULL when absent */
+    const char *access; /* one of access_types */
     struct sbx_fetch *fetch;
 };
 
@@ -108,8 +108,7 @@ member_string(struct json_object *obj, const char *key)
 
 /* Present and not JSON null. */
 static int
-has_member(struct json_object *obj, const char *key,
-           struct json_object **val)
+has_member(struct json_object *obj, const char *key, struct json_object **val)
 {
     return json_object_object_get_ex(obj, key, val) && *val != NULL;
 }
@@ -143,8 +142,7 @@ check_access(struct json_object *meta)
         return NULL;
     }
     s = json_object_get_string(v);
-    for (size_t i = 0; i < sizeof(access_types) / sizeof(*access_types);
-         i++) {
+    for (size_t i = 0; i < sizeof(access_types) / sizeof(*access_types); i++) {
         if (strcmp(s, access_types[i]) == 0) {
             return access_types[i];
         }
@@ -184,8 +182,7 @@ validate(struct create *c, const char *bid, struct json_object *body)
                      "XASSET.INVALID_ARGUMENT: metadata must be an object");
         return -1;
     }
-    c->access = has_member(body, "metadata", &v) ? check_access(v)
-                                                 : ACT_PUBLIC;
+    c->access = has_member(body, "metadata", &v) ? check_access(v) : ACT_PUBLIC;
     if (c->access == NULL) {
         answer_error(c, 400, 3,
                      "XASSET.INVALID_ARGUMENT: invalid "
@@ -212,8 +209,8 @@ new_uuid(char *out, size_t outlen)
     snprintf(out, outlen,
              "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-"
              "%02x%02x%02x%02x%02x%02x",
-             b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9],
-             b[10], b[11], b[12], b[13], b[14], b[15]);
+             b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10],
+             b[11], b[12], b[13], b[14], b[15]);
 }
 
 /* Percent-encodes what may not appear in a path segment (RFC 3986
@@ -336,8 +333,8 @@ fetched(void *arg, int ok, const char *ctype, const unsigned char *data,
 static int
 key_ok(struct sbx_server *srv, struct evhttp_request *req)
 {
-    const char *got = evhttp_find_header(evhttp_request_get_input_headers(req),
-                                         "X-API-Key");
+    const char *got =
+        evhttp_find_header(evhttp_request_get_input_headers(req), "X-API-Key");
     unsigned char digest[32];
     unsigned int dlen = 0;
 
@@ -346,8 +343,7 @@ key_ok(struct sbx_server *srv, struct evhttp_request *req)
     }
     /* Comparing digests keeps the time independent of where, and of
      * whether the lengths, differ. */
-    if (EVP_Digest(got, strlen(got), digest, &dlen, EVP_sha256(), NULL) !=
-            1 ||
+    if (EVP_Digest(got, strlen(got), digest, &dlen, EVP_sha256(), NULL) != 1 ||
         dlen != sizeof(digest)) {
         return 0;
     }
@@ -445,8 +441,8 @@ process(struct create *c, const char *bid, struct json_object *body)
         return;
     }
     if (!sbx_calls_admit(c->srv->calls, sbx_now())) {
-        evhttp_add_header(evhttp_request_get_output_headers(req),
-                          "Retry-After", "1");
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After",
+                          "1");
         answer_error(c, 429, 8,
                      "XASSET.RESOURCE_EXHAUSTED: rate limit exceeded");
         return;
@@ -458,7 +454,8 @@ process(struct create *c, const char *bid, struct json_object *body)
     if (member_string(body, "id") != NULL) {
         c->id = strdup(member_string(body, "id"));
     }
-    if (c->uri == NULL || (member_string(body, "id") != NULL && c->id == NULL)) {
+    if (c->uri == NULL ||
+        (member_string(body, "id") != NULL && c->id == NULL)) {
         answer_error(c, 500, 13, "XASSET.INTERNAL: out of memory");
         return;
     }

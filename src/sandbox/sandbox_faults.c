@@ -12,11 +12,11 @@
 #define MAX_RETRY_AFTER 86400L
 
 struct sbx_faults {
-    long latency_ms;      /* every create answer, until reset */
-    int status;           /* 0: none */
-    long status_count;    /* creates left to force, -1 = all */
-    int retry_after;      /* with a forced 429, -1 = no header */
-    long drop_count;      /* creates left to drop, -1 = all */
+    long latency_ms;   /* every create answer, until reset */
+    int status;        /* 0: none */
+    long status_count; /* creates left to force, -1 = all */
+    int retry_after;   /* with a forced 429, -1 = no header */
+    long drop_count;   /* creates left to drop, -1 = all */
 };
 
 struct sbx_faults *
@@ -109,8 +109,8 @@ read_field(struct json_object *obj, size_t i, long *val, char *err,
         return -1;
     }
     n = json_object_get_int64(v);
-    if ((n == -1 && fields[i].allow_minus_one) ||
-        (i == 1 && n == 0) || (n >= fields[i].min && n <= fields[i].max)) {
+    if ((n == -1 && fields[i].allow_minus_one) || (i == 1 && n == 0) ||
+        (n >= fields[i].min && n <= fields[i].max)) {
         *val = (long)n;
         return 1;
     }
@@ -138,8 +138,8 @@ check_keys(struct json_object *obj, char *err, size_t errlen)
 }
 
 int
-sbx_faults_apply(struct sbx_faults *faults, struct json_object *obj,
-                 char *err, size_t errlen)
+sbx_faults_apply(struct sbx_faults *faults, struct json_object *obj, char *err,
+                 size_t errlen)
 {
     long v[NFIELDS];
     int has[NFIELDS];

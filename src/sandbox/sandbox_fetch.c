@@ -22,7 +22,7 @@ struct sbx_fetch {
     struct event *ev;                /* deadline, then hand-over */
     sbx_fetch_done_fn done;
     void *arg;
-    int answered;                    /* libevent called back */
+    int answered; /* libevent called back */
     int ok;
     char *ctype;
     struct evbuffer *body;
@@ -103,8 +103,8 @@ fetch_event_cb(evutil_socket_t fd, short what, void *arg)
     if (!f->answered) {
         f->ok = 0; /* deadline passed; fetch_free() drops the request */
     }
-    f->done(f->arg, f->ok, f->ok ? f->ctype : NULL,
-            f->ok ? data : NULL, f->ok ? len : 0);
+    f->done(f->arg, f->ok, f->ok ? f->ctype : NULL, f->ok ? data : NULL,
+            f->ok ? len : 0);
     fetch_free(f);
 }
 
@@ -159,8 +159,8 @@ parse_source(const char *uri, char *host, size_t hostlen, int *port,
     }
     if (snprintf(target, targetlen, "%s%s%s",
                  path != NULL && path[0] != '\0' ? path : "/",
-                 query != NULL ? "?" : "", query != NULL ? query : "") >=
-        (int)targetlen) {
+                 query != NULL ? "?" : "",
+                 query != NULL ? query : "") >= (int)targetlen) {
         goto out;
     }
     rc = 0;
@@ -231,8 +231,8 @@ open_connection(struct sbx_fetch *f, const char *host, int port)
 }
 
 struct sbx_fetch *
-sbx_fetch_start(struct sbx_server *srv, const char *uri,
-                sbx_fetch_done_fn done, void *arg)
+sbx_fetch_start(struct sbx_server *srv, const char *uri, sbx_fetch_done_fn done,
+                void *arg)
 {
     char host[256];
     char target[4096];
@@ -240,8 +240,8 @@ sbx_fetch_start(struct sbx_server *srv, const char *uri,
     struct sbx_fetch *f;
     struct evhttp_request *req;
 
-    if (parse_source(uri, host, sizeof(host), &port, target,
-                     sizeof(target)) != 0) {
+    if (parse_source(uri, host, sizeof(host), &port, target, sizeof(target)) !=
+        0) {
         return NULL;
     }
     f = fetch_new(srv, done, arg);

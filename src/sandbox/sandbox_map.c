@@ -11,14 +11,14 @@ struct map_entry {
     char *key;
     void *val;
     uint64_t hash;
-    struct map_entry *chain;  /* next in the same bucket */
-    struct map_entry *older;  /* insertion order */
+    struct map_entry *chain; /* next in the same bucket */
+    struct map_entry *older; /* insertion order */
     struct map_entry *newer;
 };
 
 struct sbx_map {
     struct map_entry **buckets;
-    size_t nbuckets;          /* power of two */
+    size_t nbuckets; /* power of two */
     size_t count;
     struct map_entry *oldest;
     struct map_entry *newest;
@@ -30,8 +30,7 @@ hash_key(const char *key)
 {
     uint64_t h = 1469598103934665603ULL; /* FNV-1a */
 
-    for (const unsigned char *p = (const unsigned char *)key; *p != '\0';
-         p++) {
+    for (const unsigned char *p = (const unsigned char *)key; *p != '\0'; p++) {
         h ^= *p;
         h *= 1099511628211ULL;
     }

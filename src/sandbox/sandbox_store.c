@@ -14,7 +14,7 @@ struct asset {
 };
 
 struct sbx_store {
-    struct sbx_map *assets;   /* id -> struct asset */
+    struct sbx_map *assets; /* id -> struct asset */
     size_t max_assets;
     size_t max_bytes;
     size_t bytes;
@@ -120,8 +120,8 @@ sbx_store_put(struct sbx_store *store, const char *id, const char *ctype,
 }
 
 int
-sbx_store_get(const struct sbx_store *store, const char *id,
-              const char **ctype, const unsigned char **data, size_t *len)
+sbx_store_get(const struct sbx_store *store, const char *id, const char **ctype,
+              const unsigned char **data, size_t *len)
 {
     const struct asset *a = sbx_map_get(store->assets, id);
 
