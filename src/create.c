@@ -333,6 +333,9 @@ send_attempt(struct agw_call *call)
         call->gw->upstream, call->upstream_path, call->create.upstream_body,
         strlen(call->create.upstream_body), call->request_id,
         (int)(timeout_ms > 0 ? timeout_ms : 1), on_upstream, call);
+    if (call->upcall == NULL) {
+        finish_error(call, 503, AGW_CODE_UNAVAILABLE, "out of memory", -1);
+    }
 }
 
 static void

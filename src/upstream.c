@@ -116,8 +116,8 @@ struct agw_upstream {
 };
 
 static void start_call(struct agw_upstream_call *call, struct conn *conn);
-static void output_cb(struct evbuffer *buf,
-                      const struct evbuffer_cb_info *info, void *arg);
+static void output_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info,
+                      void *arg);
 
 static struct timeval
 ms_to_tv(int ms)
@@ -234,8 +234,7 @@ conn_close_cb(struct evhttp_connection *evcon, void *arg)
  * libevent 2.1 the connection timeout also bounds every read and write.
  */
 static void
-output_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info,
-          void *arg)
+output_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
 {
     struct conn *conn = arg;
 
@@ -315,12 +314,10 @@ new_conn(struct agw_upstream *up)
         free(conn);
         return NULL;
     }
-    conn->evcon = evhttp_connection_base_bufferevent_new(up->base, up->dns,
-                                                         bev, up->host,
-                                                         (uint16_t)up->port);
+    conn->evcon = evhttp_connection_base_bufferevent_new(
+        up->base, up->dns, bev, up->host, (uint16_t)up->port);
     if (conn->evcon == NULL ||
-        evbuffer_add_cb(bufferevent_get_output(bev), output_cb, conn) ==
-            NULL) {
+        evbuffer_add_cb(bufferevent_get_output(bev), output_cb, conn) == NULL) {
         if (conn->evcon != NULL) {
             evhttp_connection_free(conn->evcon);
         } else {
@@ -451,8 +448,8 @@ log_attempt(const struct agw_upstream_call *call)
     }
     rlog_debug(call->request_id,
                "upstream POST %s: %s status=%d %lld ms, %s connection%s%s",
-               call->uri, outcome_name(call->res.outcome), call->res.status,
-               ms, how, call->detail[0] != '\0' ? ": " : "", call->detail);
+               call->uri, outcome_name(call->res.outcome), call->res.status, ms,
+               how, call->detail[0] != '\0' ? ": " : "", call->detail);
 }
 
 static void
@@ -601,21 +598,22 @@ describe_connect_failure(struct agw_upstream_call *call, struct conn *conn,
     unsigned long ssl_err = up->https ? first_openssl_error(bev) : 0;
     const char *reason = ssl_err != 0 ? ERR_reason_error_string(ssl_err) : NULL;
     int64_t ms = (agw_now_us() - conn->opened_us) / 1000;
-    int64_t bound = up->connect_tv.tv_sec * 1000 + up->connect_tv.tv_usec / 1000;
+    int64_t bound =
+        up->connect_tv.tv_sec * 1000 + up->connect_tv.tv_usec / 1000;
     int err;
 
     if (dns_err != 0) {
         snprintf(call->detail, sizeof(call->detail), "resolving %s: %s",
                  up->host, evutil_gai_strerror(dns_err));
-    } else if (conn->tls_detail != NULL || 
+    } else if (conn->tls_detail != NULL ||
                (reason != NULL && ERR_GET_LIB(ssl_err) != ERR_LIB_SYS)) {
         snprintf(call->detail, sizeof(call->detail),
                  "TLS handshake with %s: %s", up->host,
                  conn->tls_detail != NULL ? conn->tls_detail : reason);
     } else if (ms >= bound * 9 / 10) { /* libevent's clock is cached */
         snprintf(call->detail, sizeof(call->detail),
-                 "connect to %s:%d timed out after %lld ms", up->host,
-                 up->port, (long long)ms);
+                 "connect to %s:%d timed out after %lld ms", up->host, up->port,
+                 (long long)ms);
     } else {
         err = connect_errno(call, ssl_err, saved_errno);
         snprintf(call->detail, sizeof(call->detail), "connect to %s:%d: %s",
@@ -749,15 +747,14 @@ start_call(struct agw_upstream_call *call, struct conn *conn)
     }
     call->req_made = true;
     /* A connect that fails at once runs req_done_cb inside this call. */
-    rc = evhttp_make_request(conn->evcon, call->req, EVHTTP_REQ_POST,
-                             call->uri);
+    rc =
+        evhttp_make_request(conn->evcon, call->req, EVHTTP_REQ_POST, call->uri);
     if (rc != 0 && call->state == CALL_ACTIVE) {
         /* Who owns the request now differs by failure inside libevent;
          * leaking it beats freeing it twice (only seen out of memory). */
         call->req = NULL;
         release_conn(conn, false);
-        fail_now(call, AGW_ATTEMPT_CONNECT_FAILED,
-                 "cannot start the request");
+        fail_now(call, AGW_ATTEMPT_CONNECT_FAILED, "cannot start the request");
     }
 }
 
@@ -1033,8 +1030,9 @@ setup(struct agw_upstream *up, const struct agw_config *cfg, char *err,
         return false;
     }
     if (!key_ok(cfg->api_key)) {
-        snprintf(err, errlen, "the API key is missing or has control "
-                              "characters");
+        snprintf(err, errlen,
+                 "the API key is missing or has control "
+                 "characters");
         return false;
     }
     up->api_key = strdup(cfg->api_key);
