@@ -78,7 +78,8 @@ add_ratelimit_headers(struct agw_call *call, struct evkeyvalq *headers)
     struct agw_rl_state state;
     char value[24];
 
-    rl->ops->state(rl, &state);
+    rl->ops->state(rl, (int64_t)call->gw->cfg->max_wait_ms * US_PER_MS,
+                   &state);
     snprintf(value, sizeof(value), "%d", state.limit);
     evhttp_add_header(headers, "RateLimit-Limit", value);
     snprintf(value, sizeof(value), "%d", state.remaining);
@@ -188,6 +189,10 @@ wait_then(struct agw_call *call, int64_t wait_us,
     };
 
     call->on_timer = next;
+    /* libevent adds TV to the time cached at the start of this loop turn;
+     * refresh it, or a busy turn makes the timer fire early and calls
+     * leave before their rate-limit slot. */
+    event_base_update_cache_time(call->gw->base);
     evtimer_add(call->timer, &tv);
 }
 

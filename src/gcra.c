@@ -97,19 +97,19 @@ agw_gcra_pause(struct agw_gcra *g, int64_t now_us, int64_t pause_us)
 }
 
 /*
- * The j-th call (j = 0, 1, ...) reserved now would start at
- * max(now, t0 + j T - tau) with t0 = max(TAT, now); it starts before
- * now + 1 s exactly when j T < D = now + 1 s + tau - t0. That holds for
- * j = 0 .. ceil(D / T) - 1: ceil(D / T) calls, not floor.
+ * The j-th call (j = 0, 1, ...) reserved now would wait
+ * max(0, t0 + j T - tau - now) with t0 = max(TAT, now); it is granted
+ * exactly when j T <= D = now + max_wait + tau - t0, i.e. for
+ * j = 0 .. floor(D / T) when D >= 0.
  */
 void
-agw_gcra_state(const struct agw_gcra *g, int64_t now_us, int *remaining,
-               int *reset_s)
+agw_gcra_state(const struct agw_gcra *g, int64_t now_us, int64_t max_wait_us,
+               int *remaining, int *reset_s)
 {
     int64_t t0 = max64(g->tat_us, now_us);
-    int64_t d = now_us + US_PER_S + g->tolerance_us - t0;
+    int64_t d = now_us + max_wait_us + g->tolerance_us - t0;
     int64_t full = g->rate_per_s + g->tolerance_us / g->interval_us;
-    int64_t n = d <= 0 ? 0 : (d - 1) / g->interval_us + 1;
+    int64_t n = d < 0 ? 0 : d / g->interval_us + 1;
 
     *remaining = (int)(n > full ? full : n);
     *reset_s = (int)((t0 - now_us + US_PER_S - 1) / US_PER_S);

@@ -41,11 +41,12 @@ bool agw_gcra_reserve(struct agw_gcra *g, int64_t now_us, int64_t max_wait_us,
 void agw_gcra_pause(struct agw_gcra *g, int64_t now_us, int64_t pause_us);
 
 /*
- * For the RateLimit-* headers: calls that could still start within the
- * next second without waiting past it, and whole seconds (rounded up)
- * until the limiter is back to full.
+ * For the RateLimit-* headers: how many calls arriving at NOW_US would
+ * still be granted one after another with MAX_WAIT_US (so 0 exactly when
+ * the next call would be refused), at most rate + burst; and whole
+ * seconds (rounded up) until the limiter is back to full.
  */
-void agw_gcra_state(const struct agw_gcra *g, int64_t now_us, int *remaining,
-                    int *reset_s);
+void agw_gcra_state(const struct agw_gcra *g, int64_t now_us,
+                    int64_t max_wait_us, int *remaining, int *reset_s);
 
 #endif

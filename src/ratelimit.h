@@ -34,7 +34,9 @@ struct agw_limiter_ops {
     void (*pause)(struct agw_limiter *rl, int64_t pause_us);
     /* Monotonic time (agw_now_us) before which nothing is granted; 0. */
     int64_t (*paused_until)(struct agw_limiter *rl);
-    void (*state)(struct agw_limiter *rl, struct agw_rl_state *out);
+    /* Headers for a caller that waits at most MAX_WAIT_US. */
+    void (*state)(struct agw_limiter *rl, int64_t max_wait_us,
+                  struct agw_rl_state *out);
     void (*destroy)(struct agw_limiter *rl);
 };
 

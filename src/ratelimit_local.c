@@ -65,12 +65,14 @@ local_paused_until(struct agw_limiter *rl)
 }
 
 static void
-local_state(struct agw_limiter *rl, struct agw_rl_state *out)
+local_state(struct agw_limiter *rl, int64_t max_wait_us,
+            struct agw_rl_state *out)
 {
     struct limiter_local *l = local_of(rl);
 
     out->limit = l->gcra.rate_per_s;
-    agw_gcra_state(&l->gcra, agw_now_us(), &out->remaining, &out->reset_s);
+    agw_gcra_state(&l->gcra, agw_now_us(), max_wait_us, &out->remaining,
+                   &out->reset_s);
 }
 
 static void
