@@ -39,6 +39,16 @@ rnd_us(int64_t below)
     return (int64_t)(rnd() * (double)below);
 }
 
+/* Field by field: the struct has padding that memcmp would read. */
+static void
+expect_same_gcra(const struct agw_gcra *a, const struct agw_gcra *b)
+{
+    assert_int_equal(a->interval_us, b->interval_us);
+    assert_int_equal(a->tolerance_us, b->tolerance_us);
+    assert_int_equal(a->tat_us, b->tat_us);
+    assert_int_equal(a->rate_per_s, b->rate_per_s);
+}
+
 static void
 test_interval_rounds_up(void **state)
 {
@@ -144,7 +154,7 @@ simulate(double rate, int burst, uint64_t seed)
             start[n++] = now + wait;
         } else {
             assert_true(wait > max_wait);
-            assert_memory_equal(&before, &g, sizeof(g));
+            expect_same_gcra(&before, &g);
         }
     }
     assert_true(n > SIM_CALLS / 10);
@@ -217,7 +227,7 @@ test_reject_takes_nothing(void **state)
     before = g;
     assert_false(agw_gcra_reserve(&g, T0, 99999, &wait));
     assert_int_equal(wait, 100000);
-    assert_memory_equal(&before, &g, sizeof(g));
+    expect_same_gcra(&before, &g);
     /* Exactly the max wait is still granted. */
     assert_true(agw_gcra_reserve(&g, T0, 100000, &wait));
     assert_int_equal(wait, 100000);
