@@ -45,6 +45,7 @@ struct agw_call {
     int attempts;      /* upstream attempts sent */
     int upstream_status;
     bool no_cache;
+    bool in_transit; /* let go by the limiter's departure guard */
     struct event *timer;    /* rate-limit wait or retry backoff */
     struct event *deadline; /* leaders only */
     void (*on_timer)(struct agw_call *call);
@@ -140,12 +141,25 @@ unlink_leader(struct agw_call *call)
     }
 }
 
+/* Tells the limiter this call's departure is settled: SENT_US or never. */
+static void
+end_transit(struct agw_call *call, int64_t sent_us)
+{
+    struct agw_limiter *rl = call->gw->limiter;
+
+    if (call->in_transit) {
+        call->in_transit = false;
+        rl->ops->left(rl, sent_us);
+    }
+}
+
 /* The leader's way out: ends the flight (answering its waiters too). */
 static void
 finish(struct agw_call *call, const struct agw_response *resp,
        const char *cache)
 {
     unlink_leader(call);
+    end_transit(call, 0);
     if (call->upcall != NULL) {
         agw_upstream_cancel(call->upcall);
     }
@@ -296,6 +310,7 @@ on_upstream(const struct agw_upstream_result *res, void *arg)
 
     call->upcall = NULL;
     call->upstream_status = res->status;
+    end_transit(call, 0);
     if (res->outcome == AGW_ATTEMPT_RESPONSE) {
         on_upstream_response(call, res);
         return;
@@ -323,6 +338,7 @@ send_attempt(struct agw_call *call)
     struct agw_limiter *rl = call->gw->limiter;
     int64_t left = remaining_us(call);
     int64_t timeout_ms = call->gw->cfg->request_timeout_ms;
+    int64_t hold;
 
     /* A 429 arrived while this call waited for its slot: queue again
      * behind the pause rather than spending the slot into it. */
@@ -330,6 +346,13 @@ send_attempt(struct agw_call *call)
         acquire_slot(call);
         return;
     }
+    hold = rl->ops->leave != NULL ? rl->ops->leave(rl) : 0;
+    if (hold > 0) {
+        call->waited_us += hold;
+        wait_then(call, hold, send_attempt);
+        return;
+    }
+    call->in_transit = rl->ops->leave != NULL;
     if (left / US_PER_MS < timeout_ms) {
         timeout_ms = left / US_PER_MS;
     }
@@ -493,6 +516,12 @@ agw_create_handle(struct agw_gateway *gw, struct evhttp_request *req,
     if (agw_sf_join(gw->sf, call->create.dedupe_key, on_flight_done, call)) {
         lead(call);
     }
+}
+
+void
+agw_create_on_sent(void *arg, int64_t sent_us)
+{
+    end_transit(arg, sent_us);
 }
 
 void

@@ -6,12 +6,17 @@
 #ifndef AGW_CREATE_H
 #define AGW_CREATE_H
 
+#include <stdint.h>
+
 struct evhttp_request;
 struct agw_gateway;
 
 /* Handles POST /v1/businesses/BUSINESS_ID/assets on REQ. */
 void agw_create_handle(struct agw_gateway *gw, struct evhttp_request *req,
                        const char *business_id);
+
+/* For agw_upstream_set_sent_cb: a create's request has left. */
+void agw_create_on_sent(void *arg, int64_t sent_us);
 
 /*
  * Answers every create still in progress with 503 UNAVAILABLE (the drain

@@ -154,6 +154,7 @@ start(struct daemon *d)
         log_error("upstream %s: %s", d->cfg.base_url, err);
         return false;
     }
+    agw_upstream_set_sent_cb(gw->upstream, agw_create_on_sent);
     if (add_signals(d) != 0) {
         log_error("cannot install signal handlers");
         return false;

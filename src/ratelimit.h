@@ -34,6 +34,17 @@ struct agw_limiter_ops {
     void (*pause)(struct agw_limiter *rl, int64_t pause_us);
     /* Monotonic time (agw_now_us) before which nothing is granted; 0. */
     int64_t (*paused_until)(struct agw_limiter *rl);
+    /*
+     * The departure guard, for a call whose slot has come: 0 when it may
+     * leave now (it is then in transit until left()), else how long to
+     * hold it first. A grant is not a departure: a connect can make a
+     * call leave late and bunch up with the ones after it, so the limiter
+     * also counts real departures and holds a call that would make any
+     * second hold more than rate + burst of them. NULL: no guard.
+     */
+    int64_t (*leave)(struct agw_limiter *rl);
+    /* The call leave() let go departed at SENT_US, or never (0). */
+    void (*left)(struct agw_limiter *rl, int64_t sent_us);
     /* Headers for a caller that waits at most MAX_WAIT_US. */
     void (*state)(struct agw_limiter *rl, int64_t max_wait_us,
                   struct agw_rl_state *out);

@@ -15,11 +15,20 @@
  * are spaced to leave this much slack in every second (about 1% of rate).
  */
 #define ARRIVAL_JITTER_MARGIN_US 10000
+#define WINDOW_US (1000000 + ARRIVAL_JITTER_MARGIN_US)
+/* A guard that cannot decide yet (every recent call still in transit)
+ * looks again this much later. */
+#define TRANSIT_RECHECK_US 2000
 
 struct limiter_local {
     struct agw_limiter base; /* first: the ops receive &base */
     struct agw_gcra gcra;
     int64_t paused_until_us; /* agw_now_us() time; 0 when never paused */
+    /* The last `cap` real departures, oldest first from `head`. They are
+     * reported as they happen, so they arrive in time order. */
+    int64_t *departed;
+    int cap, count, head;
+    int in_transit; /* let go by leave(), not yet reported by left() */
 };
 
 static struct limiter_local *
@@ -64,6 +73,55 @@ local_paused_until(struct agw_limiter *rl)
     return l->paused_until_us > agw_now_us() ? l->paused_until_us : 0;
 }
 
+/* The N-th most recent real departure (N >= 1, N <= count). */
+static int64_t
+nth_latest(const struct limiter_local *l, int n)
+{
+    return l->departed[(l->head + l->count - n) % l->cap];
+}
+
+static int64_t
+local_leave(struct agw_limiter *rl)
+{
+    struct limiter_local *l = local_of(rl);
+    int need = l->cap - l->in_transit;
+    int64_t now = agw_now_us();
+    int64_t allowed_at;
+
+    /* Sending now is fine when the cap-th most recent departure, counting
+     * calls in transit as the most recent, is a whole window ago. */
+    if (need <= 0) {
+        return TRANSIT_RECHECK_US;
+    }
+    if (l->count >= need) {
+        allowed_at = nth_latest(l, need) + WINDOW_US;
+        if (allowed_at > now) {
+            return allowed_at - now;
+        }
+    }
+    l->in_transit++;
+    return 0;
+}
+
+static void
+local_left(struct agw_limiter *rl, int64_t sent_us)
+{
+    struct limiter_local *l = local_of(rl);
+
+    if (l->in_transit > 0) {
+        l->in_transit--;
+    }
+    if (sent_us <= 0) {
+        return;
+    }
+    if (l->count < l->cap) {
+        l->departed[(l->head + l->count++) % l->cap] = sent_us;
+    } else {
+        l->departed[l->head] = sent_us;
+        l->head = (l->head + 1) % l->cap;
+    }
+}
+
 static void
 local_state(struct agw_limiter *rl, int64_t max_wait_us,
             struct agw_rl_state *out)
@@ -78,6 +136,7 @@ local_state(struct agw_limiter *rl, int64_t max_wait_us,
 static void
 local_destroy(struct agw_limiter *rl)
 {
+    free(local_of(rl)->departed);
     free(local_of(rl));
 }
 
@@ -86,6 +145,8 @@ static const struct agw_limiter_ops local_ops = {
     .acquire = local_acquire,
     .pause = local_pause,
     .paused_until = local_paused_until,
+    .leave = local_leave,
+    .left = local_left,
     .state = local_state,
     .destroy = local_destroy,
 };
@@ -100,5 +161,11 @@ agw_limiter_local_new(double rate, int burst)
     }
     l->base.ops = &local_ops;
     agw_gcra_init_margin(&l->gcra, rate, burst, ARRIVAL_JITTER_MARGIN_US);
+    l->cap = l->gcra.rate_per_s + (burst > 0 ? burst : 0);
+    l->departed = calloc((size_t)l->cap, sizeof(*l->departed));
+    if (l->departed == NULL) {
+        free(l);
+        return NULL;
+    }
     return &l->base;
 }

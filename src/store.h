@@ -45,6 +45,17 @@ struct agw_store *agw_store_memory_new(long max_entries);
 /* Entries held now (expired ones not yet evicted included). */
 long agw_store_memory_count(const struct agw_store *store);
 
+struct agw_redis;
+
+/*
+ * Redis store (shared by the fleet): answers under KEY_PREFIX "a:" KEY,
+ * with the TTL given to put(). A get is one round trip (GET). When Redis
+ * is down or a command fails, get() answers AGW_STORE_ERROR and put()
+ * drops the write (logged). REDIS is borrowed: it must outlive the store.
+ */
+struct agw_store *agw_store_redis_new(struct agw_redis *redis,
+                                      const char *key_prefix);
+
 /* For tests: replace the monotonic microsecond clock. */
 void agw_store_memory_set_clock(struct agw_store *store, int64_t (*now_us)(void));
 

@@ -84,6 +84,7 @@ struct agw_upstream_call {
     int timeout_ms;
     int64_t start_us;
     bool reused;
+    bool sent; /* its request reached a connection's output */
     bool lib_error_set;
     enum evhttp_request_error lib_error;
     int sock_err;
@@ -113,6 +114,7 @@ struct agw_upstream {
     struct conn_list idle, busy, dead;
     struct call_list waiting, calls;
     struct event *pool_ev; /* frees dead connections, serves the queue */
+    agw_upstream_sent_cb sent_cb;
 };
 
 static void start_call(struct agw_upstream_call *call, struct conn *conn);
@@ -237,8 +239,18 @@ static void
 output_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
 {
     struct conn *conn = arg;
+    struct agw_upstream_call *call = conn->call;
 
-    if (info->n_added == 0 || conn->established) {
+    if (info->n_added == 0) {
+        return;
+    }
+    if (call != NULL && !call->sent) {
+        call->sent = true;
+        if (conn->up->sent_cb != NULL) {
+            conn->up->sent_cb(call->arg, agw_now_us());
+        }
+    }
+    if (conn->established) {
         return;
     }
     conn->established = true;
@@ -1079,6 +1091,12 @@ agw_upstream_new(struct event_base *base, struct evdns_base *dns,
         return NULL;
     }
     return up;
+}
+
+void
+agw_upstream_set_sent_cb(struct agw_upstream *up, agw_upstream_sent_cb sent_cb)
+{
+    up->sent_cb = sent_cb;
 }
 
 static void

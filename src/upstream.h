@@ -8,6 +8,7 @@
 #define AGW_UPSTREAM_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include "retry.h"
 
 struct event_base;
@@ -52,6 +53,17 @@ struct agw_upstream_call *agw_upstream_post(struct agw_upstream *up,
                                             size_t len, const char *request_id,
                                             int timeout_ms, agw_upstream_cb cb,
                                             void *arg);
+
+/*
+ * Departures: SENT_CB(ARG of the call, time) runs when a call's request is
+ * handed to a connection's output, i.e. when it really leaves; at most
+ * once per call, never for a call that never connected. For the rate
+ * limiter, which must count calls when they leave, not when it granted
+ * them (a connect can lag behind its slot).
+ */
+typedef void (*agw_upstream_sent_cb)(void *arg, int64_t sent_us);
+void agw_upstream_set_sent_cb(struct agw_upstream *up,
+                              agw_upstream_sent_cb sent_cb);
 
 /* Abandons CALL: its callback will not run. */
 void agw_upstream_cancel(struct agw_upstream_call *call);

@@ -90,6 +90,7 @@ class Tap:
 # ------------------------------------------------------------- processes
 
 _procs = []
+_all_procs = []  # every process started, for the final sanitizer scan
 _procs_lock = threading.Lock()
 
 
@@ -127,6 +128,7 @@ class Proc:
         self.returncode = None
         with _procs_lock:
             _procs.append(self)
+            _all_procs.append(self)
 
     def alive(self):
         return self.popen.poll() is None
@@ -399,16 +401,23 @@ def concurrent(calls, timeout=60.0):
     return results
 
 
-def max_in_window(times, window=1.0):
-    """Largest number of TIMES in any half-open window [t, t + WINDOW)."""
+def worst_window(times, window=1.0):
+    """(count, members): the half-open window [t, t + WINDOW) holding
+    the most of TIMES, and the sorted times in it."""
     ts = sorted(times)
-    best = 0
+    best = (0, 0, -1)
     j = 0
     for i in range(len(ts)):
         while ts[i] - ts[j] >= window:
             j += 1
-        best = max(best, i - j + 1)
-    return best
+        if i - j + 1 > best[0]:
+            best = (i - j + 1, j, i)
+    return best[0], ts[best[1]:best[2] + 1]
+
+
+def max_in_window(times, window=1.0):
+    """Largest number of TIMES in any half-open window [t, t + WINDOW)."""
+    return worst_window(times, window)[0]
 
 
 # ------------------------------------------------------------- the harness
@@ -762,6 +771,20 @@ def check_json_log(t, gw, desc=None):
             "\n".join(sani[:10]))
 
 
+def check_sanitizers(t):
+    """After every process stopped: no ASan/UBSan/LSan report anywhere
+    (a sanitizer build writes them to stderr, leaks only at exit)."""
+    with _procs_lock:
+        procs = list(_all_procs)
+    bad = []
+    for p in procs:
+        for ln in p.stderr_text().splitlines():
+            if "Sanitizer" in ln or "runtime error:" in ln:
+                bad.append("%s: %s" % (p.name, ln))
+    t.check(not bad, "no sanitizer report from any of the %d processes "
+            "started" % len(procs), "\n".join(bad[:20]))
+
+
 def run(main):
     """Runs MAIN(h) with TAP framing and cleanup. Exit status is 0 unless
     an unexpected exception bailed out."""
@@ -770,6 +793,8 @@ def run(main):
     try:
         h.check_binaries()
         main(h)
+        stop_all()
+        check_sanitizers(h.t)
     except Exception:
         h.t.bail("unexpected exception", traceback.format_exc())
         status = 1

@@ -150,7 +150,7 @@ def main(h):
          "(the sandbox accepted it)")
     gw_env.stop()
 
-    # --- --sample-config ------------------------------------------------------
+    # --- --sample-config -----------------------------------------------------
     rc, out, err = H.run_cmd([gwb, "--sample-config"])
     t.check(rc == 0 and "[auth]" in out
             and re.search(r"(?m)^\s*mode\s*=\s*none\s*$", out),
@@ -177,7 +177,7 @@ def main(h):
     else:
         t.check(False, "conf/asset-gateway.conf exists", shipped)
 
-    # --- health, readiness -----------------------------------------------------
+    # --- health, readiness ---------------------------------------------------
     gw = H.Gateway(h, sb, overrides={"server": {"drain_timeout_ms": 5000}})
     r = gw.get("/healthz")
     t.eq(r.status, 200, "/healthz -> 200")
@@ -196,14 +196,14 @@ def main(h):
     p.stop()
     holder.close()
 
-    # --- SIGHUP does not kill it ------------------------------------------------
+    # --- SIGHUP does not kill it ---------------------------------------------
     gw.proc.signal(signal.SIGHUP)
     time.sleep(0.5)
     r = gw.get("/healthz")
     t.check(gw.proc.alive() and r.status == 200,
             "SIGHUP (reload) keeps the gateway serving", gw.proc.tail())
 
-    # --- SIGTERM with a call in flight ------------------------------------------
+    # --- SIGTERM with a call in flight ---------------------------------------
     sb.faults(latency_ms=1500)
     holder_res = {}
     th = threading.Thread(target=lambda: holder_res.setdefault(
@@ -258,13 +258,13 @@ def main(h):
             % (rc, el))
     sb.reset()
 
-    # --- SIGINT ------------------------------------------------------------------
+    # --- SIGINT --------------------------------------------------------------
     gw3 = H.Gateway(h, sb)
     gw3.proc.signal(signal.SIGINT)
     rc = gw3.proc.wait(5)
     t.eq(rc, 0, "SIGINT with nothing in flight -> exit 0")
 
-    # --- text log format ---------------------------------------------------------
+    # --- text log format -----------------------------------------------------
     gw4 = H.Gateway(h, sb, overrides={"log": {"format": "text"}})
     gw4.create({"uri": sb.sample("cli-text.png")})
     gw4.stop()

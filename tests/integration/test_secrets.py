@@ -113,7 +113,7 @@ def main(h):
     rc, out, err = H.run_cmd([h.gateway_bin, "-t", "-c", gw.conf_path])
     t.eq(rc, 0, "-t on the config -> 0")
 
-    # --- the scan -------------------------------------------------------------
+    # --- the scan ------------------------------------------------------------
     t.diag("%d answers collected" % len(answers))
     leaks = [i for i, x in enumerate(answers)
              if any(n in x.raw_text() for n in needles)]

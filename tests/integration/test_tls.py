@@ -103,7 +103,7 @@ def main(h):
             r.short())
     t.eq(sb.calls(), 1, "sandbox saw the call made by name")
 
-    # --- certificate for another name -----------------------------------------
+    # --- certificate for another name ----------------------------------------
     sbo = H.Sandbox(h, tls_cert=other[0], tls_key=other[1])
     gw_o = H.Gateway(h, sbo, overrides={"upstream": {"ca_file": ca1[1]}})
     r = gw_o.create({"uri": src.sample("tls-other.png")})
@@ -117,7 +117,7 @@ def main(h):
     t.eq(sbo.calls(), 0, "name mismatch: the request never reached the "
          "sandbox")
 
-    # --- https to a plain-http server ------------------------------------------
+    # --- https to a plain-http server ----------------------------------------
     plain = H.Sandbox(h)
     gw_p = H.Gateway(h, base_url="https://127.0.0.1:%d" % plain.port,
                      overrides={"upstream": {"ca_file": ca1[1]}})
@@ -127,7 +127,7 @@ def main(h):
     H.check_error(t, r, 502, 14, "https base_url to a plain-http server")
     t.check(el < 5.0, "answered promptly", "took %.2f s" % el)
 
-    # --- plain http base_url is allowed with a warning --------------------------
+    # --- plain http base_url is allowed with a warning -----------------------
     gw_h = H.Gateway(h, plain)
     r = gw_h.create({"uri": src.sample("plain-ok.png")})
     t.eq(r.status, 200, "plain http base_url works")

@@ -161,7 +161,7 @@ def main(h):
     t.check(wrong not in gw_bad.output_text(),
             "wrong key not in that gateway's output", "key found in log")
 
-    # --- upstream down --------------------------------------------------------
+    # --- upstream down -------------------------------------------------------
     dead_port = H.free_port()
     gw_down = H.Gateway(h, base_url="http://127.0.0.1:%d" % dead_port,
                         overrides={"upstream": {"request_timeout_ms": 3000}})

@@ -532,6 +532,40 @@ test_margin_spacing(void **state)
     }
 }
 
+/* The departure guard counts real departures, calls in transit as the
+ * most recent ones. */
+static void
+test_local_departure_guard(void **state)
+{
+    struct agw_limiter *rl = agw_limiter_local_new(5, 0);
+    int64_t now = agw_now_us();
+    int64_t hold;
+
+    (void)state;
+    assert_non_null(rl);
+    /* Five departures in a row are fine... */
+    for (int i = 0; i < 5; i++) {
+        assert_int_equal(rl->ops->leave(rl), 0);
+        rl->ops->left(rl, now);
+    }
+    /* ...a sixth must wait until the first is a window (1.01 s) old. */
+    hold = rl->ops->leave(rl);
+    assert_true(hold > 900000 && hold <= 1010000);
+    /* A call that never left frees its place without a departure. */
+    rl->ops->destroy(rl);
+
+    rl = agw_limiter_local_new(2, 0);
+    assert_int_equal(rl->ops->leave(rl), 0);
+    assert_int_equal(rl->ops->leave(rl), 0);
+    /* Both in transit: nothing is known yet, look again shortly. */
+    hold = rl->ops->leave(rl);
+    assert_true(hold > 0 && hold < 100000);
+    rl->ops->left(rl, 0);
+    rl->ops->left(rl, 0);
+    assert_int_equal(rl->ops->leave(rl), 0);
+    rl->ops->destroy(rl);
+}
+
 int
 main(void)
 {
@@ -548,6 +582,7 @@ main(void)
         cmocka_unit_test(test_state_matches_reserve),
         cmocka_unit_test(test_local_limiter),
         cmocka_unit_test(test_local_limiter_pause),
+        cmocka_unit_test(test_local_departure_guard),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

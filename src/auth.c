@@ -1,0 +1,721 @@
+/*
+ * auth.c - the clients file (INI via inih, fed by our own line reader for
+ * line numbers) and the constant-time check of a caller's Bearer token.
+ */
+#include "auth.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <ini.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+
+#include "log.h"
+#include "util.h"
+
+#define CLIENTS_MAX_BYTES (1024 * 1024)
+/* inih's line buffer also holds "\r\n\0"; longer lines it would split. */
+#define LINE_MAX_CHARS (INI_MAX_LINE - 3)
+#define HASH_LEN 32
+#define UUID_LEN 36
+#define KEY_HASH "token_sha256"
+#define KEY_BUSINESSES "businesses"
+
+/* SHA-256 of "": such a token can never be presented, so it is a typo. */
+static const char empty_sha256[] =
+    "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+
+struct caller {
+    char name[AGW_AUTH_NAME_MAX + 1];
+    unsigned char hash[HASH_LEN];
+    bool all;                         /* businesses = * */
+    char (*businesses)[UUID_LEN + 1]; /* lower case; owned */
+    size_t nbusinesses, cap;
+    int line;            /* of the [name] line */
+    int hash_line;       /* 0 while token_sha256 is unset */
+    int businesses_line; /* first businesses line; 0 while unset */
+};
+
+struct agw_auth {
+    struct caller *callers; /* owned */
+    size_t n, cap;
+};
+
+struct load_ctx {
+    struct agw_auth *auth;
+    const char *path;
+    const char *buf; /* the file's bytes */
+    size_t len, pos;
+    int lineno; /* of the line the reader last handed to inih */
+    char *err;
+    size_t errlen;
+    bool failed;
+    int err_line;
+};
+
+/* ------------------------------------------------------------ errors */
+
+/*
+ * Writes "FILE[:LINE]: [[caller] ][key: ]problem" into the caller's
+ * buffer; the first problem found is the one reported. Callers of this
+ * never pass a value from the file: it could be a token.
+ */
+static void
+fail(struct load_ctx *ctx, int line, const struct caller *c, const char *key,
+     const char *fmt, ...)
+{
+    char where[32] = "";
+    char who[AGW_AUTH_NAME_MAX + 8] = "";
+    char what[256];
+    va_list ap;
+
+    if (ctx->failed) {
+        return;
+    }
+    ctx->failed = true;
+    ctx->err_line = line;
+    if (ctx->errlen == 0) {
+        return;
+    }
+    if (line > 0) {
+        snprintf(where, sizeof(where), ":%d", line);
+    }
+    if (c != NULL) {
+        snprintf(who, sizeof(who), "[%s] ", c->name);
+    }
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof(what), fmt, ap);
+    va_end(ap);
+    snprintf(ctx->err, ctx->errlen, "%s%s: %s%.32s%s%s", ctx->path, where, who,
+             key != NULL ? key : "", key != NULL ? ": " : "", what);
+}
+
+/* ------------------------------------------------------------ callers */
+
+static struct caller *
+current(struct load_ctx *ctx)
+{
+    return ctx->auth->n > 0 ? &ctx->auth->callers[ctx->auth->n - 1] : NULL;
+}
+
+static bool
+name_char_ok(char ch)
+{
+    return isalnum((unsigned char)ch) || ch == '.' || ch == '_' || ch == ':' ||
+           ch == '-';
+}
+
+/* Only blanks or a comment may follow "[name]". */
+static bool
+rest_ok(const char *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (p[i] == ';' || p[i] == '#') {
+            return true;
+        }
+        if (p[i] != ' ' && p[i] != '\t' && p[i] != '\r') {
+            return false;
+        }
+    }
+    return true;
+}
+
+static bool
+name_ok(const char *name, size_t len)
+{
+    if (len == 0 || len > AGW_AUTH_NAME_MAX) {
+        return false;
+    }
+    for (size_t i = 0; i < len; i++) {
+        if (!name_char_ok(name[i])) {
+            return false;
+        }
+    }
+    return true;
+}
+
+static struct caller *
+find_caller(const struct agw_auth *a, const char *name, size_t len)
+{
+    for (size_t i = 0; i < a->n; i++) {
+        if (strlen(a->callers[i].name) == len &&
+            memcmp(a->callers[i].name, name, len) == 0) {
+            return &a->callers[i];
+        }
+    }
+    return NULL;
+}
+
+static bool
+grow_callers(struct load_ctx *ctx)
+{
+    struct agw_auth *a = ctx->auth;
+    size_t cap = a->cap > 0 ? a->cap * 2 : 8;
+    struct caller *more;
+
+    if (a->n < a->cap) {
+        return true;
+    }
+    more = realloc(a->callers, cap * sizeof(*more));
+    if (more == NULL) {
+        fail(ctx, ctx->lineno, NULL, NULL, "out of memory");
+        return false;
+    }
+    a->callers = more;
+    a->cap = cap;
+    return true;
+}
+
+/* A "[name]" line (P, N bytes, starting with '['): a new caller. */
+static bool
+start_caller(struct load_ctx *ctx, const char *p, size_t n)
+{
+    const char *close = memchr(p, ']', n);
+    size_t len;
+    struct caller *c, *dup;
+
+    if (close == NULL) {
+        return true; /* inih reports the syntax error with its line */
+    }
+    len = (size_t)(close - p - 1);
+    if (!name_ok(p + 1, len) ||
+        !rest_ok(close + 1, (size_t)(p + n - close - 1))) {
+        fail(ctx, ctx->lineno, NULL, NULL,
+             "a caller section is [name], the name 1 to %d characters of "
+             "A-Z a-z 0-9 . _ : -",
+             AGW_AUTH_NAME_MAX);
+        return false;
+    }
+    dup = find_caller(ctx->auth, p + 1, len);
+    if (dup != NULL) {
+        fail(ctx, ctx->lineno, dup, NULL,
+             "duplicate caller name (first on line %d)", dup->line);
+        return false;
+    }
+    if (!grow_callers(ctx)) {
+        return false;
+    }
+    c = &ctx->auth->callers[ctx->auth->n++];
+    memset(c, 0, sizeof(*c));
+    memcpy(c->name, p + 1, len);
+    c->name[len] = '\0';
+    c->line = ctx->lineno;
+    return true;
+}
+
+/* ------------------------------------------------------------ values */
+
+static int
+hex_value(char ch)
+{
+    if (ch >= '0' && ch <= '9') {
+        return ch - '0';
+    }
+    if (ch >= 'a' && ch <= 'f') {
+        return ch - 'a' + 10;
+    }
+    if (ch >= 'A' && ch <= 'F') {
+        return ch - 'A' + 10;
+    }
+    return -1;
+}
+
+static bool
+decode_hash(const char *hex, unsigned char out[HASH_LEN])
+{
+    if (strlen(hex) != 2 * HASH_LEN) {
+        return false;
+    }
+    for (size_t i = 0; i < HASH_LEN; i++) {
+        int hi = hex_value(hex[2 * i]);
+        int lo = hex_value(hex[2 * i + 1]);
+
+        if (hi < 0 || lo < 0) {
+            return false;
+        }
+        out[i] = (unsigned char)(hi << 4 | lo);
+    }
+    return true;
+}
+
+static bool
+set_hash(struct load_ctx *ctx, struct caller *c, const char *value)
+{
+    const struct agw_auth *a = ctx->auth;
+
+    if (c->hash_line != 0) {
+        fail(ctx, ctx->lineno, c, KEY_HASH,
+             "duplicate key (first set on line %d)", c->hash_line);
+        return false;
+    }
+    if (!decode_hash(value, c->hash)) {
+        fail(ctx, ctx->lineno, c, KEY_HASH,
+             "must be 64 hex digits: the SHA-256 of the token "
+             "(printf %%s \"$TOKEN\" | sha256sum), never the token itself");
+        return false;
+    }
+    if (strcasecmp(value, empty_sha256) == 0) {
+        fail(ctx, ctx->lineno, c, KEY_HASH,
+             "is the SHA-256 of an empty token (was the token unset?)");
+        return false;
+    }
+    for (size_t i = 0; i + 1 < a->n; i++) {
+        if (a->callers[i].hash_line != 0 &&
+            memcmp(a->callers[i].hash, c->hash, HASH_LEN) == 0) {
+            fail(ctx, ctx->lineno, c, KEY_HASH,
+                 "same token as caller [%s] (line %d); each caller needs "
+                 "its own",
+                 a->callers[i].name, a->callers[i].hash_line);
+            return false;
+        }
+    }
+    c->hash_line = ctx->lineno;
+    return true;
+}
+
+static bool
+add_business(struct load_ctx *ctx, struct caller *c, const char *id)
+{
+    if (c->nbusinesses == c->cap) {
+        size_t cap = c->cap > 0 ? c->cap * 2 : 4;
+        char(*more)[UUID_LEN + 1] = realloc(c->businesses, cap * sizeof(*more));
+
+        if (more == NULL) {
+            fail(ctx, ctx->lineno, c, KEY_BUSINESSES, "out of memory");
+            return false;
+        }
+        c->businesses = more;
+        c->cap = cap;
+    }
+    for (size_t i = 0; i <= UUID_LEN; i++) {
+        c->businesses[c->nbusinesses][i] = (char)tolower((unsigned char)id[i]);
+    }
+    c->nbusinesses++;
+    return true;
+}
+
+/* One comma-separated item (P, LEN bytes, trimmed), number NTH in line. */
+static bool
+add_item(struct load_ctx *ctx, struct caller *c, const char *p, size_t len,
+         int nth)
+{
+    char id[UUID_LEN + 1];
+
+    if (len == 0) {
+        fail(ctx, ctx->lineno, c, KEY_BUSINESSES,
+             "item %d is empty (a stray comma?)", nth);
+        return false;
+    }
+    if (len == 1 && p[0] == '*') {
+        if (c->nbusinesses > 0 || c->all) {
+            fail(ctx, ctx->lineno, c, KEY_BUSINESSES,
+                 "* allows every business and must stand alone");
+            return false;
+        }
+        c->all = true;
+        return true;
+    }
+    if (c->all) {
+        fail(ctx, ctx->lineno, c, KEY_BUSINESSES,
+             "* allows every business and must stand alone");
+        return false;
+    }
+    if (len == UUID_LEN) {
+        memcpy(id, p, len);
+        id[len] = '\0';
+    }
+    if (len != UUID_LEN || !agw_is_uuid(id)) {
+        fail(ctx, ctx->lineno, c, KEY_BUSINESSES,
+             "item %d is not a business id (a UUID: 8-4-4-4-12 hex digits) "
+             "nor *",
+             nth);
+        return false;
+    }
+    return add_business(ctx, c, id);
+}
+
+static bool
+add_businesses(struct load_ctx *ctx, struct caller *c, const char *value)
+{
+    const char *p = value;
+    int nth = 1;
+
+    if (value[0] == '\0') {
+        fail(ctx, ctx->lineno, c, KEY_BUSINESSES,
+             "must list business ids, or be * for every business");
+        return false;
+    }
+    if (c->businesses_line == 0) {
+        c->businesses_line = ctx->lineno;
+    }
+    for (;;) {
+        const char *comma = strchr(p, ',');
+        const char *end = comma != NULL ? comma : p + strlen(p);
+
+        while (p < end && (*p == ' ' || *p == '\t')) {
+            p++;
+        }
+        while (end > p && (end[-1] == ' ' || end[-1] == '\t')) {
+            end--;
+        }
+        if (!add_item(ctx, c, p, (size_t)(end - p), nth++)) {
+            return false;
+        }
+        if (comma == NULL) {
+            return true;
+        }
+        p = comma + 1;
+    }
+}
+
+/* ------------------------------------------------------------ parsing */
+
+static int
+on_key(void *user, const char *section, const char *name, const char *value)
+{
+    struct load_ctx *ctx = user;
+    struct caller *c = current(ctx);
+
+    (void)section; /* inih truncates long names: ours come from the reader */
+    if (ctx->failed) {
+        return 0;
+    }
+    if (c == NULL) {
+        fail(ctx, ctx->lineno, NULL, name, "key outside any [caller] section");
+        return 0;
+    }
+    if (strcmp(name, KEY_HASH) == 0) {
+        return set_hash(ctx, c, value);
+    }
+    if (strcmp(name, KEY_BUSINESSES) == 0) {
+        return add_businesses(ctx, c, value);
+    }
+    fail(ctx, ctx->lineno, c, name,
+         "unknown key (a caller has " KEY_HASH " and " KEY_BUSINESSES ")");
+    return 0;
+}
+
+/* What inih would silently mangle (long lines, NUL bytes) is refused. */
+static bool
+line_ok(struct load_ctx *ctx, const char *p, size_t n, int num)
+{
+    if (memchr(p, '\0', n) != NULL) {
+        fail(ctx, ctx->lineno, NULL, NULL, "NUL byte in line");
+        return false;
+    }
+    if (n > LINE_MAX_CHARS || n >= (size_t)num) {
+        fail(ctx, ctx->lineno, NULL, NULL, "line longer than %d characters",
+             LINE_MAX_CHARS);
+        return false;
+    }
+    return true;
+}
+
+/*
+ * inih's fgets-style reader over the file in memory: counts lines
+ * (Debian's inih has no INI_HANDLER_LINENO), drops a BOM and leading
+ * blanks (so an indented key never continues the previous value) and
+ * sees every [name] line, also one with no keys below it.
+ */
+static char *
+next_line(char *str, int num, void *stream)
+{
+    struct load_ctx *ctx = stream;
+    const char *p = ctx->buf + ctx->pos;
+    const char *end = ctx->buf + ctx->len;
+    const char *nl;
+    size_t n;
+
+    if (ctx->failed || p >= end) {
+        return NULL;
+    }
+    nl = memchr(p, '\n', (size_t)(end - p));
+    n = nl != NULL ? (size_t)(nl - p) : (size_t)(end - p);
+    ctx->pos += n + (nl != NULL);
+    if (ctx->lineno++ == 0 && n >= 3 && memcmp(p, "\xef\xbb\xbf", 3) == 0) {
+        p += 3;
+        n -= 3;
+    }
+    while (n > 0 && (*p == ' ' || *p == '\t')) {
+        p++;
+        n--;
+    }
+    if (!line_ok(ctx, p, n, num) ||
+        (n > 0 && p[0] == '[' && !start_caller(ctx, p, n))) {
+        return NULL;
+    }
+    memcpy(str, p, n);
+    str[n] = '\0';
+    return str;
+}
+
+static bool
+parse_text(struct load_ctx *ctx)
+{
+    int rc = ini_parse_stream(next_line, ctx, on_key, ctx);
+
+    /* inih reports the first bad line, be it its syntax or our handler. */
+    if (rc > 0 && (!ctx->failed || rc < ctx->err_line)) {
+        ctx->failed = false;
+        fail(ctx, rc, NULL, NULL,
+             "syntax error: expected [name] or key = value");
+    } else if (rc < 0 && !ctx->failed) {
+        fail(ctx, 0, NULL, NULL, "inih failed (%d)", rc);
+    }
+    return !ctx->failed;
+}
+
+static bool
+check_complete(struct load_ctx *ctx)
+{
+    const struct agw_auth *a = ctx->auth;
+
+    if (a->n == 0) {
+        fail(ctx, 0, NULL, NULL,
+             "no callers: add a [name] section with " KEY_HASH
+             " and " KEY_BUSINESSES);
+        return false;
+    }
+    for (size_t i = 0; i < a->n; i++) {
+        const struct caller *c = &a->callers[i];
+
+        if (c->hash_line == 0) {
+            fail(ctx, c->line, c, KEY_HASH, "missing");
+            return false;
+        }
+        if (c->businesses_line == 0) {
+            fail(ctx, c->line, c, KEY_BUSINESSES,
+                 "missing (list business ids, or * for every business)");
+            return false;
+        }
+    }
+    return true;
+}
+
+/* ------------------------------------------------------------ reading */
+
+static ssize_t
+read_fd(int fd, char *buf, size_t len)
+{
+    size_t got = 0;
+
+    while (got < len) {
+        ssize_t n = read(fd, buf + got, len - got);
+
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n < 0) {
+            return -1;
+        }
+        if (n == 0) {
+            break;
+        }
+        got += (size_t)n;
+    }
+    return (ssize_t)got;
+}
+
+/* Only hashes are inside, so loose modes are worth a warning, no more;
+ * but whoever may write the file may add a caller. */
+static void
+check_mode(const struct load_ctx *ctx, mode_t mode)
+{
+    if (mode & (S_IWGRP | S_IWOTH)) {
+        log_warn("clients file %s is writable by group or others (mode "
+                 "%04o): they could add a caller; chmod 600 it",
+                 ctx->path, (unsigned)(mode & 07777));
+    } else if (mode & (S_IRGRP | S_IROTH)) {
+        log_warn("clients file %s is readable by group or others (mode "
+                 "%04o); chmod 600 it",
+                 ctx->path, (unsigned)(mode & 07777));
+    }
+}
+
+static bool
+read_file(struct load_ctx *ctx, char *buf, size_t *len)
+{
+    /* O_NONBLOCK: opening a FIFO must not hang start-up or a reload. */
+    int fd = open(ctx->path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    struct stat st;
+    ssize_t n = -1;
+
+    if (fd < 0) {
+        fail(ctx, 0, NULL, NULL, "cannot read: %s", strerror(errno));
+        return false;
+    }
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        fail(ctx, 0, NULL, NULL, "cannot read: not a regular file");
+    } else if ((n = read_fd(fd, buf, CLIENTS_MAX_BYTES + 1)) < 0) {
+        fail(ctx, 0, NULL, NULL, "cannot read: %s", strerror(errno));
+    } else if (n > CLIENTS_MAX_BYTES) {
+        fail(ctx, 0, NULL, NULL, "larger than %d bytes", CLIENTS_MAX_BYTES);
+    } else {
+        check_mode(ctx, st.st_mode);
+    }
+    close(fd);
+    *len = n > 0 ? (size_t)n : 0;
+    return !ctx->failed;
+}
+
+/* ------------------------------------------------------------ public */
+
+struct agw_auth *
+agw_auth_load(const char *path, char *err, size_t errlen)
+{
+    struct agw_auth *a = calloc(1, sizeof(*a));
+    char *buf = malloc(CLIENTS_MAX_BYTES + 1);
+    struct load_ctx ctx = {
+        .auth = a, .path = path, .buf = buf, .err = err, .errlen = errlen};
+    bool ok;
+
+    if (errlen > 0) {
+        err[0] = '\0';
+    }
+    if (a == NULL || buf == NULL) {
+        fail(&ctx, 0, NULL, NULL, "out of memory");
+        ok = false;
+    } else {
+        ok = read_file(&ctx, buf, &ctx.len) && parse_text(&ctx) &&
+             check_complete(&ctx);
+    }
+    free(buf);
+    if (!ok) {
+        agw_auth_free(a);
+        return NULL;
+    }
+    return a;
+}
+
+void
+agw_auth_free(struct agw_auth *a)
+{
+    if (a == NULL) {
+        return;
+    }
+    for (size_t i = 0; i < a->n; i++) {
+        free(a->callers[i].businesses);
+    }
+    if (a->callers != NULL) {
+        OPENSSL_cleanse(a->callers, a->cap * sizeof(*a->callers));
+    }
+    free(a->callers);
+    free(a);
+}
+
+size_t
+agw_auth_count(const struct agw_auth *a)
+{
+    return a != NULL ? a->n : 0;
+}
+
+/*
+ * "Bearer <token>": scheme case-insensitive (RFC 7235 §2.1), one or more
+ * blanks, then visible ASCII up to the end (trailing blanks allowed).
+ */
+static bool
+bearer_token(const char *h, const char **token, size_t *len)
+{
+    const char *t;
+
+    if (h == NULL) {
+        return false;
+    }
+    while (*h == ' ' || *h == '\t') {
+        h++;
+    }
+    if (strncasecmp(h, "Bearer", 6) != 0 || (h[6] != ' ' && h[6] != '\t')) {
+        return false;
+    }
+    h += 6;
+    while (*h == ' ' || *h == '\t') {
+        h++;
+    }
+    t = h;
+    while ((unsigned char)*h > 0x20 && (unsigned char)*h < 0x7f) {
+        h++;
+    }
+    *token = t;
+    *len = (size_t)(h - t);
+    while (*h == ' ' || *h == '\t') {
+        h++;
+    }
+    return *len > 0 && *h == '\0';
+}
+
+/*
+ * Index + 1 of the caller whose hash is MD, 0 when none. Every entry is
+ * compared, with no branch on the outcome, so the time taken does not
+ * say which entry (or which prefix) matched.
+ */
+static size_t
+find_hash(const struct agw_auth *a, const unsigned char md[HASH_LEN])
+{
+    size_t found = 0;
+
+    for (size_t i = 0; i < a->n; i++) {
+        size_t eq =
+            (size_t)(CRYPTO_memcmp(a->callers[i].hash, md, HASH_LEN) == 0);
+        size_t mask = (size_t)0 - eq;
+
+        found = (found & ~mask) | ((i + 1) & mask);
+    }
+    return found;
+}
+
+static bool
+business_allowed(const struct caller *c, const char *business_id)
+{
+    if (c->all || business_id == NULL) {
+        return true;
+    }
+    for (size_t i = 0; i < c->nbusinesses; i++) {
+        if (strcasecmp(c->businesses[i], business_id) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+enum agw_auth_result
+agw_auth_check(const struct agw_auth *a, const char *authorization,
+               const char *business_id, const char **caller_name)
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+    const char *token;
+    size_t len, found = 0;
+    const struct caller *c;
+
+    if (caller_name != NULL) {
+        *caller_name = NULL;
+    }
+    if (!bearer_token(authorization, &token, &len)) {
+        return AGW_AUTH_MISSING;
+    }
+    /* Only out of memory fails here: refusing is the safe answer. */
+    if (a != NULL &&
+        EVP_Digest(token, len, md, &mdlen, EVP_sha256(), NULL) == 1 &&
+        mdlen == HASH_LEN) {
+        found = find_hash(a, md);
+    }
+    OPENSSL_cleanse(md, sizeof(md));
+    if (found == 0) {
+        return AGW_AUTH_UNKNOWN;
+    }
+    c = &a->callers[found - 1];
+    if (caller_name != NULL) {
+        *caller_name = c->name;
+    }
+    return business_allowed(c, business_id) ? AGW_AUTH_OK : AGW_AUTH_FORBIDDEN;
+}

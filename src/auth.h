@@ -1,0 +1,76 @@
+/*
+ * auth.h - caller authentication (SPEC §2): the clients file, loaded into
+ * an immutable table, and the check of an "Authorization: Bearer" header.
+ */
+#ifndef AGW_AUTH_H
+#define AGW_AUTH_H
+
+#include <stddef.h>
+
+/*
+ * The clients file is INI, one section per caller:
+ *
+ *     [billing-service]
+ *     token_sha256 = 9f86d081884c7d65...15b0f00a08   (64 hex digits)
+ *     businesses = 550e8400-e29b-41d4-a716-446655440000, 6ba7b810-...
+ *
+ * A section name (the caller's name, shown in logs) is 1 to
+ * AGW_AUTH_NAME_MAX characters of [A-Za-z0-9._:-]. token_sha256 is the
+ * SHA-256 of the caller's token in hex, never the token itself; an
+ * operator makes it with
+ *
+ *     printf %s "$TOKEN" | sha256sum
+ *
+ * (printf, not echo: a trailing newline would be hashed too).
+ * businesses lists business ids (UUIDs, any case) separated by commas, or
+ * is `*` alone for every business. A line holds at most 197 characters,
+ * so a long list may be split over several `businesses =` lines of one
+ * section: they add up. Each caller needs both keys; names and token
+ * hashes must be unique; anything else (an unknown key, bad hex, an
+ * invalid id) fails the load. Values never appear in error messages.
+ */
+
+#define AGW_AUTH_NAME_MAX 48
+
+enum agw_auth_result {
+    AGW_AUTH_OK = 0,
+    AGW_AUTH_MISSING,  /* no header, or not "Bearer <token>": 401 code 16 */
+    AGW_AUTH_UNKNOWN,  /* no caller has this token: 401 code 16 */
+    AGW_AUTH_FORBIDDEN /* known caller, business not allowed: 403 code 7 */
+};
+
+struct agw_auth;
+
+/*
+ * Loads the clients file PATH. On success returns a table the caller owns
+ * (free with agw_auth_free()); it is never modified afterwards, so threads
+ * may read it without locks and a reload can swap in a new one. On failure
+ * returns NULL and writes "FILE:LINE: [caller] key: problem" (or
+ * "FILE: problem" when no line applies) into ERR. Warns (log_warn) when
+ * the file is readable by group or others; it holds only hashes, so that
+ * is not refused.
+ */
+struct agw_auth *agw_auth_load(const char *path, char *err, size_t errlen);
+
+/* Frees A (NULL is fine). Names handed out by agw_auth_check() die too. */
+void agw_auth_free(struct agw_auth *a);
+
+/* Callers in the table, for the start-up log line. */
+size_t agw_auth_count(const struct agw_auth *a);
+
+/*
+ * Checks the Authorization header value AUTHORIZATION (NULL when absent)
+ * for BUSINESS_ID (compared case-insensitively; NULL checks the token
+ * only). The scheme "Bearer" is case-insensitive (RFC 7235); the token is
+ * every visible ASCII character after it. The token's hash is compared in
+ * constant time against every caller. On AGW_AUTH_OK and
+ * AGW_AUTH_FORBIDDEN, *CALLER_NAME (when CALLER_NAME is not NULL) points
+ * to the caller's name inside A, valid until A is freed; otherwise it is
+ * set to NULL. Never logs.
+ */
+enum agw_auth_result agw_auth_check(const struct agw_auth *a,
+                                    const char *authorization,
+                                    const char *business_id,
+                                    const char **caller_name);
+
+#endif

@@ -1,0 +1,866 @@
+/*
+ * fleet.c - single flight across the instances sharing a Redis (SPEC §3):
+ * an atomic claim with an owner token, an answer published to waiters on
+ * other instances, and a takeover by one waiter when a claim expires.
+ *
+ * Keys (PREFIX is key_prefix):
+ *   PREFIX "lock:" KEY  the claim; value = the holder's random token,
+ *                       PX claim_ttl_ms, renewed by the holder.
+ *   PREFIX "done:" KEY  pub/sub channel of the answer, and a copy of the
+ *                       last answer kept 10 s for waiters that subscribed
+ *                       after it was published.
+ * Answer encoding: "<token>\n<status>\n<retry_after or -1>\n<body>", where
+ * token is the claim that produced it. A waiter trusts any message (it was
+ * published while it listened, so it answers its request), but a copy
+ * only when it comes from the holder it waited on: an older copy belongs
+ * to an earlier flight (e.g. an error, which must not be reused).
+ */
+#include "fleet.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/event.h>
+#include <hiredis/hiredis.h>
+
+#include "log.h"
+#include "redis.h"
+#include "reply.h"
+#include "util.h"
+
+#define TOKEN_LEN 32
+#define COPY_TTL_MS "10000"
+#define RECHECK_SLACK_MS 2
+
+/*
+ * Claim, or learn who holds the claim. KEYS: lock, done. ARGV: our new
+ * token, claim TTL (ms), the holder we waited on ("" on the first try).
+ * {1}: ours. {0, holder, pttl}: held. {2, answer}: the holder we waited
+ * on answered and its claim is gone (we missed the message).
+ */
+static const char claim_lua[] =
+    "local cur = redis.call('GET', KEYS[1])\n"
+    "if cur then return {0, cur, redis.call('PTTL', KEYS[1])} end\n"
+    "if ARGV[3] ~= '' then\n"
+    "  local d = redis.call('GET', KEYS[2])\n"
+    "  if d and string.sub(d, 1, string.len(ARGV[3]) + 1) == ARGV[3] .. "
+    "'\\n' then\n"
+    "    return {2, d}\n"
+    "  end\n"
+    "end\n"
+    "redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])\n"
+    "return {1}\n";
+
+/* KEYS: lock, done. ARGV: token, answer, copy TTL (ms). The claim is
+ * deleted only while it is still ours (it may have expired and been
+ * taken over); the answer is published either way. */
+static const char release_lua[] =
+    "redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])\n"
+    "redis.call('PUBLISH', KEYS[2], ARGV[2])\n"
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then\n"
+    "  redis.call('DEL', KEYS[1])\n"
+    "end\n"
+    "return 1\n";
+
+/* KEYS: lock. ARGV: token, TTL (ms). 1 when still ours and extended. */
+static const char renew_lua[] =
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then\n"
+    "  return redis.call('PEXPIRE', KEYS[1], ARGV[2])\n"
+    "end\n"
+    "return 0\n";
+
+/* A claim this instance holds. */
+struct claim {
+    char *key;
+    char token[TOKEN_LEN + 1];
+    struct claim *next;
+};
+
+/* This instance's subscription to one key's channel, shared by its
+ * waiters. */
+struct ksub {
+    char *key;
+    char *channel;
+    int refs;
+    bool confirmed;
+    struct ksub *next;
+};
+
+struct agw_fleet {
+    struct event_base *base;
+    struct agw_redis *cmd;
+    struct agw_redis *sub;
+    char *prefix;
+    int claim_ttl_ms;
+    struct agw_fleet_wait *waits; /* live waits */
+    struct ksub *ksubs;
+    struct claim *claims;
+};
+
+/*
+ * A join. It stays allocated while it is live (no outcome yet, not
+ * cancelled) or a command it sent is still out: REFS counts both, so a
+ * late reply after cancel or agw_fleet_free finds it and is ignored.
+ */
+struct agw_fleet_wait {
+    struct agw_fleet *fleet; /* NULL once the fleet is freed */
+    char *key;
+    agw_fleet_cb cb;
+    void *arg;
+    int refs;
+    bool live;
+    bool subscribed;   /* holds a reference on its ksub */
+    bool copy_checked; /* the copy was read after the subscription */
+    char holder[TOKEN_LEN + 1]; /* the claim waited on; "" when unknown */
+    char token[TOKEN_LEN + 1];  /* our latest claim attempt */
+    bool deferred;              /* TIMER delivers DEFERRED_OUTCOME */
+    enum agw_fleet_outcome deferred_outcome;
+    struct event *timer;
+    struct agw_fleet_wait *prev, *next;
+};
+
+/* A release or renew in flight: only the key, for the log. */
+struct note_op {
+    char key[80];
+};
+
+static void send_claim(struct agw_fleet_wait *w);
+
+/* ---------------------------------------------------------- helpers */
+
+static char *
+join_str(const char *a, const char *b, const char *c)
+{
+    size_t la = strlen(a), lb = strlen(b), lc = strlen(c);
+    char *out = malloc(la + lb + lc + 1);
+
+    if (out == NULL) {
+        log_error("fleet: out of memory");
+        abort();
+    }
+    memcpy(out, a, la);
+    memcpy(out + la, b, lb);
+    memcpy(out + la + lb, c, lc + 1);
+    return out;
+}
+
+static struct timeval
+ms_tv(long ms)
+{
+    struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
+
+    return tv;
+}
+
+static void
+copy_token(char out[TOKEN_LEN + 1], const char *s, size_t len)
+{
+    if (len > TOKEN_LEN) {
+        len = TOKEN_LEN;
+    }
+    memcpy(out, s, len);
+    out[len] = '\0';
+}
+
+/* "<token>\n<status>\n<retry>\n<body>" into TOKEN and RESP (the body
+ * points into DATA). */
+static bool
+decode_answer(const char *data, size_t len, char token[TOKEN_LEN + 1],
+              struct agw_response *resp)
+{
+    const char *end = data + len;
+    const char *nl1 = memchr(data, '\n', len);
+    const char *nl2 = nl1 != NULL ? memchr(nl1 + 1, '\n', end - nl1 - 1)
+                                  : NULL;
+    const char *nl3 = nl2 != NULL ? memchr(nl2 + 1, '\n', end - nl2 - 1)
+                                  : NULL;
+    char num[16];
+
+    if (nl3 == NULL || nl1 - data > TOKEN_LEN || nl3 - nl2 > 12 ||
+        nl2 - nl1 > 4) {
+        return false;
+    }
+    copy_token(token, data, (size_t)(nl1 - data));
+    memcpy(num, nl1 + 1, (size_t)(nl2 - nl1 - 1));
+    num[nl2 - nl1 - 1] = '\0';
+    resp->status = atoi(num);
+    memcpy(num, nl2 + 1, (size_t)(nl3 - nl2 - 1));
+    num[nl3 - nl2 - 1] = '\0';
+    resp->retry_after_s = atoi(num);
+    resp->body = (char *)(nl3 + 1);
+    resp->len = (size_t)(end - nl3 - 1);
+    return resp->status >= 100 && resp->status <= 599;
+}
+
+static char *
+encode_answer(const char *token, const struct agw_response *resp,
+              size_t *len)
+{
+    char head[TOKEN_LEN + 40];
+    int hlen = snprintf(head, sizeof(head), "%s\n%d\n%d\n", token,
+                        resp->status, resp->retry_after_s);
+    char *out = malloc((size_t)hlen + resp->len + 1);
+
+    if (out == NULL) {
+        return NULL;
+    }
+    memcpy(out, head, (size_t)hlen);
+    if (resp->len > 0) {
+        memcpy(out + hlen, resp->body, resp->len);
+    }
+    out[hlen + resp->len] = '\0';
+    *len = (size_t)hlen + resp->len;
+    return out;
+}
+
+/* ------------------------------------------------------ subscriptions */
+
+static struct ksub *
+ksub_find(struct agw_fleet *f, const char *key, const char *channel)
+{
+    for (struct ksub *ks = f->ksubs; ks != NULL; ks = ks->next) {
+        if ((key != NULL && strcmp(ks->key, key) == 0) ||
+            (channel != NULL && strcmp(ks->channel, channel) == 0)) {
+            return ks;
+        }
+    }
+    return NULL;
+}
+
+static struct ksub *
+ksub_ref(struct agw_fleet *f, const char *key)
+{
+    struct ksub *ks = ksub_find(f, key, NULL);
+
+    if (ks != NULL) {
+        ks->refs++;
+        return ks;
+    }
+    ks = calloc(1, sizeof(*ks));
+    if (ks == NULL) {
+        log_error("fleet: out of memory");
+        abort();
+    }
+    ks->key = strdup(key);
+    ks->channel = join_str(f->prefix, "done:", key);
+    if (ks->key == NULL) {
+        log_error("fleet: out of memory");
+        abort();
+    }
+    ks->refs = 1;
+    ks->next = f->ksubs;
+    f->ksubs = ks;
+    agw_redis_subscribe(f->sub, ks->channel);
+    return ks;
+}
+
+static void
+ksub_free(struct ksub *ks)
+{
+    free(ks->key);
+    free(ks->channel);
+    free(ks);
+}
+
+static void
+ksub_unref(struct agw_fleet *f, const char *key)
+{
+    struct ksub **p = &f->ksubs;
+    struct ksub *ks;
+
+    while (*p != NULL && strcmp((*p)->key, key) != 0) {
+        p = &(*p)->next;
+    }
+    if (*p == NULL || --(*p)->refs > 0) {
+        return;
+    }
+    ks = *p;
+    *p = ks->next;
+    agw_redis_unsubscribe(f->sub, ks->channel);
+    ksub_free(ks);
+}
+
+/* ------------------------------------------------------------- waits */
+
+static void
+wait_unref(struct agw_fleet_wait *w)
+{
+    if (--w->refs > 0) {
+        return;
+    }
+    if (w->timer != NULL) {
+        event_free(w->timer);
+    }
+    free(w->key);
+    free(w);
+}
+
+/* Ends W's life as a waiter without a callback. */
+static void
+retire(struct agw_fleet_wait *w)
+{
+    struct agw_fleet *f = w->fleet;
+
+    w->live = false;
+    evtimer_del(w->timer);
+    if (f == NULL) {
+        return;
+    }
+    if (w->subscribed) {
+        w->subscribed = false;
+        ksub_unref(f, w->key);
+    }
+    if (w->prev != NULL) {
+        w->prev->next = w->next;
+    } else {
+        f->waits = w->next;
+    }
+    if (w->next != NULL) {
+        w->next->prev = w->prev;
+    }
+    w->prev = w->next = NULL;
+}
+
+/* The one way an outcome reaches the caller. Touches neither the fleet
+ * nor W after the callback (it may free either). */
+static void
+deliver(struct agw_fleet_wait *w, enum agw_fleet_outcome outcome,
+        const struct agw_response *resp)
+{
+    if (!w->live) {
+        return;
+    }
+    retire(w);
+    w->cb(outcome, resp, w->arg);
+    wait_unref(w);
+}
+
+static void
+add_claim(struct agw_fleet *f, const char *key, const char *token)
+{
+    struct claim *c = calloc(1, sizeof(*c));
+
+    if (c == NULL || (c->key = strdup(key)) == NULL) {
+        log_error("fleet: out of memory");
+        abort();
+    }
+    snprintf(c->token, sizeof(c->token), "%s", token);
+    c->next = f->claims;
+    f->claims = c;
+}
+
+static struct claim *
+find_claim(struct agw_fleet *f, const char *key)
+{
+    for (struct claim *c = f->claims; c != NULL; c = c->next) {
+        if (strcmp(c->key, key) == 0) {
+            return c;
+        }
+    }
+    return NULL;
+}
+
+static void
+remove_claim(struct agw_fleet *f, struct claim *gone)
+{
+    for (struct claim **p = &f->claims; *p != NULL; p = &(*p)->next) {
+        if (*p == gone) {
+            *p = gone->next;
+            free(gone->key);
+            free(gone);
+            return;
+        }
+    }
+}
+
+/* Called first in every command callback of W: drops the command's
+ * reference; false when W is no longer live (the reply is ignored). */
+static bool
+reply_for_live(struct agw_fleet_wait *w)
+{
+    if (w->live) {
+        w->refs--; /* the live reference keeps W allocated */
+        return true;
+    }
+    wait_unref(w);
+    return false;
+}
+
+static void
+on_copy(struct redisReply *reply, const char *error, void *arg)
+{
+    struct agw_fleet_wait *w = arg;
+    struct agw_response resp;
+    char token[TOKEN_LEN + 1];
+
+    if (!reply_for_live(w)) {
+        return;
+    }
+    if (reply == NULL || reply->type == REDIS_REPLY_ERROR) {
+        log_debug("fleet: reading the answer copy failed: %s",
+                  reply != NULL ? reply->str : error);
+        deliver(w, AGW_FLEET_UNAVAILABLE, NULL);
+        return;
+    }
+    if (reply->type == REDIS_REPLY_STRING &&
+        decode_answer(reply->str, reply->len, token, &resp) &&
+        strcmp(token, w->holder) == 0) {
+        deliver(w, AGW_FLEET_ANSWER, &resp);
+    }
+    /* Otherwise no answer yet (or an older flight's): wait. */
+}
+
+/* The holder may have published before we subscribed: read the copy. */
+static void
+check_copy(struct agw_fleet_wait *w)
+{
+    struct agw_fleet *f = w->fleet;
+    char *done = join_str(f->prefix, "done:", w->key);
+    const char *argv[2] = {"GET", done};
+    size_t argvlen[2] = {3, strlen(done)};
+
+    w->copy_checked = true;
+    w->refs++;
+    agw_redis_command(f->cmd, on_copy, w, 2, argv, argvlen);
+    free(done);
+}
+
+static void
+arm_recheck(struct agw_fleet_wait *w, long long pttl)
+{
+    struct timeval tv;
+
+    if (pttl < 0) {
+        pttl = w->fleet->claim_ttl_ms; /* no TTL: someone else's key */
+    }
+    tv = ms_tv((long)pttl + RECHECK_SLACK_MS);
+    evtimer_add(w->timer, &tv);
+}
+
+static void
+become_waiter(struct agw_fleet_wait *w, const redisReply *holder,
+              long long pttl)
+{
+    struct agw_fleet *f = w->fleet;
+    struct ksub *ks;
+
+    if (!agw_redis_is_up(f->sub)) {
+        deliver(w, AGW_FLEET_UNAVAILABLE, NULL);
+        return;
+    }
+    copy_token(w->holder, holder->str, holder->len);
+    if (!w->subscribed) {
+        ks = ksub_ref(f, w->key);
+        w->subscribed = true;
+        if (ks->confirmed) {
+            check_copy(w);
+        }
+    }
+    arm_recheck(w, pttl);
+}
+
+static bool
+claim_reply_ok(const redisReply *r)
+{
+    if (r->type != REDIS_REPLY_ARRAY || r->elements < 1 ||
+        r->element[0]->type != REDIS_REPLY_INTEGER) {
+        return false;
+    }
+    switch (r->element[0]->integer) {
+    case 1:
+        return true;
+    case 0:
+        return r->elements == 3 &&
+               r->element[1]->type == REDIS_REPLY_STRING &&
+               r->element[2]->type == REDIS_REPLY_INTEGER;
+    case 2:
+        return r->elements == 2 && r->element[1]->type == REDIS_REPLY_STRING;
+    default:
+        return false;
+    }
+}
+
+static void
+on_claim(struct redisReply *reply, const char *error, void *arg)
+{
+    struct agw_fleet_wait *w = arg;
+    struct agw_response resp;
+    char token[TOKEN_LEN + 1];
+
+    if (!reply_for_live(w)) {
+        return;
+    }
+    if (reply == NULL || !claim_reply_ok(reply)) {
+        if (reply != NULL) {
+            log_warn("fleet: unexpected claim reply%s%.200s",
+                     reply->type == REDIS_REPLY_ERROR ? ": " : "",
+                     reply->type == REDIS_REPLY_ERROR ? reply->str : "");
+        } else {
+            log_debug("fleet: claim failed: %s", error);
+        }
+        deliver(w, AGW_FLEET_UNAVAILABLE, NULL);
+        return;
+    }
+    switch (reply->element[0]->integer) {
+    case 1:
+        add_claim(w->fleet, w->key, w->token);
+        deliver(w, AGW_FLEET_LEAD, NULL);
+        break;
+    case 2:
+        if (!decode_answer(reply->element[1]->str, reply->element[1]->len,
+                           token, &resp)) {
+            deliver(w, AGW_FLEET_UNAVAILABLE, NULL);
+            return;
+        }
+        deliver(w, AGW_FLEET_ANSWER, &resp);
+        break;
+    default:
+        become_waiter(w, reply->element[1], reply->element[2]->integer);
+        break;
+    }
+}
+
+static void
+send_claim(struct agw_fleet_wait *w)
+{
+    struct agw_fleet *f = w->fleet;
+    char *lock = join_str(f->prefix, "lock:", w->key);
+    char *done = join_str(f->prefix, "done:", w->key);
+    char ttl[16];
+    const char *argv[8] = {"EVAL", claim_lua, "2", lock, done,
+                           w->token, ttl, w->holder};
+    size_t argvlen[8];
+
+    agw_request_id_new(w->token); /* 32 random hex characters */
+    snprintf(ttl, sizeof(ttl), "%d", f->claim_ttl_ms);
+    for (int i = 0; i < 8; i++) {
+        argvlen[i] = strlen(argv[i]);
+    }
+    w->refs++;
+    agw_redis_command(f->cmd, on_claim, w, 8, argv, argvlen);
+    free(lock);
+    free(done);
+}
+
+static void
+on_wait_timer(evutil_socket_t fd, short what, void *arg)
+{
+    struct agw_fleet_wait *w = arg;
+
+    if (w->deferred) {
+        w->deferred = false;
+        deliver(w, w->deferred_outcome, NULL);
+        return;
+    }
+    /* The claim we waited on should be gone: answer, takeover, or it
+     * was renewed (then we learn the new PTTL). */
+    send_claim(w);
+}
+
+/* ------------------------------------------------ subscriber events */
+
+/* The live waits on KEY, each with an extra reference, so callbacks may
+ * cancel or free anything meanwhile. Caller frees the array. */
+static struct agw_fleet_wait **
+snapshot(struct agw_fleet *f, const char *key, size_t *n)
+{
+    struct agw_fleet_wait **out;
+    size_t count = 0, i = 0;
+
+    for (struct agw_fleet_wait *w = f->waits; w != NULL; w = w->next) {
+        count += w->subscribed && (key == NULL || strcmp(w->key, key) == 0);
+    }
+    out = calloc(count + 1, sizeof(*out));
+    if (out == NULL) {
+        log_error("fleet: out of memory");
+        abort();
+    }
+    for (struct agw_fleet_wait *w = f->waits; w != NULL; w = w->next) {
+        if (w->subscribed && (key == NULL || strcmp(w->key, key) == 0)) {
+            w->refs++;
+            out[i++] = w;
+        }
+    }
+    *n = count;
+    return out;
+}
+
+static void
+release_snapshot(struct agw_fleet_wait **ws, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        wait_unref(ws[i]);
+    }
+    free(ws);
+}
+
+static void
+on_message(const char *channel, const char *data, size_t len, void *arg)
+{
+    struct agw_fleet *f = arg;
+    struct ksub *ks = ksub_find(f, NULL, channel);
+    struct agw_response resp;
+    char token[TOKEN_LEN + 1];
+    struct agw_fleet_wait **ws;
+    size_t n;
+
+    if (ks == NULL) {
+        return;
+    }
+    if (!decode_answer(data, len, token, &resp)) {
+        log_warn("fleet: undecodable answer on %s", channel);
+        return;
+    }
+    ws = snapshot(f, ks->key, &n);
+    for (size_t i = 0; i < n; i++) {
+        deliver(ws[i], AGW_FLEET_ANSWER, &resp);
+    }
+    release_snapshot(ws, n);
+}
+
+static void
+on_subscribed(const char *channel, void *arg)
+{
+    struct agw_fleet *f = arg;
+    struct ksub *ks = ksub_find(f, NULL, channel);
+
+    if (ks == NULL) {
+        return;
+    }
+    ks->confirmed = true;
+    /* Sending a command never calls back at once: plain iteration. */
+    for (struct agw_fleet_wait *w = f->waits; w != NULL; w = w->next) {
+        if (w->subscribed && !w->copy_checked && strcmp(w->key, ks->key) == 0) {
+            check_copy(w);
+        }
+    }
+}
+
+/* Messages sent while the subscriber was away are lost, and the holder's
+ * Redis is likely the one that failed: waiters go on locally. */
+static void
+on_sub_state(bool up, void *arg)
+{
+    struct agw_fleet *f = arg;
+    struct agw_fleet_wait **ws;
+    size_t n;
+
+    if (up) {
+        return;
+    }
+    for (struct ksub *ks = f->ksubs; ks != NULL; ks = ks->next) {
+        ks->confirmed = false;
+    }
+    ws = snapshot(f, NULL, &n);
+    for (size_t i = 0; i < n; i++) {
+        deliver(ws[i], AGW_FLEET_UNAVAILABLE, NULL);
+    }
+    release_snapshot(ws, n);
+}
+
+/* ------------------------------------------------------------ public */
+
+struct agw_fleet *
+agw_fleet_new(struct event_base *base, struct agw_redis *cmd,
+              struct agw_redis *sub, const char *prefix, int claim_ttl_ms)
+{
+    struct agw_fleet *f = calloc(1, sizeof(*f));
+
+    if (f == NULL) {
+        return NULL;
+    }
+    f->prefix = strdup(prefix != NULL ? prefix : "");
+    if (f->prefix == NULL) {
+        free(f);
+        return NULL;
+    }
+    f->base = base;
+    f->cmd = cmd;
+    f->sub = sub;
+    f->claim_ttl_ms = claim_ttl_ms > 0 ? claim_ttl_ms : 1;
+    agw_redis_set_subscriber(sub, on_message, on_subscribed, on_sub_state, f);
+    return f;
+}
+
+void
+agw_fleet_free(struct agw_fleet *f)
+{
+    if (f == NULL) {
+        return;
+    }
+    agw_redis_set_subscriber(f->sub, NULL, NULL, NULL, NULL);
+    while (f->waits != NULL) {
+        struct agw_fleet_wait *w = f->waits;
+
+        retire(w);
+        w->fleet = NULL;
+        wait_unref(w);
+    }
+    while (f->ksubs != NULL) {
+        struct ksub *ks = f->ksubs;
+
+        f->ksubs = ks->next;
+        agw_redis_unsubscribe(f->sub, ks->channel);
+        ksub_free(ks);
+    }
+    while (f->claims != NULL) {
+        remove_claim(f, f->claims);
+    }
+    free(f->prefix);
+    free(f);
+}
+
+static void
+defer_outcome(struct agw_fleet_wait *w, enum agw_fleet_outcome outcome)
+{
+    struct timeval now = {0, 0};
+
+    w->deferred = true;
+    w->deferred_outcome = outcome;
+    evtimer_add(w->timer, &now);
+}
+
+struct agw_fleet_wait *
+agw_fleet_join(struct agw_fleet *f, const char *key, agw_fleet_cb cb,
+               void *arg)
+{
+    struct agw_fleet_wait *w = calloc(1, sizeof(*w));
+
+    if (w == NULL || (w->key = strdup(key)) == NULL ||
+        (w->timer = evtimer_new(f->base, on_wait_timer, w)) == NULL) {
+        log_error("fleet: out of memory");
+        abort();
+    }
+    w->fleet = f;
+    w->cb = cb;
+    w->arg = arg;
+    w->refs = 1;
+    w->live = true;
+    w->next = f->waits;
+    if (f->waits != NULL) {
+        f->waits->prev = w;
+    }
+    f->waits = w;
+    if (!agw_redis_is_up(f->cmd) || !agw_redis_is_up(f->sub)) {
+        defer_outcome(w, AGW_FLEET_UNAVAILABLE);
+    } else {
+        send_claim(w);
+    }
+    return w;
+}
+
+void
+agw_fleet_cancel(struct agw_fleet_wait *w)
+{
+    if (w == NULL || !w->live) {
+        return;
+    }
+    retire(w);
+    wait_unref(w);
+}
+
+static void
+on_renewed(struct redisReply *reply, const char *error, void *arg)
+{
+    struct note_op *op = arg;
+
+    if (reply == NULL || reply->type != REDIS_REPLY_INTEGER) {
+        log_warn("fleet: renewing the claim on %.16s... failed: %s", op->key,
+                 reply == NULL ? error
+                 : reply->type == REDIS_REPLY_ERROR ? reply->str
+                                                     : "unexpected reply");
+    } else if (reply->integer == 0) {
+        log_warn("fleet: the claim on %.16s... expired before it was renewed",
+                 op->key);
+    }
+    free(op);
+}
+
+static struct note_op *
+note_new(const char *key)
+{
+    struct note_op *op = malloc(sizeof(*op));
+
+    if (op == NULL) {
+        log_error("fleet: out of memory");
+        abort();
+    }
+    snprintf(op->key, sizeof(op->key), "%s", key);
+    return op;
+}
+
+void
+agw_fleet_renew(struct agw_fleet *f, const char *key)
+{
+    struct claim *c = find_claim(f, key);
+    char *lock;
+    char ttl[16];
+    const char *argv[6] = {"EVAL", renew_lua, "1", NULL, NULL, ttl};
+    size_t argvlen[6];
+
+    if (c == NULL) {
+        log_debug("fleet: renew of %.16s...: no claim held", key);
+        return;
+    }
+    lock = join_str(f->prefix, "lock:", key);
+    snprintf(ttl, sizeof(ttl), "%d", f->claim_ttl_ms);
+    argv[3] = lock;
+    argv[4] = c->token;
+    for (int i = 0; i < 6; i++) {
+        argvlen[i] = strlen(argv[i]);
+    }
+    agw_redis_command(f->cmd, on_renewed, note_new(key), 6, argv, argvlen);
+    free(lock);
+}
+
+static void
+on_released(struct redisReply *reply, const char *error, void *arg)
+{
+    struct note_op *op = arg;
+
+    if (reply == NULL || reply->type == REDIS_REPLY_ERROR) {
+        log_warn("fleet: publishing the answer for %.16s... failed: %s; "
+                 "waiters elsewhere take over when the claim expires",
+                 op->key, reply == NULL ? error : reply->str);
+    }
+    free(op);
+}
+
+void
+agw_fleet_release(struct agw_fleet *f, const char *key,
+                  const struct agw_response *resp)
+{
+    struct claim *c = find_claim(f, key);
+    char *lock, *done, *answer;
+    size_t alen;
+    const char *argv[8] = {"EVAL", release_lua, "2", NULL, NULL,
+                           NULL, NULL, COPY_TTL_MS};
+    size_t argvlen[8];
+
+    if (c == NULL) {
+        log_debug("fleet: release of %.16s...: no claim held", key);
+        return;
+    }
+    answer = encode_answer(c->token, resp, &alen);
+    if (answer == NULL) {
+        log_warn("fleet: answer for %.16s... not published: out of memory",
+                 key);
+        remove_claim(f, c);
+        return;
+    }
+    lock = join_str(f->prefix, "lock:", key);
+    done = join_str(f->prefix, "done:", key);
+    argv[3] = lock;
+    argv[4] = done;
+    argv[5] = c->token;
+    argv[6] = answer;
+    for (int i = 0; i < 8; i++) {
+        argvlen[i] = i == 6 ? alen : strlen(argv[i]);
+    }
+    agw_redis_command(f->cmd, on_released, note_new(key), 8, argv, argvlen);
+    remove_claim(f, c);
+    free(lock);
+    free(done);
+    free(answer);
+}

@@ -1,0 +1,68 @@
+/*
+ * fleet.h - single flight across every gateway sharing a Redis (SPEC
+ * §3): the first instance to miss claims the key (SET NX PX with an owner
+ * token), calls upstream and publishes its answer; the others wait for
+ * that message on a pub/sub connection, and one of them takes over if the
+ * claim expires without an answer (its holder died).
+ */
+#ifndef AGW_FLEET_H
+#define AGW_FLEET_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+struct event_base;
+struct agw_redis;
+struct agw_response;
+struct agw_fleet;
+struct agw_fleet_wait;
+
+enum agw_fleet_outcome {
+    AGW_FLEET_LEAD,        /* this caller holds the claim: call upstream,
+                              then agw_fleet_release() */
+    AGW_FLEET_ANSWER,      /* another instance answered: RESP */
+    AGW_FLEET_UNAVAILABLE, /* Redis is down or failed: go on locally */
+};
+
+/* RESP is set for ANSWER only and valid only during the callback. */
+typedef void (*agw_fleet_cb)(enum agw_fleet_outcome outcome,
+                             const struct agw_response *resp, void *arg);
+
+/*
+ * CMD sends commands, SUB is a subscriber connection (both borrowed).
+ * Keys: PREFIX "lock:" KEY (the claim, value = owner token),
+ * PREFIX "done:" KEY (channel, and a short-lived copy of the answer for
+ * waiters that subscribe late). CLAIM_TTL_MS must exceed one upstream
+ * attempt; the holder renews it with agw_fleet_renew().
+ */
+struct agw_fleet *agw_fleet_new(struct event_base *base, struct agw_redis *cmd,
+                                struct agw_redis *sub, const char *prefix,
+                                int claim_ttl_ms);
+void agw_fleet_free(struct agw_fleet *fleet);
+
+/*
+ * Claims KEY or waits for its answer. CB runs exactly once, never before
+ * this returns, unless the wait is cancelled with agw_fleet_cancel (the
+ * caller's own deadline timer does that). Waiting has no deadline of its
+ * own: it ends with an answer, a takeover (LEAD) when the claim expires
+ * unanswered, or UNAVAILABLE when Redis fails. Returns the handle.
+ */
+struct agw_fleet_wait *agw_fleet_join(struct agw_fleet *fleet, const char *key,
+                                      agw_fleet_cb cb, void *arg);
+
+/* Stops waiting: CB will not run. */
+void agw_fleet_cancel(struct agw_fleet_wait *wait);
+
+/* Holder only: extends the claim by claim_ttl_ms if still owned (call it
+ * before each upstream attempt). */
+void agw_fleet_renew(struct agw_fleet *fleet, const char *key);
+
+/*
+ * Holder only: publishes RESP to the waiters on every instance, keeps a
+ * short-lived copy for late subscribers, and deletes the claim if this
+ * instance still owns it (atomic check-and-delete in Lua).
+ */
+void agw_fleet_release(struct agw_fleet *fleet, const char *key,
+                       const struct agw_response *resp);
+
+#endif

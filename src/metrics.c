@@ -1,0 +1,413 @@
+/*
+ * metrics.c - storage and Prometheus text rendering for the list in
+ * metrics.h. Updates are relaxed atomics so worker threads never lock.
+ */
+#include "metrics.h"
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include <event2/buffer.h>
+
+#define PREFIX "asset_gateway_"
+#define STATUS_MIN 100
+#define STATUS_MAX 599
+/* One observation adds at most this much to a _sum (keeps ns in range). */
+#define MAX_OBSERVATION_S 1e6
+#define NS_PER_S 1000000000ULL
+
+/* ------------------------------------------------------------ tables */
+
+enum labelset {
+#define LS_ENUM(id, label, slots) LS_##id,
+    AGW_METRIC_LABELSETS(LS_ENUM) LS__COUNT
+#undef LS_ENUM
+};
+
+enum {
+#define LS_SLOTS(id, label, slots) LS_SLOTS_##id = (slots),
+    AGW_METRIC_LABELSETS(LS_SLOTS)
+#undef LS_SLOTS
+};
+
+static const char *const labelset_label[LS__COUNT] = {
+#define LS_LABEL(id, label, slots) [LS_##id] = label,
+    AGW_METRIC_LABELSETS(LS_LABEL)
+#undef LS_LABEL
+};
+
+static const char *const cache_words[LS_SLOTS_CACHE] = {
+    [AGW_CACHE_HIT] = "hit",
+    [AGW_CACHE_MISS] = "miss",
+    [AGW_CACHE_COALESCED] = "coalesced",
+};
+static const char *const reload_words[LS_SLOTS_RELOAD] = {"ok", "failed"};
+
+struct plain_def {
+    const char *name;
+    const char *help;
+};
+
+#define NAMED_DEF(id, name, help) [AGW_M_##id] = {PREFIX name, help},
+#define IGNORE(...)
+
+static const struct plain_def counter_defs[AGW_M_COUNTER__COUNT] = {
+    AGW_METRICS_LIST(IGNORE, NAMED_DEF, IGNORE, IGNORE, IGNORE)};
+
+static const struct plain_def gauge_defs[AGW_M_GAUGE__COUNT] = {
+    AGW_METRICS_LIST(IGNORE, IGNORE, IGNORE, NAMED_DEF, IGNORE)};
+
+/* One array of counters per labelled family, sized by its label set. */
+#define VEC_STORAGE(id, name, ls, help)                                        \
+    static atomic_ullong vec_##id[LS_SLOTS_##ls];
+AGW_METRICS_LIST(IGNORE, IGNORE, VEC_STORAGE, IGNORE, IGNORE)
+
+struct vec_def {
+    const char *name;
+    const char *help;
+    enum labelset ls;
+    atomic_ullong *slots;
+    size_t nslots;
+};
+
+#define VEC_DEF(id, name, ls, help)                                            \
+    [AGW_M_##id] = {PREFIX name, help, LS_##ls, vec_##id, LS_SLOTS_##ls},
+
+static const struct vec_def vec_defs[AGW_M_VEC__COUNT] = {
+    AGW_METRICS_LIST(IGNORE, IGNORE, VEC_DEF, IGNORE, IGNORE)};
+
+#define HIST_BOUNDS(id, name, buckets, help)                                   \
+    static const double bounds_##id[] = {AGW_BUCKETS_##buckets};               \
+    _Static_assert(sizeof(bounds_##id) / sizeof(double) <=                     \
+                       AGW_METRICS_MAX_BUCKETS,                                \
+                   "too many buckets for " #id);
+AGW_METRICS_LIST(IGNORE, IGNORE, IGNORE, IGNORE, HIST_BOUNDS)
+
+struct hist_def {
+    const char *name;
+    const char *help;
+    const double *bounds; /* strictly increasing upper bounds */
+    size_t nbounds;
+};
+
+#define HIST_DEF(id, name, buckets, help)                                      \
+    [AGW_M_##id] = {PREFIX name, help, bounds_##id,                            \
+                    sizeof(bounds_##id) / sizeof(double)},
+
+static const struct hist_def hist_defs[AGW_M_HISTOGRAM__COUNT] = {
+    AGW_METRICS_LIST(IGNORE, IGNORE, IGNORE, IGNORE, HIST_DEF)};
+
+/* ----------------------------------------------------------- storage */
+
+struct histogram {
+    /* Per bucket, not cumulative, so one observation is one add; the
+     * last used slot (index nbounds) is +Inf. */
+    atomic_ullong counts[AGW_METRICS_MAX_BUCKETS + 1];
+    atomic_ullong sum_ns; /* integer ns: fetch_add, no CAS loop */
+};
+
+static atomic_ullong counters[AGW_M_COUNTER__COUNT];
+static atomic_llong gauges[AGW_M_GAUGE__COUNT];
+static struct histogram hists[AGW_M_HISTOGRAM__COUNT];
+
+/* Already escaped for a label value; written once, by init. */
+static char version_label[128] = "unknown";
+
+/* ----------------------------------------------------------- updates */
+
+static void
+bump(atomic_ullong *slot, unsigned long long n)
+{
+    atomic_fetch_add_explicit(slot, n, memory_order_relaxed);
+}
+
+void
+agw_metrics_count_request(int status)
+{
+    if (status < STATUS_MIN || status > STATUS_MAX) {
+        return;
+    }
+    bump(&vec_REQUESTS[status - STATUS_MIN], 1);
+}
+
+void
+agw_metrics_count_cache(enum agw_cache_result result)
+{
+    if ((unsigned)result >= LS_SLOTS_CACHE) {
+        return;
+    }
+    bump(&vec_CACHE_LOOKUPS[result], 1);
+}
+
+void
+agw_metrics_count_upstream(int status_or_0)
+{
+    size_t slot = 0; /* "error" */
+
+    if (status_or_0 >= STATUS_MIN && status_or_0 <= STATUS_MAX) {
+        slot = (size_t)(status_or_0 - STATUS_MIN) + 1;
+    }
+    bump(&vec_UPSTREAM_REQUESTS[slot], 1);
+    if (status_or_0 == 429) {
+        bump(&counters[AGW_M_UPSTREAM_429], 1);
+    }
+}
+
+void
+agw_metrics_count_reload(bool ok)
+{
+    bump(&vec_CONFIG_RELOADS[ok ? 0 : 1], 1);
+}
+
+void
+agw_metrics_add(enum agw_counter counter, unsigned long n)
+{
+    if ((unsigned)counter >= AGW_M_COUNTER__COUNT) {
+        return;
+    }
+    bump(&counters[counter], n);
+}
+
+void
+agw_metrics_inc(enum agw_counter counter)
+{
+    agw_metrics_add(counter, 1);
+}
+
+void
+agw_metrics_observe(enum agw_histogram hist, double seconds)
+{
+    const struct hist_def *def;
+    size_t i = 0;
+
+    if ((unsigned)hist >= AGW_M_HISTOGRAM__COUNT) {
+        return;
+    }
+    def = &hist_defs[hist];
+    if (!(seconds > 0)) { /* also NaN */
+        seconds = 0;
+    }
+    /* Prometheus buckets are "less than or equal": le="0.1" holds 0.1. */
+    while (i < def->nbounds && seconds > def->bounds[i]) {
+        i++;
+    }
+    bump(&hists[hist].counts[i], 1);
+    if (seconds > MAX_OBSERVATION_S) {
+        seconds = MAX_OBSERVATION_S;
+    }
+    bump(&hists[hist].sum_ns, (unsigned long long)(seconds * 1e9 + 0.5));
+}
+
+void
+agw_metrics_gauge_add(enum agw_gauge gauge, long delta)
+{
+    if ((unsigned)gauge >= AGW_M_GAUGE__COUNT) {
+        return;
+    }
+    atomic_fetch_add_explicit(&gauges[gauge], delta, memory_order_relaxed);
+}
+
+void
+agw_metrics_gauge_set(enum agw_gauge gauge, long value)
+{
+    if ((unsigned)gauge >= AGW_M_GAUGE__COUNT) {
+        return;
+    }
+    atomic_store_explicit(&gauges[gauge], value, memory_order_relaxed);
+}
+
+/* -------------------------------------------------------------- init */
+
+static void
+zero(atomic_ullong *slots, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        atomic_store_explicit(&slots[i], 0, memory_order_relaxed);
+    }
+}
+
+/* Label values escape \, " and newline (exposition format 0.0.4). */
+static void
+escape_label(char *out, size_t len, const char *in)
+{
+    size_t o = 0;
+
+    for (; *in != '\0' && o + 3 < len; in++) {
+        if (*in == '\\' || *in == '"' || *in == '\n') {
+            out[o++] = '\\';
+            out[o++] = *in == '\n' ? 'n' : *in;
+        } else {
+            out[o++] = *in;
+        }
+    }
+    out[o] = '\0';
+}
+
+void
+agw_metrics_init(const char *version)
+{
+    zero(counters, AGW_M_COUNTER__COUNT);
+    for (size_t i = 0; i < AGW_M_GAUGE__COUNT; i++) {
+        atomic_store_explicit(&gauges[i], 0, memory_order_relaxed);
+    }
+    for (size_t i = 0; i < AGW_M_VEC__COUNT; i++) {
+        zero(vec_defs[i].slots, vec_defs[i].nslots);
+    }
+    for (size_t i = 0; i < AGW_M_HISTOGRAM__COUNT; i++) {
+        zero(hists[i].counts, AGW_METRICS_MAX_BUCKETS + 1);
+        zero(&hists[i].sum_ns, 1);
+    }
+    escape_label(version_label, sizeof(version_label),
+                 version != NULL ? version : "unknown");
+    agw_metrics_gauge_set(AGW_M_START_TIME, (long)time(NULL));
+}
+
+/* ------------------------------------------------------------ render */
+
+static unsigned long long
+load(atomic_ullong *slot)
+{
+    return atomic_load_explicit(slot, memory_order_relaxed);
+}
+
+static int
+header(struct evbuffer *out, const char *name, const char *type,
+       const char *help)
+{
+    return evbuffer_add_printf(out, "# HELP %s %s\n# TYPE %s %s\n", name, help,
+                               name, type);
+}
+
+static int
+render_info(struct evbuffer *out, const char *name, const char *help)
+{
+    if (header(out, name, "gauge", help) < 0) {
+        return -1;
+    }
+    return evbuffer_add_printf(out, "%s{version=\"%s\"} 1\n", name,
+                               version_label);
+}
+
+static int
+render_counter(struct evbuffer *out, enum agw_counter c)
+{
+    const struct plain_def *def = &counter_defs[c];
+
+    if (header(out, def->name, "counter", def->help) < 0) {
+        return -1;
+    }
+    return evbuffer_add_printf(out, "%s %llu\n", def->name, load(&counters[c]));
+}
+
+static int
+render_gauge(struct evbuffer *out, enum agw_gauge g)
+{
+    const struct plain_def *def = &gauge_defs[g];
+
+    if (header(out, def->name, "gauge", def->help) < 0) {
+        return -1;
+    }
+    return evbuffer_add_printf(
+        out, "%s %lld\n", def->name,
+        atomic_load_explicit(&gauges[g], memory_order_relaxed));
+}
+
+/* The label value of SLOT in label set LS, or NULL when SLOT is not shown
+ * at zero (HTTP statuses: only those seen, which keeps the text short). */
+static const char *
+label_value(enum labelset ls, size_t slot, char buf[16])
+{
+    switch (ls) {
+    case LS_STATUS:
+        snprintf(buf, 16, "%d", (int)slot + STATUS_MIN);
+        return buf;
+    case LS_UPSTREAM:
+        if (slot == 0) {
+            return "error";
+        }
+        snprintf(buf, 16, "%d", (int)slot - 1 + STATUS_MIN);
+        return buf;
+    case LS_CACHE:
+        return cache_words[slot];
+    case LS_RELOAD:
+        return reload_words[slot];
+    default:
+        return "?";
+    }
+}
+
+static bool
+shown_at_zero(enum labelset ls)
+{
+    return ls == LS_CACHE || ls == LS_RELOAD;
+}
+
+static int
+render_vec(struct evbuffer *out, enum agw_metric_vec v)
+{
+    const struct vec_def *def = &vec_defs[v];
+    char buf[16];
+    int rc;
+
+    rc = header(out, def->name, "counter", def->help);
+    for (size_t i = 0; rc >= 0 && i < def->nslots; i++) {
+        unsigned long long n = load(&def->slots[i]);
+
+        if (n == 0 && !shown_at_zero(def->ls)) {
+            continue;
+        }
+        rc = evbuffer_add_printf(out, "%s{%s=\"%s\"} %llu\n", def->name,
+                                 labelset_label[def->ls],
+                                 label_value(def->ls, i, buf), n);
+    }
+    return rc < 0 ? -1 : 0;
+}
+
+static int
+render_hist(struct evbuffer *out, enum agw_histogram h)
+{
+    const struct hist_def *def = &hist_defs[h];
+    struct histogram *st = &hists[h];
+    unsigned long long total = 0;
+    unsigned long long sum_ns = load(&st->sum_ns);
+    int rc;
+
+    rc = header(out, def->name, "histogram", def->help);
+    /* Each bucket is read once and summed here, so the cumulative counts
+     * are monotone and +Inf equals _count even while threads observe. */
+    for (size_t i = 0; rc >= 0 && i < def->nbounds; i++) {
+        total += load(&st->counts[i]);
+        rc = evbuffer_add_printf(out, "%s_bucket{le=\"%g\"} %llu\n", def->name,
+                                 def->bounds[i], total);
+    }
+    if (rc < 0) {
+        return -1;
+    }
+    total += load(&st->counts[def->nbounds]);
+    rc = evbuffer_add_printf(out,
+                             "%s_bucket{le=\"+Inf\"} %llu\n"
+                             "%s_sum %llu.%09llu\n"
+                             "%s_count %llu\n",
+                             def->name, total, def->name, sum_ns / NS_PER_S,
+                             sum_ns % NS_PER_S, def->name, total);
+    return rc < 0 ? -1 : 0;
+}
+
+#define R_INFO(id, name, help) rc |= render_info(out, PREFIX name, help);
+#define R_COUNTER(id, name, help) rc |= render_counter(out, AGW_M_##id);
+#define R_VEC(id, name, ls, help) rc |= render_vec(out, AGW_M_##id);
+#define R_GAUGE(id, name, help) rc |= render_gauge(out, AGW_M_##id);
+#define R_HIST(id, name, b, help) rc |= render_hist(out, AGW_M_##id);
+
+int
+agw_metrics_render(struct evbuffer *out)
+{
+    int rc = 0;
+
+    /* Families in list order; a failed append leaves rc negative. */
+    AGW_METRICS_LIST(R_INFO, R_COUNTER, R_VEC, R_GAUGE, R_HIST)
+    return rc < 0 ? -1 : 0;
+}

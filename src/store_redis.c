@@ -1,0 +1,251 @@
+/*
+ * store_redis.c - the dedupe store shared by the fleet (SPEC §3): one
+ * Redis string per answer, so a lookup is a single GET.
+ *
+ * Key layout: KEY_PREFIX "a:" DEDUPE_KEY, e.g. "agw:a:3f5c...e1" (the
+ * dedupe key is 64 hex characters). Value: the HTTP status in decimal, a
+ * '\n', then the body bytes as they are (binary-safe). TTL: put()'s
+ * ttl_s, set with SET ... EX.
+ */
+#include "store.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <hiredis/hiredis.h>
+
+#include "log.h"
+#include "redis.h"
+
+#define STATUS_MAX_DIGITS 3
+
+struct store_redis {
+    struct agw_store base; /* first: the ops receive &base */
+    struct agw_redis *redis;
+    char *prefix; /* KEY_PREFIX "a:" */
+    bool put_failing; /* warn once per run of failed writes */
+    int refs;         /* the owner until destroy(), plus each write */
+};
+
+/* One lookup in flight; independent of the store, which may be gone by
+ * the time Redis answers. */
+struct get_op {
+    agw_store_get_cb cb;
+    void *arg;
+};
+
+/* One write in flight; holds a reference on the store. */
+struct put_op {
+    struct store_redis *store;
+    char key[72]; /* the dedupe key, for the log */
+};
+
+static struct store_redis *
+redis_of(struct agw_store *store)
+{
+    return (struct store_redis *)store;
+}
+
+static void
+store_unref(struct store_redis *s)
+{
+    if (--s->refs == 0) {
+        free(s->prefix);
+        free(s);
+    }
+}
+
+static char *
+full_key(const struct store_redis *s, const char *key, size_t *len)
+{
+    size_t plen = strlen(s->prefix);
+    size_t klen = strlen(key);
+    char *out = malloc(plen + klen + 1);
+
+    if (out == NULL) {
+        return NULL;
+    }
+    memcpy(out, s->prefix, plen);
+    memcpy(out + plen, key, klen + 1);
+    *len = plen + klen;
+    return out;
+}
+
+/* "<status>\n<body>": false when VALUE is not in that shape. */
+static bool
+decode(const char *value, size_t len, int *status, const char **body,
+       size_t *body_len)
+{
+    const char *nl = memchr(value, '\n', len < 8 ? len : 8);
+    int st = 0;
+
+    if (nl == NULL || nl == value || nl - value > STATUS_MAX_DIGITS) {
+        return false;
+    }
+    for (const char *p = value; p < nl; p++) {
+        if (*p < '0' || *p > '9') {
+            return false;
+        }
+        st = st * 10 + (*p - '0');
+    }
+    if (st < 100 || st > 599) {
+        return false;
+    }
+    *status = st;
+    *body = nl + 1;
+    *body_len = len - (size_t)(nl + 1 - value);
+    return true;
+}
+
+static void
+on_get(struct redisReply *reply, const char *error, void *arg)
+{
+    struct get_op *op = arg;
+    int status = 0;
+    const char *body = NULL;
+    size_t len = 0;
+
+    if (reply == NULL) {
+        log_debug("store: GET failed: %s", error);
+        op->cb(AGW_STORE_ERROR, 0, NULL, 0, op->arg);
+    } else if (reply->type == REDIS_REPLY_NIL) {
+        op->cb(AGW_STORE_MISS, 0, NULL, 0, op->arg);
+    } else if (reply->type == REDIS_REPLY_STRING &&
+               decode(reply->str, reply->len, &status, &body, &len)) {
+        op->cb(AGW_STORE_HIT, status, body, len, op->arg);
+    } else {
+        log_warn("store: unexpected GET reply (type %d%s%.200s)", reply->type,
+                 reply->type == REDIS_REPLY_ERROR ? ": " : "",
+                 reply->type == REDIS_REPLY_ERROR ? reply->str : "");
+        op->cb(AGW_STORE_ERROR, 0, NULL, 0, op->arg);
+    }
+    free(op);
+}
+
+static void
+redis_get(struct agw_store *store, const char *key, agw_store_get_cb cb,
+          void *arg)
+{
+    struct store_redis *s = redis_of(store);
+    struct get_op *op = malloc(sizeof(*op));
+    const char *argv[2] = {"GET", NULL};
+    size_t argvlen[2] = {3, 0};
+    char *k = full_key(s, key, &argvlen[1]);
+
+    if (op == NULL || k == NULL) {
+        /* The interface allows an immediate callback. */
+        free(op);
+        free(k);
+        cb(AGW_STORE_ERROR, 0, NULL, 0, arg);
+        return;
+    }
+    op->cb = cb;
+    op->arg = arg;
+    argv[1] = k;
+    agw_redis_command(s->redis, on_get, op, 2, argv, argvlen);
+    free(k);
+}
+
+static void
+on_put(struct redisReply *reply, const char *error, void *arg)
+{
+    struct put_op *op = arg;
+    struct store_redis *s = op->store;
+    bool ok = reply != NULL && reply->type != REDIS_REPLY_ERROR;
+
+    if (ok && s->put_failing) {
+        log_info("store: writes to Redis work again");
+        s->put_failing = false;
+    } else if (!ok && !s->put_failing) {
+        log_warn("store: answer for %.16s... not stored: %s", op->key,
+                 reply != NULL ? reply->str : error);
+        s->put_failing = true;
+    } else if (!ok) {
+        log_debug("store: answer for %.16s... not stored: %s", op->key,
+                  reply != NULL ? reply->str : error);
+    }
+    store_unref(s);
+    free(op);
+}
+
+static void
+redis_put(struct agw_store *store, const char *key, int status,
+          const char *body, size_t len, long ttl_s)
+{
+    struct store_redis *s = redis_of(store);
+    struct put_op *op = calloc(1, sizeof(*op));
+    char head[16], ttl[24];
+    int hlen = snprintf(head, sizeof(head), "%d\n", status);
+    char *value = malloc((size_t)hlen + len + 1);
+    const char *argv[5] = {"SET", NULL, NULL, "EX", ttl};
+    size_t argvlen[5] = {3, 0, (size_t)hlen + len, 2, 0};
+    char *k = full_key(s, key, &argvlen[1]);
+
+    if (op == NULL || value == NULL || k == NULL) {
+        log_warn("store: answer for %.16s... not stored: out of memory", key);
+        free(op);
+        free(value);
+        free(k);
+        return;
+    }
+    op->store = s;
+    s->refs++;
+    snprintf(op->key, sizeof(op->key), "%s", key);
+    memcpy(value, head, (size_t)hlen);
+    if (len > 0) {
+        memcpy(value + hlen, body, len);
+    }
+    argv[1] = k;
+    argv[2] = value;
+    argvlen[4] = (size_t)snprintf(ttl, sizeof(ttl), "%ld", ttl_s);
+    if (ttl_s <= 0) {
+        /* Like the memory store: replaced by nothing. */
+        argv[0] = "DEL";
+        argvlen[0] = 3;
+        agw_redis_command(s->redis, on_put, op, 2, argv, argvlen);
+    } else {
+        agw_redis_command(s->redis, on_put, op, 5, argv, argvlen);
+    }
+    free(k);
+    free(value);
+}
+
+static void
+redis_destroy(struct agw_store *store)
+{
+    struct store_redis *s = redis_of(store);
+
+    if (s == NULL) {
+        return;
+    }
+    store_unref(s);
+}
+
+static const struct agw_store_ops redis_ops = {
+    .name = "redis",
+    .get = redis_get,
+    .put = redis_put,
+    .destroy = redis_destroy,
+};
+
+struct agw_store *
+agw_store_redis_new(struct agw_redis *redis, const char *key_prefix)
+{
+    struct store_redis *s = calloc(1, sizeof(*s));
+    const char *p = key_prefix != NULL ? key_prefix : "";
+
+    if (s == NULL) {
+        return NULL;
+    }
+    s->prefix = malloc(strlen(p) + 3);
+    if (s->prefix == NULL) {
+        free(s);
+        return NULL;
+    }
+    sprintf(s->prefix, "%sa:", p);
+    s->base.ops = &redis_ops;
+    s->redis = redis;
+    s->refs = 1;
+    return &s->base;
+}
