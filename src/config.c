@@ -864,6 +864,104 @@ agw_config_free(struct agw_config *cfg)
     memset(cfg, 0, sizeof(*cfg));
 }
 
+/* ------------------------------------------------------------ reload */
+
+struct agw_config *
+agw_config_ref(struct agw_config *cfg)
+{
+    atomic_fetch_add_explicit(&cfg->refs, 1, memory_order_relaxed);
+    return cfg;
+}
+
+void
+agw_config_unref(struct agw_config *cfg)
+{
+    if (cfg == NULL ||
+        atomic_fetch_sub_explicit(&cfg->refs, 1, memory_order_acq_rel) != 1) {
+        return;
+    }
+    agw_config_free(cfg);
+    free(cfg);
+}
+
+static bool
+same_value(const struct key_def *k, const struct agw_config *a,
+           const struct agw_config *b)
+{
+    const void *x = field_of((struct agw_config *)a, k);
+    const void *y = field_of((struct agw_config *)b, k);
+    const char *s;
+    const char *t;
+
+    switch (k->type) {
+    case T_STRING:
+        s = *(char *const *)x;
+        t = *(char *const *)y;
+        return (s == NULL && t == NULL) ||
+               (s != NULL && t != NULL && strcmp(s, t) == 0);
+    case T_LONG:
+        return *(const long *)x == *(const long *)y;
+    case T_DOUBLE:
+        return *(const double *)x == *(const double *)y;
+    case T_BOOL:
+        return *(const bool *)x == *(const bool *)y;
+    default:
+        return *(const int *)x == *(const int *)y;
+    }
+}
+
+static void
+copy_value(const struct key_def *k, struct agw_config *dst,
+           const struct agw_config *src)
+{
+    void *to = field_of(dst, k);
+    const void *from = field_of((struct agw_config *)src, k);
+    const char *s;
+
+    switch (k->type) {
+    case T_STRING:
+        s = *(char *const *)from;
+        free(*(char **)to);
+        *(char **)to = s != NULL ? strdup(s) : NULL;
+        if (s != NULL && *(char **)to == NULL) {
+            abort(); /* out of memory while reloading */
+        }
+        break;
+    case T_LONG:
+        *(long *)to = *(const long *)from;
+        break;
+    case T_DOUBLE:
+        *(double *)to = *(const double *)from;
+        break;
+    case T_BOOL:
+        *(bool *)to = *(const bool *)from;
+        break;
+    default:
+        *(int *)to = *(const int *)from;
+        break;
+    }
+}
+
+int
+agw_config_keep_restart_only(struct agw_config *next,
+                             const struct agw_config *running,
+                             void (*report)(const char *section,
+                                            const char *key))
+{
+    int kept = 0;
+
+    for (size_t i = 0; i < NKEYS; i++) {
+        if ((keys[i].flags & F_RELOAD) != 0 ||
+            same_value(&keys[i], next, running)) {
+            continue;
+        }
+        copy_value(&keys[i], next, running);
+        report(keys[i].section, keys[i].name);
+        kept++;
+    }
+    return kept;
+}
+
 /* ------------------------------------------------------------ sample */
 
 static void

@@ -5,6 +5,7 @@
 #ifndef AGW_CONFIG_H
 #define AGW_CONFIG_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -50,6 +51,10 @@ struct agw_config {
     int log_level; /* enum agw_log_level */
     int log_format; /* enum agw_log_format */
 
+    /* Snapshots in use: the running one, plus one per call that started
+     * with it (a reload must not change a call midway). */
+    atomic_int refs;
+
     /* Not from the file: loaded from api_key_file or ASSET_GATEWAY_API_KEY.
      * Secret: never log it; agw_config_free() wipes it. */
     char *api_key;
@@ -69,6 +74,24 @@ void agw_config_defaults(struct agw_config *cfg);
 
 /* Frees strings and wipes the API key. CFG may be reused afterwards. */
 void agw_config_free(struct agw_config *cfg);
+
+/*
+ * Heap snapshots for reload: agw_config_ref adds a holder, and
+ * agw_config_unref frees the snapshot (and CFG itself, which must come
+ * from malloc) when the last holder lets go. Returns CFG.
+ */
+struct agw_config *agw_config_ref(struct agw_config *cfg);
+void agw_config_unref(struct agw_config *cfg);
+
+/*
+ * SIGHUP: keys that need a restart (listen, backend, ...) keep their
+ * RUNNING value in NEXT; REPORT(section, key) is called for each one
+ * that the new file changed. Returns how many.
+ */
+int agw_config_keep_restart_only(struct agw_config *next,
+                                 const struct agw_config *running,
+                                 void (*report)(const char *section,
+                                                const char *key));
 
 /* Writes the sample file (every key, its default, its doc) to STREAM. */
 void agw_config_print_sample(FILE *stream);

@@ -20,6 +20,7 @@
 #include "create.h"
 #include "gateway.h"
 #include "log.h"
+#include "metrics.h"
 #include "ratelimit.h"
 #include "reply.h"
 #include "request.h"
@@ -35,6 +36,7 @@
 
 struct agw_call {
     struct agw_gateway *gw;
+    struct agw_config *cfg; /* the snapshot it started with; a ref */
     struct evhttp_request *req;
     char request_id[AGW_REQUEST_ID_MAX + 1];
     struct agw_create create;
@@ -46,6 +48,8 @@ struct agw_call {
     int upstream_status;
     bool no_cache;
     bool in_transit; /* let go by the limiter's departure guard */
+    bool queued;     /* waiting on a rate-limit timer */
+    int64_t attempt_start_us;
     struct event *timer;    /* rate-limit wait or retry backoff */
     struct event *deadline; /* leaders only */
     void (*on_timer)(struct agw_call *call);
@@ -79,7 +83,7 @@ add_ratelimit_headers(struct agw_call *call, struct evkeyvalq *headers)
     struct agw_rl_state state;
     char value[24];
 
-    rl->ops->state(rl, (int64_t)call->gw->cfg->max_wait_ms * US_PER_MS,
+    rl->ops->state(rl, (int64_t)call->cfg->max_wait_ms * US_PER_MS,
                    &state);
     snprintf(value, sizeof(value), "%d", state.limit);
     evhttp_add_header(headers, "RateLimit-Limit", value);
@@ -108,6 +112,8 @@ answer(struct agw_call *call, const struct agw_response *resp,
               call->upstream_path, resp->status, cache, call->upstream_status,
               call->attempts, (double)call->waited_us / US_PER_MS, total_ms);
     call->gw->inflight--;
+    agw_metrics_gauge_add(AGW_M_INFLIGHT, -1);
+    agw_config_unref(call->cfg);
     agw_create_clear(&call->create);
     free(call);
 }
@@ -125,6 +131,7 @@ answer_error(struct agw_call *call, int status, int code, const char *message)
 static void
 on_flight_done(const struct agw_response *resp, void *arg)
 {
+    agw_metrics_gauge_add(AGW_M_SINGLEFLIGHT_WAITERS, -1);
     answer(arg, resp, "HIT");
 }
 
@@ -138,6 +145,15 @@ unlink_leader(struct agw_call *call)
     }
     if (call->next != NULL) {
         call->next->prev = call->prev;
+    }
+}
+
+static void
+set_queued(struct agw_call *call, bool queued)
+{
+    if (call->queued != queued) {
+        call->queued = queued;
+        agw_metrics_gauge_add(AGW_M_RATELIMIT_QUEUE_DEPTH, queued ? 1 : -1);
     }
 }
 
@@ -160,6 +176,7 @@ finish(struct agw_call *call, const struct agw_response *resp,
 {
     unlink_leader(call);
     end_transit(call, 0);
+    set_queued(call, false);
     if (call->upcall != NULL) {
         agw_upstream_cancel(call->upcall);
     }
@@ -190,6 +207,7 @@ on_timer(evutil_socket_t fd, short what, void *arg)
 {
     struct agw_call *call = arg;
 
+    set_queued(call, false);
     call->on_timer(call);
 }
 
@@ -218,7 +236,7 @@ on_deadline(evutil_socket_t fd, short what, void *arg)
 
     snprintf(message, sizeof(message),
              "no answer from Connectly within %d ms (%d attempts)",
-             call->gw->cfg->request_deadline_ms, call->attempts);
+             call->cfg->request_deadline_ms, call->attempts);
     finish_error(call, 504, AGW_CODE_DEADLINE_EXCEEDED, message, -1);
 }
 
@@ -230,7 +248,7 @@ retry_later(struct agw_call *call, enum agw_attempt_outcome outcome,
     int64_t backoff;
 
     if (!agw_retry_allowed(outcome, status, call->attempts,
-                           call->gw->cfg->max_retries,
+                           call->cfg->max_retries,
                            call->create.id != NULL)) {
         return false;
     }
@@ -238,6 +256,7 @@ retry_later(struct agw_call *call, enum agw_attempt_outcome outcome,
     if (backoff >= remaining_us(call)) {
         return false;
     }
+    agw_metrics_inc(AGW_M_UPSTREAM_RETRIES);
     rlog_debug(call->request_id, "retrying in %lld ms after attempt %d",
                (long long)(backoff / US_PER_MS), call->attempts);
     wait_then(call, backoff, acquire_slot);
@@ -278,7 +297,7 @@ on_upstream_response(struct agw_call *call,
     if (res->status >= 200 && res->status < 300) {
         call->gw->store->ops->put(call->gw->store, call->create.dedupe_key,
                                   res->status, res->body, res->len,
-                                  call->gw->cfg->cache_ttl_s);
+                                  call->cfg->cache_ttl_s);
         finish(call, &resp, "MISS");
     } else if (res->status == 429) {
         on_upstream_429(call, res->retry_after_s);
@@ -311,6 +330,11 @@ on_upstream(const struct agw_upstream_result *res, void *arg)
     call->upcall = NULL;
     call->upstream_status = res->status;
     end_transit(call, 0);
+    agw_metrics_count_upstream(
+        res->outcome == AGW_ATTEMPT_RESPONSE ? res->status : 0);
+    agw_metrics_observe(AGW_M_UPSTREAM_DURATION,
+                        (double)(agw_now_us() - call->attempt_start_us) /
+                            US_PER_S);
     if (res->outcome == AGW_ATTEMPT_RESPONSE) {
         on_upstream_response(call, res);
         return;
@@ -323,7 +347,7 @@ on_upstream(const struct agw_upstream_result *res, void *arg)
     if (res->outcome == AGW_ATTEMPT_TIMEOUT) {
         snprintf(message, sizeof(message),
                  "Connectly did not answer within %d ms",
-                 call->gw->cfg->request_timeout_ms);
+                 call->cfg->request_timeout_ms);
         finish_error(call, 504, AGW_CODE_DEADLINE_EXCEEDED, message, -1);
         return;
     }
@@ -337,7 +361,7 @@ send_attempt(struct agw_call *call)
 {
     struct agw_limiter *rl = call->gw->limiter;
     int64_t left = remaining_us(call);
-    int64_t timeout_ms = call->gw->cfg->request_timeout_ms;
+    int64_t timeout_ms = call->cfg->request_timeout_ms;
     int64_t hold;
 
     /* A 429 arrived while this call waited for its slot: queue again
@@ -357,6 +381,7 @@ send_attempt(struct agw_call *call)
         timeout_ms = left / US_PER_MS;
     }
     call->attempts++;
+    call->attempt_start_us = agw_now_us();
     call->upcall = agw_upstream_post(
         call->gw->upstream, call->upstream_path, call->create.upstream_body,
         strlen(call->create.upstream_body), call->request_id,
@@ -373,17 +398,20 @@ on_slot(bool granted, int64_t wait_us, void *arg)
     int retry_after_s;
 
     if (!granted) {
+        agw_metrics_inc(AGW_M_RATELIMIT_REJECTED);
         retry_after_s = (int)((wait_us + US_PER_S - 1) / US_PER_S);
         finish_error(call, 429, AGW_CODE_RESOURCE_EXHAUSTED,
                      "rate limit: the call would wait longer than max_wait_ms",
                      retry_after_s > 0 ? retry_after_s : 1);
         return;
     }
+    agw_metrics_observe(AGW_M_RATELIMIT_WAIT, (double)wait_us / US_PER_S);
     if (wait_us <= 0) {
         send_attempt(call);
         return;
     }
     call->waited_us += wait_us;
+    set_queued(call, true);
     wait_then(call, wait_us, send_attempt);
 }
 
@@ -391,7 +419,7 @@ static void
 acquire_slot(struct agw_call *call)
 {
     struct agw_limiter *rl = call->gw->limiter;
-    int64_t max_wait = (int64_t)call->gw->cfg->max_wait_ms * US_PER_MS;
+    int64_t max_wait = (int64_t)call->cfg->max_wait_ms * US_PER_MS;
     int64_t left = remaining_us(call);
 
     if (left < max_wait) {
@@ -413,9 +441,11 @@ on_lookup(enum agw_store_result result, int status, const char *body,
     };
 
     if (result == AGW_STORE_HIT) {
+        agw_metrics_count_cache(AGW_CACHE_HIT);
         finish(call, &resp, "HIT");
         return;
     }
+    agw_metrics_count_cache(AGW_CACHE_MISS);
     acquire_slot(call);
 }
 
@@ -424,8 +454,8 @@ lead(struct agw_call *call)
 {
     struct agw_gateway *gw = call->gw;
     struct timeval tv = {
-        .tv_sec = gw->cfg->request_deadline_ms / 1000,
-        .tv_usec = (gw->cfg->request_deadline_ms % 1000) * 1000,
+        .tv_sec = call->cfg->request_deadline_ms / 1000,
+        .tv_usec = (call->cfg->request_deadline_ms % 1000) * 1000,
     };
 
     call->next = gw->leaders;
@@ -441,6 +471,7 @@ lead(struct agw_call *call)
     }
     evtimer_add(call->deadline, &tv);
     if (call->no_cache) {
+        agw_metrics_count_cache(AGW_CACHE_MISS);
         acquire_slot(call);
         return;
     }
@@ -460,7 +491,7 @@ wants_no_cache(struct evhttp_request *req)
 static bool
 parse_call(struct agw_call *call, const char *business_id)
 {
-    const struct agw_config *cfg = call->gw->cfg;
+    const struct agw_config *cfg = call->cfg;
     struct evbuffer *in = evhttp_request_get_input_buffer(call->req);
     size_t len = evbuffer_get_length(in);
     char message[512];
@@ -496,14 +527,16 @@ agw_create_handle(struct agw_gateway *gw, struct evhttp_request *req,
         return;
     }
     call->gw = gw;
+    call->cfg = agw_config_ref(gw->cfg);
     call->req = req;
     call->start_us = agw_now_us();
     call->deadline_us = call->start_us +
-                        (int64_t)gw->cfg->request_deadline_ms * US_PER_MS;
+                        (int64_t)call->cfg->request_deadline_ms * US_PER_MS;
     snprintf(call->upstream_path, sizeof(call->upstream_path),
              "/v1/businesses/%.40s/assets", business_id);
     agw_reply_request_id(req, call->request_id);
     gw->inflight++;
+    agw_metrics_gauge_add(AGW_M_INFLIGHT, 1);
     if (gw->draining) {
         answer_error(call, 503, AGW_CODE_UNAVAILABLE,
                      "the gateway is shutting down");
@@ -515,7 +548,10 @@ agw_create_handle(struct agw_gateway *gw, struct evhttp_request *req,
     call->no_cache = wants_no_cache(req);
     if (agw_sf_join(gw->sf, call->create.dedupe_key, on_flight_done, call)) {
         lead(call);
+        return;
     }
+    agw_metrics_count_cache(AGW_CACHE_COALESCED);
+    agw_metrics_gauge_add(AGW_M_SINGLEFLIGHT_WAITERS, 1);
 }
 
 void

@@ -19,7 +19,7 @@ struct agw_call;
 struct agw_gateway {
     struct event_base *base;
     struct evdns_base *dns;
-    const struct agw_config *cfg;
+    struct agw_config *cfg; /* the running snapshot (config.h refs) */
     struct agw_store *store;
     struct agw_sf *sf;
     struct agw_limiter *limiter;

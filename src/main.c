@@ -15,6 +15,7 @@
 #include "create.h"
 #include "gateway.h"
 #include "log.h"
+#include "metrics.h"
 #include "ratelimit.h"
 #include "server.h"
 #include "singleflight.h"
@@ -27,7 +28,8 @@
 #define FLUSH_GRACE_MS 100
 
 struct daemon {
-    struct agw_config cfg;
+    const char *config_path;
+    struct agw_config *cfg; /* the running snapshot; gw.cfg is the same */
     struct agw_gateway gw;
     struct agw_server *server;
     struct event *sigterm, *sigint, *sighup;
@@ -91,18 +93,52 @@ on_stop_signal(evutil_socket_t sig, short what, void *arg)
         return;
     }
     log_info("signal %d: draining (%ld calls in flight, up to %d ms)",
-             (int)sig, d->gw.inflight, d->cfg.drain_timeout_ms);
+             (int)sig, d->gw.inflight, d->cfg->drain_timeout_ms);
     d->gw.draining = true;
     agw_server_stop_accepting(d->server);
-    d->drain_ticks_left = d->cfg.drain_timeout_ms / DRAIN_TICK_MS + 1;
+    d->drain_ticks_left = d->cfg->drain_timeout_ms / DRAIN_TICK_MS + 1;
     on_drain_tick(-1, 0, d);
 }
 
 static void
+report_restart_only(const char *section, const char *key)
+{
+    log_warn("reload: [%s] %s changed, which needs a restart; the running "
+             "value stays until then",
+             section, key);
+}
+
+/*
+ * SIGHUP: reads the file, key file included, and applies it to calls
+ * that start from now on; calls in flight keep the snapshot they hold.
+ * A file that does not load changes nothing.
+ */
+static void
 on_sighup(evutil_socket_t sig, short what, void *arg)
 {
-    log_warn("SIGHUP: configuration reload is not available in this version; "
-             "restart the gateway to apply changes");
+    struct daemon *d = arg;
+    struct agw_config *next = calloc(1, sizeof(*next));
+    char err[1024];
+
+    if (next == NULL ||
+        !agw_config_load(next, d->config_path, err, sizeof(err))) {
+        log_error("reload refused, the running configuration stays: %s",
+                  next == NULL ? "out of memory" : err);
+        agw_metrics_count_reload(false);
+        free(next);
+        return;
+    }
+    agw_config_ref(next);
+    agw_config_keep_restart_only(next, d->cfg, report_restart_only);
+    agw_log_setup(next->log_level, next->log_format, "asset-gateway");
+    agw_upstream_reconfigure(d->gw.upstream, next);
+    d->gw.limiter->ops->reconfigure(d->gw.limiter, next->rate, next->burst);
+    agw_server_reconfigure(d->server, next);
+    agw_config_unref(d->cfg);
+    d->cfg = next;
+    d->gw.cfg = next;
+    agw_metrics_count_reload(true);
+    log_info("configuration reloaded from %s", d->config_path);
 }
 
 static int
@@ -130,7 +166,7 @@ start(struct daemon *d)
     struct agw_gateway *gw = &d->gw;
     char err[512];
 
-    gw->cfg = &d->cfg;
+    gw->cfg = d->cfg;
     gw->base = event_base_new();
     if (gw->base == NULL) {
         log_error("event_base_new failed");
@@ -141,17 +177,17 @@ start(struct daemon *d)
         log_error("evdns_base_new failed (is /etc/resolv.conf readable?)");
         return false;
     }
-    gw->store = agw_store_memory_new(d->cfg.cache_max_entries);
+    gw->store = agw_store_memory_new(d->cfg->cache_max_entries);
     gw->sf = agw_sf_new();
-    gw->limiter = agw_limiter_local_new(d->cfg.rate, d->cfg.burst);
+    gw->limiter = agw_limiter_local_new(d->cfg->rate, d->cfg->burst);
     if (gw->store == NULL || gw->sf == NULL || gw->limiter == NULL) {
         log_error("out of memory at start-up");
         return false;
     }
-    gw->upstream = agw_upstream_new(gw->base, gw->dns, &d->cfg, err,
+    gw->upstream = agw_upstream_new(gw->base, gw->dns, d->cfg, err,
                                     sizeof(err));
     if (gw->upstream == NULL) {
-        log_error("upstream %s: %s", d->cfg.base_url, err);
+        log_error("upstream %s: %s", d->cfg->base_url, err);
         return false;
     }
     agw_upstream_set_sent_cb(gw->upstream, agw_create_on_sent);
@@ -198,7 +234,7 @@ stop(struct daemon *d)
     if (gw->base != NULL) {
         event_base_free(gw->base);
     }
-    agw_config_free(&d->cfg);
+    agw_config_unref(d->cfg);
 }
 
 static void
@@ -258,25 +294,30 @@ main(int argc, char **argv)
         usage(stderr);
         return 2;
     }
-    if (!agw_config_load(&d.cfg, path, err, sizeof(err))) {
-        fprintf(stderr, "asset-gateway: %s\n", err);
+    d.config_path = path;
+    d.cfg = calloc(1, sizeof(*d.cfg));
+    if (d.cfg == NULL || !agw_config_load(d.cfg, path, err, sizeof(err))) {
+        fprintf(stderr, "asset-gateway: %s\n", d.cfg == NULL ? "out of memory" : err);
+        free(d.cfg);
         return 1;
     }
+    agw_config_ref(d.cfg);
     if (test_only) {
         printf("asset-gateway: %s is valid\n", path);
-        agw_config_free(&d.cfg);
+        agw_config_unref(d.cfg);
         return 0;
     }
-    agw_log_setup(d.cfg.log_level, d.cfg.log_format, "asset-gateway");
+    agw_log_setup(d.cfg->log_level, d.cfg->log_format, "asset-gateway");
+    agw_metrics_init(PACKAGE_VERSION);
     signal(SIGPIPE, SIG_IGN);
-    log_start_warnings(&d.cfg);
+    log_start_warnings(d.cfg);
     if (!start(&d)) {
         stop(&d);
         return 1;
     }
     log_info("asset-gateway %s serving %s for %s (store %s, rate %.6g/s)",
-             PACKAGE_VERSION, d.cfg.listen, d.cfg.base_url,
-             d.gw.store->ops->name, d.cfg.rate);
+             PACKAGE_VERSION, d.cfg->listen, d.cfg->base_url,
+             d.gw.store->ops->name, d.cfg->rate);
     event_base_dispatch(d.gw.base);
     stop(&d);
     return 0;

@@ -48,6 +48,8 @@ struct agw_limiter_ops {
     /* Headers for a caller that waits at most MAX_WAIT_US. */
     void (*state)(struct agw_limiter *rl, int64_t max_wait_us,
                   struct agw_rl_state *out);
+    /* A reload changed the rate or burst: granted slots stay granted. */
+    void (*reconfigure)(struct agw_limiter *rl, double rate, int burst);
     void (*destroy)(struct agw_limiter *rl);
 };
 

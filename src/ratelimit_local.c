@@ -7,6 +7,7 @@
 #include <stdlib.h>
 
 #include "gcra.h"
+#include "log.h"
 #include "util.h"
 
 /*
@@ -133,6 +134,41 @@ local_state(struct agw_limiter *rl, int64_t max_wait_us,
                    &out->reset_s);
 }
 
+/* Sizes the departure log for RATE + BURST calls; keeps the newest. */
+static bool
+resize_departures(struct limiter_local *l, int cap)
+{
+    int64_t *log = calloc((size_t)cap, sizeof(*log));
+    int keep = l->count < cap ? l->count : cap;
+
+    if (log == NULL) {
+        return false;
+    }
+    for (int i = 0; i < keep; i++) {
+        log[i] = nth_latest(l, keep - i);
+    }
+    free(l->departed);
+    l->departed = log;
+    l->cap = cap;
+    l->count = keep;
+    l->head = 0;
+    return true;
+}
+
+static void
+local_reconfigure(struct agw_limiter *rl, double rate, int burst)
+{
+    struct limiter_local *l = local_of(rl);
+    int64_t tat = l->gcra.tat_us;
+
+    agw_gcra_init_margin(&l->gcra, rate, burst, ARRIVAL_JITTER_MARGIN_US);
+    l->gcra.tat_us = tat;
+    if (!resize_departures(l, l->gcra.rate_per_s + (burst > 0 ? burst : 0))) {
+        log_error("out of memory resizing the rate limiter; keeping %d slots",
+                  l->cap);
+    }
+}
+
 static void
 local_destroy(struct agw_limiter *rl)
 {
@@ -147,6 +183,7 @@ static const struct agw_limiter_ops local_ops = {
     .paused_until = local_paused_until,
     .leave = local_leave,
     .left = local_left,
+    .reconfigure = local_reconfigure,
     .state = local_state,
     .destroy = local_destroy,
 };
@@ -161,9 +198,7 @@ agw_limiter_local_new(double rate, int burst)
     }
     l->base.ops = &local_ops;
     agw_gcra_init_margin(&l->gcra, rate, burst, ARRIVAL_JITTER_MARGIN_US);
-    l->cap = l->gcra.rate_per_s + (burst > 0 ? burst : 0);
-    l->departed = calloc((size_t)l->cap, sizeof(*l->departed));
-    if (l->departed == NULL) {
+    if (!resize_departures(l, l->gcra.rate_per_s + (burst > 0 ? burst : 0))) {
         free(l);
         return NULL;
     }

@@ -488,12 +488,13 @@ scrub(const struct agw_redis *r, const char *reason, char *out, size_t len)
     }
 }
 
+/* The context's error; hiredis copies it to ac->errstr only after the
+ * connect callback, so read the inner context. */
 static const char *
 ac_error(const redisAsyncContext *ac, const char *fallback)
 {
-    if (ac != NULL && ac->err != 0 && ac->errstr != NULL &&
-        ac->errstr[0] != '\0') {
-        return ac->errstr;
+    if (ac != NULL && ac->c.err != 0 && ac->c.errstr[0] != '\0') {
+        return ac->c.errstr;
     }
     return fallback;
 }

@@ -11,6 +11,7 @@
 #include <event2/http.h>
 #include <json-c/json.h>
 
+#include "metrics.h"
 #include "reply.h"
 #include "util.h"
 
@@ -157,6 +158,7 @@ agw_reply_send(struct evhttp_request *req, const struct agw_response *resp)
         evhttp_add_header(headers, "Retry-After", value);
     }
     evbuffer_add(buf, resp->body, resp->len);
+    agw_metrics_count_request(resp->status);
     evhttp_send_reply(req, resp->status, reason_phrase(resp->status), buf);
     evbuffer_free(buf);
 }

@@ -18,6 +18,7 @@
 #include "create.h"
 #include "gateway.h"
 #include "log.h"
+#include "metrics.h"
 #include "reply.h"
 #include "server.h"
 
@@ -92,6 +93,30 @@ handle_readyz(struct agw_server *srv, struct evhttp_request *req)
     reply_json_text(req, 200, "{\"status\":\"ready\",\"store\":\"memory\"}");
 }
 
+static void
+handle_metrics(struct agw_server *srv, struct evhttp_request *req)
+{
+    struct evbuffer *buf;
+
+    if (!is_get(req)) {
+        reply_method_not_allowed(req, "GET, HEAD");
+        return;
+    }
+    buf = evbuffer_new();
+    if (buf == NULL || agw_metrics_render(buf) != 0) {
+        if (buf != NULL) {
+            evbuffer_free(buf);
+        }
+        agw_reply_error(req, 503, AGW_CODE_UNAVAILABLE, "out of memory");
+        return;
+    }
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
+                      AGW_METRICS_CONTENT_TYPE);
+    agw_metrics_count_request(200);
+    evhttp_send_reply(req, 200, "OK", buf);
+    evbuffer_free(buf);
+}
+
 /*
  * If PATH is /v1/businesses/{id}/assets, copies {id} into ID (which may
  * still be an invalid business id: the create handler says so) and
@@ -144,6 +169,8 @@ route(struct evhttp_request *req, void *arg)
         handle_healthz(srv, req);
     } else if (strcmp(path, "/readyz") == 0) {
         handle_readyz(srv, req);
+    } else if (strcmp(path, "/metrics") == 0) {
+        handle_metrics(srv, req);
     } else {
         snprintf(message, sizeof(message), "no route for %.100s", path);
         agw_reply_error(req, 404, AGW_CODE_NOT_FOUND, message);
@@ -259,6 +286,12 @@ agw_server_start(struct agw_gateway *gw, char *err, size_t errlen)
 failed:
     agw_server_free(srv);
     return NULL;
+}
+
+void
+agw_server_reconfigure(struct agw_server *srv, const struct agw_config *cfg)
+{
+    apply_limits(srv->http, cfg);
 }
 
 void

@@ -7,12 +7,17 @@
 
 #include <stddef.h>
 
+struct agw_config;
 struct agw_gateway;
 struct agw_server;
 
 /* Binds CFG's listen address on GW's loop. NULL with ERR on failure. */
 struct agw_server *agw_server_start(struct agw_gateway *gw, char *err,
                                     size_t errlen);
+
+/* A reload: body size and idle limits of CFG apply to new requests. */
+void agw_server_reconfigure(struct agw_server *srv,
+                            const struct agw_config *cfg);
 
 /* Stops accepting new connections; answered ones finish. */
 void agw_server_stop_accepting(struct agw_server *srv);

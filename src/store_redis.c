@@ -114,6 +114,12 @@ on_get(struct redisReply *reply, const char *error, void *arg)
     } else if (reply->type == REDIS_REPLY_STRING &&
                decode(reply->str, reply->len, &status, &body, &len)) {
         op->cb(AGW_STORE_HIT, status, body, len, op->arg);
+    } else if (reply->type == REDIS_REPLY_STRING) {
+        /* Not written by us (or by an incompatible version): ignored, and
+         * the next answer for the key replaces it. */
+        log_warn("store: a stored value is not \"<status>\\n<body>\"; "
+                 "ignored");
+        op->cb(AGW_STORE_ERROR, 0, NULL, 0, op->arg);
     } else {
         log_warn("store: unexpected GET reply (type %d%s%.200s)", reply->type,
                  reply->type == REDIS_REPLY_ERROR ? ": " : "",

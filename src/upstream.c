@@ -1034,6 +1034,40 @@ parse_base_url(struct agw_upstream *up, const char *url, char *err,
     return ok;
 }
 
+static void
+apply_timeouts(struct agw_upstream *up, const struct agw_config *cfg)
+{
+    up->request_timeout_ms =
+        cfg->request_timeout_ms > 0 ? cfg->request_timeout_ms : 15000;
+    up->connect_tv =
+        ms_to_tv(cfg->connect_timeout_ms > 0 ? cfg->connect_timeout_ms : 2000);
+    up->stall_tv = ms_to_tv(up->request_timeout_ms);
+}
+
+static void
+wipe_key(struct agw_upstream *up)
+{
+    if (up->api_key != NULL) {
+        OPENSSL_cleanse(up->api_key, strlen(up->api_key));
+        free(up->api_key);
+        up->api_key = NULL;
+    }
+}
+
+void
+agw_upstream_reconfigure(struct agw_upstream *up, const struct agw_config *cfg)
+{
+    char *key;
+
+    apply_timeouts(up, cfg);
+    if (!key_ok(cfg->api_key) || (key = strdup(cfg->api_key)) == NULL) {
+        log_error("reload: the new API key is unusable; keeping the old one");
+        return;
+    }
+    wipe_key(up);
+    up->api_key = key;
+}
+
 static bool
 setup(struct agw_upstream *up, const struct agw_config *cfg, char *err,
       size_t errlen)
@@ -1080,11 +1114,7 @@ agw_upstream_new(struct event_base *base, struct evdns_base *dns,
     TAILQ_INIT(&up->waiting);
     TAILQ_INIT(&up->calls);
     up->max_conns = cfg->max_connections > 0 ? cfg->max_connections : 1;
-    up->request_timeout_ms =
-        cfg->request_timeout_ms > 0 ? cfg->request_timeout_ms : 15000;
-    up->connect_tv =
-        ms_to_tv(cfg->connect_timeout_ms > 0 ? cfg->connect_timeout_ms : 2000);
-    up->stall_tv = ms_to_tv(up->request_timeout_ms);
+    apply_timeouts(up, cfg);
     up->idle_tv = ms_to_tv(IDLE_TIMEOUT_MS);
     if (!setup(up, cfg, err, errlen)) {
         agw_upstream_free(up);
@@ -1127,10 +1157,7 @@ agw_upstream_free(struct agw_upstream *up)
     }
     SSL_SESSION_free(up->session);
     SSL_CTX_free(up->ssl_ctx);
-    if (up->api_key != NULL) {
-        OPENSSL_cleanse(up->api_key, strlen(up->api_key));
-        free(up->api_key);
-    }
+    wipe_key(up);
     free(up->host);
     free(up->host_header);
     free(up->prefix);

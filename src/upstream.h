@@ -39,6 +39,14 @@ struct agw_upstream *agw_upstream_new(struct event_base *base,
                                       const struct agw_config *cfg, char *err,
                                       size_t errlen);
 
+/*
+ * A reload: the API key and the timeouts of CFG apply from the next
+ * attempt on; calls in flight keep theirs. base_url, ca_file and the
+ * pool size need a restart.
+ */
+void agw_upstream_reconfigure(struct agw_upstream *up,
+                              const struct agw_config *cfg);
+
 /* Cancels every call in progress (their callbacks do not run) and frees. */
 void agw_upstream_free(struct agw_upstream *up);
 
