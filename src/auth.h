@@ -47,8 +47,9 @@ struct agw_auth;
  * may read it without locks and a reload can swap in a new one. On failure
  * returns NULL and writes "FILE:LINE: [caller] key: problem" (or
  * "FILE: problem" when no line applies) into ERR. Warns (log_warn) when
- * the file is readable by group or others; it holds only hashes, so that
- * is not refused.
+ * the file is readable or writable by group or others: it holds only
+ * hashes, so that is not refused, but whoever may write it may add a
+ * caller.
  */
 struct agw_auth *agw_auth_load(const char *path, char *err, size_t errlen);
 

@@ -182,8 +182,8 @@ static const struct key_def keys[] = {
      .doc = "How callers authenticate: Bearer token (see clients_file), or "
             "none at all.",
      .sample = "none",
-     .note = "token is the SPEC default but not available yet, so the file "
-             "must say none.",
+     .note = "token (the default) needs clients_file; none is for a trusted "
+             "sidecar or a demo.",
      .check = check_auth_mode},
     {"auth", "clients_file", T_STRING, OFF(clients_file), "", 0, 0,
      F_RELOAD | F_OPTIONAL,
@@ -199,7 +199,10 @@ static const struct key_def keys[] = {
      .names = level_names, .doc = "Least severe messages that are logged."},
     {"log", "format", T_ENUM, OFF(log_format), "json", 0, 0, 0,
      .names = format_names,
-     .doc = "Log lines on stderr: one JSON object each, or plain text."},
+     .doc = "Log lines: one JSON object each, or plain text."},
+    {"log", "file", T_STRING, OFF(log_file), "", 0, 0, F_RELOAD | F_OPTIONAL,
+     .doc = "Append log lines to this file instead of stderr; SIGUSR1 "
+            "reopens it (logrotate)."},
 };
 
 #define NKEYS (sizeof(keys) / sizeof(keys[0]))
@@ -485,10 +488,10 @@ check_backend(const struct agw_config *cfg, char *why, size_t len)
 static bool
 check_auth_mode(const struct agw_config *cfg, char *why, size_t len)
 {
-    if (cfg->auth_mode == AGW_AUTH_TOKEN) {
+    if (cfg->auth_mode == AGW_AUTH_TOKEN && cfg->clients_file == NULL) {
         snprintf(why, len,
-                 "mode = token is not supported yet; set [auth] mode = none "
-                 "explicitly");
+                 "mode = token needs [auth] clients_file (or set mode = none "
+                 "for a trusted sidecar)");
         return false;
     }
     return true;

@@ -50,6 +50,7 @@ struct agw_config {
     /* [log] */
     int log_level; /* enum agw_log_level */
     int log_format; /* enum agw_log_format */
+    char *log_file; /* NULL: stderr */
 
     /* Snapshots in use: the running one, plus one per call that started
      * with it (a reload must not change a call midway). */

@@ -16,6 +16,7 @@
 #include <event2/http.h>
 #include <openssl/rand.h>
 
+#include "auth.h"
 #include "config.h"
 #include "create.h"
 #include "gateway.h"
@@ -41,6 +42,9 @@ struct agw_call {
     char request_id[AGW_REQUEST_ID_MAX + 1];
     struct agw_create create;
     char upstream_path[96];
+    char business_id[48]; /* as sent, for the access log */
+    char caller[AGW_AUTH_NAME_MAX + 1]; /* "-" when mode = none */
+    int64_t upstream_us;  /* time spent in upstream attempts */
     int64_t start_us;
     int64_t deadline_us;
     int64_t waited_us; /* time spent waiting for rate-limit slots */
@@ -93,24 +97,40 @@ add_ratelimit_headers(struct agw_call *call, struct evkeyvalq *headers)
     evhttp_add_header(headers, "RateLimit-Reset", value);
 }
 
+static void
+log_access(const struct agw_call *call, int status, const char *cache)
+{
+    struct agw_access access = {
+        .request_id = call->request_id,
+        .caller = call->caller,
+        .business_id = call->business_id,
+        .method = "POST",
+        .path = evhttp_request_get_uri(call->req),
+        .status = status,
+        .cache = cache,
+        .upstream_status = call->upstream_status,
+        .attempts = call->attempts,
+        .upstream_ms = (double)call->upstream_us / US_PER_MS,
+        .wait_ms = (double)call->waited_us / US_PER_MS,
+        .total_ms = (double)(agw_now_us() - call->start_us) / US_PER_MS,
+    };
+
+    agw_log_access(&access);
+}
+
 /* Sends RESP to this call's caller, logs the access line, frees CALL. */
 static void
 answer(struct agw_call *call, const struct agw_response *resp,
        const char *cache)
 {
     struct evkeyvalq *headers = evhttp_request_get_output_headers(call->req);
-    double total_ms = (double)(agw_now_us() - call->start_us) / US_PER_MS;
 
     if (resp->status >= 200 && resp->status < 300) {
         evhttp_add_header(headers, "X-Cache", cache);
     }
     add_ratelimit_headers(call, headers);
+    log_access(call, resp->status, cache);
     agw_reply_send(call->req, resp);
-    rlog_info(call->request_id,
-              "POST %s status=%d cache=%s upstream_status=%d attempts=%d "
-              "wait_ms=%.1f ms=%.1f",
-              call->upstream_path, resp->status, cache, call->upstream_status,
-              call->attempts, (double)call->waited_us / US_PER_MS, total_ms);
     call->gw->inflight--;
     agw_metrics_gauge_add(AGW_M_INFLIGHT, -1);
     agw_config_unref(call->cfg);
@@ -124,7 +144,7 @@ answer_error(struct agw_call *call, int status, int code, const char *message)
     struct agw_response resp;
 
     agw_response_error(&resp, status, code, message);
-    answer(call, &resp, "MISS");
+    answer(call, &resp, "-");
     agw_response_clear(&resp);
 }
 
@@ -330,6 +350,7 @@ on_upstream(const struct agw_upstream_result *res, void *arg)
     call->upcall = NULL;
     call->upstream_status = res->status;
     end_transit(call, 0);
+    call->upstream_us += agw_now_us() - call->attempt_start_us;
     agw_metrics_count_upstream(
         res->outcome == AGW_ATTEMPT_RESPONSE ? res->status : 0);
     agw_metrics_observe(AGW_M_UPSTREAM_DURATION,
@@ -487,6 +508,42 @@ wants_no_cache(struct evhttp_request *req)
     return value != NULL && strcasestr(value, "no-cache") != NULL;
 }
 
+/* Who is calling (SPEC §2); answers 401/403 itself and returns false. */
+static bool
+authenticate(struct agw_call *call, const char *business_id)
+{
+    const char *header = evhttp_find_header(
+        evhttp_request_get_input_headers(call->req), "Authorization");
+    const char *name = NULL;
+
+    if (call->gw->auth == NULL) {
+        return true;
+    }
+    switch (agw_auth_check(call->gw->auth, header, business_id, &name)) {
+    case AGW_AUTH_OK:
+        snprintf(call->caller, sizeof(call->caller), "%s", name);
+        return true;
+    case AGW_AUTH_FORBIDDEN:
+        snprintf(call->caller, sizeof(call->caller), "%s", name);
+        answer_error(call, 403, AGW_CODE_PERMISSION_DENIED,
+                     "this caller may not act for this business");
+        return false;
+    case AGW_AUTH_UNKNOWN:
+        evhttp_add_header(evhttp_request_get_output_headers(call->req),
+                          "WWW-Authenticate",
+                          "Bearer error=\"invalid_token\"");
+        answer_error(call, 401, AGW_CODE_UNAUTHENTICATED,
+                     "the bearer token is not valid");
+        return false;
+    default:
+        evhttp_add_header(evhttp_request_get_output_headers(call->req),
+                          "WWW-Authenticate", "Bearer");
+        answer_error(call, 401, AGW_CODE_UNAUTHENTICATED,
+                     "missing Authorization: Bearer <token>");
+        return false;
+    }
+}
+
 /* Reads and validates the body; answers 4xx itself and returns false. */
 static bool
 parse_call(struct agw_call *call, const char *business_id)
@@ -532,8 +589,9 @@ agw_create_handle(struct agw_gateway *gw, struct evhttp_request *req,
     call->start_us = agw_now_us();
     call->deadline_us = call->start_us +
                         (int64_t)call->cfg->request_deadline_ms * US_PER_MS;
-    snprintf(call->upstream_path, sizeof(call->upstream_path),
-             "/v1/businesses/%.40s/assets", business_id);
+    snprintf(call->business_id, sizeof(call->business_id), "%.40s",
+             business_id);
+    snprintf(call->caller, sizeof(call->caller), "-");
     agw_reply_request_id(req, call->request_id);
     gw->inflight++;
     agw_metrics_gauge_add(AGW_M_INFLIGHT, 1);
@@ -542,7 +600,7 @@ agw_create_handle(struct agw_gateway *gw, struct evhttp_request *req,
                      "the gateway is shutting down");
         return;
     }
-    if (!parse_call(call, business_id)) {
+    if (!authenticate(call, business_id) || !parse_call(call, business_id)) {
         return;
     }
     call->no_cache = wants_no_cache(req);

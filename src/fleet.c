@@ -110,8 +110,8 @@ struct agw_fleet_wait {
     void *arg;
     int refs;
     bool live;
-    bool subscribed;   /* holds a reference on its ksub */
-    bool copy_checked; /* the copy was read after the subscription */
+    bool subscribed;            /* holds a reference on its ksub */
+    bool copy_checked;          /* the copy was read after the subscription */
     char holder[TOKEN_LEN + 1]; /* the claim waited on; "" when unknown */
     char token[TOKEN_LEN + 1];  /* our latest claim attempt */
     bool deferred;              /* TIMER delivers DEFERRED_OUTCOME */
@@ -171,10 +171,8 @@ decode_answer(const char *data, size_t len, char token[TOKEN_LEN + 1],
 {
     const char *end = data + len;
     const char *nl1 = memchr(data, '\n', len);
-    const char *nl2 = nl1 != NULL ? memchr(nl1 + 1, '\n', end - nl1 - 1)
-                                  : NULL;
-    const char *nl3 = nl2 != NULL ? memchr(nl2 + 1, '\n', end - nl2 - 1)
-                                  : NULL;
+    const char *nl2 = nl1 != NULL ? memchr(nl1 + 1, '\n', end - nl1 - 1) : NULL;
+    const char *nl3 = nl2 != NULL ? memchr(nl2 + 1, '\n', end - nl2 - 1) : NULL;
     char num[16];
 
     if (nl3 == NULL || nl1 - data > TOKEN_LEN || nl3 - nl2 > 12 ||
@@ -194,12 +192,11 @@ decode_answer(const char *data, size_t len, char token[TOKEN_LEN + 1],
 }
 
 static char *
-encode_answer(const char *token, const struct agw_response *resp,
-              size_t *len)
+encode_answer(const char *token, const struct agw_response *resp, size_t *len)
 {
     char head[TOKEN_LEN + 40];
-    int hlen = snprintf(head, sizeof(head), "%s\n%d\n%d\n", token,
-                        resp->status, resp->retry_after_s);
+    int hlen = snprintf(head, sizeof(head), "%s\n%d\n%d\n", token, resp->status,
+                        resp->retry_after_s);
     char *out = malloc((size_t)hlen + resp->len + 1);
 
     if (out == NULL) {
@@ -471,8 +468,7 @@ claim_reply_ok(const redisReply *r)
     case 1:
         return true;
     case 0:
-        return r->elements == 3 &&
-               r->element[1]->type == REDIS_REPLY_STRING &&
+        return r->elements == 3 && r->element[1]->type == REDIS_REPLY_STRING &&
                r->element[2]->type == REDIS_REPLY_INTEGER;
     case 2:
         return r->elements == 2 && r->element[1]->type == REDIS_REPLY_STRING;
@@ -528,8 +524,8 @@ send_claim(struct agw_fleet_wait *w)
     char *lock = join_str(f->prefix, "lock:", w->key);
     char *done = join_str(f->prefix, "done:", w->key);
     char ttl[16];
-    const char *argv[8] = {"EVAL", claim_lua, "2", lock, done,
-                           w->token, ttl, w->holder};
+    const char *argv[8] = {"EVAL", claim_lua, "2", lock,
+                           done,   w->token,  ttl, w->holder};
     size_t argvlen[8];
 
     agw_request_id_new(w->token); /* 32 random hex characters */
@@ -722,8 +718,7 @@ defer_outcome(struct agw_fleet_wait *w, enum agw_fleet_outcome outcome)
 }
 
 struct agw_fleet_wait *
-agw_fleet_join(struct agw_fleet *f, const char *key, agw_fleet_cb cb,
-               void *arg)
+agw_fleet_join(struct agw_fleet *f, const char *key, agw_fleet_cb cb, void *arg)
 {
     struct agw_fleet_wait *w = calloc(1, sizeof(*w));
 
@@ -767,9 +762,9 @@ on_renewed(struct redisReply *reply, const char *error, void *arg)
 
     if (reply == NULL || reply->type != REDIS_REPLY_INTEGER) {
         log_warn("fleet: renewing the claim on %.16s... failed: %s", op->key,
-                 reply == NULL ? error
+                 reply == NULL                      ? error
                  : reply->type == REDIS_REPLY_ERROR ? reply->str
-                                                     : "unexpected reply");
+                                                    : "unexpected reply");
     } else if (reply->integer == 0) {
         log_warn("fleet: the claim on %.16s... expired before it was renewed",
                  op->key);
@@ -834,8 +829,8 @@ agw_fleet_release(struct agw_fleet *f, const char *key,
     struct claim *c = find_claim(f, key);
     char *lock, *done, *answer;
     size_t alen;
-    const char *argv[8] = {"EVAL", release_lua, "2", NULL, NULL,
-                           NULL, NULL, COPY_TTL_MS};
+    const char *argv[8] = {"EVAL", release_lua, "2",  NULL,
+                           NULL,   NULL,        NULL, COPY_TTL_MS};
     size_t argvlen[8];
 
     if (c == NULL) {

@@ -29,11 +29,14 @@ typedef void (*agw_fleet_cb)(enum agw_fleet_outcome outcome,
                              const struct agw_response *resp, void *arg);
 
 /*
- * CMD sends commands, SUB is a subscriber connection (both borrowed).
+ * CMD sends commands, SUB is a subscriber connection (both borrowed; they
+ * must outlive the fleet). The fleet makes itself SUB's subscriber
+ * (agw_redis_set_subscriber): give it a connection of its own.
  * Keys: PREFIX "lock:" KEY (the claim, value = owner token),
- * PREFIX "done:" KEY (channel, and a short-lived copy of the answer for
+ * PREFIX "done:" KEY (channel, and a copy of the answer kept 10 s for
  * waiters that subscribe late). CLAIM_TTL_MS must exceed one upstream
- * attempt; the holder renews it with agw_fleet_renew().
+ * attempt; the holder renews it with agw_fleet_renew(). See fleet.c for
+ * the encoding of answers.
  */
 struct agw_fleet *agw_fleet_new(struct event_base *base, struct agw_redis *cmd,
                                 struct agw_redis *sub, const char *prefix,
@@ -43,24 +46,31 @@ void agw_fleet_free(struct agw_fleet *fleet);
 /*
  * Claims KEY or waits for its answer. CB runs exactly once, never before
  * this returns, unless the wait is cancelled with agw_fleet_cancel (the
- * caller's own deadline timer does that). Waiting has no deadline of its
- * own: it ends with an answer, a takeover (LEAD) when the claim expires
- * unanswered, or UNAVAILABLE when Redis fails. Returns the handle.
+ * caller's own deadline timer does that) or the fleet is freed first.
+ * Waiting has no deadline of its own: it ends with an answer, a takeover
+ * (LEAD) when the claim expires unanswered, or UNAVAILABLE when Redis
+ * fails (either connection down at join, a command failing, or SUB
+ * dropping while waiting: messages in between would be lost). Returns
+ * the handle (never NULL), owned by the fleet: it is invalid once CB ran.
  */
 struct agw_fleet_wait *agw_fleet_join(struct agw_fleet *fleet, const char *key,
                                       agw_fleet_cb cb, void *arg);
 
-/* Stops waiting: CB will not run. */
+/* Stops waiting: CB will not run. Safe at any moment before CB ran
+ * (replies still due are ignored); WAIT may be NULL. */
 void agw_fleet_cancel(struct agw_fleet_wait *wait);
 
 /* Holder only: extends the claim by claim_ttl_ms if still owned (call it
- * before each upstream attempt). */
+ * before each upstream attempt). Fire and forget; failures are logged. */
 void agw_fleet_renew(struct agw_fleet *fleet, const char *key);
 
 /*
- * Holder only: publishes RESP to the waiters on every instance, keeps a
- * short-lived copy for late subscribers, and deletes the claim if this
- * instance still owns it (atomic check-and-delete in Lua).
+ * Holder only: publishes RESP (status, retry_after_s and body; errors
+ * too) to the waiters on every instance, keeps a short-lived copy for
+ * late subscribers, and deletes the claim if this instance still owns it
+ * (one Lua script). Without a claim held for KEY (e.g. after UNAVAILABLE)
+ * it does nothing. RESP is copied. Fire and forget; failures are logged
+ * (waiters elsewhere then take over when the claim expires).
  */
 void agw_fleet_release(struct agw_fleet *fleet, const char *key,
                        const struct agw_response *resp);

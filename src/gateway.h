@@ -14,6 +14,7 @@ struct agw_store;
 struct agw_sf;
 struct agw_limiter;
 struct agw_upstream;
+struct agw_auth;
 struct agw_call;
 
 struct agw_gateway {
@@ -24,6 +25,7 @@ struct agw_gateway {
     struct agw_sf *sf;
     struct agw_limiter *limiter;
     struct agw_upstream *upstream;
+    struct agw_auth *auth; /* callers (mode = token); NULL: mode = none */
     bool draining;  /* stop taking new creates: answer 503 */
     long inflight;  /* create calls accepted and not yet answered */
     struct agw_call *leaders; /* calls leading a flight: create.c's list */

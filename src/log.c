@@ -5,6 +5,7 @@
 #include "log.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -21,6 +22,8 @@
 int agw_log_level = AGW_LOG_INFO;
 
 static int log_format = AGW_LOGFMT_TEXT;
+static int log_fd = STDERR_FILENO;
+static char log_path[4096];
 static char log_program[64] = "asset-gateway";
 
 static const char *const level_names[] = {"error", "warn", "info", "debug"};
@@ -33,6 +36,49 @@ agw_log_setup(int level, int format, const char *program)
     if (program != NULL) {
         snprintf(log_program, sizeof(log_program), "%s", program);
     }
+}
+
+static bool
+open_path(const char *path)
+{
+    int fd;
+
+    if (path == NULL || path[0] == '\0') {
+        if (log_fd != STDERR_FILENO) {
+            close(log_fd);
+        }
+        log_fd = STDERR_FILENO;
+        log_path[0] = '\0';
+        return true;
+    }
+    if (strlen(path) >= sizeof(log_path)) {
+        errno = ENAMETOOLONG;
+        return false;
+    }
+    fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+    if (fd < 0) {
+        return false;
+    }
+    if (log_fd != STDERR_FILENO) {
+        close(log_fd);
+    }
+    log_fd = fd;
+    if (log_path != path) {
+        snprintf(log_path, sizeof(log_path), "%s", path);
+    }
+    return true;
+}
+
+bool
+agw_log_open(const char *path)
+{
+    return open_path(path);
+}
+
+bool
+agw_log_reopen(void)
+{
+    return log_path[0] == '\0' || open_path(log_path);
 }
 
 int
@@ -78,7 +124,7 @@ write_line(const char *line, size_t len)
     struct iovec iov[2] = {{(void *)line, len}, {"\n", 1}};
 
     /* One writev per line keeps lines from threads whole. */
-    while (writev(STDERR_FILENO, iov, 2) < 0 && errno == EINTR) {
+    while (writev(log_fd, iov, 2) < 0 && errno == EINTR) {
     }
 }
 
@@ -155,4 +201,65 @@ agw_log_write(int level, const char *request_id, const char *fmt, ...)
     } else {
         write_text(ts, name, request_id, msg);
     }
+}
+
+static void
+access_json(const char *ts, const struct agw_access *a)
+{
+    struct json_object *obj = json_object_new_object();
+    const char *text;
+    size_t len;
+
+    if (obj == NULL) {
+        return;
+    }
+    add_string(obj, "ts", ts);
+    add_string(obj, "level", "info");
+    add_string(obj, "program", log_program);
+    add_string(obj, "type", "access");
+    add_string(obj, "request_id", a->request_id);
+    add_string(obj, "caller", a->caller);
+    add_string(obj, "business_id", a->business_id);
+    add_string(obj, "method", a->method);
+    add_string(obj, "path", a->path);
+    json_object_object_add(obj, "status", json_object_new_int(a->status));
+    add_string(obj, "cache", a->cache);
+    json_object_object_add(obj, "upstream_status",
+                           json_object_new_int(a->upstream_status));
+    json_object_object_add(obj, "attempts", json_object_new_int(a->attempts));
+    json_object_object_add(obj, "upstream_ms",
+                           json_object_new_double(a->upstream_ms));
+    json_object_object_add(obj, "ratelimit_wait_ms",
+                           json_object_new_double(a->wait_ms));
+    json_object_object_add(obj, "total_ms", json_object_new_double(a->total_ms));
+    text = json_object_to_json_string_length(
+        obj, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &len);
+    if (text != NULL) {
+        write_line(text, len);
+    }
+    json_object_put(obj);
+}
+
+void
+agw_log_access(const struct agw_access *a)
+{
+    char msg[MSG_MAX];
+    char ts[40];
+
+    if (agw_log_level < AGW_LOG_INFO) {
+        return;
+    }
+    format_time(ts, sizeof(ts));
+    if (log_format == AGW_LOGFMT_JSON) {
+        access_json(ts, a);
+        return;
+    }
+    snprintf(msg, sizeof(msg),
+             "access caller=%s business_id=%s method=%s path=%s status=%d "
+             "cache=%s upstream_status=%d attempts=%d upstream_ms=%.1f "
+             "ratelimit_wait_ms=%.1f total_ms=%.1f",
+             a->caller, a->business_id, a->method, a->path, a->status,
+             a->cache, a->upstream_status, a->attempts, a->upstream_ms,
+             a->wait_ms, a->total_ms);
+    write_text(ts, "info", a->request_id, msg);
 }

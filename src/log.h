@@ -6,6 +6,8 @@
 #ifndef AGW_LOG_H
 #define AGW_LOG_H
 
+#include <stdbool.h>
+
 enum agw_log_level {
     AGW_LOG_ERROR = 0,
     AGW_LOG_WARN = 1,
@@ -17,6 +19,33 @@ extern int agw_log_level;
 
 /* FORMAT is enum agw_log_format; PROGRAM names the emitting binary. */
 void agw_log_setup(int level, int format, const char *program);
+
+/*
+ * Log lines go to PATH (appended, created 0640) instead of stderr; NULL
+ * or "" means stderr. On failure returns false (errno set) and keeps the
+ * current destination.
+ */
+bool agw_log_open(const char *path);
+
+/* Reopens the current file (after logrotate moved it); SIGUSR1. */
+bool agw_log_reopen(void);
+
+/* One access-log line per answered create call. */
+struct agw_access {
+    const char *request_id;
+    const char *caller;      /* "-" when not authenticated */
+    const char *business_id; /* as the caller sent it */
+    const char *method;
+    const char *path;
+    int status;
+    const char *cache;       /* "HIT", "MISS" or "-" */
+    int upstream_status;     /* 0: no upstream answer */
+    int attempts;
+    double upstream_ms;      /* time in upstream attempts */
+    double wait_ms;          /* rate-limit wait */
+    double total_ms;
+};
+void agw_log_access(const struct agw_access *a);
 
 /* Parses "error|warn|info|debug"; returns -1 when unknown. */
 int agw_log_level_parse(const char *name);

@@ -2,6 +2,7 @@
  * main.c - asset-gateway: command line, start-up in dependency order,
  * signals (drain on SIGTERM/SIGINT), and the event loop.
  */
+#include <errno.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
@@ -11,6 +12,7 @@
 #include <event2/dns.h>
 #include <event2/event.h>
 
+#include "auth.h"
 #include "config.h"
 #include "create.h"
 #include "gateway.h"
@@ -32,7 +34,7 @@ struct daemon {
     struct agw_config *cfg; /* the running snapshot; gw.cfg is the same */
     struct agw_gateway gw;
     struct agw_server *server;
-    struct event *sigterm, *sigint, *sighup;
+    struct event *sigterm, *sigint, *sighup, *sigusr1;
     struct event *drain_tick;
     int64_t drain_ticks_left;
 };
@@ -100,6 +102,19 @@ on_stop_signal(evutil_socket_t sig, short what, void *arg)
     on_drain_tick(-1, 0, d);
 }
 
+/* The callers of CFG: *AUTH is NULL for mode = none. */
+static bool
+load_auth(const struct agw_config *cfg, struct agw_auth **auth, char *err,
+          size_t errlen)
+{
+    *auth = NULL;
+    if (cfg->auth_mode != AGW_AUTH_TOKEN) {
+        return true;
+    }
+    *auth = agw_auth_load(cfg->clients_file, err, errlen);
+    return *auth != NULL;
+}
+
 static void
 report_restart_only(const char *section, const char *key)
 {
@@ -118,19 +133,33 @@ on_sighup(evutil_socket_t sig, short what, void *arg)
 {
     struct daemon *d = arg;
     struct agw_config *next = calloc(1, sizeof(*next));
+    struct agw_auth *auth = NULL;
     char err[1024];
 
     if (next == NULL ||
-        !agw_config_load(next, d->config_path, err, sizeof(err))) {
+        !agw_config_load(next, d->config_path, err, sizeof(err)) ||
+        !load_auth(next, &auth, err, sizeof(err))) {
         log_error("reload refused, the running configuration stays: %s",
                   next == NULL ? "out of memory" : err);
         agw_metrics_count_reload(false);
+        if (next != NULL) {
+            agw_config_free(next);
+        }
         free(next);
         return;
     }
     agw_config_ref(next);
+    /* Calls copy the caller's name when they start, so the old table can
+     * go at once. */
+    agw_auth_free(d->gw.auth);
+    d->gw.auth = auth;
     agw_config_keep_restart_only(next, d->cfg, report_restart_only);
     agw_log_setup(next->log_level, next->log_format, "asset-gateway");
+    if (!agw_log_open(next->log_file)) {
+        log_error("reload: cannot open log file %s: %s; logging stays where "
+                  "it was",
+                  next->log_file, strerror(errno));
+    }
     agw_upstream_reconfigure(d->gw.upstream, next);
     d->gw.limiter->ops->reconfigure(d->gw.limiter, next->rate, next->burst);
     agw_server_reconfigure(d->server, next);
@@ -141,6 +170,16 @@ on_sighup(evutil_socket_t sig, short what, void *arg)
     log_info("configuration reloaded from %s", d->config_path);
 }
 
+static void
+on_sigusr1(evutil_socket_t sig, short what, void *arg)
+{
+    if (!agw_log_reopen()) {
+        log_error("SIGUSR1: cannot reopen the log file: %s", strerror(errno));
+        return;
+    }
+    log_info("SIGUSR1: log file reopened");
+}
+
 static int
 add_signals(struct daemon *d)
 {
@@ -149,14 +188,16 @@ add_signals(struct daemon *d)
     d->sigterm = evsignal_new(base, SIGTERM, on_stop_signal, d);
     d->sigint = evsignal_new(base, SIGINT, on_stop_signal, d);
     d->sighup = evsignal_new(base, SIGHUP, on_sighup, d);
+    d->sigusr1 = evsignal_new(base, SIGUSR1, on_sigusr1, d);
     d->drain_tick = evtimer_new(base, on_drain_tick, d);
     if (d->sigterm == NULL || d->sigint == NULL || d->sighup == NULL ||
-        d->drain_tick == NULL) {
+        d->sigusr1 == NULL || d->drain_tick == NULL) {
         return -1;
     }
     evsignal_add(d->sigterm, NULL);
     evsignal_add(d->sigint, NULL);
     evsignal_add(d->sighup, NULL);
+    evsignal_add(d->sigusr1, NULL);
     return 0;
 }
 
@@ -207,7 +248,7 @@ static void
 stop(struct daemon *d)
 {
     struct agw_gateway *gw = &d->gw;
-    struct event *events[] = {d->sigterm, d->sigint, d->sighup,
+    struct event *events[] = {d->sigterm, d->sigint, d->sighup, d->sigusr1,
                               d->drain_tick};
 
     agw_server_free(d->server);
@@ -234,6 +275,7 @@ stop(struct daemon *d)
     if (gw->base != NULL) {
         event_base_free(gw->base);
     }
+    agw_auth_free(gw->auth);
     agw_config_unref(d->cfg);
 }
 
@@ -302,12 +344,24 @@ main(int argc, char **argv)
         return 1;
     }
     agw_config_ref(d.cfg);
+    if (!load_auth(d.cfg, &d.gw.auth, err, sizeof(err))) {
+        fprintf(stderr, "asset-gateway: %s\n", err);
+        agw_config_unref(d.cfg);
+        return 1;
+    }
     if (test_only) {
         printf("asset-gateway: %s is valid\n", path);
+        agw_auth_free(d.gw.auth);
         agw_config_unref(d.cfg);
         return 0;
     }
     agw_log_setup(d.cfg->log_level, d.cfg->log_format, "asset-gateway");
+    if (!agw_log_open(d.cfg->log_file)) {
+        fprintf(stderr, "asset-gateway: cannot open log file %s: %s\n",
+                d.cfg->log_file, strerror(errno));
+        agw_config_unref(d.cfg);
+        return 1;
+    }
     agw_metrics_init(PACKAGE_VERSION);
     signal(SIGPIPE, SIG_IGN);
     log_start_warnings(d.cfg);

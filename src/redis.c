@@ -116,8 +116,7 @@ static void start_connect(struct agw_redis *r);
 
 /* ------------------------------------------------------------ URL */
 
-static void
-set_err(char *err, size_t errlen, const char *fmt, ...)
+static void set_err(char *err, size_t errlen, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 static void
@@ -182,8 +181,8 @@ pct_decode(const char *s, size_t len)
 /* USERINFO (LEN bytes, before the last '@'): "user:password" or
  * ":password". Messages never quote it: it holds the password. */
 static bool
-parse_userinfo(const char *s, size_t len, struct agw_redis_url *out,
-               char *err, size_t errlen)
+parse_userinfo(const char *s, size_t len, struct agw_redis_url *out, char *err,
+               size_t errlen)
 {
     const char *colon = memchr(s, ':', len);
     size_t ulen;
@@ -256,8 +255,8 @@ host_name_ok(const char *s, size_t len)
 
 /* HOSTPORT: host or [v6] literal, then optional :port. */
 static bool
-parse_hostport(const char *s, size_t len, struct agw_redis_url *out,
-               char *err, size_t errlen)
+parse_hostport(const char *s, size_t len, struct agw_redis_url *out, char *err,
+               size_t errlen)
 {
     const char *end = s + len;
     const char *host = s;
@@ -337,28 +336,31 @@ parse_db(const char *s, size_t len, struct agw_redis_url *out, char *err,
 /* REST: what follows "redis://". The last '@' ends the user part, so a
  * password may hold any character and is never mistaken for the host. */
 static bool
-parse_tcp(const char *rest, struct agw_redis_url *out, char *err,
-          size_t errlen)
+parse_tcp(const char *rest, struct agw_redis_url *out, char *err, size_t errlen)
 {
     const char *at = strrchr(rest, '@');
     const char *hp = at != NULL ? at + 1 : rest;
     size_t hplen = strcspn(hp, "/?#");
     const char *tail = hp + hplen;
+    size_t dblen = *tail == '/' ? strcspn(tail + 1, "?#") : 0;
 
-    if (at != NULL && !parse_userinfo(rest, (size_t)(at - rest), out, err,
-                                      errlen)) {
+    if (at != NULL &&
+        !parse_userinfo(rest, (size_t)(at - rest), out, err, errlen)) {
         return false;
     }
     if (!parse_hostport(hp, hplen, out, err, errlen)) {
         return false;
+    }
+    if (*tail == '/') {
+        tail += 1 + dblen;
     }
     if (*tail == '?' || *tail == '#') {
         set_err(err, errlen,
                 "query or fragment not supported in redis:// URLs");
         return false;
     }
-    if (*tail == '/' && tail[1] != '\0') {
-        return parse_db(tail + 1, strlen(tail + 1), out, err, errlen);
+    if (dblen > 0) {
+        return parse_db(tail - dblen, dblen, out, err, errlen);
     }
     return true;
 }
@@ -374,8 +376,8 @@ parse_unix(const char *rest, struct agw_redis_url *out, char *err,
     const char *q = path + plen;
     struct sockaddr_un sa;
 
-    if (at != NULL && !parse_userinfo(rest, (size_t)(at - rest), out, err,
-                                      errlen)) {
+    if (at != NULL &&
+        !parse_userinfo(rest, (size_t)(at - rest), out, err, errlen)) {
         return false;
     }
     if (plen < 2 || path[0] != '/') {
@@ -667,8 +669,8 @@ cmd_new(struct agw_redis *r, agw_redis_cb cb, void *arg)
 {
     struct cmd *c = calloc(1, sizeof(*c));
 
-    if (c == NULL || (c->timer = evtimer_new(r->base, on_cmd_timer, c)) ==
-                         NULL) {
+    if (c == NULL ||
+        (c->timer = evtimer_new(r->base, on_cmd_timer, c)) == NULL) {
         /* No way to keep the "callback exactly once" promise. */
         log_error("redis %s: out of memory", r->name);
         abort();
@@ -691,7 +693,7 @@ refusal(const struct agw_redis *r, char *buf, size_t len)
         return "a subscriber connection takes no commands";
     }
     if (r->state != ST_UP) {
-        snprintf(buf, len, "Redis is down (%s)",
+        snprintf(buf, len, "Redis is down (%.160s)",
                  r->last_error[0] != '\0' ? r->last_error : "connecting");
         return buf;
     }
@@ -817,8 +819,10 @@ deliver_message(struct agw_redis *r, redisReply *reply)
         return;
     }
     ch = channel_find(r, name->str, name->len);
+    /* The reply's copy of the name: the callback may unsubscribe, which
+     * can free CH. */
     if (ch != NULL && ch->wanted && r->on_message != NULL) {
-        r->on_message(ch->name, data->str, data->len, r->sub_arg);
+        r->on_message(name->str, data->str, data->len, r->sub_arg);
     }
 }
 
@@ -849,7 +853,7 @@ on_subscribe_reply(struct agw_redis *r, redisReply *reply)
     }
     ch->confirmed = true;
     if (r->on_subscribed != NULL) {
-        r->on_subscribed(ch->name, r->sub_arg);
+        r->on_subscribed(name->str, r->sub_arg);
     }
 }
 
@@ -1059,17 +1063,16 @@ send_handshake(struct agw_redis *r, redisAsyncContext *ac)
     r->state = ST_HANDSHAKE;
     r->handshake_due = 0;
     if (u->password != NULL && u->user != NULL) {
-        ok = redisAsyncCommand(ac, on_handshake, "AUTH", "AUTH %s %s",
-                               u->user, u->password);
+        ok = redisAsyncCommand(ac, on_handshake, "AUTH", "AUTH %s %s", u->user,
+                               u->password);
         r->handshake_due++;
     } else if (u->password != NULL) {
-        ok = redisAsyncCommand(ac, on_handshake, "AUTH", "AUTH %s",
-                               u->password);
+        ok =
+            redisAsyncCommand(ac, on_handshake, "AUTH", "AUTH %s", u->password);
         r->handshake_due++;
     }
     if (ok == REDIS_OK && u->db != 0) {
-        ok = redisAsyncCommand(ac, on_handshake, "SELECT", "SELECT %d",
-                               u->db);
+        ok = redisAsyncCommand(ac, on_handshake, "SELECT", "SELECT %d", u->db);
         r->handshake_due++;
     } else if (ok == REDIS_OK) {
         ok = redisAsyncCommand(ac, on_handshake, "PING", "PING");
@@ -1112,8 +1115,9 @@ on_disconnect(const redisAsyncContext *cac, int status)
         return;
     }
     hold(r);
-    lose(r, status == REDIS_OK ? "connection closed"
-                               : ac_error(ac, "connection lost"),
+    lose(r,
+         status == REDIS_OK ? "connection closed"
+                            : ac_error(ac, "connection lost"),
          false);
     unhold(r);
 }
@@ -1161,15 +1165,15 @@ on_resolved(int result, struct evutil_addrinfo *res, void *arg)
     r->resolving = false;
     hold(r);
     if (result != 0 || res == NULL) {
-        snprintf(reason, sizeof(reason), "cannot resolve %s: %s",
-                 r->url.host, evutil_gai_strerror(result));
+        snprintf(reason, sizeof(reason), "cannot resolve %s: %s", r->url.host,
+                 evutil_gai_strerror(result));
         lose(r, reason, false);
     } else {
-        addr = res->ai_family == AF_INET6
-                   ? (const void *)&((struct sockaddr_in6 *)res->ai_addr)
-                         ->sin6_addr
-                   : (const void *)&((struct sockaddr_in *)res->ai_addr)
-                         ->sin_addr;
+        addr =
+            res->ai_family == AF_INET6
+                ? (const void *)&((struct sockaddr_in6 *)res->ai_addr)
+                      ->sin6_addr
+                : (const void *)&((struct sockaddr_in *)res->ai_addr)->sin_addr;
         evutil_inet_ntop(res->ai_family, addr, ip, sizeof(ip));
         adopt(r, redisAsyncConnect(ip, r->url.port));
     }

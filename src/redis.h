@@ -26,7 +26,7 @@ struct agw_redis;
  * password is refused. rediss:// (TLS) is not supported.
  */
 struct agw_redis_url {
-    char *host;     /* NULL for unix sockets */
+    char *host; /* NULL for unix sockets */
     int port;
     char *path;     /* unix socket path, or NULL */
     char *user;     /* NULL when absent (AUTH password only) */
@@ -66,14 +66,14 @@ typedef void (*agw_redis_subscribed_cb)(const char *channel, void *arg);
 
 struct agw_redis_options {
     const char *url;
-    int connect_timeout_ms;        /* TCP connect + AUTH/SELECT; <= 0: 2000 */
-    int command_timeout_ms;        /* <= 0: 1000 */
-    const char *name;              /* for logs, e.g. "store" or "pubsub" */
-    agw_redis_state_cb on_state;   /* may be NULL */
+    int connect_timeout_ms;          /* TCP connect + AUTH/SELECT; <= 0: 2000 */
+    int command_timeout_ms;          /* <= 0: 1000 */
+    const char *name;                /* for logs, e.g. "store" or "pubsub" */
+    agw_redis_state_cb on_state;     /* may be NULL */
     agw_redis_message_cb on_message; /* non-NULL makes a subscriber */
-    void *arg;                     /* for both callbacks */
-    struct evdns_base *dns;        /* borrowed, for DNS names; NULL: one of
-                                      its own is made when the host needs it */
+    void *arg;                       /* for both callbacks */
+    struct evdns_base *dns;          /* borrowed, for DNS names; NULL: one of
+                                        its own is made when the host needs it */
 };
 
 /*
@@ -85,8 +85,8 @@ struct agw_redis_options {
  * reason" (warn) once per change, never the password.
  */
 struct agw_redis *agw_redis_new(struct event_base *base,
-                                const struct agw_redis_options *opts,
-                                char *err, size_t errlen);
+                                const struct agw_redis_options *opts, char *err,
+                                size_t errlen);
 
 /* Closes the connection; pending commands get their callback with
  * REPLY NULL ("shutting down") before this returns. May be called from

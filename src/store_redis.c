@@ -23,7 +23,7 @@
 struct store_redis {
     struct agw_store base; /* first: the ops receive &base */
     struct agw_redis *redis;
-    char *prefix; /* KEY_PREFIX "a:" */
+    char *prefix;     /* KEY_PREFIX "a:" */
     bool put_failing; /* warn once per run of failed writes */
     int refs;         /* the owner until destroy(), plus each write */
 };

@@ -697,6 +697,16 @@ req_done_cb(struct evhttp_request *req, void *arg)
     if (call->state != CALL_ACTIVE || conn == NULL) {
         return;
     }
+    if (code != 0 && (code < 200 || code > 599)) {
+        /* libevent takes any non-zero atoi() of the status ("-1", "2",
+         * "1000") and ends the exchange at an interim 1xx: relayed, either
+         * would reach the caller as a broken or never-final status line. */
+        snprintf(call->detail, sizeof(call->detail),
+                 "invalid response status %d", code);
+        release_conn(conn, false);
+        finish(call, AGW_ATTEMPT_BROKEN);
+        return;
+    }
     if (code != 0) {
         conn->served++;
         if (store_response(call, req)) {

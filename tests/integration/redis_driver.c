@@ -3,6 +3,7 @@
  * real redis-server for test_redis_layer.py: "redis_driver MODE URL
  * [ARGS]" prints one result per line; the Python side checks them.
  */
+#include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -34,8 +35,7 @@ now_ms(void)
     return (long)((agw_now_us() - start_us) / 1000);
 }
 
-static void
-out(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void out(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 static void
 out(const char *fmt, ...)
@@ -96,8 +96,8 @@ on_state(bool up, void *arg)
 }
 
 static bool
-conn_open(struct conn *c, const char *name, const char *url,
-          int connect_ms, int command_ms)
+conn_open(struct conn *c, const char *name, const char *url, int connect_ms,
+          int command_ms)
 {
     struct agw_redis_options o = {
         .url = url,
@@ -132,6 +132,8 @@ struct result {
     int calls;
     long at_ms;
     char text[600];
+    char raw[600]; /* string replies, binary */
+    size_t rawlen;
 };
 
 static void
@@ -186,6 +188,11 @@ on_result(struct redisReply *rep, const char *error, void *arg)
     res->done = true;
     res->at_ms = now_ms();
     describe(rep, error, res->text, sizeof(res->text));
+    if (rep != NULL && rep->type == REDIS_REPLY_STRING &&
+        rep->len <= sizeof(res->raw)) {
+        memcpy(res->raw, rep->str, rep->len);
+        res->rawlen = rep->len;
+    }
 }
 
 /* Sends FMT on R and waits (at most 10 s) for the reply text. */
@@ -226,10 +233,6 @@ mode_parse(int argc, char **argv)
             u.host != NULL ? u.host : "-", u.port,
             u.path != NULL ? u.path : "-", u.user != NULL ? u.user : "-",
             u.password != NULL ? "<set>" : "-", u.db);
-        if (u.password != NULL && getenv("DRIVER_SHOW_PASSWORD") != NULL) {
-            /* Lets the test check percent-decoding without logging. */
-            out("password-bytes %zu", strlen(u.password));
-        }
         agw_redis_url_clear(&u);
     }
     return 0;
@@ -269,9 +272,10 @@ mode_basic(const char *url)
     out("set %s", res.text);
     out("strlen %s", sync_cmd(c.r, &res, "STRLEN drv:bin"));
     sync_cmd(c.r, &res, "GET drv:bin");
-    out("binary %s", memcmp(res.text + 4, bin, sizeof(bin) - 1) == 0
-                          ? "same"
-                          : "different");
+    out("binary %s", res.rawlen == sizeof(bin) - 1 &&
+                             memcmp(res.raw, bin, sizeof(bin) - 1) == 0
+                         ? "same"
+                         : "different");
     out("error-reply %s", sync_cmd(c.r, &res, "NOSUCHCOMMAND x"));
     memset(many, 0, sizeof(many));
     for (int i = 0; i < 5; i++) {
@@ -344,9 +348,9 @@ mode_timeout(const char *url)
     struct result res, p[3];
     long t0, back;
 
-    if (!conn_open(&a, "a", url, 500, 300) || !conn_open(&b, "b", url, 2000,
-                                                           5000) ||
-        !conn_wait_up(&a, WAIT_UP_MS) || !conn_wait_up(&b, WAIT_UP_MS)) {
+    if (!conn_open(&a, "a", url, 500, 300) ||
+        !conn_open(&b, "b", url, 2000, 5000) || !conn_wait_up(&a, WAIT_UP_MS) ||
+        !conn_wait_up(&b, WAIT_UP_MS)) {
         out("not-up");
         return 1;
     }
@@ -427,7 +431,9 @@ on_lookup(enum agw_store_result result, int status, const char *body,
     l->status = status;
     l->len = len;
     l->at_ms = now_ms();
-    memcpy(l->body, body, len < sizeof(l->body) ? len : sizeof(l->body));
+    if (body != NULL) {
+        memcpy(l->body, body, len < sizeof(l->body) ? len : sizeof(l->body));
+    }
 }
 
 static const char *
@@ -474,8 +480,8 @@ mode_store(const char *url)
     s->ops->put(s, "k3", 200, "", 0, 100);
     run_for(200);
     store_get(s, "k1", &l);
-    out("body %s", l.len == 265 && memcmp(l.body, body, 265) == 0 ? "same"
-                                                                  : "different");
+    out("body %s",
+        l.len == 265 && memcmp(l.body, body, 265) == 0 ? "same" : "different");
     store_get(s, "k3", &l);
     store_get(s, "missing", &l);
     out("exists %s", sync_cmd(c.r, &res, "EXISTS agw:a:k1"));
@@ -607,7 +613,8 @@ join(struct inst *in, const char *key, struct outcome *oc, const char *who)
     }
 }
 
-static const char answer_body[] = "{\"name\":\"businesses/x/assets/1\"}\0\n\xff";
+static const char answer_body[] =
+    "{\"name\":\"businesses/x/assets/1\"}\0\n\xff";
 
 static void
 release(struct inst *in, const char *key, int status, int retry)
@@ -654,8 +661,9 @@ mode_fleet_basic(const char *url, int status, int retry)
     run_until(NULL, 300);
     leader = oa.done && oa.outcome == AGW_FLEET_LEAD ? &oa : &ob;
     waiter = leader == &oa ? &ob : &oa;
-    out("leads %d waiter-done %d", (oa.done && oa.outcome == AGW_FLEET_LEAD) +
-                                       (ob.done && ob.outcome == AGW_FLEET_LEAD),
+    out("leads %d waiter-done %d",
+        (oa.done && oa.outcome == AGW_FLEET_LEAD) +
+            (ob.done && ob.outcome == AGW_FLEET_LEAD),
         waiter->done);
     out("lock-ttl %s", sync_cmd(raw.r, &res, "PTTL agw:lock:k"));
     release(leader == &oa ? &a : &b, "k", status, retry);
@@ -686,8 +694,8 @@ mode_fleet_copy(const char *url, bool stale)
     struct result res;
     long t0;
 
-    if (!inst_open(&b, "B", url, 5000) || !conn_open(&raw, "raw", url, 1000,
-                                                     1000) ||
+    if (!inst_open(&b, "B", url, 5000) ||
+        !conn_open(&raw, "raw", url, 1000, 1000) ||
         !conn_wait_up(&raw, WAIT_UP_MS)) {
         out("not-up");
         return 1;
@@ -699,9 +707,9 @@ mode_fleet_copy(const char *url, bool stale)
     t0 = now_ms();
     join(&b, "k", &ob, "B");
     run_until(&ob.done, 3000);
-    out("outcome %s after %ld ms body=%.*s", ob.done ? outcome_name(ob.outcome)
-                                                     : "none",
-        ob.at_ms - t0, (int)ob.len, ob.body);
+    out("outcome %s after %ld ms body=%.*s",
+        ob.done ? outcome_name(ob.outcome) : "none", ob.at_ms - t0, (int)ob.len,
+        ob.body);
     out("lock-now %s", sync_cmd(raw.r, &res, "GET agw:lock:k"));
     inst_close(&b);
     agw_redis_free(raw.r);
@@ -731,17 +739,29 @@ mode_fleet_dead(const char *url, int ttl_ms)
     join(&c, "k", &oc, "C");
     run_until(NULL, (long)ttl_ms / 2);
     out("waiting %d %d", !ob.done, !oc.done);
-    run_until(NULL, (long)ttl_ms + 500);
+    for (long end = now_ms() + ttl_ms + 1000; now_ms() < end;) {
+        if (ob.done || oc.done) {
+            break;
+        }
+        event_base_loop(base, EVLOOP_ONCE);
+    }
+    taker = ob.done ? &ob : &oc;
+    other = taker == &ob ? &oc : &ob;
+    out("first %s after %ld ms (claim made at 0)",
+        taker->done ? outcome_name(taker->outcome) : "none", taker->at_ms - t0);
+    /* The new holder works for a while, renewing its claim. */
+    for (int i = 0; i < 4; i++) {
+        run_for(ttl_ms / 4);
+        agw_fleet_renew(taker == &ob ? b.fleet : c.fleet, "k");
+    }
     out("leads %d", (ob.done && ob.outcome == AGW_FLEET_LEAD) +
                         (oc.done && oc.outcome == AGW_FLEET_LEAD));
-    taker = ob.done && ob.outcome == AGW_FLEET_LEAD ? &ob : &oc;
-    other = taker == &ob ? &oc : &ob;
-    out("takeover after %ld ms (claim made at 0)", taker->at_ms - t0);
     out("other-waiting %d", !other->done);
     release(taker == &ob ? &b : &c, "k", 201, -1);
     run_until(&other->done, 2000);
     out("other %s", other->done ? outcome_name(other->outcome) : "none");
     print_body_check(other);
+    run_for(200); /* the holder's own replies */
     inst_close(&a);
     inst_close(&b);
     inst_close(&c);
@@ -796,12 +816,11 @@ mode_fleet_cancel(const char *url)
     join(&b, "k", &ob2, "B2");
     agw_fleet_cancel(ob2.w); /* claim still in flight */
     run_for(200);
-    out("numsub-waiting %s", sync_cmd(raw.r, &res,
-                                      "PUBSUB NUMSUB agw:done:k"));
+    out("numsub-waiting %s", sync_cmd(raw.r, &res, "PUBSUB NUMSUB agw:done:k"));
     agw_fleet_cancel(ob.w); /* subscribed, waiting */
     run_for(200);
-    out("numsub-after-cancel %s", sync_cmd(raw.r, &res,
-                                           "PUBSUB NUMSUB agw:done:k"));
+    out("numsub-after-cancel %s",
+        sync_cmd(raw.r, &res, "PUBSUB NUMSUB agw:done:k"));
     join(&b, "k", &ob3, "B3");
     run_for(100);
     agw_fleet_cancel(ob3.w);
@@ -942,6 +961,87 @@ mode_fleet_free(const char *url)
     return 0;
 }
 
+/* ------------------------------------------------ free from inside */
+
+struct freer {
+    struct agw_redis **r;
+    struct result res;
+};
+
+static void
+free_in_reply(struct redisReply *rep, const char *error, void *arg)
+{
+    struct freer *f = arg;
+
+    on_result(rep, error, &f->res);
+    agw_redis_free(*f->r);
+    *f->r = NULL;
+}
+
+static struct agw_redis *state_victim;
+static int state_frees;
+
+static void
+free_on_down(bool up, void *arg)
+{
+    if (!up && state_victim != NULL) {
+        agw_redis_free(state_victim);
+        state_victim = NULL;
+        state_frees++;
+    }
+}
+
+/* agw_redis_free from a reply callback (more replies due on the same
+ * read), from the state callback (inside hiredis's disconnect path) and
+ * from a deferred failure. */
+static int
+mode_free_inside(const char *url)
+{
+    struct conn c, raw;
+    struct freer f;
+    struct result res, rest[3];
+    struct agw_redis_options o = {
+        .url = url, .name = "victim", .on_state = free_on_down};
+    char err[128];
+    int shut = 0;
+
+    if (!conn_open(&c, "c", url, 1000, 1000) ||
+        !conn_open(&raw, "raw", url, 1000, 1000) ||
+        !conn_wait_up(&c, WAIT_UP_MS) || !conn_wait_up(&raw, WAIT_UP_MS)) {
+        out("not-up");
+        return 1;
+    }
+    memset(&f, 0, sizeof(f));
+    memset(rest, 0, sizeof(rest));
+    f.r = &c.r;
+    agw_redis_commandf(c.r, free_in_reply, &f, "PING");
+    for (int i = 0; i < 3; i++) {
+        agw_redis_commandf(c.r, on_result, &rest[i], "PING");
+    }
+    run_until(&rest[2].done, 2000);
+    for (int i = 0; i < 3; i++) {
+        shut += rest[i].calls == 1 &&
+                strcmp(rest[i].text, "fail:shutting down") == 0;
+    }
+    out("reply-free first=%s others-shut=%d", f.res.text, shut);
+
+    state_victim = agw_redis_new(base, &o, err, sizeof(err));
+    run_for(300);
+    sync_cmd(raw.r, &res, "CLIENT KILL TYPE normal SKIPME yes");
+    out("kill %s", res.text);
+    run_for(300);
+    out("state-frees %d", state_frees);
+
+    c.r = agw_redis_new(base, &o, err, sizeof(err)); /* not up yet */
+    memset(&f, 0, sizeof(f));
+    f.r = &c.r;
+    agw_redis_commandf(c.r, free_in_reply, &f, "PING");
+    run_for(100);
+    out("deferred-free first=%s freed=%d", f.res.text, c.r == NULL);
+    agw_redis_free(raw.r);
+    return 0;
+}
+
 static void
 usage(void)
 {
@@ -950,7 +1050,7 @@ usage(void)
           "timeout, watch SECONDS, store, store-down, fleet-basic STATUS "
           "RETRY, fleet-copy, fleet-stale, fleet-dead TTL_MS, fleet-renew, "
           "fleet-cancel, fleet-many N, fleet-down, fleet-subdrop, "
-          "fleet-free\n",
+          "fleet-free, free-inside\n",
           stderr);
 }
 
@@ -1004,6 +1104,8 @@ dispatch(const char *mode, int argc, char **argv)
         return mode_fleet_subdrop(url);
     } else if (strcmp(mode, "fleet-free") == 0) {
         return mode_fleet_free(url);
+    } else if (strcmp(mode, "free-inside") == 0) {
+        return mode_free_inside(url);
     }
     usage();
     return 2;
@@ -1021,8 +1123,8 @@ main(int argc, char **argv)
         return 2;
     }
     setvbuf(stdout, NULL, _IOLBF, 0);
-    agw_log_setup(getenv("DRIVER_DEBUG") != NULL ? AGW_LOG_DEBUG
-                                                 : AGW_LOG_INFO,
+    signal(SIGPIPE, SIG_IGN); /* hiredis writes with write(), as main.c */
+    agw_log_setup(getenv("DRIVER_DEBUG") != NULL ? AGW_LOG_DEBUG : AGW_LOG_INFO,
                   AGW_LOGFMT_TEXT, "redis_driver");
     base = event_base_new();
     tick = event_new(base, -1, EV_PERSIST, on_tick, NULL);

@@ -439,12 +439,11 @@ test_unsupported_features(void **state)
     expect_error(AUTH_OK "[store]\nbackend = redis\n", 4,
                  "[store] backend: backend = redis is not supported yet");
     expect_error("[server]\nworkers = 1\n[auth]\nmode = token\n", 4,
-                 "[auth] mode: mode = token is not supported yet; set [auth] "
-                 "mode = none explicitly");
-    /* token is the default: a file that does not say none fails. */
+                 "[auth] mode: mode = token needs [auth] clients_file");
+    /* token is the default: a file that names no clients file fails. */
     expect_error("[server]\nworkers = 1\n", 0,
-                 "[auth] mode: mode = token is not supported yet");
-    expect_error("", 0, "[auth] mode: mode = token is not supported yet");
+                 "[auth] mode: mode = token needs [auth] clients_file");
+    expect_error("", 0, "[auth] mode: mode = token needs");
 }
 
 static void
