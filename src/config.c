@@ -116,6 +116,10 @@ static const struct key_def keys[] = {
      1, MS_HOUR, F_RELOAD,
      .doc = "Budget of one create call (ms): limiter wait, upstream "
             "attempts, backoff."},
+    {"server", "max_connections", T_INT, OFF(max_clients), "10000", 1,
+     1000000, F_RELOAD,
+     .doc = "Caller connections served at once; past it a new one gets 503 "
+            "and is closed."},
     /* [upstream] */
     {"upstream", "base_url", T_STRING, OFF(base_url),
      "https://api.connectly.ai", 0, 0, 0,

@@ -22,6 +22,7 @@ struct agw_config {
     int client_timeout_ms;
     int drain_timeout_ms;
     int request_deadline_ms; /* whole create call: wait + attempts + backoff */
+    int max_clients;         /* [server] max_connections: caller connections */
     /* [upstream] */
     char *base_url;
     char *api_key_file;

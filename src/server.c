@@ -15,6 +15,7 @@
 #include <event2/http.h>
 
 #include "config.h"
+#include "conns.h"
 #include "create.h"
 #include "gateway.h"
 #include "log.h"
@@ -35,6 +36,7 @@ struct agw_server {
     struct agw_gateway *gw;
     struct evhttp *http;
     struct evhttp_bound_socket *listener;
+    struct agw_conns *conns;
 };
 
 static void
@@ -155,6 +157,15 @@ route(struct evhttp_request *req, void *arg)
     if (path == NULL || *path == '\0') {
         path = "/";
     }
+    if (!agw_conns_admit(srv->conns, evhttp_request_get_connection(req),
+                         (size_t)srv->gw->cfg->max_clients)) {
+        agw_reply_request_id(req, request_id);
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Connection",
+                          "close");
+        agw_reply_error(req, 503, AGW_CODE_UNAVAILABLE,
+                        "too many connections; try again later");
+        return;
+    }
     if (match_create_path(path, business_id, sizeof(business_id))) {
         if (evhttp_request_get_command(req) != EVHTTP_REQ_POST) {
             agw_reply_request_id(req, request_id);
@@ -259,6 +270,11 @@ agw_server_start(struct agw_gateway *gw, char *err, size_t errlen)
         return NULL;
     }
     srv->gw = gw;
+    srv->conns = agw_conns_new();
+    if (srv->conns == NULL) {
+        snprintf(err, errlen, "out of memory");
+        goto failed;
+    }
     if (split_listen(gw->cfg->listen, host, sizeof(host), &port) != 0) {
         snprintf(err, errlen, "listen = %s: expected host:port",
                  gw->cfg->listen);
@@ -310,7 +326,8 @@ agw_server_free(struct agw_server *srv)
         return;
     }
     if (srv->http != NULL) {
-        evhttp_free(srv->http);
+        evhttp_free(srv->http); /* closes connections: before conns go */
     }
+    agw_conns_free(srv->conns);
     free(srv);
 }
