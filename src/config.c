@@ -20,6 +20,7 @@
 #include <openssl/crypto.h>
 
 #include "log.h"
+#include "redis.h"
 
 #define API_KEY_ENV "ASSET_GATEWAY_API_KEY"
 #define API_KEY_MAX 4096
@@ -150,9 +151,19 @@ static const struct key_def keys[] = {
      .names = backend_names,
      .doc = "Where answers and single-flight claims live (redis: shared by "
             "the fleet).",
-     .note = "redis is not supported yet.", .check = check_backend},
+     .check = check_backend},
     {"store", "redis_url", T_STRING, OFF(redis_url), "redis://127.0.0.1:6379/0",
-     0, 0, 0, .doc = "The Redis used by the redis backend."},
+     0, 0, 0,
+     .doc = "The Redis used by the redis backend: redis://[user:password@]"
+            "host:port/db or unix:///path."},
+    {"store", "redis_connect_timeout_ms", T_INT, OFF(redis_connect_timeout_ms),
+     "1000", 1, 60000, 0,
+     .doc = "Connecting to Redis (TCP, AUTH, SELECT); then it retries with "
+            "backoff."},
+    {"store", "redis_command_timeout_ms", T_INT, OFF(redis_command_timeout_ms),
+     "500", 1, 60000, 0,
+     .doc = "One Redis command; past it the command fails and the connection "
+            "is recycled."},
     {"store", "key_prefix", T_STRING, OFF(key_prefix), "agw:", 0, 0, 0,
      .doc = "Prefix of every Redis key; instances sharing it share cache and "
             "rate limit."},
@@ -482,10 +493,17 @@ check_request_timeout(const struct agw_config *cfg, char *why, size_t len)
 static bool
 check_backend(const struct agw_config *cfg, char *why, size_t len)
 {
-    if (cfg->store_backend == AGW_STORE_REDIS) {
-        snprintf(why, len, "backend = redis is not supported yet");
+    struct agw_redis_url url;
+    char err[256];
+
+    if (cfg->store_backend != AGW_STORE_REDIS) {
+        return true;
+    }
+    if (!agw_redis_url_parse(cfg->redis_url, &url, err, sizeof(err))) {
+        snprintf(why, len, "redis_url: %s", err);
         return false;
     }
+    agw_redis_url_clear(&url);
     return true;
 }
 

@@ -35,6 +35,8 @@ struct agw_config {
     int store_backend; /* enum agw_store_backend */
     char *redis_url;
     char *key_prefix;
+    int redis_connect_timeout_ms;
+    int redis_command_timeout_ms;
     long cache_ttl_s;
     long cache_max_entries;
     /* [ratelimit] */

@@ -18,6 +18,7 @@
 
 #include "auth.h"
 #include "config.h"
+#include "fleet.h"
 #include "create.h"
 #include "gateway.h"
 #include "log.h"
@@ -58,6 +59,8 @@ struct agw_call {
     struct event *deadline; /* leaders only */
     void (*on_timer)(struct agw_call *call);
     struct agw_upstream_call *upcall;
+    struct agw_fleet_wait *fleet_wait; /* waiting on another instance */
+    bool fleet_leader;                 /* holds the fleet-wide claim */
     struct agw_call *prev, *next; /* gw->leaders */
 };
 
@@ -189,11 +192,31 @@ end_transit(struct agw_call *call, int64_t sent_us)
     }
 }
 
+/*
+ * Ends the fleet-wide flight: the holder publishes its answer to the other
+ * instances' waiters. Not a shutdown's 503, which is this instance's own
+ * business: that claim is left to expire and a waiter elsewhere takes over.
+ */
+static void
+end_fleet_flight(struct agw_call *call, const struct agw_response *resp,
+                 bool shutting_down)
+{
+    if (call->fleet_wait != NULL) {
+        agw_fleet_cancel(call->fleet_wait);
+        call->fleet_wait = NULL;
+    }
+    if (call->fleet_leader && !shutting_down) {
+        agw_fleet_release(call->gw->fleet, call->create.dedupe_key, resp);
+    }
+    call->fleet_leader = false;
+}
+
 /* The leader's way out: ends the flight (answering its waiters too). */
 static void
 finish(struct agw_call *call, const struct agw_response *resp,
        const char *cache)
 {
+    end_fleet_flight(call, resp, call->gw->draining && resp->status == 503);
     unlink_leader(call);
     end_transit(call, 0);
     set_queued(call, false);
@@ -401,6 +424,9 @@ send_attempt(struct agw_call *call)
     if (left / US_PER_MS < timeout_ms) {
         timeout_ms = left / US_PER_MS;
     }
+    if (call->fleet_leader) {
+        agw_fleet_renew(call->gw->fleet, call->create.dedupe_key);
+    }
     call->attempts++;
     call->attempt_start_us = agw_now_us();
     call->upcall = agw_upstream_post(
@@ -450,6 +476,41 @@ acquire_slot(struct agw_call *call)
 }
 
 static void
+on_fleet(enum agw_fleet_outcome outcome, const struct agw_response *resp,
+         void *arg)
+{
+    struct agw_call *call = arg;
+
+    call->fleet_wait = NULL;
+    switch (outcome) {
+    case AGW_FLEET_ANSWER:
+        agw_metrics_count_cache(AGW_CACHE_COALESCED);
+        finish(call, resp, "HIT");
+        return;
+    case AGW_FLEET_LEAD:
+        call->fleet_leader = true;
+        break;
+    default:
+        rlog_debug(call->request_id, "fleet single flight unavailable: "
+                                     "deduplicating on this instance only");
+        break;
+    }
+    acquire_slot(call);
+}
+
+/* A miss here: another instance may be calling upstream for it already. */
+static void
+join_fleet(struct agw_call *call)
+{
+    if (call->gw->fleet == NULL) {
+        acquire_slot(call);
+        return;
+    }
+    call->fleet_wait = agw_fleet_join(call->gw->fleet, call->create.dedupe_key,
+                                      on_fleet, call);
+}
+
+static void
 on_lookup(enum agw_store_result result, int status, const char *body,
           size_t len, void *arg)
 {
@@ -467,7 +528,7 @@ on_lookup(enum agw_store_result result, int status, const char *body,
         return;
     }
     agw_metrics_count_cache(AGW_CACHE_MISS);
-    acquire_slot(call);
+    join_fleet(call);
 }
 
 static void
@@ -493,7 +554,7 @@ lead(struct agw_call *call)
     evtimer_add(call->deadline, &tv);
     if (call->no_cache) {
         agw_metrics_count_cache(AGW_CACHE_MISS);
-        acquire_slot(call);
+        join_fleet(call);
         return;
     }
     gw->store->ops->get(gw->store, call->create.dedupe_key, on_lookup, call);

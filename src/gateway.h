@@ -15,6 +15,8 @@ struct agw_sf;
 struct agw_limiter;
 struct agw_upstream;
 struct agw_auth;
+struct agw_redis;
+struct agw_fleet;
 struct agw_call;
 
 struct agw_gateway {
@@ -26,6 +28,10 @@ struct agw_gateway {
     struct agw_limiter *limiter;
     struct agw_upstream *upstream;
     struct agw_auth *auth; /* callers (mode = token); NULL: mode = none */
+    /* backend = redis only (else NULL): commands, pub/sub, fleet flights */
+    struct agw_redis *redis;
+    struct agw_redis *redis_sub;
+    struct agw_fleet *fleet;
     bool draining;  /* stop taking new creates: answer 503 */
     long inflight;  /* create calls accepted and not yet answered */
     struct agw_call *leaders; /* calls leading a flight: create.c's list */

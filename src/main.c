@@ -14,6 +14,8 @@
 
 #include "auth.h"
 #include "config.h"
+#include "fleet.h"
+#include "redis.h"
 #include "create.h"
 #include "gateway.h"
 #include "log.h"
@@ -22,6 +24,7 @@
 #include "server.h"
 #include "singleflight.h"
 #include "store.h"
+#include "store_tiered.h"
 #include "upstream.h"
 
 #include "agw_autoconf.h" /* PACKAGE_VERSION */
@@ -201,6 +204,71 @@ add_signals(struct daemon *d)
     return 0;
 }
 
+/* Both Redis connections feed one state: up only when both are. */
+static void
+on_redis_state(bool up, void *arg)
+{
+    struct agw_gateway *gw = arg;
+    bool all_up = agw_redis_is_up(gw->redis) && agw_redis_is_up(gw->redis_sub);
+
+    agw_metrics_gauge_set(AGW_M_REDIS_UP, all_up ? 1 : 0);
+    agw_metrics_gauge_set(AGW_M_DEGRADED, all_up ? 0 : 1);
+}
+
+static struct agw_redis *
+connect_redis(struct agw_gateway *gw, const char *name, char *err,
+              size_t errlen)
+{
+    struct agw_redis_options opts = {
+        .url = gw->cfg->redis_url,
+        .connect_timeout_ms = gw->cfg->redis_connect_timeout_ms,
+        .command_timeout_ms = gw->cfg->redis_command_timeout_ms,
+        .name = name,
+        .on_state = on_redis_state,
+        .arg = gw,
+        .dns = gw->dns,
+    };
+
+    return agw_redis_new(gw->base, &opts, err, errlen);
+}
+
+/*
+ * The store: memory, or Redis with a memory fallback for outages. A
+ * fleet claim must outlive one upstream attempt (SPEC §5), connect
+ * included, so that only a dead holder's claim expires.
+ */
+static bool
+start_store(struct agw_gateway *gw, char *err, size_t errlen)
+{
+    const struct agw_config *cfg = gw->cfg;
+    struct agw_store *memory = agw_store_memory_new(cfg->cache_max_entries);
+    struct agw_store *shared;
+
+    if (memory == NULL || cfg->store_backend == AGW_STORE_MEMORY) {
+        gw->store = memory;
+        return memory != NULL;
+    }
+    gw->redis = connect_redis(gw, "store", err, errlen);
+    gw->redis_sub = connect_redis(gw, "pubsub", err, errlen);
+    if (gw->redis == NULL || gw->redis_sub == NULL) {
+        memory->ops->destroy(memory);
+        return false;
+    }
+    agw_metrics_gauge_set(AGW_M_DEGRADED, 1); /* until both are up */
+    gw->fleet = agw_fleet_new(gw->base, gw->redis, gw->redis_sub,
+                              cfg->key_prefix,
+                              cfg->request_timeout_ms +
+                                  cfg->connect_timeout_ms + 1000);
+    shared = agw_store_redis_new(gw->redis, cfg->key_prefix);
+    gw->store = shared != NULL ? agw_store_tiered_new(shared, memory, gw->redis)
+                               : NULL;
+    if (gw->fleet == NULL || gw->store == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return false;
+    }
+    return true;
+}
+
 static bool
 start(struct daemon *d)
 {
@@ -218,10 +286,13 @@ start(struct daemon *d)
         log_error("evdns_base_new failed (is /etc/resolv.conf readable?)");
         return false;
     }
-    gw->store = agw_store_memory_new(d->cfg->cache_max_entries);
+    if (!start_store(gw, err, sizeof(err))) {
+        log_error("store: %s", err);
+        return false;
+    }
     gw->sf = agw_sf_new();
     gw->limiter = agw_limiter_local_new(d->cfg->rate, d->cfg->burst);
-    if (gw->store == NULL || gw->sf == NULL || gw->limiter == NULL) {
+    if (gw->sf == NULL || gw->limiter == NULL) {
         log_error("out of memory at start-up");
         return false;
     }
@@ -261,8 +332,17 @@ stop(struct daemon *d)
     if (gw->sf != NULL) {
         agw_sf_free(gw->sf);
     }
+    if (gw->fleet != NULL) {
+        agw_fleet_free(gw->fleet);
+    }
     if (gw->store != NULL) {
         gw->store->ops->destroy(gw->store);
+    }
+    if (gw->redis_sub != NULL) {
+        agw_redis_free(gw->redis_sub);
+    }
+    if (gw->redis != NULL) {
+        agw_redis_free(gw->redis);
     }
     for (size_t i = 0; i < sizeof(events) / sizeof(events[0]); i++) {
         if (events[i] != NULL) {

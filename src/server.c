@@ -20,6 +20,7 @@
 #include "gateway.h"
 #include "log.h"
 #include "metrics.h"
+#include "redis.h"
 #include "reply.h"
 #include "server.h"
 
@@ -92,7 +93,18 @@ handle_readyz(struct agw_server *srv, struct evhttp_request *req)
                         "{\"status\":\"unavailable\",\"reason\":\"draining\"}");
         return;
     }
-    reply_json_text(req, 200, "{\"status\":\"ready\",\"store\":\"memory\"}");
+    if (srv->gw->redis == NULL) {
+        reply_json_text(req, 200, "{\"status\":\"ready\",\"store\":\"memory\"}");
+    } else if (agw_redis_is_up(srv->gw->redis) &&
+               agw_redis_is_up(srv->gw->redis_sub)) {
+        reply_json_text(req, 200, "{\"status\":\"ready\",\"store\":\"redis\"}");
+    } else {
+        /* Still doing its job, on the local fallback (SPEC §4). */
+        reply_json_text(req, 200,
+                        "{\"status\":\"degraded\",\"store\":\"redis\","
+                        "\"reason\":\"redis unreachable: local dedupe and "
+                        "rate limit\"}");
+    }
 }
 
 static void

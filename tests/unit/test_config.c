@@ -436,8 +436,8 @@ test_unsupported_features(void **state)
 {
     expect_error(AUTH_OK "[server]\nworkers = 4\n", 4,
                  "[server] workers: workers > 1 is not supported yet");
-    expect_error(AUTH_OK "[store]\nbackend = redis\n", 4,
-                 "[store] backend: backend = redis is not supported yet");
+    expect_error(AUTH_OK "[store]\nbackend = redis\nredis_url = http://x\n", 4,
+                 "[store] backend: redis_url:");
     expect_error("[server]\nworkers = 1\n[auth]\nmode = token\n", 4,
                  "[auth] mode: mode = token needs [auth] clients_file");
     /* token is the default: a file that names no clients file fails. */

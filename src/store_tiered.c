@@ -1,0 +1,109 @@
+/*
+ * store_tiered.c - routes each store operation to Redis or, while Redis
+ * is down, to the local memory store. A Redis failure during a lookup
+ * falls back to the local store for that lookup too.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "redis.h"
+#include "store.h"
+#include "store_tiered.h"
+
+struct store_tiered {
+    struct agw_store base; /* first: the ops receive &base */
+    struct agw_store *shared;
+    struct agw_store *local;
+    const struct agw_redis *redis;
+};
+
+struct lookup {
+    struct store_tiered *t;
+    char *key;
+    agw_store_get_cb cb;
+    void *arg;
+};
+
+static struct store_tiered *
+tiered_of(struct agw_store *store)
+{
+    return (struct store_tiered *)store;
+}
+
+static void
+on_shared_get(enum agw_store_result result, int status, const char *body,
+              size_t len, void *arg)
+{
+    struct lookup *l = arg;
+
+    if (result == AGW_STORE_ERROR) {
+        l->t->local->ops->get(l->t->local, l->key, l->cb, l->arg);
+    } else {
+        l->cb(result, status, body, len, l->arg);
+    }
+    free(l->key);
+    free(l);
+}
+
+static void
+tiered_get(struct agw_store *store, const char *key, agw_store_get_cb cb,
+           void *arg)
+{
+    struct store_tiered *t = tiered_of(store);
+    struct lookup *l;
+
+    if (!agw_redis_is_up(t->redis) || (l = malloc(sizeof(*l))) == NULL) {
+        t->local->ops->get(t->local, key, cb, arg);
+        return;
+    }
+    *l = (struct lookup){t, strdup(key), cb, arg};
+    if (l->key == NULL) {
+        free(l);
+        t->local->ops->get(t->local, key, cb, arg);
+        return;
+    }
+    t->shared->ops->get(t->shared, key, on_shared_get, l);
+}
+
+static void
+tiered_put(struct agw_store *store, const char *key, int status,
+           const char *body, size_t len, long ttl_s)
+{
+    struct store_tiered *t = tiered_of(store);
+    struct agw_store *target = agw_redis_is_up(t->redis) ? t->shared : t->local;
+
+    target->ops->put(target, key, status, body, len, ttl_s);
+}
+
+static void
+tiered_destroy(struct agw_store *store)
+{
+    struct store_tiered *t = tiered_of(store);
+
+    t->shared->ops->destroy(t->shared);
+    t->local->ops->destroy(t->local);
+    free(t);
+}
+
+static const struct agw_store_ops tiered_ops = {
+    .name = "redis",
+    .get = tiered_get,
+    .put = tiered_put,
+    .destroy = tiered_destroy,
+};
+
+struct agw_store *
+agw_store_tiered_new(struct agw_store *shared, struct agw_store *local,
+                     const struct agw_redis *redis)
+{
+    struct store_tiered *t = calloc(1, sizeof(*t));
+
+    if (t == NULL) {
+        return NULL;
+    }
+    t->base.ops = &tiered_ops;
+    t->shared = shared;
+    t->local = local;
+    t->redis = redis;
+    return &t->base;
+}
