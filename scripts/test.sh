@@ -1,7 +1,8 @@
 #!/bin/sh
 # The whole test suite: unit and integration tests (`make check`) on a plain
-# build and on an AddressSanitizer+UBSan build, then the unit tests under
-# valgrind. Installs what it needs first. Ends with "N passed, N failed".
+# build and on an AddressSanitizer+UBSan build, the unit tests under
+# valgrind, and each libFuzzer target for FUZZ_SECONDS (60). Installs what
+# it needs first. Ends with "N passed, N failed".
 set -u
 top=$(cd "$(dirname "$0")/.." && pwd)
 out=${AGW_TEST_DIR:-$top/build}
@@ -56,8 +57,25 @@ run_valgrind() { # unit tests of the plain build under memcheck
     done
 }
 
+run_fuzz() { # scripts/fuzz.sh ends with its own "N passed, N failed"
+    echo "=== fuzz: ${FUZZ_SECONDS:-60} s per target"
+    sh "$top/scripts/fuzz.sh" "$out/fuzz" >"$out/fuzz.out" 2>&1
+    grep -E '^(ok|not ok|kept input)' "$out/fuzz.out" || tail -n 40 "$out/fuzz.out"
+    line=$(tail -n 1 "$out/fuzz.out")
+    p=$(echo "$line" | sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\1/p')
+    f=$(echo "$line" | sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\2/p')
+    if [ -z "$p" ]; then
+        tail -n 40 "$out/fuzz.out"
+        failed=$((failed + 1))
+        return
+    fi
+    passed=$((passed + p))
+    failed=$((failed + f))
+}
+
 run_check plain "$out/plain"
 run_check sanitizers "$out/asan" --enable-sanitizers
 run_valgrind
+run_fuzz
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -177,7 +177,7 @@ def token_paths(h, sb, gw, toks):
     H.check_error(t, r, 400, 3, "businesses = * caller, invalid business id",
                   field="business")
     calls = sb.calls() - before["calls"]
-    t.eq(calls, 8, "the sandbox saw exactly the 8 accepted MISS calls")
+    t.eq(calls, 9, "the sandbox saw exactly the 9 accepted calls")
     return expect
 
 
