@@ -504,28 +504,6 @@ check_complete(struct load_ctx *ctx)
 
 /* ------------------------------------------------------------ reading */
 
-static ssize_t
-read_fd(int fd, char *buf, size_t len)
-{
-    size_t got = 0;
-
-    while (got < len) {
-        ssize_t n = read(fd, buf + got, len - got);
-
-        if (n < 0 && errno == EINTR) {
-            continue;
-        }
-        if (n < 0) {
-            return -1;
-        }
-        if (n == 0) {
-            break;
-        }
-        got += (size_t)n;
-    }
-    return (ssize_t)got;
-}
-
 /* Only hashes are inside, so loose modes are worth a warning, no more;
  * but whoever may write the file may add a caller. */
 static void
@@ -556,7 +534,7 @@ read_file(struct load_ctx *ctx, char *buf, size_t *len)
     }
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
         fail(ctx, 0, NULL, NULL, "cannot read: not a regular file");
-    } else if ((n = read_fd(fd, buf, CLIENTS_MAX_BYTES + 1)) < 0) {
+    } else if ((n = agw_read_full(fd, buf, CLIENTS_MAX_BYTES + 1)) < 0) {
         fail(ctx, 0, NULL, NULL, "cannot read: %s", strerror(errno));
     } else if (n > CLIENTS_MAX_BYTES) {
         fail(ctx, 0, NULL, NULL, "larger than %d bytes", CLIENTS_MAX_BYTES);

@@ -20,6 +20,7 @@
 #include <openssl/crypto.h>
 
 #include "log.h"
+#include "util.h"
 #include "redis.h"
 
 #define API_KEY_ENV "ASSET_GATEWAY_API_KEY"
@@ -732,28 +733,6 @@ store_key(struct load_ctx *ctx, const char *key, size_t len)
     return true;
 }
 
-/* Reads up to LEN bytes; returns how many, or -1 with errno. */
-static ssize_t
-read_fd(int fd, char *buf, size_t len)
-{
-    size_t got = 0;
-
-    while (got < len) {
-        ssize_t n = read(fd, buf + got, len - got);
-        if (n < 0 && errno == EINTR) {
-            continue;
-        }
-        if (n < 0) {
-            return -1;
-        }
-        if (n == 0) {
-            break;
-        }
-        got += (size_t)n;
-    }
-    return (ssize_t)got;
-}
-
 /* Fills BUF with the key file's bytes; reports every failure but empty. */
 static bool
 read_key_bytes(struct load_ctx *ctx, const struct key_def *k, char *buf,
@@ -773,7 +752,7 @@ read_key_bytes(struct load_ctx *ctx, const struct key_def *k, char *buf,
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
         fail(ctx, key_line(ctx, k), k, "cannot read %s: not a regular file",
              file);
-    } else if ((n = read_fd(fd, buf, API_KEY_MAX + 1)) < 0) {
+    } else if ((n = agw_read_full(fd, buf, API_KEY_MAX + 1)) < 0) {
         fail(ctx, key_line(ctx, k), k, "cannot read %s: %s", file,
              strerror(errno));
     } else if (n > API_KEY_MAX) {

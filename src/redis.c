@@ -116,22 +116,6 @@ static void start_connect(struct agw_redis *r);
 
 /* ------------------------------------------------------------ URL */
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void
-set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (err == NULL || errlen == 0) {
-        return;
-    }
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 static int
 hex_value(char c)
 {
@@ -188,26 +172,26 @@ parse_userinfo(const char *s, size_t len, struct agw_redis_url *out, char *err,
     size_t ulen;
 
     if (colon == NULL) {
-        set_err(err, errlen,
+        agw_set_err(err, errlen,
                 "a user name without a password; write "
                 "redis://:PASSWORD@host or redis://USER:PASSWORD@host");
         return false;
     }
     ulen = (size_t)(colon - s);
     if (colon + 1 == s + len) {
-        set_err(err, errlen, "the password after ':' is empty");
+        agw_set_err(err, errlen, "the password after ':' is empty");
         return false;
     }
     if (ulen > 0) {
         out->user = pct_decode(s, ulen);
         if (out->user == NULL) {
-            set_err(err, errlen, "bad percent-encoding in the user name");
+            agw_set_err(err, errlen, "bad percent-encoding in the user name");
             return false;
         }
     }
     out->password = pct_decode(colon + 1, len - ulen - 1);
     if (out->password == NULL) {
-        set_err(err, errlen, "bad percent-encoding in the password");
+        agw_set_err(err, errlen, "bad percent-encoding in the password");
         return false;
     }
     return true;
@@ -270,13 +254,13 @@ parse_hostport(const char *s, size_t len, struct agw_redis_url *out, char *err,
         p = memchr(s, ']', len);
         hlen = p != NULL ? (size_t)(p - s - 1) : 0;
         if (p == NULL || hlen == 0 || hlen >= sizeof(v6)) {
-            set_err(err, errlen, "bad IPv6 address (want [addr])");
+            agw_set_err(err, errlen, "bad IPv6 address (want [addr])");
             return false;
         }
         memcpy(v6, s + 1, hlen);
         v6[hlen] = '\0';
         if (inet_pton(AF_INET6, v6, buf) != 1) {
-            set_err(err, errlen, "bad IPv6 address \"%s\"", v6);
+            agw_set_err(err, errlen, "bad IPv6 address \"%s\"", v6);
             return false;
         }
         host = s + 1;
@@ -288,22 +272,22 @@ parse_hostport(const char *s, size_t len, struct agw_redis_url *out, char *err,
         }
         hlen = (size_t)(p - s);
         if (hlen == 0) {
-            set_err(err, errlen, "the host is missing");
+            agw_set_err(err, errlen, "the host is missing");
             return false;
         }
         if (!host_name_ok(s, hlen)) {
-            set_err(err, errlen, "bad host \"%.*s\"",
+            agw_set_err(err, errlen, "bad host \"%.*s\"",
                     (int)(hlen > 64 ? 64 : hlen), s);
             return false;
         }
     }
     if (p < end && *p != ':') {
-        set_err(err, errlen, "unexpected text after the IPv6 address");
+        agw_set_err(err, errlen, "unexpected text after the IPv6 address");
         return false;
     }
     if (p < end) {
         if (!parse_number(p + 1, (size_t)(end - p - 1), 1, 65535, &port)) {
-            set_err(err, errlen, "bad port \"%.*s\" (want 1-65535)",
+            agw_set_err(err, errlen, "bad port \"%.*s\" (want 1-65535)",
                     (int)(end - p - 1 > 16 ? 16 : end - p - 1), p + 1);
             return false;
         }
@@ -311,7 +295,7 @@ parse_hostport(const char *s, size_t len, struct agw_redis_url *out, char *err,
     }
     out->host = strndup(host, hlen);
     if (out->host == NULL) {
-        set_err(err, errlen, "out of memory");
+        agw_set_err(err, errlen, "out of memory");
         return false;
     }
     return true;
@@ -324,7 +308,7 @@ parse_db(const char *s, size_t len, struct agw_redis_url *out, char *err,
     long db;
 
     if (!parse_number(s, len, 0, MAX_DB, &db)) {
-        set_err(err, errlen,
+        agw_set_err(err, errlen,
                 "bad database number \"%.*s\" (want a number, e.g. /0)",
                 (int)(len > 16 ? 16 : len), s);
         return false;
@@ -355,7 +339,7 @@ parse_tcp(const char *rest, struct agw_redis_url *out, char *err, size_t errlen)
         tail += 1 + dblen;
     }
     if (*tail == '?' || *tail == '#') {
-        set_err(err, errlen,
+        agw_set_err(err, errlen,
                 "query or fragment not supported in redis:// URLs");
         return false;
     }
@@ -381,17 +365,17 @@ parse_unix(const char *rest, struct agw_redis_url *out, char *err,
         return false;
     }
     if (plen < 2 || path[0] != '/') {
-        set_err(err, errlen,
+        agw_set_err(err, errlen,
                 "the socket path is missing (want unix:///path/to/socket)");
         return false;
     }
     if (plen >= sizeof(sa.sun_path)) {
-        set_err(err, errlen, "the socket path is longer than %zu bytes",
+        agw_set_err(err, errlen, "the socket path is longer than %zu bytes",
                 sizeof(sa.sun_path) - 1);
         return false;
     }
     if (*q == '#' || (*q == '?' && strncmp(q, "?db=", 4) != 0)) {
-        set_err(err, errlen, "unix:// URLs take only ?db=N");
+        agw_set_err(err, errlen, "unix:// URLs take only ?db=N");
         return false;
     }
     if (*q == '?' && !parse_db(q + 4, strlen(q + 4), out, err, errlen)) {
@@ -399,7 +383,7 @@ parse_unix(const char *rest, struct agw_redis_url *out, char *err,
     }
     out->path = strndup(path, plen);
     if (out->path == NULL) {
-        set_err(err, errlen, "out of memory");
+        agw_set_err(err, errlen, "out of memory");
         return false;
     }
     return true;
@@ -414,7 +398,7 @@ agw_redis_url_parse(const char *url, struct agw_redis_url *out, char *err,
     memset(out, 0, sizeof(*out));
     out->port = DEFAULT_PORT;
     if (url == NULL || *url == '\0') {
-        set_err(err, errlen, "the URL is empty");
+        agw_set_err(err, errlen, "the URL is empty");
         return false;
     }
     if (strncasecmp(url, "redis://", 8) == 0) {
@@ -422,10 +406,10 @@ agw_redis_url_parse(const char *url, struct agw_redis_url *out, char *err,
     } else if (strncasecmp(url, "unix://", 7) == 0) {
         ok = parse_unix(url + 7, out, err, errlen);
     } else if (strncasecmp(url, "rediss://", 9) == 0) {
-        set_err(err, errlen, "rediss:// (TLS) is not supported");
+        agw_set_err(err, errlen, "rediss:// (TLS) is not supported");
         ok = false;
     } else {
-        set_err(err, errlen,
+        agw_set_err(err, errlen,
                 "want redis://[[user]:password@]host[:port][/db] or "
                 "unix://[[user]:password@]/path[?db=N]");
         ok = false;
@@ -1312,7 +1296,7 @@ agw_redis_new(struct event_base *base, const struct agw_redis_options *opts,
     struct agw_redis *r = calloc(1, sizeof(*r));
 
     if (r == NULL) {
-        set_err(err, errlen, "out of memory");
+        agw_set_err(err, errlen, "out of memory");
         return NULL;
     }
     if (!agw_redis_url_parse(opts->url, &r->url, err, errlen)) {
@@ -1337,7 +1321,7 @@ agw_redis_new(struct event_base *base, const struct agw_redis_options *opts,
     r->rtt_us = -1;
     describe(r);
     if (r->name == NULL || !init_events(r)) {
-        set_err(err, errlen, "out of memory");
+        agw_set_err(err, errlen, "out of memory");
         destroy(r);
         return NULL;
     }

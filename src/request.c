@@ -24,22 +24,6 @@ const char *const agw_access_types[3] = {
 #define MSG_NOT_OBJECT "request body must be a JSON object"
 #define MSG_OOM "request could not be validated: out of memory"
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void
-set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (err == NULL || errlen == 0) {
-        return;
-    }
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 /*
  * json-c lets \u0000 into a string; C code downstream would silently cut
  * the value at it, so such strings are refused.
@@ -79,7 +63,7 @@ parse_body(const char *body, size_t len, json_object **out, char *err,
 
     *out = NULL;
     if (body == NULL || len == 0 || len > INT_MAX) {
-        set_err(err, errlen, MSG_NOT_OBJECT);
+        agw_set_err(err, errlen, MSG_NOT_OBJECT);
         return false;
     }
     /*
@@ -88,7 +72,7 @@ parse_body(const char *body, size_t len, json_object **out, char *err,
      */
     tok = json_tokener_new_ex(AGW_JSON_MAX_DEPTH + 1);
     if (tok == NULL) {
-        set_err(err, errlen, MSG_OOM);
+        agw_set_err(err, errlen, MSG_OOM);
         return false;
     }
     json_tokener_set_flags(tok,
@@ -104,10 +88,10 @@ parse_body(const char *body, size_t len, json_object **out, char *err,
     json_object_put(root);
     json_tokener_free(tok);
     if (jerr == json_tokener_error_depth) {
-        set_err(err, errlen, "request body nests deeper than %d levels",
+        agw_set_err(err, errlen, "request body nests deeper than %d levels",
                 AGW_JSON_MAX_DEPTH);
     } else {
-        set_err(err, errlen, MSG_NOT_OBJECT);
+        agw_set_err(err, errlen, MSG_NOT_OBJECT);
     }
     return false;
 }
@@ -120,26 +104,26 @@ take_uri(struct agw_create *req, json_object *root, bool allow_private,
     enum agw_uri_status st;
 
     if (v == NULL) {
-        set_err(err, errlen, "uri is required"); /* the vendor's text */
+        agw_set_err(err, errlen, "uri is required"); /* the vendor's text */
         return false;
     }
     if (!json_object_is_type(v, json_type_string)) {
-        set_err(err, errlen, "uri must be a string");
+        agw_set_err(err, errlen, "uri must be a string");
         return false;
     }
     if (string_has_nul(v)) {
-        set_err(err, errlen, "uri must not contain NUL characters");
+        agw_set_err(err, errlen, "uri must not contain NUL characters");
         return false;
     }
     st = agw_uri_check(json_object_get_string(v), allow_private,
                        &req->uri_normalized);
     if (st != AGW_URI_OK) {
-        set_err(err, errlen, "uri %s", agw_uri_status_text(st));
+        agw_set_err(err, errlen, "uri %s", agw_uri_status_text(st));
         return false;
     }
     req->uri = strdup(json_object_get_string(v));
     if (req->uri == NULL || req->uri_normalized == NULL) {
-        set_err(err, errlen, MSG_OOM);
+        agw_set_err(err, errlen, MSG_OOM);
         return false;
     }
     return true;
@@ -181,14 +165,14 @@ take_id(struct agw_create *req, json_object *root, char *err, size_t errlen)
         return true;
     }
     if (!id_is_valid(v)) {
-        set_err(err, errlen,
+        agw_set_err(err, errlen,
                 "id must be 1-%d characters of A-Z a-z 0-9 . _ : -",
                 AGW_ID_MAX_LEN);
         return false;
     }
     req->id = strdup(json_object_get_string(v));
     if (req->id == NULL) {
-        set_err(err, errlen, MSG_OOM);
+        agw_set_err(err, errlen, MSG_OOM);
         return false;
     }
     return true;
@@ -223,7 +207,7 @@ take_metadata(struct agw_create *req, json_object *root, char *err,
         return true;
     }
     if (!json_object_is_type(meta, json_type_object)) {
-        set_err(err, errlen, "metadata must be an object");
+        agw_set_err(err, errlen, "metadata must be an object");
         return false;
     }
     v = member(meta, "accessControlType");
@@ -232,7 +216,7 @@ take_metadata(struct agw_create *req, json_object *root, char *err,
     }
     req->access = access_type_of(v);
     if (req->access == NULL) {
-        set_err(err, errlen,
+        agw_set_err(err, errlen,
                 "metadata.accessControlType must be one of %s, %s, %s",
                 agw_access_types[0], agw_access_types[1], agw_access_types[2]);
         return false;
@@ -300,7 +284,7 @@ agw_create_parse(struct agw_create *req, const char *business_id,
 
     memset(req, 0, sizeof(*req));
     if (!agw_is_uuid(business_id)) {
-        set_err(err, errlen, "businessId must be a UUID");
+        agw_set_err(err, errlen, "businessId must be a UUID");
         return false;
     }
     memcpy(req->business_id, business_id, sizeof(req->business_id));
@@ -313,7 +297,7 @@ agw_create_parse(struct agw_create *req, const char *business_id,
         req->upstream_body = build_upstream_body(req);
         ok = req->upstream_body != NULL;
         if (!ok) {
-            set_err(err, errlen, MSG_OOM);
+            agw_set_err(err, errlen, MSG_OOM);
         }
     }
     if (!ok) {

@@ -1,13 +1,16 @@
 /*
- * util.c - clocks, random ids, UUID check, hex and SHA-256 helpers shared
- * by the modules.
+ * util.c - clocks, random ids, UUID check, hex and SHA-256, whole reads
+ * and error text: small helpers shared by the modules.
  */
 #include "util.h"
 
+#include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <openssl/evp.h>
 #include <openssl/rand.h>
@@ -118,4 +121,39 @@ agw_sha256_hex(const void *data, size_t len, char out[65])
         abort();
     }
     agw_hex(md, mdlen, out);
+}
+
+ssize_t
+agw_read_full(int fd, void *buf, size_t len)
+{
+    size_t got = 0;
+
+    while (got < len) {
+        ssize_t n = read(fd, (char *)buf + got, len - got);
+
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n < 0) {
+            return -1;
+        }
+        if (n == 0) {
+            break;
+        }
+        got += (size_t)n;
+    }
+    return (ssize_t)got;
+}
+
+void
+agw_set_err(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (err == NULL || errlen == 0) {
+        return;
+    }
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
 }

@@ -7,6 +7,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 /* Monotonic clock in microseconds; for deadlines and the limiter. */
 int64_t agw_now_us(void);
@@ -22,6 +23,14 @@ bool agw_is_uuid(const char *s);
 
 /* Lower-case hex of LEN bytes into OUT (2 * LEN + 1 bytes). */
 void agw_hex(const unsigned char *in, size_t len, char *out);
+
+/* Reads up to LEN bytes from FD, retrying on EINTR, stopping at EOF.
+ * Returns how many, or -1 with errno set. */
+ssize_t agw_read_full(int fd, void *buf, size_t len);
+
+/* Formats into ERR (ERRLEN bytes) unless ERR is NULL or ERRLEN is 0. */
+void agw_set_err(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 /* SHA-256 of LEN bytes as 64 hex characters and a NUL into OUT. */
 void agw_sha256_hex(const void *data, size_t len, char out[65]);
