@@ -174,6 +174,17 @@ static const struct key_def keys[] = {
     {"store", "cache_max_entries", T_LONG, OFF(cache_max_entries), "100000", 1,
      100000000, 0,
      .doc = "Most answers the memory backend keeps; the oldest go first."},
+    {"store", "l1_entries", T_LONG, OFF(l1_entries), "10000", 0, 100000000,
+     0,
+     .doc = "backend = redis: answers kept in process in front of Redis; 0 "
+            "turns the L1 off."},
+    {"store", "l1_bytes", T_LONG, OFF(l1_bytes), "16777216", 1,
+     64L * 1024 * 1024 * 1024, 0,
+     .doc = "Most bytes the L1 holds (keys, bodies, overhead); least recently "
+            "used goes first."},
+    {"store", "l1_ttl_ms", T_INT, OFF(l1_ttl_ms), "1000", 1, 60000, 0,
+     .doc = "Longest an L1 answer is served (ms): bounds staleness after a "
+            "refresh elsewhere."},
     /* [ratelimit] */
     {"ratelimit", "rate", T_DOUBLE, OFF(rate), "95", 0, 1000000,
      F_RELOAD | F_MIN_EXCL,

@@ -39,6 +39,9 @@ struct agw_config {
     int redis_command_timeout_ms;
     long cache_ttl_s;
     long cache_max_entries;
+    long l1_entries; /* 0: no L1 in front of Redis */
+    long l1_bytes;
+    int l1_ttl_ms; /* how stale an L1 answer may be (store_l1.h) */
     /* [ratelimit] */
     double rate;
     int burst;

@@ -154,8 +154,10 @@ answer_error(struct agw_call *call, int status, int code, const char *message)
 static void
 on_flight_done(const struct agw_response *resp, void *arg)
 {
+    bool ok = resp->status >= 200 && resp->status < 300;
+
     agw_metrics_gauge_add(AGW_M_SINGLEFLIGHT_WAITERS, -1);
-    answer(arg, resp, "HIT");
+    answer(arg, resp, ok ? "HIT" : "-");
 }
 
 static void
@@ -430,9 +432,16 @@ send_attempt(struct agw_call *call)
     call->attempts++;
     call->attempt_start_us = agw_now_us();
     call->upcall = agw_upstream_post(
-        call->gw->upstream, call->upstream_path, call->create.upstream_body,
-        strlen(call->create.upstream_body), call->request_id,
-        (int)(timeout_ms > 0 ? timeout_ms : 1), on_upstream, call);
+        call->gw->upstream,
+        &(struct agw_upstream_request){
+            .path = call->upstream_path,
+            .body = call->create.upstream_body,
+            .len = strlen(call->create.upstream_body),
+            .request_id = call->request_id,
+            .api_key = call->cfg->api_key,
+            .timeout_ms = (int)(timeout_ms > 0 ? timeout_ms : 1),
+        },
+        on_upstream, call);
     if (call->upcall == NULL) {
         finish_error(call, 503, AGW_CODE_UNAVAILABLE, "out of memory", -1);
     }

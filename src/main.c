@@ -24,6 +24,7 @@
 #include "server.h"
 #include "singleflight.h"
 #include "store.h"
+#include "store_l1.h"
 #include "store_tiered.h"
 #include "upstream.h"
 
@@ -262,6 +263,10 @@ start_store(struct agw_gateway *gw, char *err, size_t errlen)
     shared = agw_store_redis_new(gw->redis, cfg->key_prefix);
     gw->store = shared != NULL ? agw_store_tiered_new(shared, memory, gw->redis)
                                : NULL;
+    if (gw->store != NULL && cfg->l1_entries > 0) {
+        gw->store = agw_store_l1_new(gw->store, cfg->l1_entries,
+                                     (size_t)cfg->l1_bytes, cfg->l1_ttl_ms);
+    }
     if (gw->fleet == NULL || gw->store == NULL) {
         snprintf(err, errlen, "out of memory");
         return false;
@@ -291,7 +296,9 @@ start(struct daemon *d)
         return false;
     }
     gw->sf = agw_sf_new();
-    gw->limiter = agw_limiter_local_new(d->cfg->rate, d->cfg->burst);
+    gw->limiter = gw->redis != NULL
+                      ? agw_limiter_fleet_new(gw->base, gw->redis, d->cfg)
+                      : agw_limiter_local_new(d->cfg->rate, d->cfg->burst);
     if (gw->sf == NULL || gw->limiter == NULL) {
         log_error("out of memory at start-up");
         return false;

@@ -51,6 +51,13 @@ struct agw_limiter_ops {
     /* A reload changed the rate or burst: granted slots stay granted. */
     void (*reconfigure)(struct agw_limiter *rl, double rate, int burst);
     void (*destroy)(struct agw_limiter *rl);
+    /*
+     * NULL when acquire() always calls back before it returns. Otherwise:
+     * the pending acquire() of ARG will not call back (its caller is being
+     * answered, e.g. at its deadline or on shutdown); a slot it may
+     * already hold is simply not used. No effect when none is pending.
+     */
+    void (*cancel)(struct agw_limiter *rl, void *arg);
 };
 
 struct agw_limiter {
@@ -59,5 +66,25 @@ struct agw_limiter {
 
 /* In-process GCRA at RATE calls/s with BURST extra. */
 struct agw_limiter *agw_limiter_local_new(double rate, int burst);
+
+struct event_base;
+struct agw_redis;
+struct agw_config;
+
+/*
+ * The fleet-wide limiter (ratelimit_redis.c): one GCRA in Redis shared by
+ * every instance with the same key_prefix, a fleet-wide pause, and a local
+ * limiter at the fallback rate while Redis is unreachable. Reads rate,
+ * burst, key_prefix, fallback_rate and expected_instances from CFG (not
+ * kept). BASE and REDIS are borrowed; destroy() it before freeing REDIS.
+ */
+struct agw_limiter *agw_limiter_fleet_new(struct event_base *base,
+                                          struct agw_redis *redis,
+                                          const struct agw_config *cfg);
+
+/* SIGHUP: applies fallback_rate and expected_instances from CFG (rate and
+ * burst go through reconfigure()). Does nothing for other limiters. */
+void agw_limiter_fleet_reload(struct agw_limiter *rl,
+                              const struct agw_config *cfg);
 
 #endif

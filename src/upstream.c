@@ -82,6 +82,7 @@ struct agw_upstream_call {
     char *uri;        /* prefix + path */
     char *request_id; /* may be NULL */
     int timeout_ms;
+    struct timeval stall_tv; /* libevent's read/write bound: timeout_ms */
     int64_t start_us;
     bool reused;
     bool sent; /* its request reached a connection's output */
@@ -254,7 +255,8 @@ output_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
         return;
     }
     conn->established = true;
-    evhttp_connection_set_timeout_tv(conn->evcon, &conn->up->stall_tv);
+    evhttp_connection_set_timeout_tv(
+        conn->evcon, call != NULL ? &call->stall_tv : &conn->up->stall_tv);
 }
 
 /* Keeps the handshake's failure reason before libevent resets the SSL. */
@@ -756,7 +758,6 @@ req_error_cb(enum evhttp_request_error err, void *arg)
 static void
 start_call(struct agw_upstream_call *call, struct conn *conn)
 {
-    struct agw_upstream *up = call->up;
     int rc;
 
     call->state = CALL_ACTIVE;
@@ -765,7 +766,7 @@ start_call(struct agw_upstream_call *call, struct conn *conn)
     conn->call = call;
     if (conn->established) {
         /* Back from idle: the response may take as long as it needs. */
-        evhttp_connection_set_timeout_tv(conn->evcon, &up->stall_tv);
+        evhttp_connection_set_timeout_tv(conn->evcon, &call->stall_tv);
     }
     call->req_made = true;
     /* A connect that fails at once runs req_done_cb inside this call. */
@@ -833,13 +834,34 @@ path_ok(const char *path)
     return true;
 }
 
+/* Goes into a header: no control characters. */
 static bool
-add_headers(struct agw_upstream *up, struct agw_upstream_call *call)
+key_ok(const char *key)
+{
+    const unsigned char *p = (const unsigned char *)key;
+
+    if (key == NULL || key[0] == '\0') {
+        return false;
+    }
+    for (; *p != '\0'; p++) {
+        if (*p < 0x20 || *p == 0x7f) {
+            return false;
+        }
+    }
+    return true;
+}
+
+static bool
+add_headers(struct agw_upstream *up, struct agw_upstream_call *call,
+            const char *api_key)
 {
     struct evkeyvalq *h = evhttp_request_get_output_headers(call->req);
 
+    if (api_key == NULL || !key_ok(api_key)) {
+        api_key = up->api_key;
+    }
     if (evhttp_add_header(h, "Host", up->host_header) != 0 ||
-        evhttp_add_header(h, "X-API-Key", up->api_key) != 0 ||
+        evhttp_add_header(h, "X-API-Key", api_key) != 0 ||
         evhttp_add_header(h, "Content-Type", "application/json") != 0 ||
         evhttp_add_header(h, "Accept", "application/json") != 0 ||
         evhttp_add_header(h, "User-Agent", USER_AGENT) != 0 ||
@@ -855,22 +877,24 @@ add_headers(struct agw_upstream *up, struct agw_upstream_call *call)
 
 /* Builds the request; false leaves a reason in call->detail. */
 static bool
-prepare(struct agw_upstream_call *call, const char *path, const char *body,
-        size_t len)
+prepare(struct agw_upstream_call *call, const struct agw_upstream_request *rq)
 {
     struct agw_upstream *up = call->up;
+    const char *path = rq->path;
     size_t ulen;
 
-    if (!path_ok(path)) {
+    if (path == NULL || !path_ok(path)) {
         snprintf(call->detail, sizeof(call->detail), "invalid request path");
         return false;
     }
     ulen = strlen(up->prefix) + strlen(path) + 1;
     call->uri = malloc(ulen);
     call->req = evhttp_request_new(req_done_cb, call);
-    if (call->uri == NULL || call->req == NULL || !add_headers(up, call) ||
-        (len > 0 && evbuffer_add(evhttp_request_get_output_buffer(call->req),
-                                 body, len) != 0)) {
+    if (call->uri == NULL || call->req == NULL ||
+        !add_headers(up, call, rq->api_key) ||
+        (rq->len > 0 &&
+         evbuffer_add(evhttp_request_get_output_buffer(call->req), rq->body,
+                      rq->len) != 0)) {
         snprintf(call->detail, sizeof(call->detail), "out of memory");
         return false;
     }
@@ -880,10 +904,11 @@ prepare(struct agw_upstream_call *call, const char *path, const char *body,
 }
 
 struct agw_upstream_call *
-agw_upstream_post(struct agw_upstream *up, const char *path, const char *body,
-                  size_t len, const char *request_id, int timeout_ms,
-                  agw_upstream_cb cb, void *arg)
+agw_upstream_post(struct agw_upstream *up,
+                  const struct agw_upstream_request *rq, agw_upstream_cb cb,
+                  void *arg)
 {
+    const char *request_id = rq->request_id;
     struct agw_upstream_call *call = calloc(1, sizeof(*call));
     struct timeval tv;
     struct conn *conn = NULL;
@@ -896,7 +921,9 @@ agw_upstream_post(struct agw_upstream *up, const char *path, const char *body,
     call->cb = cb;
     call->arg = arg;
     call->start_us = agw_now_us();
-    call->timeout_ms = timeout_ms > 0 ? timeout_ms : up->request_timeout_ms;
+    call->timeout_ms =
+        rq->timeout_ms > 0 ? rq->timeout_ms : up->request_timeout_ms;
+    call->stall_tv = ms_to_tv(call->timeout_ms);
     call->res.retry_after_s = -1;
     call->ev = evtimer_new(up->base, call_ev_cb, call);
     if (call->ev == NULL || (request_id != NULL &&
@@ -905,7 +932,7 @@ agw_upstream_post(struct agw_upstream *up, const char *path, const char *body,
         return NULL;
     }
     TAILQ_INSERT_TAIL(&up->calls, call, link);
-    if (!prepare(call, path, body, len)) {
+    if (!prepare(call, rq)) {
         finish(call, AGW_ATTEMPT_CONNECT_FAILED);
         return call;
     }
@@ -955,22 +982,6 @@ agw_upstream_connections(const struct agw_upstream *up)
 }
 
 /* ------------------------------------------------- client lifecycle */
-
-static bool
-key_ok(const char *key)
-{
-    const unsigned char *p = (const unsigned char *)key;
-
-    if (key == NULL || key[0] == '\0') {
-        return false;
-    }
-    for (; *p != '\0'; p++) {
-        if (*p < 0x20 || *p == 0x7f) {
-            return false;
-        }
-    }
-    return true;
-}
 
 static bool
 set_host(struct agw_upstream *up, const char *host, int default_port)

@@ -50,17 +50,26 @@ void agw_upstream_reconfigure(struct agw_upstream *up,
 /* Cancels every call in progress (their callbacks do not run) and frees. */
 void agw_upstream_free(struct agw_upstream *up);
 
+/* One attempt's request; every pointer is only read during the post. */
+struct agw_upstream_request {
+    const char *path;       /* after base_url's path prefix */
+    const char *body;       /* JSON, LEN bytes */
+    size_t len;
+    const char *request_id; /* X-Request-Id; may be NULL */
+    const char *api_key;    /* the caller's snapshot; NULL: the current */
+    int timeout_ms;         /* the whole attempt; <= 0: request_timeout_ms */
+};
+
 /*
- * One attempt: POST base_url's path prefix + PATH with BODY (JSON, LEN
- * bytes), X-API-Key, Content-Type, User-Agent and X-Request-Id
- * (REQUEST_ID). CB runs exactly once, never before this returns, unless
- * the call is cancelled. The attempt fails as TIMEOUT after TIMEOUT_MS.
+ * One attempt: POST with X-API-Key, Content-Type, User-Agent and
+ * X-Request-Id. CB runs exactly once, never before this returns, unless
+ * the call is cancelled. The attempt fails as TIMEOUT after timeout_ms.
+ * A call keeps the key and timeout it was posted with across a reload.
  */
-struct agw_upstream_call *agw_upstream_post(struct agw_upstream *up,
-                                            const char *path, const char *body,
-                                            size_t len, const char *request_id,
-                                            int timeout_ms, agw_upstream_cb cb,
-                                            void *arg);
+struct agw_upstream_call *
+agw_upstream_post(struct agw_upstream *up,
+                  const struct agw_upstream_request *rq, agw_upstream_cb cb,
+                  void *arg);
 
 /*
  * Departures: SENT_CB(ARG of the call, time) runs when a call's request is

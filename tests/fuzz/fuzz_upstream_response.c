@@ -224,8 +224,15 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     current = &run;
     up = agw_upstream_new(base, NULL, &cfg, err, sizeof(err));
     REQUIRE(up != NULL);
-    call = agw_upstream_post(up, PATH, BODY, strlen(BODY), "fuzz-request",
-                             CALL_TIMEOUT_MS, on_result, &run);
+    call = agw_upstream_post(up,
+                             &(struct agw_upstream_request){
+                                 .path = PATH,
+                                 .body = BODY,
+                                 .len = strlen(BODY),
+                                 .request_id = "fuzz-request",
+                                 .timeout_ms = CALL_TIMEOUT_MS,
+                             },
+                             on_result, &run);
     REQUIRE(call != NULL);
     for (int i = 0; !run.done && i < MAX_LOOPS; i++) {
         event_base_loop(base, EVLOOP_ONCE);

@@ -261,6 +261,18 @@ def check_config_test(h, sb):
     t.check(rc == 1 and gone in err, "the gateway does not start with a "
             "missing clients file (exit 1)",
             "rc %r stderr %r" % (rc, err[-600:]))
+    # a clients file others may read: accepted with a warning naming it
+    cf = h.write(h.name("clients-loose-") + ".ini", "[alpha]\ntoken_sha256 = "
+                 "%s\nbusinesses = *\n" % sha("loose-token"), mode=0o644)
+    cfg = H.base_config(h, H.free_port(), sb.base_url, key)
+    H.merge_config(cfg, {"auth": {"mode": "token", "clients_file": cf}})
+    conf = h.write(h.name("loose-auth-") + ".conf", H.render_config(cfg))
+    rc, out, err = H.run_cmd([h.gateway_bin, "-t", "-c", conf])
+    t.check(rc == 0 and cf in err and "readable" in err,
+            "-t with a clients file of mode 0644 exits 0 with a warning "
+            "naming it", "rc %r stderr %r" % (rc, err[-600:]))
+    t.check(sha("loose-token") not in out + err,
+            "that warning holds no token hash", err[-600:])
     # mode = token without a clients file at all
     cfg = H.base_config(h, H.free_port(), sb.base_url, key)
     H.merge_config(cfg, {"auth": {"mode": "token"}})

@@ -1,0 +1,920 @@
+/*
+ * ratelimit_redis.c - the fleet-wide limiter (SPEC §4): one GCRA evaluated
+ * atomically in Redis on Redis's clock, a fleet-wide pause key for upstream
+ * 429s, heartbeats, and a local limiter at the fallback rate while Redis is
+ * unreachable.
+ *
+ * Keys (PREFIX is key_prefix):
+ *   PREFIX "rl"        the shared theoretical arrival time (TAT), in
+ *                      microseconds on Redis's clock (TIME); expires once
+ *                      it is in the past, which means the same as absent.
+ *   PREFIX "rl:pause"  exists while the fleet is paused; its PTTL is the
+ *                      time left. Only ever lengthened.
+ *   PREFIX "hb"        sorted set: instance id -> expiry of its heartbeat
+ *                      (ms on Redis's clock), renewed every second. A
+ *                      sorted set rather than one key per instance: a
+ *                      count is then one ZCARD after trimming, where a
+ *                      SCAN would walk the whole cache keyspace.
+ *
+ * The scripts are called with EVALSHA (the SHA-1 is computed here); on
+ * NOSCRIPT the script is loaded with SCRIPT LOAD and the call is retried
+ * once. Redis >= 5 is needed: the scripts write after calling TIME, which
+ * needs effects replication (the default since 5.0).
+ */
+#include "ratelimit.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/event.h>
+#include <hiredis/hiredis.h>
+#include <openssl/evp.h>
+
+#include "config.h"
+#include "gcra.h"
+#include "log.h"
+#include "redis.h"
+#include "util.h"
+
+/* As in ratelimit_local.c: grants are spaced so that any rate + burst + 1
+ * of them span 1 s + this, which absorbs arrival jitter. */
+#define ARRIVAL_JITTER_MARGIN_US 10000
+#define HEARTBEAT_TTL_MS 3000
+#define HEARTBEAT_EVERY_MS 1000
+#define HEARTBEAT_FIRST_MS 100
+/* While this instance has granted calls waiting for their slot, it reads
+ * the pause key this often, so a pause set by another instance stops them
+ * too (a script reply carries the pause as well and counts as a read). */
+#define PAUSE_POLL_US 20000
+#define US_PER_MS 1000
+#define MAX_ARGS 3
+
+/*
+ * KEYS: TAT, pause. ARGV: emission interval T (us), tolerance tau (us),
+ * max wait (us). The arithmetic of gcra.c: a pause raises the TAT so that
+ * no grant starts before it ends. Returns {granted 0/1, wait (us), TAT
+ * after the call - now (us), pause left (ms, 0: none)}. A refused call
+ * takes nothing. Numbers written back are formatted with %.0f: Lua would
+ * print a microsecond timestamp with 14 significant digits.
+ */
+static const char gcra_lua[] =
+    "local t = redis.call('TIME')\n"
+    "local now = tonumber(t[1]) * 1000000 + tonumber(t[2])\n"
+    "local interval = tonumber(ARGV[1])\n"
+    "local tau = tonumber(ARGV[2])\n"
+    "local max_wait = tonumber(ARGV[3])\n"
+    "local tat = tonumber(redis.call('GET', KEYS[1]) or '0') or 0\n"
+    "local pause = redis.call('PTTL', KEYS[2])\n"
+    "if pause > 0 then\n"
+    "  tat = math.max(tat, now + pause * 1000 + tau)\n"
+    "else\n"
+    "  pause = 0\n"
+    "end\n"
+    "tat = math.max(tat, now)\n"
+    "local wait = math.max(0, tat - tau - now)\n"
+    "if wait > max_wait then\n"
+    "  return {0, wait, tat - now, pause}\n"
+    "end\n"
+    "tat = tat + interval\n"
+    "redis.call('SET', KEYS[1], string.format('%.0f', tat), 'PX',\n"
+    "  string.format('%.0f', math.ceil((tat - now) / 1000) + 1000))\n"
+    "return {1, wait, tat - now, pause}\n";
+
+/* KEYS: pause. ARGV: pause (ms, >= 1). Keeps the longer of an existing
+ * pause and this one; returns the pause left (ms). */
+static const char pause_lua[] =
+    "local ms = tonumber(ARGV[1])\n"
+    "local cur = redis.call('PTTL', KEYS[1])\n"
+    "if cur >= ms then\n"
+    "  return cur\n"
+    "end\n"
+    "redis.call('SET', KEYS[1], '1', 'PX', ARGV[1])\n"
+    "return ms\n";
+
+/* KEYS: heartbeat set. ARGV: instance id, TTL (ms). Renews this instance,
+ * drops the expired ones, returns how many are live (this one included). */
+static const char heartbeat_lua[] =
+    "local t = redis.call('TIME')\n"
+    "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+    "local ttl = tonumber(ARGV[2])\n"
+    "redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', string.format('%.0f', "
+    "now))\n"
+    "redis.call('ZADD', KEYS[1], string.format('%.0f', now + ttl), ARGV[1])\n"
+    "redis.call('PEXPIRE', KEYS[1], ARGV[2])\n"
+    "return redis.call('ZCARD', KEYS[1])\n";
+
+struct script {
+    const char *name; /* for logs */
+    const char *text;
+    char sha[41];
+    /* The command sequence number of the last SCRIPT LOAD sent: a call
+     * sent before it may retry without loading again. */
+    uint64_t load_seq;
+};
+
+struct op;
+
+struct limiter_fleet {
+    struct agw_limiter base; /* first: the ops receive &base */
+    struct agw_redis *redis; /* borrowed */
+    /* 1 for the owner + 1 per command out: a reply after destroy() still
+     * finds the struct (marked dead) and is dropped. */
+    int refs;
+    bool dead;
+    char *key_tat, *key_pause, *key_hb;
+    char id[33]; /* random instance id for the heartbeat */
+    struct script gcra, pause, heartbeat;
+    double rate;
+    int burst;
+    double cfg_fallback_rate; /* 0: rate / live instances */
+    int expected_instances;
+    long live_seen; /* instances in the last heartbeat answer; 0: none */
+    double fb_rate; /* the fallback limiter's current settings */
+    int fb_burst;
+    /* The shared state as last seen, on agw_now_us() time: for the
+     * RateLimit-* headers and the script's interval and tolerance. */
+    struct agw_gcra shadow;
+    int64_t paused_until_us; /* local estimate of the fleet pause */
+    int64_t pause_seen_us;   /* when the pause key was last read */
+    int64_t queued_until_us; /* the last granted slot this instance waits on */
+    bool poll_out;           /* a PTTL is out */
+    bool shared;             /* false: on the local fallback */
+    /* Departure guards: GUARD at the full rate while shared (it holds a
+     * call only when this instance alone would break the limit), the
+     * fallback limiter's own while on the fallback. */
+    struct agw_limiter *guard;
+    struct agw_limiter *fallback;
+    struct event *heartbeat_timer;
+    struct event *poll_timer;
+    struct op *acquiring; /* acquires out, for cancel() */
+    uint64_t seq;         /* script commands sent so far */
+};
+
+/* One script call, kept until its reply so it can be retried once. */
+struct op {
+    struct limiter_fleet *f;
+    struct script *script;
+    void (*done)(struct op *op, const redisReply *reply, const char *error);
+    agw_rl_cb cb; /* acquire only */
+    void *arg;
+    int64_t max_wait_us;
+    int64_t sent_us;
+    uint64_t sent_seq;
+    bool retried;
+    bool cancelled;
+    bool listed; /* in f->acquiring */
+    int nkeys, nargs;
+    const char *keys[2]; /* f's strings */
+    char args[MAX_ARGS][40]; /* numbers, or the 32-character id */
+    struct op *prev, *next;
+};
+
+static const struct agw_limiter_ops fleet_ops;
+
+/* ------------------------------------------------------------ helpers */
+
+static struct limiter_fleet *
+fleet_of(struct agw_limiter *rl)
+{
+    return (struct limiter_fleet *)rl;
+}
+
+static char *
+join2(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    char *out = malloc(la + lb + 1);
+
+    if (out != NULL) {
+        memcpy(out, a, la);
+        memcpy(out + la, b, lb + 1);
+    }
+    return out;
+}
+
+static bool
+script_init(struct script *s, const char *name, const char *text)
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int len = 0;
+
+    s->name = name;
+    s->text = text;
+    if (EVP_Digest(text, strlen(text), md, &len, EVP_sha1(), NULL) != 1 ||
+        len != 20) {
+        return false;
+    }
+    agw_hex(md, len, s->sha);
+    return true;
+}
+
+static void
+fleet_unref(struct limiter_fleet *f)
+{
+    if (--f->refs > 0) {
+        return;
+    }
+    free(f->key_tat);
+    free(f->key_pause);
+    free(f->key_hb);
+    free(f);
+}
+
+static bool
+is_noscript(const redisReply *reply)
+{
+    return reply != NULL && reply->type == REDIS_REPLY_ERROR &&
+           reply->str != NULL && strncmp(reply->str, "NOSCRIPT", 8) == 0;
+}
+
+/* Why a reply is not what the script returns, for a log line. */
+static const char *
+failure_text(const redisReply *reply, const char *error)
+{
+    if (reply == NULL) {
+        return error != NULL ? error : "no reply";
+    }
+    if (reply->type == REDIS_REPLY_ERROR && reply->str != NULL) {
+        return reply->str;
+    }
+    return "unexpected reply";
+}
+
+/* ------------------------------------------------------ local fallback */
+
+/* RATE / instances, where instances are the live ones last seen in Redis,
+ * else expected_instances; or fallback_rate when set. The fleet's burst
+ * is split the same way. */
+static void
+fallback_settings(const struct limiter_fleet *f, double *rate, int *burst,
+                  long *instances)
+{
+    long n = f->live_seen > 0 ? f->live_seen : f->expected_instances;
+
+    if (n < 1) {
+        n = 1;
+    }
+    *instances = n;
+    *burst = (int)(f->burst / n);
+    *rate = f->cfg_fallback_rate > 0 ? f->cfg_fallback_rate : f->rate / n;
+}
+
+static void
+update_fallback(struct limiter_fleet *f)
+{
+    double rate;
+    int burst;
+    long n;
+
+    fallback_settings(f, &rate, &burst, &n);
+    if (rate == f->fb_rate && burst == f->fb_burst) {
+        return;
+    }
+    f->fb_rate = rate;
+    f->fb_burst = burst;
+    f->fallback->ops->reconfigure(f->fallback, rate, burst);
+    log_debug("ratelimit: fallback rate now %.6g/s, burst %d (%ld "
+              "instance%s)",
+              rate, burst, n, n == 1 ? "" : "s");
+}
+
+/* Switches between the shared limiter and the local fallback; logs each
+ * switch once. */
+static void
+set_shared(struct limiter_fleet *f, bool shared, const char *why)
+{
+    double rate;
+    int burst;
+    long n;
+
+    if (f->shared == shared) {
+        return;
+    }
+    f->shared = shared;
+    if (shared) {
+        log_info("ratelimit: Redis answers again: the shared fleet limit of "
+                 "%.6g/s applies",
+                 f->rate);
+        return;
+    }
+    fallback_settings(f, &rate, &burst, &n);
+    if (f->cfg_fallback_rate > 0) {
+        log_warn("ratelimit: %s: limiting this instance locally at "
+                 "fallback_rate %.6g/s",
+                 why, rate);
+    } else {
+        log_warn("ratelimit: %s: limiting this instance locally at %.6g/s "
+                 "(rate %.6g / %ld instance%s, %s)",
+                 why, rate, f->rate, n, n == 1 ? "" : "s",
+                 f->live_seen > 0 ? "as last seen in Redis"
+                                  : "expected_instances");
+    }
+}
+
+/* ------------------------------------------------------ script calls */
+
+static void on_op_reply(struct redisReply *reply, const char *error,
+                        void *arg);
+
+static struct op *
+op_new(struct limiter_fleet *f, struct script *script,
+       void (*done)(struct op *, const redisReply *, const char *))
+{
+    struct op *op = calloc(1, sizeof(*op));
+
+    if (op == NULL) {
+        /* The caller's callback must run exactly once: no way out. */
+        log_error("ratelimit: out of memory");
+        abort();
+    }
+    op->f = f;
+    op->script = script;
+    op->done = done;
+    f->refs++;
+    return op;
+}
+
+static void
+op_unlist(struct op *op)
+{
+    struct limiter_fleet *f = op->f;
+
+    if (!op->listed) {
+        return;
+    }
+    if (op->prev != NULL) {
+        op->prev->next = op->next;
+    } else {
+        f->acquiring = op->next;
+    }
+    if (op->next != NULL) {
+        op->next->prev = op->prev;
+    }
+    op->prev = op->next = NULL;
+    op->listed = false;
+}
+
+static void
+op_free(struct op *op)
+{
+    struct limiter_fleet *f = op->f;
+
+    op_unlist(op);
+    free(op);
+    fleet_unref(f);
+}
+
+static void
+op_send(struct op *op)
+{
+    const char *argv[3 + 2 + MAX_ARGS];
+    size_t argvlen[3 + 2 + MAX_ARGS];
+    char nkeys[8];
+    int argc = 0;
+
+    snprintf(nkeys, sizeof(nkeys), "%d", op->nkeys);
+    argv[argc++] = "EVALSHA";
+    argv[argc++] = op->script->sha;
+    argv[argc++] = nkeys;
+    for (int i = 0; i < op->nkeys; i++) {
+        argv[argc++] = op->keys[i];
+    }
+    for (int i = 0; i < op->nargs; i++) {
+        argv[argc++] = op->args[i];
+    }
+    for (int i = 0; i < argc; i++) {
+        argvlen[i] = strlen(argv[i]);
+    }
+    op->sent_us = agw_now_us();
+    op->sent_seq = ++op->f->seq;
+    agw_redis_command(op->f->redis, on_op_reply, op, argc, argv, argvlen);
+}
+
+static void
+on_loaded(struct redisReply *reply, const char *error, void *arg)
+{
+    struct script *s = arg;
+
+    if (reply == NULL || reply->type != REDIS_REPLY_STRING) {
+        log_warn("ratelimit: SCRIPT LOAD of the %s script failed: %s",
+                 s->name, failure_text(reply, error));
+    } else if (reply->len != 40 || memcmp(reply->str, s->sha, 40) != 0) {
+        log_warn("ratelimit: Redis names the %s script %.40s, not %s",
+                 s->name, reply->str, s->sha);
+    }
+}
+
+/*
+ * NOSCRIPT (first use, or Redis restarted or flushed its scripts): loads
+ * OP's script and sends OP again behind it. One connection keeps the
+ * order, so the retry finds the script; calls that were sent before an
+ * earlier load just retry. The load is an op too (DONE NULL): it holds a
+ * reference on the limiter until its reply.
+ */
+static void
+reload_and_retry(struct op *op)
+{
+    struct limiter_fleet *f = op->f;
+    struct script *s = op->script;
+    const char *argv[3] = {"SCRIPT", "LOAD", s->text};
+    size_t argvlen[3] = {6, 4, strlen(s->text)};
+
+    op->retried = true;
+    if (s->load_seq < op->sent_seq) {
+        log_debug("ratelimit: loading the %s script into Redis", s->name);
+        s->load_seq = ++f->seq;
+        agw_redis_command(f->redis, on_op_reply, op_new(f, s, NULL), 3, argv,
+                          argvlen);
+    }
+    op_send(op);
+}
+
+static void
+on_op_reply(struct redisReply *reply, const char *error, void *arg)
+{
+    struct op *op = arg;
+
+    if (op->f->dead) {
+        op_free(op);
+        return;
+    }
+    if (op->done == NULL) { /* a SCRIPT LOAD */
+        on_loaded(reply, error, op->script);
+        op_free(op);
+        return;
+    }
+    if (is_noscript(reply) && !op->retried) {
+        reload_and_retry(op);
+        return;
+    }
+    op->done(op, reply, error);
+    op_free(op);
+}
+
+/* ------------------------------------------------- what replies teach */
+
+static void
+learn_pause(struct limiter_fleet *f, int64_t now, long long pause_ms)
+{
+    f->pause_seen_us = now;
+    if (pause_ms > 0 && now + pause_ms * US_PER_MS > f->paused_until_us) {
+        f->paused_until_us = now + pause_ms * US_PER_MS;
+    }
+}
+
+struct gcra_reply {
+    bool granted;
+    long long wait_us, backlog_us, pause_ms;
+};
+
+static bool
+parse_gcra_reply(const redisReply *r, struct gcra_reply *out)
+{
+    if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements != 4) {
+        return false;
+    }
+    for (size_t i = 0; i < 4; i++) {
+        if (r->element[i]->type != REDIS_REPLY_INTEGER) {
+            return false;
+        }
+    }
+    out->granted = r->element[0]->integer == 1;
+    out->wait_us = r->element[1]->integer;
+    out->backlog_us = r->element[2]->integer;
+    out->pause_ms = r->element[3]->integer;
+    return out->wait_us >= 0 && out->backlog_us >= 0;
+}
+
+/* A reply of the GCRA script: the shared state as of now. */
+static void
+learn_gcra(struct limiter_fleet *f, const struct gcra_reply *r)
+{
+    int64_t now = agw_now_us();
+
+    f->shadow.tat_us = now + r->backlog_us;
+    learn_pause(f, now, r->pause_ms);
+    set_shared(f, true, NULL);
+}
+
+static void poll_arm(struct limiter_fleet *f);
+
+static void
+note_queued(struct limiter_fleet *f, int64_t wait_us)
+{
+    int64_t until = agw_now_us() + wait_us;
+
+    if (until > f->queued_until_us) {
+        f->queued_until_us = until;
+    }
+    poll_arm(f);
+}
+
+/* --------------------------------------------------------- acquire */
+
+static void
+fallback_acquire(struct limiter_fleet *f, int64_t max_wait_us, agw_rl_cb cb,
+                 void *arg)
+{
+    f->fallback->ops->acquire(f->fallback, max_wait_us, cb, arg);
+}
+
+static void
+acquire_done(struct op *op, const redisReply *reply, const char *error)
+{
+    struct limiter_fleet *f = op->f;
+    struct gcra_reply r;
+
+    op_unlist(op); /* the callback may cancel or acquire again */
+    if (!parse_gcra_reply(reply, &r)) {
+        log_debug("ratelimit: the GCRA script failed: %s",
+                  failure_text(reply, error));
+        set_shared(f, false, "Redis did not answer the rate-limit script");
+        if (!op->cancelled) {
+            /* Time already spent waiting for Redis counts. */
+            fallback_acquire(f,
+                             op->max_wait_us - (agw_now_us() - op->sent_us),
+                             op->cb, op->arg);
+        }
+        return;
+    }
+    learn_gcra(f, &r);
+    if (op->cancelled) {
+        return;
+    }
+    if (r.granted && r.wait_us > 0) {
+        note_queued(f, r.wait_us);
+    }
+    op->cb(r.granted, r.wait_us, op->arg);
+}
+
+static struct op *
+gcra_op(struct limiter_fleet *f, int64_t max_wait_us,
+        void (*done)(struct op *, const redisReply *, const char *))
+{
+    struct op *op = op_new(f, &f->gcra, done);
+
+    op->nkeys = 2;
+    op->keys[0] = f->key_tat;
+    op->keys[1] = f->key_pause;
+    op->nargs = 3;
+    snprintf(op->args[0], sizeof(op->args[0]), "%lld",
+             (long long)f->shadow.interval_us);
+    snprintf(op->args[1], sizeof(op->args[1]), "%lld",
+             (long long)f->shadow.tolerance_us);
+    snprintf(op->args[2], sizeof(op->args[2]), "%lld",
+             (long long)max_wait_us);
+    op->max_wait_us = max_wait_us;
+    return op;
+}
+
+static void
+fleet_acquire(struct agw_limiter *rl, int64_t max_wait_us, agw_rl_cb cb,
+              void *arg)
+{
+    struct limiter_fleet *f = fleet_of(rl);
+    struct op *op;
+
+    if (!agw_redis_is_up(f->redis)) {
+        set_shared(f, false, "Redis is unreachable");
+        fallback_acquire(f, max_wait_us, cb, arg);
+        return;
+    }
+    op = gcra_op(f, max_wait_us, acquire_done);
+    op->cb = cb;
+    op->arg = arg;
+    op->listed = true;
+    op->next = f->acquiring;
+    if (f->acquiring != NULL) {
+        f->acquiring->prev = op;
+    }
+    f->acquiring = op;
+    op_send(op);
+}
+
+static void
+fleet_cancel(struct agw_limiter *rl, void *arg)
+{
+    for (struct op *op = fleet_of(rl)->acquiring; op != NULL; op = op->next) {
+        if (op->arg == arg) {
+            op->cancelled = true;
+        }
+    }
+}
+
+/* ---------------------------------------------------------- pause */
+
+static void
+pause_done(struct op *op, const redisReply *reply, const char *error)
+{
+    if (reply == NULL || reply->type != REDIS_REPLY_INTEGER) {
+        log_warn("ratelimit: the fleet-wide pause was not written: %s; "
+                 "only this instance pauses",
+                 failure_text(reply, error));
+        return;
+    }
+    learn_pause(op->f, agw_now_us(), reply->integer);
+}
+
+static void
+fleet_pause(struct agw_limiter *rl, int64_t pause_us)
+{
+    struct limiter_fleet *f = fleet_of(rl);
+    int64_t now = agw_now_us();
+    long long ms;
+    struct op *op;
+
+    if (pause_us <= 0) {
+        return;
+    }
+    if (now + pause_us > f->paused_until_us) {
+        f->paused_until_us = now + pause_us;
+    }
+    f->fallback->ops->pause(f->fallback, pause_us);
+    if (!agw_redis_is_up(f->redis)) {
+        return;
+    }
+    ms = (pause_us + US_PER_MS - 1) / US_PER_MS;
+    op = op_new(f, &f->pause, pause_done);
+    op->nkeys = 1;
+    op->keys[0] = f->key_pause;
+    op->nargs = 1;
+    snprintf(op->args[0], sizeof(op->args[0]), "%lld", ms);
+    op_send(op);
+}
+
+static int64_t
+fleet_paused_until(struct agw_limiter *rl)
+{
+    struct limiter_fleet *f = fleet_of(rl);
+    int64_t until = f->paused_until_us;
+    int64_t local = f->fallback->ops->paused_until(f->fallback);
+
+    if (local > until) {
+        until = local;
+    }
+    return until > agw_now_us() ? until : 0;
+}
+
+static void
+on_pttl(struct redisReply *reply, const char *error, void *arg)
+{
+    struct limiter_fleet *f = arg;
+
+    f->poll_out = false;
+    if (!f->dead && reply != NULL && reply->type == REDIS_REPLY_INTEGER) {
+        learn_pause(f, agw_now_us(), reply->integer);
+    }
+    fleet_unref(f);
+}
+
+static void
+poll_arm(struct limiter_fleet *f)
+{
+    struct timeval tv = {0, PAUSE_POLL_US};
+
+    if (!evtimer_pending(f->poll_timer, NULL)) {
+        evtimer_add(f->poll_timer, &tv);
+    }
+}
+
+/* Calls granted here wait for their slot on their own timers: make sure
+ * a pause set elsewhere meanwhile reaches them before they leave. */
+static void
+on_poll_timer(evutil_socket_t fd, short what, void *arg)
+{
+    struct limiter_fleet *f = arg;
+    int64_t now = agw_now_us();
+    const char *argv[2] = {"PTTL", f->key_pause};
+    size_t argvlen[2] = {4, strlen(f->key_pause)};
+
+    if (now >= f->queued_until_us) {
+        return;
+    }
+    if (now - f->pause_seen_us >= PAUSE_POLL_US && !f->poll_out &&
+        agw_redis_is_up(f->redis)) {
+        f->poll_out = true;
+        f->refs++;
+        agw_redis_command(f->redis, on_pttl, f, 2, argv, argvlen);
+    }
+    poll_arm(f);
+}
+
+/* ------------------------------------------------------- heartbeat */
+
+static void
+heartbeat_done(struct op *op, const redisReply *reply, const char *error)
+{
+    struct limiter_fleet *f = op->f;
+
+    if (reply == NULL || reply->type != REDIS_REPLY_INTEGER ||
+        reply->integer < 1) {
+        log_debug("ratelimit: heartbeat failed: %s",
+                  failure_text(reply, error));
+        set_shared(f, false, "Redis did not answer the heartbeat");
+        return;
+    }
+    if (reply->integer != f->live_seen) {
+        log_info("ratelimit: live instances sharing the limit: %lld",
+                 reply->integer);
+    }
+    f->live_seen = (long)reply->integer;
+    update_fallback(f);
+}
+
+/* On the fallback, a probe that takes nothing (max wait -1 refuses every
+ * call) switches back as soon as the script answers again. */
+static void
+probe_done(struct op *op, const redisReply *reply, const char *error)
+{
+    struct gcra_reply r;
+
+    if (parse_gcra_reply(reply, &r)) {
+        learn_gcra(op->f, &r);
+    }
+}
+
+static void
+on_heartbeat_timer(evutil_socket_t fd, short what, void *arg)
+{
+    struct limiter_fleet *f = arg;
+    struct timeval tv = {HEARTBEAT_EVERY_MS / 1000,
+                         (HEARTBEAT_EVERY_MS % 1000) * US_PER_MS};
+    struct op *op;
+
+    evtimer_add(f->heartbeat_timer, &tv);
+    if (!agw_redis_is_up(f->redis)) {
+        set_shared(f, false, "Redis is unreachable");
+        return;
+    }
+    op = op_new(f, &f->heartbeat, heartbeat_done);
+    op->nkeys = 1;
+    op->keys[0] = f->key_hb;
+    op->nargs = 2;
+    snprintf(op->args[0], sizeof(op->args[0]), "%s", f->id);
+    snprintf(op->args[1], sizeof(op->args[1]), "%d", HEARTBEAT_TTL_MS);
+    op_send(op);
+    if (!f->shared) {
+        op_send(gcra_op(f, -1, probe_done));
+    }
+}
+
+/* ------------------------------------------ departures, headers, reload */
+
+static int64_t
+fleet_leave(struct agw_limiter *rl)
+{
+    struct limiter_fleet *f = fleet_of(rl);
+    struct agw_limiter *g = f->shared ? f->guard : f->fallback;
+
+    return g->ops->leave(g);
+}
+
+/* Both guards hear of every departure: they are this instance's, and the
+ * one that takes over after a switch must count the recent ones. */
+static void
+fleet_left(struct agw_limiter *rl, int64_t sent_us)
+{
+    struct limiter_fleet *f = fleet_of(rl);
+
+    f->guard->ops->left(f->guard, sent_us);
+    f->fallback->ops->left(f->fallback, sent_us);
+}
+
+static void
+fleet_state(struct agw_limiter *rl, int64_t max_wait_us,
+            struct agw_rl_state *out)
+{
+    struct limiter_fleet *f = fleet_of(rl);
+
+    if (!f->shared) {
+        f->fallback->ops->state(f->fallback, max_wait_us, out);
+        return;
+    }
+    out->limit = f->shadow.rate_per_s;
+    agw_gcra_state(&f->shadow, agw_now_us(), max_wait_us, &out->remaining,
+                   &out->reset_s);
+}
+
+static void
+fleet_reconfigure(struct agw_limiter *rl, double rate, int burst)
+{
+    struct limiter_fleet *f = fleet_of(rl);
+    int64_t tat = f->shadow.tat_us;
+
+    f->rate = rate;
+    f->burst = burst;
+    agw_gcra_init_margin(&f->shadow, rate, burst, ARRIVAL_JITTER_MARGIN_US);
+    f->shadow.tat_us = tat;
+    f->guard->ops->reconfigure(f->guard, rate, burst);
+    update_fallback(f);
+}
+
+void
+agw_limiter_fleet_reload(struct agw_limiter *rl, const struct agw_config *cfg)
+{
+    struct limiter_fleet *f;
+
+    if (rl == NULL || rl->ops != &fleet_ops) {
+        return;
+    }
+    f = fleet_of(rl);
+    f->cfg_fallback_rate = cfg->fallback_rate;
+    f->expected_instances = cfg->expected_instances;
+    update_fallback(f);
+}
+
+static void
+fleet_destroy(struct agw_limiter *rl)
+{
+    struct limiter_fleet *f = fleet_of(rl);
+
+    f->dead = true;
+    if (f->heartbeat_timer != NULL) {
+        event_free(f->heartbeat_timer);
+    }
+    if (f->poll_timer != NULL) {
+        event_free(f->poll_timer);
+    }
+    if (f->guard != NULL) {
+        f->guard->ops->destroy(f->guard);
+    }
+    if (f->fallback != NULL) {
+        f->fallback->ops->destroy(f->fallback);
+    }
+    f->heartbeat_timer = f->poll_timer = NULL;
+    f->guard = f->fallback = NULL;
+    fleet_unref(f);
+}
+
+static const struct agw_limiter_ops fleet_ops = {
+    .name = "redis",
+    .acquire = fleet_acquire,
+    .pause = fleet_pause,
+    .paused_until = fleet_paused_until,
+    .leave = fleet_leave,
+    .left = fleet_left,
+    .state = fleet_state,
+    .reconfigure = fleet_reconfigure,
+    .destroy = fleet_destroy,
+    .cancel = fleet_cancel,
+};
+
+static bool
+fleet_init(struct limiter_fleet *f, struct event_base *base,
+           const struct agw_config *cfg)
+{
+    const char *prefix = cfg->key_prefix != NULL ? cfg->key_prefix : "";
+    double rate;
+    int burst;
+    long n;
+    struct timeval first = {0, HEARTBEAT_FIRST_MS * US_PER_MS};
+
+    f->key_tat = join2(prefix, "rl");
+    f->key_pause = join2(prefix, "rl:pause");
+    f->key_hb = join2(prefix, "hb");
+    fallback_settings(f, &rate, &burst, &n);
+    f->fb_rate = rate;
+    f->fb_burst = burst;
+    f->guard = agw_limiter_local_new(f->rate, f->burst);
+    f->fallback = agw_limiter_local_new(rate, burst);
+    f->heartbeat_timer = evtimer_new(base, on_heartbeat_timer, f);
+    f->poll_timer = evtimer_new(base, on_poll_timer, f);
+    if (f->key_tat == NULL || f->key_pause == NULL || f->key_hb == NULL ||
+        f->guard == NULL || f->fallback == NULL ||
+        f->heartbeat_timer == NULL || f->poll_timer == NULL ||
+        !script_init(&f->gcra, "GCRA", gcra_lua) ||
+        !script_init(&f->pause, "pause", pause_lua) ||
+        !script_init(&f->heartbeat, "heartbeat", heartbeat_lua)) {
+        return false;
+    }
+    evtimer_add(f->heartbeat_timer, &first);
+    return true;
+}
+
+struct agw_limiter *
+agw_limiter_fleet_new(struct event_base *base, struct agw_redis *redis,
+                      const struct agw_config *cfg)
+{
+    struct limiter_fleet *f = calloc(1, sizeof(*f));
+
+    if (f == NULL) {
+        return NULL;
+    }
+    f->base.ops = &fleet_ops;
+    f->redis = redis;
+    f->refs = 1;
+    f->shared = true; /* until Redis proves otherwise; logged then */
+    f->rate = cfg->rate;
+    f->burst = cfg->burst > 0 ? cfg->burst : 0;
+    f->cfg_fallback_rate = cfg->fallback_rate;
+    f->expected_instances = cfg->expected_instances;
+    agw_request_id_new(f->id);
+    agw_gcra_init_margin(&f->shadow, f->rate, f->burst,
+                         ARRIVAL_JITTER_MARGIN_US);
+    if (!fleet_init(f, base, cfg)) {
+        fleet_destroy(&f->base);
+        return NULL;
+    }
+    return &f->base;
+}
