@@ -1,25 +1,47 @@
 /*
- * conns.c - caller connections seen, in a pointer hash set (open
- * addressing, linear probing, backward-shift deletion: no tombstones).
+ * conns.c - caller connections by bufferevent, in a pointer hash table
+ * (open addressing, linear probing, backward-shift deletion). We hold a
+ * reference on each bufferevent so that a sweep can tell when evhttp has
+ * let go of it (its callbacks are cleared by bufferevent_free) before it
+ * is really freed; then we drop ours, which closes the socket.
  */
 #include <stdint.h>
 #include <stdlib.h>
+#include <sys/socket.h>
 
+#include <event2/bufferevent.h>
+#include <event2/event.h>
 #include <event2/http.h>
 
 #include "conns.h"
+#include "log.h"
 #include "metrics.h"
+#include "util.h"
 
 #define MIN_SLOTS 64
+#define SWEEP_MS 250
+
+struct slot {
+    struct bufferevent *bev; /* NULL: free slot */
+    int64_t since_us;        /* accept, or the last answer written */
+    bool busy;               /* a request is being answered */
+    bool over_limit;         /* accepted past max_connections */
+    bool cut;                /* shut down by us; waiting for evhttp */
+    bool closed;             /* evhttp closed it; the sweep drops our ref */
+};
 
 struct agw_conns {
-    struct evhttp_connection **slots;
+    struct slot *slots;
     size_t nslots; /* a power of two */
-    size_t count;
+    size_t used;   /* slots taken, closed ones not yet swept included */
+    size_t count;  /* connections open */
+    int64_t idle_us;
+    size_t limit;
+    struct event *sweep;
 };
 
 static size_t
-slot_of(const struct agw_conns *set, const void *p)
+home_of(const struct agw_conns *set, const void *p)
 {
     uint64_t h = (uint64_t)(uintptr_t)p * UINT64_C(0x9E3779B97F4A7C15);
 
@@ -27,11 +49,11 @@ slot_of(const struct agw_conns *set, const void *p)
 }
 
 static size_t
-find(const struct agw_conns *set, const struct evhttp_connection *evcon)
+find(const struct agw_conns *set, const struct bufferevent *bev)
 {
-    size_t i = slot_of(set, evcon);
+    size_t i = home_of(set, bev);
 
-    while (set->slots[i] != NULL && set->slots[i] != evcon) {
+    while (set->slots[i].bev != NULL && set->slots[i].bev != bev) {
         i = (i + 1) & (set->nslots - 1);
     }
     return i;
@@ -40,75 +62,211 @@ find(const struct agw_conns *set, const struct evhttp_connection *evcon)
 static bool
 grow(struct agw_conns *set)
 {
-    struct agw_conns bigger = {NULL, set->nslots * 2, 0};
+    struct agw_conns bigger = *set;
 
+    bigger.nslots = set->nslots * 2;
     bigger.slots = calloc(bigger.nslots, sizeof(*bigger.slots));
     if (bigger.slots == NULL) {
         return false;
     }
     for (size_t i = 0; i < set->nslots; i++) {
-        if (set->slots[i] != NULL) {
-            bigger.slots[find(&bigger, set->slots[i])] = set->slots[i];
-            bigger.count++;
+        if (set->slots[i].bev != NULL) {
+            bigger.slots[find(&bigger, set->slots[i].bev)] = set->slots[i];
         }
     }
     free(set->slots);
-    *set = bigger;
+    set->slots = bigger.slots;
+    set->nslots = bigger.nslots;
     return true;
 }
 
+/* Empties slot HOLE, pulling later members of its probe run back. */
 static void
 remove_at(struct agw_conns *set, size_t hole)
 {
+    size_t mask = set->nslots - 1;
     size_t i = hole;
 
-    set->slots[hole] = NULL;
-    set->count--;
-    /* Pull later members of the probe run back over the hole. */
+    set->slots[hole].bev = NULL;
+    set->used--;
     for (;;) {
         size_t home;
 
-        i = (i + 1) & (set->nslots - 1);
-        if (set->slots[i] == NULL) {
+        i = (i + 1) & mask;
+        if (set->slots[i].bev == NULL) {
             return;
         }
-        home = slot_of(set, set->slots[i]);
-        if (((i - home) & (set->nslots - 1)) >=
-            ((i - hole) & (set->nslots - 1))) {
+        home = home_of(set, set->slots[i].bev);
+        if (((i - home) & mask) >= ((i - hole) & mask)) {
             set->slots[hole] = set->slots[i];
-            set->slots[i] = NULL;
+            set->slots[i].bev = NULL;
             hole = i;
         }
     }
 }
 
+static bool
+released_by_evhttp(struct bufferevent *bev)
+{
+    bufferevent_data_cb readcb;
+    bufferevent_event_cb eventcb;
+
+    bufferevent_getcb(bev, &readcb, NULL, &eventcb, NULL);
+    return readcb == NULL && eventcb == NULL;
+}
+
+/* Returns true when slot I was emptied (look at it again). */
+static bool
+sweep_slot(struct agw_conns *set, size_t i, int64_t now)
+{
+    struct slot *s = &set->slots[i];
+    struct bufferevent *bev = s->bev;
+    evutil_socket_t fd;
+
+    if (released_by_evhttp(bev)) {
+        if (!s->closed) {
+            set->count--;
+            agw_metrics_gauge_add(AGW_M_CONNECTIONS_OPEN, -1);
+        }
+        remove_at(set, i);
+        bufferevent_decref(bev); /* the last reference: closes the socket */
+        return true;
+    }
+    if (s->busy || s->cut || now - s->since_us <= set->idle_us) {
+        return false;
+    }
+    fd = bufferevent_getfd(bev);
+    if (fd >= 0) {
+        /* evhttp reads EOF and frees the connection; a later sweep sees it. */
+        shutdown(fd, SHUT_RDWR);
+        s->cut = true;
+    }
+    return false;
+}
+
+static void
+on_sweep(evutil_socket_t fd, short what, void *arg)
+{
+    struct agw_conns *set = arg;
+    int64_t now = agw_now_us();
+    size_t i = 0;
+
+    while (i < set->nslots) {
+        if (set->slots[i].bev == NULL || !sweep_slot(set, i, now)) {
+            i++;
+        }
+    }
+}
+
+struct bufferevent *
+agw_conns_bevcb(struct event_base *base, void *arg)
+{
+    struct agw_conns *set = arg;
+    struct bufferevent *bev =
+        bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
+    size_t i;
+
+    if (bev == NULL) {
+        return NULL;
+    }
+    if ((set->used + 1) * 2 > set->nslots && !grow(set)) {
+        return bev; /* untracked: evhttp's own timeout still applies */
+    }
+    bufferevent_incref(bev);
+    i = find(set, bev);
+    set->slots[i] = (struct slot){
+        .bev = bev,
+        .since_us = agw_now_us(),
+        .over_limit = set->count >= set->limit,
+    };
+    set->used++;
+    set->count++;
+    agw_metrics_gauge_add(AGW_M_CONNECTIONS_OPEN, 1);
+    return bev;
+}
+
+/* Counted out at once, so a closed connection frees its place before the
+ * next sweep. */
 static void
 on_close(struct evhttp_connection *evcon, void *arg)
 {
     struct agw_conns *set = arg;
-    size_t i = find(set, evcon);
+    struct bufferevent *bev = evhttp_connection_get_bufferevent(evcon);
+    size_t i = find(set, bev);
 
-    if (set->slots[i] == evcon) {
-        remove_at(set, i);
+    if (set->slots[i].bev == bev && !set->slots[i].closed) {
+        set->slots[i].closed = true;
+        set->count--;
         agw_metrics_gauge_add(AGW_M_CONNECTIONS_OPEN, -1);
     }
 }
 
+static void
+on_answered(struct evhttp_request *req, void *arg)
+{
+    struct agw_conns *set = arg;
+    struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+    struct bufferevent *bev;
+    size_t i;
+
+    if (evcon == NULL) {
+        return;
+    }
+    bev = evhttp_connection_get_bufferevent(evcon);
+    i = find(set, bev);
+    if (set->slots[i].bev == bev) {
+        set->slots[i].busy = false;
+        set->slots[i].since_us = agw_now_us();
+    }
+}
+
+bool
+agw_conns_request(struct agw_conns *set, struct evhttp_request *req)
+{
+    struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+    struct bufferevent *bev;
+    size_t i;
+
+    if (evcon == NULL) {
+        return true; /* its caller is gone; the answer is dropped anyway */
+    }
+    bev = evhttp_connection_get_bufferevent(evcon);
+    i = find(set, bev);
+    if (set->slots[i].bev != bev) {
+        return true;
+    }
+    set->slots[i].busy = true;
+    evhttp_request_set_on_complete_cb(req, on_answered, set);
+    evhttp_connection_set_closecb(evcon, on_close, set);
+    return !set->slots[i].over_limit;
+}
+
 struct agw_conns *
-agw_conns_new(void)
+agw_conns_new(struct event_base *base, int idle_ms, size_t limit)
 {
     struct agw_conns *set = calloc(1, sizeof(*set));
+    struct timeval every = {0, SWEEP_MS * 1000};
 
     if (set == NULL) {
         return NULL;
     }
     set->nslots = MIN_SLOTS;
     set->slots = calloc(set->nslots, sizeof(*set->slots));
-    if (set->slots == NULL) {
-        free(set);
+    set->sweep = event_new(base, -1, EV_PERSIST, on_sweep, set);
+    if (set->slots == NULL || set->sweep == NULL) {
+        agw_conns_free(set);
         return NULL;
     }
+    agw_conns_set_limits(set, idle_ms, limit);
+    event_add(set->sweep, &every);
     return set;
+}
+
+void
+agw_conns_set_limits(struct agw_conns *set, int idle_ms, size_t limit)
+{
+    set->idle_us = (int64_t)idle_ms * 1000;
+    set->limit = limit;
 }
 
 void
@@ -117,37 +275,16 @@ agw_conns_free(struct agw_conns *set)
     if (set == NULL) {
         return;
     }
+    if (set->sweep != NULL) {
+        event_free(set->sweep);
+    }
+    for (size_t i = 0; set->slots != NULL && i < set->nslots; i++) {
+        if (set->slots[i].bev != NULL) {
+            bufferevent_decref(set->slots[i].bev);
+        }
+    }
     free(set->slots);
     free(set);
-}
-
-bool
-agw_conns_admit(struct agw_conns *set, struct evhttp_connection *evcon,
-                size_t limit)
-{
-    size_t i;
-
-    if (evcon == NULL) {
-        return true; /* its caller is gone; the answer is dropped anyway */
-    }
-    i = find(set, evcon);
-    if (set->slots[i] == evcon) {
-        return true;
-    }
-    if (set->count >= limit) {
-        return false;
-    }
-    if ((set->count + 1) * 2 > set->nslots) {
-        if (!grow(set)) {
-            return false;
-        }
-        i = find(set, evcon);
-    }
-    set->slots[i] = evcon;
-    set->count++;
-    agw_metrics_gauge_add(AGW_M_CONNECTIONS_OPEN, 1);
-    evhttp_connection_set_closecb(evcon, on_close, set);
-    return true;
 }
 
 size_t

@@ -1,7 +1,9 @@
 /*
- * conns.h - the set of caller connections that have sent a request:
- * counts them for the connections_open gauge and enforces [server]
- * max_connections (libevent 2.1 has no accept hook to do it earlier).
+ * conns.h - every caller connection, from accept to close: counts them
+ * for connections_open and [server] max_connections, and cuts off the
+ * ones that take longer than client_timeout_ms to send a request (libevent
+ * 2.1's own timeout restarts at every byte, so a slow sender would hold a
+ * connection forever) or sit idle that long between requests.
  */
 #ifndef AGW_CONNS_H
 #define AGW_CONNS_H
@@ -10,18 +12,27 @@
 #include <stddef.h>
 
 struct agw_conns;
-struct evhttp_connection;
+struct bufferevent;
+struct event_base;
+struct evhttp_request;
 
-struct agw_conns *agw_conns_new(void);
+/* IDLE_MS and LIMIT apply from now on (a reload may change them). */
+struct agw_conns *agw_conns_new(struct event_base *base, int idle_ms,
+                                size_t limit);
+void agw_conns_set_limits(struct agw_conns *set, int idle_ms, size_t limit);
+
+/* Frees the set; call after evhttp_free (which closes the connections). */
 void agw_conns_free(struct agw_conns *set);
 
+/* For evhttp_set_bevcb: the bufferevent of each new caller connection. */
+struct bufferevent *agw_conns_bevcb(struct event_base *base, void *arg);
+
 /*
- * Notes EVCON (on its first request) and arranges for its removal when
- * it closes. Returns false when that would exceed LIMIT connections: the
- * caller answers 503 and closes it.
+ * A complete request arrived on REQ's connection: it is busy until its
+ * answer is written. Returns false when the connection was accepted past
+ * the limit: the caller answers 503 with Connection: close.
  */
-bool agw_conns_admit(struct agw_conns *set, struct evhttp_connection *evcon,
-                     size_t limit);
+bool agw_conns_request(struct agw_conns *set, struct evhttp_request *req);
 
 size_t agw_conns_count(const struct agw_conns *set);
 

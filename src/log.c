@@ -8,11 +8,13 @@
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
+#include <event2/event.h>
 #include <json-c/json.h>
 
 #include "config.h"
@@ -28,6 +30,25 @@ static char log_program[64] = "asset-gateway";
 
 static const char *const level_names[] = {"error", "warn", "info", "debug"};
 
+#define HELD_MAX 32
+
+struct held_line {
+    int level;
+    char *msg;
+};
+
+static bool holding;
+static struct held_line held[HELD_MAX];
+static int nheld;
+
+static void write_message(int level, const char *request_id, char *msg);
+
+void
+agw_log_hold(void)
+{
+    holding = true;
+}
+
 void
 agw_log_setup(int level, int format, const char *program)
 {
@@ -36,6 +57,31 @@ agw_log_setup(int level, int format, const char *program)
     if (program != NULL) {
         snprintf(log_program, sizeof(log_program), "%s", program);
     }
+    holding = false;
+    for (int i = 0; i < nheld; i++) {
+        if (held[i].level <= agw_log_level) {
+            write_message(held[i].level, NULL, held[i].msg);
+        }
+        free(held[i].msg);
+    }
+    nheld = 0;
+}
+
+static void
+from_libevent(int severity, const char *msg)
+{
+    int level = severity == EVENT_LOG_DEBUG ? AGW_LOG_DEBUG
+                : severity == EVENT_LOG_MSG ? AGW_LOG_INFO
+                : severity == EVENT_LOG_WARN ? AGW_LOG_WARN
+                                             : AGW_LOG_ERROR;
+
+    AGW_LOG_AT(level, NULL, "libevent: %s", msg);
+}
+
+void
+agw_log_capture_libevent(void)
+{
+    event_set_log_callback(from_libevent);
 }
 
 static bool
@@ -182,8 +228,6 @@ void
 agw_log_write(int level, const char *request_id, const char *fmt, ...)
 {
     char msg[MSG_MAX];
-    char ts[40];
-    const char *name;
     va_list ap;
 
     if (level < AGW_LOG_ERROR) {
@@ -191,16 +235,39 @@ agw_log_write(int level, const char *request_id, const char *fmt, ...)
     } else if (level > AGW_LOG_DEBUG) {
         level = AGW_LOG_DEBUG;
     }
-    name = level_names[level];
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
+    if (holding) {
+        if (nheld < HELD_MAX && (held[nheld].msg = strdup(msg)) != NULL) {
+            held[nheld++].level = level;
+        }
+        return;
+    }
+    write_message(level, request_id, msg);
+}
+
+static void
+write_message(int level, const char *request_id, char *msg)
+{
+    char ts[40];
+
     format_time(ts, sizeof(ts));
     if (log_format == AGW_LOGFMT_JSON) {
-        write_json(ts, name, request_id, msg);
+        write_json(ts, level_names[level], request_id, msg);
     } else {
-        write_text(ts, name, request_id, msg);
+        write_text(ts, level_names[level], request_id, msg);
     }
+}
+
+/* Milliseconds to the microsecond, not 17 digits of binary noise. */
+static void
+add_ms(struct json_object *obj, const char *key, double ms)
+{
+    char text[32];
+
+    snprintf(text, sizeof(text), "%.3f", ms);
+    json_object_object_add(obj, key, json_object_new_double_s(ms, text));
 }
 
 static void
@@ -227,11 +294,9 @@ access_json(const char *ts, const struct agw_access *a)
     json_object_object_add(obj, "upstream_status",
                            json_object_new_int(a->upstream_status));
     json_object_object_add(obj, "attempts", json_object_new_int(a->attempts));
-    json_object_object_add(obj, "upstream_ms",
-                           json_object_new_double(a->upstream_ms));
-    json_object_object_add(obj, "ratelimit_wait_ms",
-                           json_object_new_double(a->wait_ms));
-    json_object_object_add(obj, "total_ms", json_object_new_double(a->total_ms));
+    add_ms(obj, "upstream_ms", a->upstream_ms);
+    add_ms(obj, "ratelimit_wait_ms", a->wait_ms);
+    add_ms(obj, "total_ms", a->total_ms);
     text = json_object_to_json_string_length(
         obj, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &len);
     if (text != NULL) {

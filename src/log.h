@@ -17,8 +17,19 @@ enum agw_log_level {
 
 extern int agw_log_level;
 
-/* FORMAT is enum agw_log_format; PROGRAM names the emitting binary. */
+/* FORMAT is enum agw_log_format; PROGRAM names the emitting binary.
+ * Writes out the lines held since agw_log_hold(), in that format. */
 void agw_log_setup(int level, int format, const char *program);
+
+/*
+ * Until the next agw_log_setup(), keep lines instead of writing them: the
+ * config file that says how to log is still being read, and its warnings
+ * must come out in the format it names.
+ */
+void agw_log_hold(void);
+
+/* Sends libevent's own messages (e.g. accept errors) through this log. */
+void agw_log_capture_libevent(void);
 
 /*
  * Log lines go to PATH (appended, created 0640) instead of stderr; NULL

@@ -32,6 +32,10 @@
 
 #define DRAIN_TICK_MS 50
 #define FLUSH_GRACE_MS 100
+/* Once every call is answered, connections still open may be sending a
+ * request that arrived after SIGTERM: wait this long for them to finish
+ * (their answer is 503 with Connection: close) or to go away. */
+#define DRAIN_LINGER_TICKS 20
 
 struct daemon {
     const char *config_path;
@@ -41,6 +45,7 @@ struct daemon {
     struct event *sigterm, *sigint, *sighup, *sigusr1;
     struct event *drain_tick;
     int64_t drain_ticks_left;
+    int linger_ticks_left;
 };
 
 static void
@@ -74,7 +79,8 @@ on_drain_tick(evutil_socket_t fd, short what, void *arg)
     struct daemon *d = arg;
     struct timeval tick = {0, DRAIN_TICK_MS * 1000};
 
-    if (d->gw.inflight == 0) {
+    if (d->gw.inflight == 0 && (agw_server_connections(d->server) == 0 ||
+                                d->linger_ticks_left-- <= 0)) {
         log_info("drained: every call answered; exiting");
         exit_soon(d);
         return;
@@ -103,6 +109,7 @@ on_stop_signal(evutil_socket_t sig, short what, void *arg)
     d->gw.draining = true;
     agw_server_stop_accepting(d->server);
     d->drain_ticks_left = d->cfg->drain_timeout_ms / DRAIN_TICK_MS + 1;
+    d->linger_ticks_left = DRAIN_LINGER_TICKS;
     on_drain_tick(-1, 0, d);
 }
 
@@ -366,6 +373,29 @@ stop(struct daemon *d)
     agw_config_unref(d->cfg);
 }
 
+/* The config file, its key file and the clients file: all or nothing. */
+static bool
+load_settings(struct daemon *d, char *err, size_t errlen)
+{
+    d->cfg = calloc(1, sizeof(*d->cfg));
+    if (d->cfg == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return false;
+    }
+    if (!agw_config_load(d->cfg, d->config_path, err, errlen)) {
+        free(d->cfg);
+        d->cfg = NULL;
+        return false;
+    }
+    agw_config_ref(d->cfg);
+    if (!load_auth(d->cfg, &d->gw.auth, err, errlen)) {
+        agw_config_unref(d->cfg);
+        d->cfg = NULL;
+        return false;
+    }
+    return true;
+}
+
 static void
 log_start_warnings(const struct agw_config *cfg)
 {
@@ -424,31 +454,30 @@ main(int argc, char **argv)
         return 2;
     }
     d.config_path = path;
-    d.cfg = calloc(1, sizeof(*d.cfg));
-    if (d.cfg == NULL || !agw_config_load(d.cfg, path, err, sizeof(err))) {
-        fprintf(stderr, "asset-gateway: %s\n", d.cfg == NULL ? "out of memory" : err);
-        free(d.cfg);
-        return 1;
-    }
-    agw_config_ref(d.cfg);
-    if (!load_auth(d.cfg, &d.gw.auth, err, sizeof(err))) {
+    /* Warnings from reading the config come out in the format it names. */
+    agw_log_hold();
+    agw_log_capture_libevent();
+    if (!load_settings(&d, err, sizeof(err))) {
+        agw_log_setup(AGW_LOG_INFO, AGW_LOGFMT_TEXT, "asset-gateway");
         fprintf(stderr, "asset-gateway: %s\n", err);
-        agw_config_unref(d.cfg);
         return 1;
     }
     if (test_only) {
+        agw_log_setup(AGW_LOG_INFO, AGW_LOGFMT_TEXT, "asset-gateway");
         printf("asset-gateway: %s is valid\n", path);
         agw_auth_free(d.gw.auth);
         agw_config_unref(d.cfg);
         return 0;
     }
-    agw_log_setup(d.cfg->log_level, d.cfg->log_format, "asset-gateway");
     if (!agw_log_open(d.cfg->log_file)) {
+        agw_log_setup(AGW_LOG_INFO, AGW_LOGFMT_TEXT, "asset-gateway");
         fprintf(stderr, "asset-gateway: cannot open log file %s: %s\n",
                 d.cfg->log_file, strerror(errno));
+        agw_auth_free(d.gw.auth);
         agw_config_unref(d.cfg);
         return 1;
     }
+    agw_log_setup(d.cfg->log_level, d.cfg->log_format, "asset-gateway");
     agw_metrics_init(PACKAGE_VERSION);
     signal(SIGPIPE, SIG_IGN);
     log_start_warnings(d.cfg);

@@ -4,6 +4,7 @@
  * /readyz, and 404/405 in Connectly's error shape.
  */
 #include <arpa/inet.h>
+#include <pthread.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +14,7 @@
 #include <event2/buffer.h>
 #include <event2/event.h>
 #include <event2/http.h>
+#include <event2/listener.h>
 
 #include "config.h"
 #include "conns.h"
@@ -23,6 +25,7 @@
 #include "redis.h"
 #include "reply.h"
 #include "server.h"
+#include "util.h"
 
 #define HEADERS_MAX_BYTES (16 * 1024)
 /* evhttp answers bodies past its own cap with an HTML 413; below it the
@@ -33,12 +36,57 @@
 #define CREATE_PREFIX "/v1/businesses/"
 #define CREATE_SUFFIX "/assets"
 
+/* Out of file descriptors: accept again after this, log at most this often. */
+#define ACCEPT_PAUSE_MS 100
+#define ACCEPT_WARN_EVERY_US (10 * 1000000)
+
 struct agw_server {
     struct agw_gateway *gw;
     struct evhttp *http;
     struct evhttp_bound_socket *listener;
     struct agw_conns *conns;
+    struct event *accept_resume;
+    int64_t accept_warned_us;
+    struct agw_server *next; /* all_servers */
 };
+
+/* libevent's accept error callback gets no argument of ours: find the
+ * server by its listener. */
+static struct agw_server *all_servers;
+static pthread_mutex_t all_servers_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void
+register_server(struct agw_server *srv, bool add)
+{
+    struct agw_server **p;
+
+    pthread_mutex_lock(&all_servers_lock);
+    for (p = &all_servers; *p != NULL && *p != srv; p = &(*p)->next) {
+    }
+    if (add && *p == NULL) {
+        srv->next = all_servers;
+        all_servers = srv;
+    } else if (!add && *p != NULL) {
+        *p = srv->next;
+    }
+    pthread_mutex_unlock(&all_servers_lock);
+}
+
+static struct agw_server *
+server_of_listener(struct evconnlistener *lev)
+{
+    struct agw_server *srv;
+
+    pthread_mutex_lock(&all_servers_lock);
+    for (srv = all_servers; srv != NULL; srv = srv->next) {
+        if (srv->listener != NULL &&
+            evhttp_bound_socket_get_listener(srv->listener) == lev) {
+            break;
+        }
+    }
+    pthread_mutex_unlock(&all_servers_lock);
+    return srv;
+}
 
 static void
 reply_json_text(struct evhttp_request *req, int status, const char *json)
@@ -169,8 +217,11 @@ route(struct evhttp_request *req, void *arg)
     if (path == NULL || *path == '\0') {
         path = "/";
     }
-    if (!agw_conns_admit(srv->conns, evhttp_request_get_connection(req),
-                         (size_t)srv->gw->cfg->max_clients)) {
+    if (srv->gw->draining) {
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Connection",
+                          "close");
+    }
+    if (!agw_conns_request(srv->conns, req)) {
         agw_reply_request_id(req, request_id);
         evhttp_add_header(evhttp_request_get_output_headers(req), "Connection",
                           "close");
@@ -270,6 +321,42 @@ apply_limits(struct evhttp *http, const struct agw_config *cfg)
     evhttp_set_default_content_type(http, "application/json");
 }
 
+static void
+on_accept_resume(evutil_socket_t fd, short what, void *arg)
+{
+    struct agw_server *srv = arg;
+
+    if (srv->listener != NULL) {
+        evconnlistener_enable(evhttp_bound_socket_get_listener(srv->listener));
+    }
+}
+
+/*
+ * accept() failed. Out of descriptors the listening socket stays readable,
+ * and retrying at once would spin; pause accepting briefly instead, and
+ * say so at most every 10 s.
+ */
+static void
+on_accept_error(struct evconnlistener *lev, void *arg)
+{
+    int err = EVUTIL_SOCKET_ERROR();
+    struct agw_server *srv = server_of_listener(lev);
+    struct timeval pause = {0, ACCEPT_PAUSE_MS * 1000};
+    int64_t now = agw_now_us();
+
+    if (srv == NULL) {
+        return;
+    }
+    if (now - srv->accept_warned_us >= ACCEPT_WARN_EVERY_US) {
+        srv->accept_warned_us = now;
+        log_warn("accept failed: %s; pausing new connections for %d ms "
+                 "(said at most every 10 s)",
+                 evutil_socket_error_to_string(err), ACCEPT_PAUSE_MS);
+    }
+    evconnlistener_disable(lev);
+    evtimer_add(srv->accept_resume, &pause);
+}
+
 struct agw_server *
 agw_server_start(struct agw_gateway *gw, char *err, size_t errlen)
 {
@@ -282,8 +369,10 @@ agw_server_start(struct agw_gateway *gw, char *err, size_t errlen)
         return NULL;
     }
     srv->gw = gw;
-    srv->conns = agw_conns_new();
-    if (srv->conns == NULL) {
+    srv->conns = agw_conns_new(gw->base, gw->cfg->client_timeout_ms,
+                               (size_t)gw->cfg->max_clients);
+    srv->accept_resume = evtimer_new(gw->base, on_accept_resume, srv);
+    if (srv->conns == NULL || srv->accept_resume == NULL) {
         snprintf(err, errlen, "out of memory");
         goto failed;
     }
@@ -299,6 +388,7 @@ agw_server_start(struct agw_gateway *gw, char *err, size_t errlen)
     }
     apply_limits(srv->http, gw->cfg);
     evhttp_set_gencb(srv->http, route, srv);
+    evhttp_set_bevcb(srv->http, agw_conns_bevcb, srv->conns);
     srv->listener = evhttp_bind_socket_with_handle(srv->http, host,
                                                    (ev_uint16_t)port);
     if (srv->listener == NULL) {
@@ -306,6 +396,9 @@ agw_server_start(struct agw_gateway *gw, char *err, size_t errlen)
                  evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
         goto failed;
     }
+    evconnlistener_set_error_cb(evhttp_bound_socket_get_listener(srv->listener),
+                                on_accept_error);
+    register_server(srv, true);
     log_info("listening on %s:%d", host, bound_port(srv->listener));
     printf("listening %s:%d\n", host, bound_port(srv->listener));
     fflush(stdout);
@@ -320,6 +413,8 @@ void
 agw_server_reconfigure(struct agw_server *srv, const struct agw_config *cfg)
 {
     apply_limits(srv->http, cfg);
+    agw_conns_set_limits(srv->conns, cfg->client_timeout_ms,
+                         (size_t)cfg->max_clients);
 }
 
 void
@@ -331,11 +426,21 @@ agw_server_stop_accepting(struct agw_server *srv)
     }
 }
 
+size_t
+agw_server_connections(const struct agw_server *srv)
+{
+    return agw_conns_count(srv->conns);
+}
+
 void
 agw_server_free(struct agw_server *srv)
 {
     if (srv == NULL) {
         return;
+    }
+    register_server(srv, false);
+    if (srv->accept_resume != NULL) {
+        event_free(srv->accept_resume);
     }
     if (srv->http != NULL) {
         evhttp_free(srv->http); /* closes connections: before conns go */

@@ -22,6 +22,9 @@ void agw_server_reconfigure(struct agw_server *srv,
 /* Stops accepting new connections; answered ones finish. */
 void agw_server_stop_accepting(struct agw_server *srv);
 
+/* Caller connections open now. */
+size_t agw_server_connections(const struct agw_server *srv);
+
 void agw_server_free(struct agw_server *srv);
 
 #endif

@@ -119,10 +119,13 @@ def slow_call_drains(h):
     gw = H.Gateway(h, sb)
     ka = KeepAlive(gw.port)
     ka2 = KeepAlive(gw.port)
+    ka3 = KeepAlive(gw.port)
     t.eq(ka.request("GET", "/readyz").status, 200,
          "before SIGTERM: /readyz 200 on a kept-alive connection")
     t.eq(ka2.request("GET", "/healthz").status, 200,
          "before SIGTERM: a second kept-alive connection open")
+    t.eq(ka3.request("GET", "/healthz").status, 200,
+         "before SIGTERM: a third kept-alive connection open")
     sb.faults(latency_ms=1500)
     t0 = time.monotonic()
     threads, res, done_at = start_calls([lambda: gw.create(
@@ -156,7 +159,11 @@ def slow_call_drains(h):
     t.check("shutting down" in str((r.json or {}).get("message", "")),
             "the 503 says the gateway is shutting down", r.short())
     H.check_create_headers(t, r, "drain 503")
-    t.eq(ka.request("GET", "/healthz").status, 200,
+    # Answers while draining say Connection: close (callers should go
+    # elsewhere), so each open connection serves one more request.
+    t.eq((r.headers.get("connection") or "").lower(), "close",
+         "a create answered while draining says Connection: close")
+    t.eq(ka3.request("GET", "/healthz").status, 200,
          "while draining: /healthz still 200 (the process serves)")
     t.check(gw.proc.alive(), "still running while the slow call is in "
             "flight", "")
