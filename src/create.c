@@ -484,6 +484,27 @@ acquire_slot(struct agw_call *call)
     rl->ops->acquire(rl, max_wait, on_slot, call);
 }
 
+/* The claim was free: its last holder may have stored an answer between
+ * our miss and our claim, so look once more before calling upstream. */
+static void
+on_lead_lookup(enum agw_store_result result, int status, const char *body,
+               size_t len, void *arg)
+{
+    struct agw_call *call = arg;
+    struct agw_response resp = {
+        .status = status,
+        .body = (char *)body,
+        .len = len,
+        .retry_after_s = -1,
+    };
+
+    if (result == AGW_STORE_HIT) {
+        finish(call, &resp, "HIT");
+        return;
+    }
+    acquire_slot(call);
+}
+
 static void
 on_fleet(enum agw_fleet_outcome outcome, const struct agw_response *resp,
          void *arg)
@@ -498,6 +519,11 @@ on_fleet(enum agw_fleet_outcome outcome, const struct agw_response *resp,
         return;
     case AGW_FLEET_LEAD:
         call->fleet_leader = true;
+        if (!call->no_cache) {
+            call->gw->store->ops->get(call->gw->store, call->create.dedupe_key,
+                                      on_lead_lookup, call);
+            return;
+        }
         break;
     default:
         rlog_debug(call->request_id, "fleet single flight unavailable: "
