@@ -54,6 +54,11 @@ struct agw_call {
     bool no_cache;
     bool in_transit; /* let go by the limiter's departure guard */
     bool queued;     /* waiting on a rate-limit timer */
+    /* Store lookups and limiter requests have no cancel: a call answered
+     * (deadline, shutdown) while one is out stays allocated until its
+     * callback comes back and sees `answered`. */
+    int async_out;
+    bool answered;
     int64_t attempt_start_us;
     struct event *timer;    /* rate-limit wait or retry backoff */
     struct event *deadline; /* leaders only */
@@ -121,7 +126,16 @@ log_access(const struct agw_call *call, int status, const char *cache)
     agw_log_access(&access);
 }
 
-/* Sends RESP to this call's caller, logs the access line, frees CALL. */
+static void
+release(struct agw_call *call)
+{
+    agw_config_unref(call->cfg);
+    agw_create_clear(&call->create);
+    free(call);
+}
+
+/* Sends RESP to this call's caller, logs the access line, frees CALL
+ * (later, if an async request of it is still out). */
 static void
 answer(struct agw_call *call, const struct agw_response *resp,
        const char *cache)
@@ -136,9 +150,32 @@ answer(struct agw_call *call, const struct agw_response *resp,
     agw_reply_send(call->req, resp);
     call->gw->inflight--;
     agw_metrics_gauge_add(AGW_M_INFLIGHT, -1);
-    agw_config_unref(call->cfg);
-    agw_create_clear(&call->create);
-    free(call);
+    call->answered = true;
+    if (call->async_out == 0) {
+        release(call);
+    }
+}
+
+/* Marks an async store or limiter request as sent. */
+static void
+async_begin(struct agw_call *call)
+{
+    call->async_out++;
+}
+
+/* Its callback came back: false when the call was answered meanwhile
+ * (and is now freed), so the callback must stop. */
+static bool
+async_end(struct agw_call *call)
+{
+    call->async_out--;
+    if (!call->answered) {
+        return true;
+    }
+    if (call->async_out == 0) {
+        release(call);
+    }
+    return false;
 }
 
 static void
@@ -453,6 +490,9 @@ on_slot(bool granted, int64_t wait_us, void *arg)
     struct agw_call *call = arg;
     int retry_after_s;
 
+    if (!async_end(call)) {
+        return;
+    }
     if (!granted) {
         agw_metrics_inc(AGW_M_RATELIMIT_REJECTED);
         retry_after_s = (int)((wait_us + US_PER_S - 1) / US_PER_S);
@@ -481,6 +521,7 @@ acquire_slot(struct agw_call *call)
     if (left < max_wait) {
         max_wait = left;
     }
+    async_begin(call);
     rl->ops->acquire(rl, max_wait, on_slot, call);
 }
 
@@ -497,6 +538,10 @@ on_lead_lookup(enum agw_store_result result, int status, const char *body,
         .len = len,
         .retry_after_s = -1,
     };
+
+    if (!async_end(call)) {
+        return;
+    }
 
     if (result == AGW_STORE_HIT) {
         finish(call, &resp, "HIT");
@@ -520,6 +565,7 @@ on_fleet(enum agw_fleet_outcome outcome, const struct agw_response *resp,
     case AGW_FLEET_LEAD:
         call->fleet_leader = true;
         if (!call->no_cache) {
+            async_begin(call);
             call->gw->store->ops->get(call->gw->store, call->create.dedupe_key,
                                       on_lead_lookup, call);
             return;
@@ -557,6 +603,10 @@ on_lookup(enum agw_store_result result, int status, const char *body,
         .retry_after_s = -1,
     };
 
+    if (!async_end(call)) {
+        return;
+    }
+
     if (result == AGW_STORE_HIT) {
         agw_metrics_count_cache(AGW_CACHE_HIT);
         finish(call, &resp, "HIT");
@@ -592,6 +642,7 @@ lead(struct agw_call *call)
         join_fleet(call);
         return;
     }
+    async_begin(call);
     gw->store->ops->get(gw->store, call->create.dedupe_key, on_lookup, call);
 }
 

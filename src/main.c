@@ -173,6 +173,7 @@ on_sighup(evutil_socket_t sig, short what, void *arg)
     }
     agw_upstream_reconfigure(d->gw.upstream, next);
     d->gw.limiter->ops->reconfigure(d->gw.limiter, next->rate, next->burst);
+    agw_limiter_fleet_reload(d->gw.limiter, next);
     agw_server_reconfigure(d->server, next);
     agw_config_unref(d->cfg);
     d->cfg = next;

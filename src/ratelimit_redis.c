@@ -165,7 +165,7 @@ struct op {
     bool cancelled;
     bool listed; /* in f->acquiring */
     int nkeys, nargs;
-    const char *keys[2]; /* f's strings */
+    const char *keys[2];     /* f's strings */
     char args[MAX_ARGS][40]; /* numbers, or the 32-character id */
     struct op *prev, *next;
 };
@@ -314,8 +314,7 @@ set_shared(struct limiter_fleet *f, bool shared, const char *why)
 
 /* ------------------------------------------------------ script calls */
 
-static void on_op_reply(struct redisReply *reply, const char *error,
-                        void *arg);
+static void on_op_reply(struct redisReply *reply, const char *error, void *arg);
 
 static struct op *
 op_new(struct limiter_fleet *f, struct script *script,
@@ -397,11 +396,11 @@ on_loaded(struct redisReply *reply, const char *error, void *arg)
     struct script *s = arg;
 
     if (reply == NULL || reply->type != REDIS_REPLY_STRING) {
-        log_warn("ratelimit: SCRIPT LOAD of the %s script failed: %s",
-                 s->name, failure_text(reply, error));
+        log_warn("ratelimit: SCRIPT LOAD of the %s script failed: %s", s->name,
+                 failure_text(reply, error));
     } else if (reply->len != 40 || memcmp(reply->str, s->sha, 40) != 0) {
-        log_warn("ratelimit: Redis names the %s script %.40s, not %s",
-                 s->name, reply->str, s->sha);
+        log_warn("ratelimit: Redis names the %s script %.40s, not %s", s->name,
+                 reply->str, s->sha);
     }
 }
 
@@ -532,8 +531,7 @@ acquire_done(struct op *op, const redisReply *reply, const char *error)
         set_shared(f, false, "Redis did not answer the rate-limit script");
         if (!op->cancelled) {
             /* Time already spent waiting for Redis counts. */
-            fallback_acquire(f,
-                             op->max_wait_us - (agw_now_us() - op->sent_us),
+            fallback_acquire(f, op->max_wait_us - (agw_now_us() - op->sent_us),
                              op->cb, op->arg);
         }
         return;
@@ -562,8 +560,7 @@ gcra_op(struct limiter_fleet *f, int64_t max_wait_us,
              (long long)f->shadow.interval_us);
     snprintf(op->args[1], sizeof(op->args[1]), "%lld",
              (long long)f->shadow.tolerance_us);
-    snprintf(op->args[2], sizeof(op->args[2]), "%lld",
-             (long long)max_wait_us);
+    snprintf(op->args[2], sizeof(op->args[2]), "%lld", (long long)max_wait_us);
     op->max_wait_us = max_wait_us;
     return op;
 }
@@ -881,9 +878,8 @@ fleet_init(struct limiter_fleet *f, struct event_base *base,
     f->heartbeat_timer = evtimer_new(base, on_heartbeat_timer, f);
     f->poll_timer = evtimer_new(base, on_poll_timer, f);
     if (f->key_tat == NULL || f->key_pause == NULL || f->key_hb == NULL ||
-        f->guard == NULL || f->fallback == NULL ||
-        f->heartbeat_timer == NULL || f->poll_timer == NULL ||
-        !script_init(&f->gcra, "GCRA", gcra_lua) ||
+        f->guard == NULL || f->fallback == NULL || f->heartbeat_timer == NULL ||
+        f->poll_timer == NULL || !script_init(&f->gcra, "GCRA", gcra_lua) ||
         !script_init(&f->pause, "pause", pause_lua) ||
         !script_init(&f->heartbeat, "heartbeat", heartbeat_lua)) {
         return false;
