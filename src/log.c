@@ -311,7 +311,7 @@ agw_log_access(const struct agw_access *a)
     char msg[MSG_MAX];
     char ts[40];
 
-    if (agw_log_level < AGW_LOG_INFO) {
+    if (agw_log_level < (a->probe ? AGW_LOG_DEBUG : AGW_LOG_INFO)) {
         return;
     }
     format_time(ts, sizeof(ts));

@@ -55,6 +55,7 @@ struct agw_access {
     double upstream_ms;      /* time in upstream attempts */
     double wait_ms;          /* rate-limit wait */
     double total_ms;
+    bool probe; /* health check or scrape: logged at debug level only */
 };
 void agw_log_access(const struct agw_access *a);
 

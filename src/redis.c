@@ -24,6 +24,7 @@
 #include <hiredis/hiredis.h>
 
 #include "log.h"
+#include "metrics.h"
 #include "util.h"
 
 #define DEFAULT_PORT 6379
@@ -642,6 +643,7 @@ on_reply(redisAsyncContext *ac, void *reply, void *privdata)
         lose(r, ac_error(ac, "connection lost"), false);
     } else {
         r->rtt_us = (long)(agw_now_us() - c->sent_us);
+        agw_metrics_observe(AGW_M_REDIS_RTT, (double)r->rtt_us / 1e6);
         pending_unlink(r, c);
         complete(c, reply, NULL);
     }

@@ -88,8 +88,63 @@ server_of_listener(struct evconnlistener *lev)
     return srv;
 }
 
+static const char *
+method_name(struct evhttp_request *req)
+{
+    switch (evhttp_request_get_command(req)) {
+    case EVHTTP_REQ_GET:
+        return "GET";
+    case EVHTTP_REQ_POST:
+        return "POST";
+    case EVHTTP_REQ_HEAD:
+        return "HEAD";
+    case EVHTTP_REQ_PUT:
+        return "PUT";
+    case EVHTTP_REQ_DELETE:
+        return "DELETE";
+    case EVHTTP_REQ_PATCH:
+        return "PATCH";
+    case EVHTTP_REQ_OPTIONS:
+        return "OPTIONS";
+    default:
+        return "OTHER";
+    }
+}
+
+/* The access line of an answer not to a create call (those log their
+ * own); health checks and scrapes only at debug. Before sending: evhttp
+ * may free REQ inside the send. */
 static void
-reply_json_text(struct evhttp_request *req, int status, const char *json)
+note(struct evhttp_request *req, const char *rid, int status)
+{
+    const char *path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));
+    struct agw_access a = {
+        .request_id = rid,
+        .caller = "-",
+        .business_id = "-",
+        .method = method_name(req),
+        .path = evhttp_request_get_uri(req),
+        .status = status,
+        .cache = "-",
+        .probe = path != NULL && (strcmp(path, "/healthz") == 0 ||
+                                  strcmp(path, "/readyz") == 0 ||
+                                  strcmp(path, "/metrics") == 0),
+    };
+
+    agw_log_access(&a);
+}
+
+static void
+reply_error(struct evhttp_request *req, const char *rid, int status, int code,
+            const char *message)
+{
+    note(req, rid, status);
+    agw_reply_error(req, status, code, message);
+}
+
+static void
+reply_json_text(struct evhttp_request *req, const char *rid, int status,
+                const char *json)
 {
     struct agw_response resp = {
         .status = status,
@@ -98,17 +153,19 @@ reply_json_text(struct evhttp_request *req, int status, const char *json)
         .retry_after_s = -1,
     };
 
+    note(req, rid, status);
     agw_reply_send(req, &resp);
 }
 
 static void
-reply_method_not_allowed(struct evhttp_request *req, const char *allow)
+reply_method_not_allowed(struct evhttp_request *req, const char *rid,
+                         const char *allow)
 {
     char message[96];
 
     snprintf(message, sizeof(message), "method not allowed; use %s", allow);
     evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", allow);
-    agw_reply_error(req, 405, AGW_CODE_INVALID_ARGUMENT, message);
+    reply_error(req, rid, 405, AGW_CODE_INVALID_ARGUMENT, message);
 }
 
 static int
@@ -120,35 +177,37 @@ is_get(struct evhttp_request *req)
 }
 
 static void
-handle_healthz(struct agw_server *srv, struct evhttp_request *req)
+handle_healthz(struct agw_server *srv, struct evhttp_request *req,
+               const char *rid)
 {
     if (!is_get(req)) {
-        reply_method_not_allowed(req, "GET, HEAD");
+        reply_method_not_allowed(req, rid, "GET, HEAD");
         return;
     }
-    reply_json_text(req, 200, "{\"status\":\"ok\"}");
+    reply_json_text(req, rid, 200, "{\"status\":\"ok\"}");
 }
 
 static void
-handle_readyz(struct agw_server *srv, struct evhttp_request *req)
+handle_readyz(struct agw_server *srv, struct evhttp_request *req,
+              const char *rid)
 {
     if (!is_get(req)) {
-        reply_method_not_allowed(req, "GET, HEAD");
+        reply_method_not_allowed(req, rid, "GET, HEAD");
         return;
     }
     if (srv->gw->draining) {
-        reply_json_text(req, 503,
+        reply_json_text(req, rid, 503,
                         "{\"status\":\"unavailable\",\"reason\":\"draining\"}");
         return;
     }
     if (srv->gw->redis == NULL) {
-        reply_json_text(req, 200, "{\"status\":\"ready\",\"store\":\"memory\"}");
+        reply_json_text(req, rid, 200, "{\"status\":\"ready\",\"store\":\"memory\"}");
     } else if (agw_redis_is_up(srv->gw->redis) &&
                agw_redis_is_up(srv->gw->redis_sub)) {
-        reply_json_text(req, 200, "{\"status\":\"ready\",\"store\":\"redis\"}");
+        reply_json_text(req, rid, 200, "{\"status\":\"ready\",\"store\":\"redis\"}");
     } else {
         /* Still doing its job, on the local fallback (SPEC §4). */
-        reply_json_text(req, 200,
+        reply_json_text(req, rid, 200,
                         "{\"status\":\"degraded\",\"store\":\"redis\","
                         "\"reason\":\"redis unreachable: local dedupe and "
                         "rate limit\"}");
@@ -156,12 +215,13 @@ handle_readyz(struct agw_server *srv, struct evhttp_request *req)
 }
 
 static void
-handle_metrics(struct agw_server *srv, struct evhttp_request *req)
+handle_metrics(struct agw_server *srv, struct evhttp_request *req,
+               const char *rid)
 {
     struct evbuffer *buf;
 
     if (!is_get(req)) {
-        reply_method_not_allowed(req, "GET, HEAD");
+        reply_method_not_allowed(req, rid, "GET, HEAD");
         return;
     }
     buf = evbuffer_new();
@@ -169,12 +229,13 @@ handle_metrics(struct agw_server *srv, struct evhttp_request *req)
         if (buf != NULL) {
             evbuffer_free(buf);
         }
-        agw_reply_error(req, 503, AGW_CODE_UNAVAILABLE, "out of memory");
+        reply_error(req, rid, 503, AGW_CODE_UNAVAILABLE, "out of memory");
         return;
     }
     evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
                       AGW_METRICS_CONTENT_TYPE);
     agw_metrics_count_request(200);
+    note(req, rid, 200);
     evhttp_send_reply(req, 200, "OK", buf);
     evbuffer_free(buf);
 }
@@ -225,14 +286,14 @@ route(struct evhttp_request *req, void *arg)
         agw_reply_request_id(req, request_id);
         evhttp_add_header(evhttp_request_get_output_headers(req), "Connection",
                           "close");
-        agw_reply_error(req, 503, AGW_CODE_UNAVAILABLE,
+        reply_error(req, request_id, 503, AGW_CODE_UNAVAILABLE,
                         "too many connections; try again later");
         return;
     }
     if (match_create_path(path, business_id, sizeof(business_id))) {
         if (evhttp_request_get_command(req) != EVHTTP_REQ_POST) {
             agw_reply_request_id(req, request_id);
-            reply_method_not_allowed(req, "POST");
+            reply_method_not_allowed(req, request_id, "POST");
             return;
         }
         agw_create_handle(srv->gw, req, business_id);
@@ -240,14 +301,14 @@ route(struct evhttp_request *req, void *arg)
     }
     agw_reply_request_id(req, request_id);
     if (strcmp(path, "/healthz") == 0) {
-        handle_healthz(srv, req);
+        handle_healthz(srv, req, request_id);
     } else if (strcmp(path, "/readyz") == 0) {
-        handle_readyz(srv, req);
+        handle_readyz(srv, req, request_id);
     } else if (strcmp(path, "/metrics") == 0) {
-        handle_metrics(srv, req);
+        handle_metrics(srv, req, request_id);
     } else {
         snprintf(message, sizeof(message), "no route for %.100s", path);
-        agw_reply_error(req, 404, AGW_CODE_NOT_FOUND, message);
+        reply_error(req, request_id, 404, AGW_CODE_NOT_FOUND, message);
     }
 }
 
