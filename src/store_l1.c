@@ -50,7 +50,7 @@ struct store_l1 {
 
     pthread_mutex_t lock; /* guards everything below */
     struct entry **buckets;
-    size_t nbuckets; /* a power of two */
+    size_t nbuckets;   /* a power of two */
     struct entry *mru; /* head of the LRU list */
     struct entry *lru; /* tail: evicted first */
     /* Bumped by every put: a fill whose lookup started before a put may
@@ -128,8 +128,7 @@ slot_of(struct store_l1 *l1, const char *key, uint64_t hash)
 {
     struct entry **p = &l1->buckets[hash & (l1->nbuckets - 1)];
 
-    while (*p != NULL &&
-           ((*p)->hash != hash || strcmp((*p)->data, key) != 0)) {
+    while (*p != NULL && ((*p)->hash != hash || strcmp((*p)->data, key) != 0)) {
         p = &(*p)->chain;
     }
     return p;
@@ -293,8 +292,7 @@ take_hit(struct store_l1 *l1, const char *key, uint64_t hash)
 }
 
 static void
-l1_get(struct agw_store *store, const char *key, agw_store_get_cb cb,
-       void *arg)
+l1_get(struct agw_store *store, const char *key, agw_store_get_cb cb, void *arg)
 {
     struct store_l1 *l1 = l1_of(store);
     uint64_t hash;
