@@ -1,12 +1,10 @@
 /*
- * auth.c - the clients file (INI via inih, fed by our own line reader for
- * line numbers) and the constant-time check of a caller's Bearer token.
+ * auth.c - the clients file (INI via inih, read through inifile.c for line
+ * numbers) and the constant-time check of a caller's Bearer token.
  */
 #include "auth.h"
 
 #include <ctype.h>
-#include <errno.h>
-#include <fcntl.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -14,18 +12,15 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
-#include <ini.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 
+#include "inifile.h"
 #include "log.h"
 #include "util.h"
 
 #define CLIENTS_MAX_BYTES (1024 * 1024)
-/* inih's line buffer also holds "\r\n\0"; longer lines it would split. */
-#define LINE_MAX_CHARS (INI_MAX_LINE - 3)
 #define HASH_LEN 32
 #define UUID_LEN 36
 #define KEY_HASH "token_sha256"
@@ -54,13 +49,9 @@ struct agw_auth {
 struct load_ctx {
     struct agw_auth *auth;
     const char *path;
-    const char *buf; /* the file's bytes */
-    size_t len, pos;
-    int lineno; /* of the line the reader last handed to inih */
+    struct agw_ini_reader rd; /* also the first problem and its line */
     char *err;
     size_t errlen;
-    bool failed;
-    int err_line;
 };
 
 /* ------------------------------------------------------------ errors */
@@ -79,12 +70,7 @@ fail(struct load_ctx *ctx, int line, const struct caller *c, const char *key,
     char what[256];
     va_list ap;
 
-    if (ctx->failed) {
-        return;
-    }
-    ctx->failed = true;
-    ctx->err_line = line;
-    if (ctx->errlen == 0) {
+    if (!agw_ini_first_problem(&ctx->rd, line) || ctx->errlen == 0) {
         return;
     }
     if (line > 0) {
@@ -168,7 +154,7 @@ grow_callers(struct load_ctx *ctx)
     }
     more = realloc(a->callers, cap * sizeof(*more));
     if (more == NULL) {
-        fail(ctx, ctx->lineno, NULL, NULL, "out of memory");
+        fail(ctx, ctx->rd.lineno, NULL, NULL, "out of memory");
         return false;
     }
     a->callers = more;
@@ -176,10 +162,14 @@ grow_callers(struct load_ctx *ctx)
     return true;
 }
 
-/* A "[name]" line (P, N bytes, starting with '['): a new caller. */
+/*
+ * A "[name]" line (P, N bytes, starting with '['): a new caller. The
+ * reader calls this for every such line, also one with no keys below it.
+ */
 static bool
-start_caller(struct load_ctx *ctx, const char *p, size_t n)
+start_caller(void *user, const char *p, size_t n)
 {
+    struct load_ctx *ctx = user;
     const char *close = memchr(p, ']', n);
     size_t len;
     struct caller *c, *dup;
@@ -190,7 +180,7 @@ start_caller(struct load_ctx *ctx, const char *p, size_t n)
     len = (size_t)(close - p - 1);
     if (!name_ok(p + 1, len) ||
         !rest_ok(close + 1, (size_t)(p + n - close - 1))) {
-        fail(ctx, ctx->lineno, NULL, NULL,
+        fail(ctx, ctx->rd.lineno, NULL, NULL,
              "a caller section is [name], the name 1 to %d characters of "
              "A-Z a-z 0-9 . _ : -",
              AGW_AUTH_NAME_MAX);
@@ -198,7 +188,7 @@ start_caller(struct load_ctx *ctx, const char *p, size_t n)
     }
     dup = find_caller(ctx->auth, p + 1, len);
     if (dup != NULL) {
-        fail(ctx, ctx->lineno, dup, NULL,
+        fail(ctx, ctx->rd.lineno, dup, NULL,
              "duplicate caller name (first on line %d)", dup->line);
         return false;
     }
@@ -209,7 +199,7 @@ start_caller(struct load_ctx *ctx, const char *p, size_t n)
     memset(c, 0, sizeof(*c));
     memcpy(c->name, p + 1, len);
     c->name[len] = '\0';
-    c->line = ctx->lineno;
+    c->line = ctx->rd.lineno;
     return true;
 }
 
@@ -254,32 +244,32 @@ set_hash(struct load_ctx *ctx, struct caller *c, const char *value)
     const struct agw_auth *a = ctx->auth;
 
     if (c->hash_line != 0) {
-        fail(ctx, ctx->lineno, c, KEY_HASH,
+        fail(ctx, ctx->rd.lineno, c, KEY_HASH,
              "duplicate key (first set on line %d)", c->hash_line);
         return false;
     }
     if (!decode_hash(value, c->hash)) {
-        fail(ctx, ctx->lineno, c, KEY_HASH,
+        fail(ctx, ctx->rd.lineno, c, KEY_HASH,
              "must be 64 hex digits: the SHA-256 of the token "
              "(printf %%s \"$TOKEN\" | sha256sum), never the token itself");
         return false;
     }
     if (strcasecmp(value, empty_sha256) == 0) {
-        fail(ctx, ctx->lineno, c, KEY_HASH,
+        fail(ctx, ctx->rd.lineno, c, KEY_HASH,
              "is the SHA-256 of an empty token (was the token unset?)");
         return false;
     }
     for (size_t i = 0; i + 1 < a->n; i++) {
         if (a->callers[i].hash_line != 0 &&
             memcmp(a->callers[i].hash, c->hash, HASH_LEN) == 0) {
-            fail(ctx, ctx->lineno, c, KEY_HASH,
+            fail(ctx, ctx->rd.lineno, c, KEY_HASH,
                  "same token as caller [%s] (line %d); each caller needs "
                  "its own",
                  a->callers[i].name, a->callers[i].hash_line);
             return false;
         }
     }
-    c->hash_line = ctx->lineno;
+    c->hash_line = ctx->rd.lineno;
     return true;
 }
 
@@ -291,7 +281,7 @@ add_business(struct load_ctx *ctx, struct caller *c, const char *id)
         char(*more)[UUID_LEN + 1] = realloc(c->businesses, cap * sizeof(*more));
 
         if (more == NULL) {
-            fail(ctx, ctx->lineno, c, KEY_BUSINESSES, "out of memory");
+            fail(ctx, ctx->rd.lineno, c, KEY_BUSINESSES, "out of memory");
             return false;
         }
         c->businesses = more;
@@ -312,13 +302,13 @@ add_item(struct load_ctx *ctx, struct caller *c, const char *p, size_t len,
     char id[UUID_LEN + 1];
 
     if (len == 0) {
-        fail(ctx, ctx->lineno, c, KEY_BUSINESSES,
+        fail(ctx, ctx->rd.lineno, c, KEY_BUSINESSES,
              "item %d is empty (a stray comma?)", nth);
         return false;
     }
     if (len == 1 && p[0] == '*') {
         if (c->nbusinesses > 0 || c->all) {
-            fail(ctx, ctx->lineno, c, KEY_BUSINESSES,
+            fail(ctx, ctx->rd.lineno, c, KEY_BUSINESSES,
                  "* allows every business and must stand alone");
             return false;
         }
@@ -326,7 +316,7 @@ add_item(struct load_ctx *ctx, struct caller *c, const char *p, size_t len,
         return true;
     }
     if (c->all) {
-        fail(ctx, ctx->lineno, c, KEY_BUSINESSES,
+        fail(ctx, ctx->rd.lineno, c, KEY_BUSINESSES,
              "* allows every business and must stand alone");
         return false;
     }
@@ -335,7 +325,7 @@ add_item(struct load_ctx *ctx, struct caller *c, const char *p, size_t len,
         id[len] = '\0';
     }
     if (len != UUID_LEN || !agw_is_uuid(id)) {
-        fail(ctx, ctx->lineno, c, KEY_BUSINESSES,
+        fail(ctx, ctx->rd.lineno, c, KEY_BUSINESSES,
              "item %d is not a business id (a UUID: 8-4-4-4-12 hex digits) "
              "nor *",
              nth);
@@ -351,12 +341,12 @@ add_businesses(struct load_ctx *ctx, struct caller *c, const char *value)
     int nth = 1;
 
     if (value[0] == '\0') {
-        fail(ctx, ctx->lineno, c, KEY_BUSINESSES,
+        fail(ctx, ctx->rd.lineno, c, KEY_BUSINESSES,
              "must list business ids, or be * for every business");
         return false;
     }
     if (c->businesses_line == 0) {
-        c->businesses_line = ctx->lineno;
+        c->businesses_line = ctx->rd.lineno;
     }
     for (;;) {
         const char *comma = strchr(p, ',');
@@ -387,11 +377,12 @@ on_key(void *user, const char *section, const char *name, const char *value)
     struct caller *c = current(ctx);
 
     (void)section; /* inih truncates long names: ours come from the reader */
-    if (ctx->failed) {
+    if (ctx->rd.failed) {
         return 0;
     }
     if (c == NULL) {
-        fail(ctx, ctx->lineno, NULL, name, "key outside any [caller] section");
+        fail(ctx, ctx->rd.lineno, NULL, name,
+             "key outside any [caller] section");
         return 0;
     }
     if (strcmp(name, KEY_HASH) == 0) {
@@ -400,79 +391,25 @@ on_key(void *user, const char *section, const char *name, const char *value)
     if (strcmp(name, KEY_BUSINESSES) == 0) {
         return add_businesses(ctx, c, value);
     }
-    fail(ctx, ctx->lineno, c, name,
+    fail(ctx, ctx->rd.lineno, c, name,
          "unknown key (a caller has " KEY_HASH " and " KEY_BUSINESSES ")");
     return 0;
 }
 
-/* What inih would silently mangle (long lines, NUL bytes) is refused. */
-static bool
-line_ok(struct load_ctx *ctx, const char *p, size_t n, int num)
+/* The reader's own problems, reported as the loader's. */
+static void
+reader_problem(void *user, int line, const char *problem)
 {
-    if (memchr(p, '\0', n) != NULL) {
-        fail(ctx, ctx->lineno, NULL, NULL, "NUL byte in line");
-        return false;
-    }
-    if (n > LINE_MAX_CHARS || n >= (size_t)num) {
-        fail(ctx, ctx->lineno, NULL, NULL, "line longer than %d characters",
-             LINE_MAX_CHARS);
-        return false;
-    }
-    return true;
-}
-
-/*
- * inih's fgets-style reader over the file in memory: counts lines
- * (Debian's inih has no INI_HANDLER_LINENO), drops a BOM and leading
- * blanks (so an indented key never continues the previous value) and
- * sees every [name] line, also one with no keys below it.
- */
-static char *
-next_line(char *str, int num, void *stream)
-{
-    struct load_ctx *ctx = stream;
-    const char *p = ctx->buf + ctx->pos;
-    const char *end = ctx->buf + ctx->len;
-    const char *nl;
-    size_t n;
-
-    if (ctx->failed || p >= end) {
-        return NULL;
-    }
-    nl = memchr(p, '\n', (size_t)(end - p));
-    n = nl != NULL ? (size_t)(nl - p) : (size_t)(end - p);
-    ctx->pos += n + (nl != NULL);
-    if (ctx->lineno++ == 0 && n >= 3 && memcmp(p, "\xef\xbb\xbf", 3) == 0) {
-        p += 3;
-        n -= 3;
-    }
-    while (n > 0 && (*p == ' ' || *p == '\t')) {
-        p++;
-        n--;
-    }
-    if (!line_ok(ctx, p, n, num) ||
-        (n > 0 && p[0] == '[' && !start_caller(ctx, p, n))) {
-        return NULL;
-    }
-    memcpy(str, p, n);
-    str[n] = '\0';
-    return str;
+    fail(user, line, NULL, NULL, "%s", problem);
 }
 
 static bool
 parse_text(struct load_ctx *ctx)
 {
-    int rc = ini_parse_stream(next_line, ctx, on_key, ctx);
-
-    /* inih reports the first bad line, be it its syntax or our handler. */
-    if (rc > 0 && (!ctx->failed || rc < ctx->err_line)) {
-        ctx->failed = false;
-        fail(ctx, rc, NULL, NULL,
-             "syntax error: expected [name] or key = value");
-    } else if (rc < 0 && !ctx->failed) {
-        fail(ctx, 0, NULL, NULL, "inih failed (%d)", rc);
-    }
-    return !ctx->failed;
+    ctx->rd.report = reader_problem;
+    ctx->rd.section = start_caller;
+    ctx->rd.user = ctx;
+    return agw_ini_parse(&ctx->rd, on_key, "[name] or key = value");
 }
 
 static bool
@@ -521,29 +458,19 @@ check_mode(const struct load_ctx *ctx, mode_t mode)
 }
 
 static bool
-read_file(struct load_ctx *ctx, char *buf, size_t *len)
+read_file(struct load_ctx *ctx, char **buf)
 {
-    /* O_NONBLOCK: opening a FIFO must not hang start-up or a reload. */
-    int fd = open(ctx->path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-    struct stat st;
-    ssize_t n = -1;
+    char why[256];
+    mode_t mode = 0;
 
-    if (fd < 0) {
-        fail(ctx, 0, NULL, NULL, "cannot read: %s", strerror(errno));
+    if (!agw_ini_read_file(ctx->path, CLIENTS_MAX_BYTES, buf, &ctx->rd.len,
+                           &mode, why, sizeof(why))) {
+        fail(ctx, 0, NULL, NULL, "%s", why);
         return false;
     }
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        fail(ctx, 0, NULL, NULL, "cannot read: not a regular file");
-    } else if ((n = agw_read_full(fd, buf, CLIENTS_MAX_BYTES + 1)) < 0) {
-        fail(ctx, 0, NULL, NULL, "cannot read: %s", strerror(errno));
-    } else if (n > CLIENTS_MAX_BYTES) {
-        fail(ctx, 0, NULL, NULL, "larger than %d bytes", CLIENTS_MAX_BYTES);
-    } else {
-        check_mode(ctx, st.st_mode);
-    }
-    close(fd);
-    *len = n > 0 ? (size_t)n : 0;
-    return !ctx->failed;
+    ctx->rd.buf = *buf;
+    check_mode(ctx, mode);
+    return true;
 }
 
 /* ------------------------------------------------------------ public */
@@ -552,20 +479,19 @@ struct agw_auth *
 agw_auth_load(const char *path, char *err, size_t errlen)
 {
     struct agw_auth *a = calloc(1, sizeof(*a));
-    char *buf = malloc(CLIENTS_MAX_BYTES + 1);
+    char *buf = NULL;
     struct load_ctx ctx = {
-        .auth = a, .path = path, .buf = buf, .err = err, .errlen = errlen};
+        .auth = a, .path = path, .err = err, .errlen = errlen};
     bool ok;
 
     if (errlen > 0) {
         err[0] = '\0';
     }
-    if (a == NULL || buf == NULL) {
+    if (a == NULL) {
         fail(&ctx, 0, NULL, NULL, "out of memory");
         ok = false;
     } else {
-        ok = read_file(&ctx, buf, &ctx.len) && parse_text(&ctx) &&
-             check_complete(&ctx);
+        ok = read_file(&ctx, &buf) && parse_text(&ctx) && check_complete(&ctx);
     }
     free(buf);
     if (!ok) {

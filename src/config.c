@@ -16,9 +16,9 @@
 #include <unistd.h>
 
 #include <event2/http.h>
-#include <ini.h>
 #include <openssl/crypto.h>
 
+#include "inifile.h"
 #include "log.h"
 #include "util.h"
 #include "redis.h"
@@ -26,8 +26,6 @@
 #define API_KEY_ENV "ASSET_GATEWAY_API_KEY"
 #define API_KEY_MAX 4096
 #define CONFIG_MAX_BYTES (1024 * 1024)
-/* inih's line buffer also holds "\r\n\0"; longer lines it would split. */
-#define LINE_MAX_CHARS (INI_MAX_LINE - 3)
 
 enum key_type { T_STRING, T_INT, T_LONG, T_DOUBLE, T_BOOL, T_ENUM };
 
@@ -62,14 +60,10 @@ struct key_def {
 struct load_ctx {
     struct agw_config *cfg;
     const char *path;
-    const char *buf; /* the file's bytes */
-    size_t len, pos;
-    int lineno; /* of the line the reader last handed to inih */
-    int *lines; /* per key: line that set it, 0 when absent */
+    struct agw_ini_reader rd; /* also the first problem and its line */
+    int *lines;               /* per key: line that set it, 0 when absent */
     char *err;
     size_t errlen;
-    bool failed;
-    int err_line;
 };
 
 static const struct enum_name backend_names[] = {
@@ -543,12 +537,7 @@ fail(struct load_ctx *ctx, int line, const struct key_def *k, const char *fmt,
     char what[512];
     va_list ap;
 
-    if (ctx->failed) {
-        return;
-    }
-    ctx->failed = true;
-    ctx->err_line = line;
-    if (ctx->errlen == 0) {
+    if (!agw_ini_first_problem(&ctx->rd, line) || ctx->errlen == 0) {
         return;
     }
     if (line > 0) {
@@ -571,94 +560,40 @@ key_line(const struct load_ctx *ctx, const struct key_def *k)
     return ctx->lines[k - keys];
 }
 
+/* The reader's own problems, reported as the loader's. */
+static void
+reader_problem(void *user, int line, const char *problem)
+{
+    fail(user, line, NULL, "%s", problem);
+}
+
 static bool
 read_config_file(struct load_ctx *ctx, char **text)
 {
-    FILE *f = fopen(ctx->path, "r");
-    char *buf = malloc(CONFIG_MAX_BYTES + 1);
-    size_t n = 0;
-    int saved = 0;
+    char why[256];
 
-    if (f != NULL && buf != NULL) {
-        n = fread(buf, 1, CONFIG_MAX_BYTES + 1, f);
-        saved = ferror(f) ? errno : 0;
-    } else {
-        saved = errno;
-    }
-    if (f != NULL) {
-        fclose(f);
-    }
-    *text = buf;
-    if (f == NULL || buf == NULL || saved != 0) {
-        fail(ctx, 0, NULL, "cannot read: %s", strerror(saved));
+    if (!agw_ini_read_file(ctx->path, CONFIG_MAX_BYTES, text, &ctx->rd.len,
+                           NULL, why, sizeof(why))) {
+        fail(ctx, 0, NULL, "%s", why);
         return false;
     }
-    if (n > CONFIG_MAX_BYTES) {
-        fail(ctx, 0, NULL, "larger than %d bytes", CONFIG_MAX_BYTES);
-        return false;
-    }
-    ctx->buf = buf;
-    ctx->len = n;
+    ctx->rd.buf = *text;
     return true;
 }
 
-/* What inih would silently mangle (long lines, NUL bytes) or never tell
- * the handler about (an empty unknown section) is refused here. */
+/* inih never tells the handler about an unknown section with no keys. */
 static bool
-line_ok(struct load_ctx *ctx, const char *p, size_t n, int num)
+section_ok(void *user, const char *p, size_t n)
 {
-    const char *close;
+    struct load_ctx *ctx = user;
+    const char *close = memchr(p, ']', n);
 
-    if (memchr(p, '\0', n) != NULL) {
-        fail(ctx, ctx->lineno, NULL, "NUL byte in line");
-        return false;
-    }
-    if (n > LINE_MAX_CHARS || n >= (size_t)num) {
-        fail(ctx, ctx->lineno, NULL, "line longer than %d characters",
-             LINE_MAX_CHARS);
-        return false;
-    }
-    close = n > 0 && p[0] == '[' ? memchr(p, ']', n) : NULL;
     if (close != NULL && !known_section(p + 1, (size_t)(close - p - 1))) {
-        fail(ctx, ctx->lineno, NULL, "unknown section [%.*s]",
+        fail(ctx, ctx->rd.lineno, NULL, "unknown section [%.*s]",
              (int)(close - p - 1), p + 1);
         return false;
     }
     return true;
-}
-
-/*
- * inih's fgets-style reader over the file in memory. Debian's inih is built
- * without INI_HANDLER_LINENO, so this counts lines for the handler. It also
- * drops leading blanks, so an indented key is never taken for a
- * continuation of the previous value.
- */
-static char *
-next_line(char *str, int num, void *stream)
-{
-    struct load_ctx *ctx = stream;
-    const char *p = ctx->buf + ctx->pos;
-    const char *end = ctx->buf + ctx->len;
-    const char *nl;
-    size_t n;
-
-    if (ctx->failed || p >= end) {
-        return NULL;
-    }
-    nl = memchr(p, '\n', (size_t)(end - p));
-    n = nl != NULL ? (size_t)(nl - p) : (size_t)(end - p);
-    ctx->pos += n + (nl != NULL);
-    ctx->lineno++;
-    while (n > 0 && (*p == ' ' || *p == '\t')) {
-        p++;
-        n--;
-    }
-    if (!line_ok(ctx, p, n, num)) {
-        return NULL;
-    }
-    memcpy(str, p, n);
-    str[n] = '\0';
-    return str;
 }
 
 static int
@@ -669,21 +604,21 @@ on_key(void *user, const char *section, const char *name, const char *value)
     char why[256];
 
     if (section[0] == '\0') {
-        fail(ctx, ctx->lineno, NULL, "%s: key outside any [section]", name);
+        fail(ctx, ctx->rd.lineno, NULL, "%s: key outside any [section]", name);
         return 0;
     }
     if (k == NULL) {
-        fail(ctx, ctx->lineno, NULL, "[%s] %s: unknown key", section, name);
+        fail(ctx, ctx->rd.lineno, NULL, "[%s] %s: unknown key", section, name);
         return 0;
     }
     if (key_line(ctx, k) != 0) {
-        fail(ctx, ctx->lineno, k, "duplicate key (first set on line %d)",
+        fail(ctx, ctx->rd.lineno, k, "duplicate key (first set on line %d)",
              key_line(ctx, k));
         return 0;
     }
-    ctx->lines[k - keys] = ctx->lineno;
+    ctx->lines[k - keys] = ctx->rd.lineno;
     if (!set_value(ctx->cfg, k, value, why, sizeof(why))) {
-        fail(ctx, ctx->lineno, k, "%s", why);
+        fail(ctx, ctx->rd.lineno, k, "%s", why);
         return 0;
     }
     return 1;
@@ -692,16 +627,10 @@ on_key(void *user, const char *section, const char *name, const char *value)
 static bool
 parse_text(struct load_ctx *ctx)
 {
-    int rc = ini_parse_stream(next_line, ctx, on_key, ctx);
-
-    /* inih reports the first bad line, be it its syntax or our handler. */
-    if (rc > 0 && (!ctx->failed || rc < ctx->err_line)) {
-        ctx->failed = false;
-        fail(ctx, rc, NULL, "syntax error: expected [section] or key = value");
-    } else if (rc < 0 && !ctx->failed) {
-        fail(ctx, 0, NULL, "inih failed (%d)", rc);
-    }
-    return !ctx->failed;
+    ctx->rd.report = reader_problem;
+    ctx->rd.section = section_ok;
+    ctx->rd.user = ctx;
+    return agw_ini_parse(&ctx->rd, on_key, "[section] or key = value");
 }
 
 static bool
@@ -776,7 +705,7 @@ read_key_bytes(struct load_ctx *ctx, const struct key_def *k, char *buf,
     }
     close(fd);
     *len = n > 0 ? (size_t)n : 0;
-    return !ctx->failed;
+    return !ctx->rd.failed;
 }
 
 static bool
@@ -801,7 +730,7 @@ load_key_file(struct load_ctx *ctx)
         store_key(ctx, buf, len);
     }
     OPENSSL_cleanse(buf, sizeof(buf));
-    return !ctx->failed;
+    return !ctx->rd.failed;
 }
 
 static bool

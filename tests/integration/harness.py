@@ -1,6 +1,7 @@
 """Shared harness for the integration tests: TAP output, loopback ports,
 a temp dir per test file, process management for the real binaries
-(asset-gateway, connectly-sandbox) and small HTTP helpers.
+(asset-gateway, connectly-sandbox) and for redis-server, and small HTTP
+helpers.
 
 Python 3.11 standard library only. Every wait is bounded; every process
 started is stopped (by PID) at the end, also on exceptions.
@@ -656,6 +657,98 @@ class Gateway:
     def get(self, path, headers=None, timeout=10.0):
         return request(self.port, "GET", path, headers=headers,
                        timeout=timeout)
+
+
+# ---------------------------------------------------------------- redis
+
+def _resp_encode(args):
+    out = [b"*%d\r\n" % len(args)]
+    for a in args:
+        a = a if isinstance(a, bytes) else str(a).encode()
+        out.append(b"$%d\r\n%s\r\n" % (len(a), a))
+    return b"".join(out)
+
+
+def _resp_read(f):
+    line = f.readline()
+    if not line:
+        raise OSError("connection closed")
+    kind, rest = line[:1], line[1:-2]
+    if kind == b"+":
+        return rest.decode()
+    if kind == b"-":
+        return RuntimeError(rest.decode())
+    if kind == b":":
+        return int(rest)
+    if kind == b"$":
+        n = int(rest)
+        return None if n < 0 else f.read(n + 2)[:-2]
+    if kind == b"*":
+        n = int(rest)
+        return None if n < 0 else [_resp_read(f) for _ in range(n)]
+    raise OSError("bad reply %r" % line)
+
+
+class Redis:
+    """redis-server on a free loopback port (or PORT), in a directory of
+    its own under the temp dir, without persistence; with PASSWORD it
+    requires AUTH. start() again after stop() is a restarted Redis on the
+    same port, as the gateway sees one after an outage."""
+
+    def __init__(self, h, password=None, port=None):
+        self.h = h
+        self.port = port or free_port()
+        self.password = password
+        self.dir = h.path(h.name("redis-dir-"))
+        os.makedirs(self.dir)
+        self.proc = None
+        self.start()
+
+    def start(self):
+        args = ["redis-server", "--port", self.port, "--bind", "127.0.0.1",
+                "--save", "", "--appendonly", "no", "--dir", self.dir]
+        if self.password:
+            args += ["--requirepass", self.password]
+        self.proc = Proc(self.h, self.h.name("redis"), args)
+        deadline = time.monotonic() + START_TIMEOUT_S
+        last = None
+        while time.monotonic() < deadline:
+            if not self.proc.alive():
+                raise RuntimeError("redis-server exited\n" + self.proc.tail())
+            try:
+                if self.cmd("PING") == "PONG":
+                    return
+            except OSError as e:
+                last = e
+            time.sleep(0.05)
+        raise RuntimeError("redis-server not answering: %s" % last)
+
+    def stop(self):
+        """As Proc.stop(): (exit status, whether SIGKILL was needed)."""
+        return self.proc.stop()
+
+    def cmd(self, *args):
+        """One command on a new connection. The reply: str (status), int,
+        bytes or None (bulk), list (array), or a RuntimeError instance
+        (error reply; returned, not raised)."""
+        with socket.create_connection(("127.0.0.1", self.port),
+                                      timeout=5) as s:
+            f = s.makefile("rb")
+            if self.password:
+                s.sendall(_resp_encode(["AUTH", self.password]))
+                _resp_read(f)
+            s.sendall(_resp_encode(args))
+            return _resp_read(f)
+
+    def keys(self, pattern):
+        """The keys matching PATTERN, as sorted str."""
+        got = self.cmd("KEYS", pattern)
+        return sorted(k.decode() for k in got) if isinstance(got, list) \
+            else []
+
+    def url(self, db=0, password=None):
+        auth = ":%s@" % password if password else ""
+        return "redis://%s127.0.0.1:%d/%d" % (auth, self.port, db)
 
 
 # ------------------------------------------------------- source server

@@ -14,7 +14,6 @@ import collections
 import os
 import random
 import signal
-import socket
 import sys
 import threading
 import time
@@ -33,84 +32,6 @@ READY_WAIT_S = 8.0
 # loaded machine.
 L1_BOUND_S = 1.0
 STALE_SLACK_S = 0.5
-
-
-# ---------------------------------------------------------------- redis
-
-def _resp_encode(args):
-    out = [b"*%d\r\n" % len(args)]
-    for a in args:
-        a = a if isinstance(a, bytes) else str(a).encode()
-        out.append(b"$%d\r\n%s\r\n" % (len(a), a))
-    return b"".join(out)
-
-
-def _resp_read(f):
-    line = f.readline()
-    if not line:
-        raise OSError("connection closed")
-    kind, rest = line[:1], line[1:-2]
-    if kind == b"+":
-        return rest.decode()
-    if kind == b"-":
-        return RuntimeError(rest.decode())
-    if kind == b":":
-        return int(rest)
-    if kind == b"$":
-        n = int(rest)
-        return None if n < 0 else f.read(n + 2)[:-2]
-    if kind == b"*":
-        n = int(rest)
-        return None if n < 0 else [_resp_read(f) for _ in range(n)]
-    raise OSError("bad reply %r" % line)
-
-
-class Redis:
-    """redis-server on a loopback port without persistence, restartable on
-    the same port. (Local helper: harness.py has none for Redis.)"""
-
-    def __init__(self, h):
-        self.h = h
-        self.port = H.free_port()
-        self.dir = h.path(h.name("redis-dir-"))
-        os.makedirs(self.dir)
-        self.proc = None
-        self.start()
-
-    def start(self):
-        self.proc = H.Proc(self.h, self.h.name("redis"), [
-            "redis-server", "--port", self.port, "--bind", "127.0.0.1",
-            "--save", "", "--appendonly", "no", "--dir", self.dir])
-        deadline = time.monotonic() + H.START_TIMEOUT_S
-        last = None
-        while time.monotonic() < deadline:
-            if not self.proc.alive():
-                raise RuntimeError("redis-server exited\n" + self.proc.tail())
-            try:
-                if self.cmd("PING") == "PONG":
-                    return
-            except OSError as e:
-                last = e
-            time.sleep(0.05)
-        raise RuntimeError("redis-server not answering: %s" % last)
-
-    def stop(self):
-        return self.proc.stop()
-
-    def cmd(self, *args):
-        with socket.create_connection(("127.0.0.1", self.port),
-                                      timeout=5) as s:
-            f = s.makefile("rb")
-            s.sendall(_resp_encode(args))
-            return _resp_read(f)
-
-    def keys(self, pattern):
-        got = self.cmd("KEYS", pattern)
-        return sorted(k.decode() for k in got) if isinstance(got, list) \
-            else []
-
-    def url(self):
-        return "redis://127.0.0.1:%d/0" % self.port
 
 
 # -------------------------------------------------------------- helpers
@@ -699,7 +620,7 @@ def main(h):
     t = h.t
     run_id = os.urandom(4).hex()
     prefix = "agwit-%s:" % run_id
-    redis = Redis(h)
+    redis = H.Redis(h)
     sb = H.Sandbox(h)
     gws = [fleet_gateway(h, sb, redis, prefix) for _ in range(3)]
     t.diag("redis on %d, sandbox on %d, gateways on %s, key_prefix %s"

@@ -13,7 +13,6 @@ import collections
 import os
 import re
 import shutil
-import socket
 import sys
 import threading
 import time
@@ -23,80 +22,6 @@ import harness as H  # noqa: E402
 
 INSTANCES = 3
 LONG_WAIT_MS = 20000
-
-
-# ---------------------------------------------------------------- redis
-
-def resp_encode(args):
-    out = [b"*%d\r\n" % len(args)]
-    for a in args:
-        a = a if isinstance(a, bytes) else str(a).encode()
-        out.append(b"$%d\r\n%s\r\n" % (len(a), a))
-    return b"".join(out)
-
-
-def resp_read(f):
-    line = f.readline()
-    if not line:
-        raise OSError("connection closed")
-    kind, rest = line[:1], line[1:-2]
-    if kind == b"+":
-        return rest.decode()
-    if kind == b"-":
-        return RuntimeError(rest.decode())
-    if kind == b":":
-        return int(rest)
-    if kind == b"$":
-        n = int(rest)
-        return None if n < 0 else f.read(n + 2)[:-2]
-    if kind == b"*":
-        n = int(rest)
-        return None if n < 0 else [resp_read(f) for _ in range(n)]
-    raise OSError("bad reply %r" % line)
-
-
-class Redis:
-    """redis-server on a loopback port, in its own directory under the
-    test's temp dir, without persistence (as in test_redis_layer.py).
-    start() again after stop() reuses the port: a restarted Redis."""
-
-    def __init__(self, h):
-        self.h = h
-        self.port = H.free_port()
-        self.dir = h.path(h.name("redis-dir-"))
-        os.makedirs(self.dir)
-        self.proc = None
-        self.start()
-
-    def start(self):
-        args = ["redis-server", "--port", self.port, "--bind", "127.0.0.1",
-                "--save", "", "--appendonly", "no", "--dir", self.dir]
-        self.proc = H.Proc(self.h, self.h.name("redis"), args)
-        deadline = time.monotonic() + H.START_TIMEOUT_S
-        last = None
-        while time.monotonic() < deadline:
-            if not self.proc.alive():
-                raise RuntimeError("redis-server exited\n" + self.proc.tail())
-            try:
-                if self.cmd("PING") == "PONG":
-                    return
-            except OSError as e:
-                last = e
-            time.sleep(0.05)
-        raise RuntimeError("redis-server not answering: %s" % last)
-
-    def stop(self):
-        return self.proc.stop()
-
-    def cmd(self, *args):
-        with socket.create_connection(("127.0.0.1", self.port),
-                                      timeout=5) as s:
-            f = s.makefile("rb")
-            s.sendall(resp_encode(args))
-            return resp_read(f)
-
-    def url(self):
-        return "redis://127.0.0.1:%d/0" % self.port
 
 
 # -------------------------------------------------------------- helpers
@@ -380,7 +305,7 @@ def test_fallback(h, sb, rd):
 
 
 def main(h):
-    rd = Redis(h)
+    rd = H.Redis(h)
     sb = H.Sandbox(h, rate=1000)
     t0 = time.monotonic()
     test_fleet_limit(h, sb, rd)

@@ -11,7 +11,6 @@ import os
 import re
 import shlex
 import shutil
-import socket
 import sys
 import time
 
@@ -22,90 +21,6 @@ import harness as H  # noqa: E402
 PW = "Sekr1t-Auth-7f3a"
 PW_SPECIAL = "p@ss:w/rd?Q-91c"  # needs percent-encoding in a URL
 DRIVER_TIMEOUT_S = 60
-
-
-# ---------------------------------------------------------------- redis
-
-def resp_encode(args):
-    out = [b"*%d\r\n" % len(args)]
-    for a in args:
-        a = a if isinstance(a, bytes) else str(a).encode()
-        out.append(b"$%d\r\n%s\r\n" % (len(a), a))
-    return b"".join(out)
-
-
-def resp_read(f):
-    line = f.readline()
-    if not line:
-        raise OSError("connection closed")
-    kind, rest = line[:1], line[1:-2]
-    if kind == b"+":
-        return rest.decode()
-    if kind == b"-":
-        return RuntimeError(rest.decode())
-    if kind == b":":
-        return int(rest)
-    if kind == b"$":
-        n = int(rest)
-        if n < 0:
-            return None
-        data = f.read(n + 2)
-        return data[:-2]
-    if kind == b"*":
-        n = int(rest)
-        return None if n < 0 else [resp_read(f) for _ in range(n)]
-    raise OSError("bad reply %r" % line)
-
-
-class Redis:
-    """redis-server on a loopback port, in a directory of its own under
-    the test's temp dir, without persistence. (Local helper: harness.py
-    has none for Redis.)"""
-
-    def __init__(self, h, password=None, port=None):
-        self.h = h
-        self.port = port or H.free_port()
-        self.password = password
-        self.dir = h.path(h.name("redis-dir-"))
-        os.makedirs(self.dir)
-        self.proc = None
-        self.start()
-
-    def start(self):
-        args = ["redis-server", "--port", self.port, "--bind", "127.0.0.1",
-                "--save", "", "--appendonly", "no", "--dir", self.dir]
-        if self.password:
-            args += ["--requirepass", self.password]
-        self.proc = H.Proc(self.h, self.h.name("redis"), args)
-        deadline = time.monotonic() + H.START_TIMEOUT_S
-        last = None
-        while time.monotonic() < deadline:
-            if not self.proc.alive():
-                raise RuntimeError("redis-server exited\n" + self.proc.tail())
-            try:
-                if self.cmd("PING") == "PONG":
-                    return
-            except OSError as e:
-                last = e
-            time.sleep(0.05)
-        raise RuntimeError("redis-server not answering: %s" % last)
-
-    def stop(self):
-        return self.proc.stop()
-
-    def cmd(self, *args):
-        with socket.create_connection(("127.0.0.1", self.port),
-                                      timeout=5) as s:
-            f = s.makefile("rb")
-            if self.password:
-                s.sendall(resp_encode(["AUTH", self.password]))
-                resp_read(f)
-            s.sendall(resp_encode(args))
-            return resp_read(f)
-
-    def url(self, db=0, password=None):
-        auth = ":%s@" % password if password else ""
-        return "redis://%s127.0.0.1:%d/%d" % (auth, self.port, db)
 
 
 # --------------------------------------------------------------- driver
@@ -285,7 +200,7 @@ def test_free_inside(h, r):
 
 def test_auth(h):
     t = h.t
-    r = Redis(h, password=PW)
+    r = H.Redis(h, password=PW)
     runs = []
 
     run = drive(h, "auth", r.url(password=PW))
@@ -319,7 +234,7 @@ def test_auth(h):
             "\n".join(x.text() for x in leaked))
     r.stop()
 
-    r2 = Redis(h, password=PW_SPECIAL)
+    r2 = H.Redis(h, password=PW_SPECIAL)
     enc = "".join(c if c.isalnum() or c == "-" else "%%%02X" % ord(c)
                   for c in PW_SPECIAL)
     run = drive(h, "auth", "redis://:%s@127.0.0.1:%d/1" % (enc, r2.port))
@@ -378,7 +293,7 @@ def test_restart(h):
     """Redis stopped: commands fail fast and the state is down; restarted
     on the same port: up again by itself."""
     t = h.t
-    r = Redis(h)
+    r = H.Redis(h)
     w = H.Proc(h, h.name("watch"), wrapper() + [driver_path(h), "watch",
                                                   r.url(), "14"])
     i_up = wait_line(w, r"state watch up")
@@ -573,7 +488,7 @@ def main(h):
     if not os.access(driver_path(h), os.X_OK):
         raise RuntimeError("driver missing: %s" % driver_path(h))
     t.redact += [PW, PW_SPECIAL] + URL_SECRETS
-    r = Redis(h)
+    r = H.Redis(h)
     test_parse(h)
     test_basic(h, r)
     test_free_inside(h, r)
