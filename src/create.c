@@ -145,6 +145,9 @@ answer(struct agw_call *call, const struct agw_response *resp,
     if (resp->status >= 200 && resp->status < 300) {
         evhttp_add_header(headers, "X-Cache", cache);
     }
+    if (call->gw->draining && evhttp_find_header(headers, "Connection") == NULL) {
+        evhttp_add_header(headers, "Connection", "close");
+    }
     add_ratelimit_headers(call, headers);
     log_access(call, resp->status, cache);
     agw_reply_send(call->req, resp);
