@@ -51,13 +51,6 @@ struct agw_limiter_ops {
     /* A reload changed the rate or burst: granted slots stay granted. */
     void (*reconfigure)(struct agw_limiter *rl, double rate, int burst);
     void (*destroy)(struct agw_limiter *rl);
-    /*
-     * NULL when acquire() always calls back before it returns. Otherwise:
-     * the pending acquire() of ARG will not call back (its caller is being
-     * answered, e.g. at its deadline or on shutdown); a slot it may
-     * already hold is simply not used. No effect when none is pending.
-     */
-    void (*cancel)(struct agw_limiter *rl, void *arg);
 };
 
 struct agw_limiter {

@@ -147,7 +147,6 @@ struct limiter_fleet {
     struct agw_limiter *fallback;
     struct event *heartbeat_timer;
     struct event *poll_timer;
-    struct op *acquiring; /* acquires out, for cancel() */
     uint64_t seq;         /* script commands sent so far */
 };
 
@@ -162,12 +161,9 @@ struct op {
     int64_t sent_us;
     uint64_t sent_seq;
     bool retried;
-    bool cancelled;
-    bool listed; /* in f->acquiring */
     int nkeys, nargs;
     const char *keys[2];     /* f's strings */
     char args[MAX_ARGS][40]; /* numbers, or the 32-character id */
-    struct op *prev, *next;
 };
 
 static const struct agw_limiter_ops fleet_ops;
@@ -335,31 +331,10 @@ op_new(struct limiter_fleet *f, struct script *script,
 }
 
 static void
-op_unlist(struct op *op)
-{
-    struct limiter_fleet *f = op->f;
-
-    if (!op->listed) {
-        return;
-    }
-    if (op->prev != NULL) {
-        op->prev->next = op->next;
-    } else {
-        f->acquiring = op->next;
-    }
-    if (op->next != NULL) {
-        op->next->prev = op->prev;
-    }
-    op->prev = op->next = NULL;
-    op->listed = false;
-}
-
-static void
 op_free(struct op *op)
 {
     struct limiter_fleet *f = op->f;
 
-    op_unlist(op);
     free(op);
     fleet_unref(f);
 }
@@ -524,22 +499,16 @@ acquire_done(struct op *op, const redisReply *reply, const char *error)
     struct limiter_fleet *f = op->f;
     struct gcra_reply r;
 
-    op_unlist(op); /* the callback may cancel or acquire again */
     if (!parse_gcra_reply(reply, &r)) {
         log_debug("ratelimit: the GCRA script failed: %s",
                   failure_text(reply, error));
         set_shared(f, false, "Redis did not answer the rate-limit script");
-        if (!op->cancelled) {
-            /* Time already spent waiting for Redis counts. */
-            fallback_acquire(f, op->max_wait_us - (agw_now_us() - op->sent_us),
-                             op->cb, op->arg);
-        }
+        /* Time already spent waiting for Redis counts. */
+        fallback_acquire(f, op->max_wait_us - (agw_now_us() - op->sent_us),
+                         op->cb, op->arg);
         return;
     }
     learn_gcra(f, &r);
-    if (op->cancelled) {
-        return;
-    }
     if (r.granted && r.wait_us > 0) {
         note_queued(f, r.wait_us);
     }
@@ -580,23 +549,7 @@ fleet_acquire(struct agw_limiter *rl, int64_t max_wait_us, agw_rl_cb cb,
     op = gcra_op(f, max_wait_us, acquire_done);
     op->cb = cb;
     op->arg = arg;
-    op->listed = true;
-    op->next = f->acquiring;
-    if (f->acquiring != NULL) {
-        f->acquiring->prev = op;
-    }
-    f->acquiring = op;
     op_send(op);
-}
-
-static void
-fleet_cancel(struct agw_limiter *rl, void *arg)
-{
-    for (struct op *op = fleet_of(rl)->acquiring; op != NULL; op = op->next) {
-        if (op->arg == arg) {
-            op->cancelled = true;
-        }
-    }
 }
 
 /* ---------------------------------------------------------- pause */
@@ -854,7 +807,6 @@ static const struct agw_limiter_ops fleet_ops = {
     .state = fleet_state,
     .reconfigure = fleet_reconfigure,
     .destroy = fleet_destroy,
-    .cancel = fleet_cancel,
 };
 
 static bool
