@@ -143,24 +143,38 @@ reason_phrase(int status)
 void
 agw_reply_send(struct evhttp_request *req, const struct agw_response *resp)
 {
-    struct evkeyvalq *headers = evhttp_request_get_output_headers(req);
-    struct evbuffer *buf = evbuffer_new();
-    char value[32];
+    agw_reply_send_with(req, resp, NULL, 0);
+}
 
-    if (buf == NULL) {
-        abort();
-    }
+/*
+ * The body goes straight into REQ's output buffer (one copy, no scratch
+ * evbuffer); evhttp sends what is there when given no buffer of its own.
+ */
+void
+agw_reply_send_with(struct evhttp_request *req,
+                    const struct agw_response *resp,
+                    const struct agw_header *extra, size_t n)
+{
+    struct evkeyvalq *headers = evhttp_request_get_output_headers(req);
+    char retry[21];
+
     evhttp_remove_header(headers, "Content-Type");
     evhttp_add_header(headers, "Content-Type", "application/json");
-    if (resp->retry_after_s >= 0) {
-        snprintf(value, sizeof(value), "%d", resp->retry_after_s);
-        evhttp_remove_header(headers, "Retry-After");
-        evhttp_add_header(headers, "Retry-After", value);
+    for (size_t i = 0; i < n; i++) {
+        evhttp_add_header(headers, extra[i].name, extra[i].value);
     }
-    evbuffer_add(buf, resp->body, resp->len);
+    if (resp->retry_after_s >= 0) {
+        agw_fmt_long(resp->retry_after_s, retry);
+        evhttp_remove_header(headers, "Retry-After");
+        evhttp_add_header(headers, "Retry-After", retry);
+    }
     agw_metrics_count_request(resp->status);
-    evhttp_send_reply(req, resp->status, reason_phrase(resp->status), buf);
-    evbuffer_free(buf);
+    if (evbuffer_add(evhttp_request_get_output_buffer(req), resp->body,
+                     resp->len) != 0) {
+        evhttp_send_error(req, 503, "Out of memory");
+        return;
+    }
+    evhttp_send_reply(req, resp->status, reason_phrase(resp->status), NULL);
 }
 
 void
@@ -174,7 +188,8 @@ agw_reply_error(struct evhttp_request *req, int status, int code,
     agw_response_clear(&resp);
 }
 
-static int
+/* Length of ID when it is acceptable as a request id, else 0. */
+static size_t
 request_id_acceptable(const char *id)
 {
     size_t n = 0;
@@ -188,7 +203,7 @@ request_id_acceptable(const char *id)
             return 0;
         }
     }
-    return n > 0;
+    return n;
 }
 
 void
@@ -197,11 +212,12 @@ agw_reply_request_id(struct evhttp_request *req,
 {
     const char *given = evhttp_find_header(
         evhttp_request_get_input_headers(req), "X-Request-Id");
+    size_t len = given != NULL ? request_id_acceptable(given) : 0;
 
-    if (given != NULL && request_id_acceptable(given)) {
-        snprintf(out, AGW_REQUEST_ID_MAX + 1, "%s", given);
+    if (len > 0) {
+        memcpy(out, given, len + 1);
     } else {
-        agw_request_id_new(out);
+        agw_request_id_next(out);
     }
     evhttp_add_header(evhttp_request_get_output_headers(req), "X-Request-Id",
                       out);

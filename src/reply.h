@@ -51,12 +51,24 @@ void agw_response_clear(struct agw_response *resp);
  */
 void agw_reply_send(struct evhttp_request *req, const struct agw_response *resp);
 
+/* A header to add; both strings are borrowed. */
+struct agw_header {
+    const char *name;
+    const char *value;
+};
+
+/* agw_reply_send() that also sends the N headers in EXTRA. */
+void agw_reply_send_with(struct evhttp_request *req,
+                         const struct agw_response *resp,
+                         const struct agw_header *extra, size_t n);
+
 #define AGW_REQUEST_ID_MAX 128
 
 /*
  * The request's id: the caller's X-Request-Id when it is 1-128 characters
  * of [A-Za-z0-9._:-] (anything else could forge log lines), else a new
- * random one. Written to OUT and set as X-Request-Id on the answer.
+ * one from agw_request_id_next() (unique, not secret). Written to OUT and
+ * set as X-Request-Id on the answer.
  */
 void agw_reply_request_id(struct evhttp_request *req,
                           char out[AGW_REQUEST_ID_MAX + 1]);

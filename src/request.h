@@ -13,14 +13,18 @@
 
 extern const char *const agw_access_types[3]; /* PUBLIC first: the default */
 
+/*
+ * uri, uri_normalized, upstream_body and id share one allocation owned by
+ * the struct: free them only with agw_create_clear(), never one by one.
+ */
 struct agw_create {
     char business_id[37];
-    char *uri;            /* as the caller sent it; owned */
-    char *uri_normalized; /* owned */
-    char *id;             /* NULL when absent; owned */
+    char *uri;            /* as the caller sent it */
+    char *uri_normalized;
+    char *id;             /* NULL when absent */
     const char *access;   /* effective type: static string */
     bool access_given;    /* whether the caller named it */
-    char *upstream_body;  /* canonical JSON for Connectly; owned */
+    char *upstream_body;  /* canonical JSON for Connectly */
     char dedupe_key[65];  /* SHA-256 hex */
 };
 
@@ -28,13 +32,21 @@ struct agw_create {
  * Validates BUSINESS_ID and the JSON BODY of LEN bytes. On success fills
  * REQ (release with agw_create_clear()) and returns true. On failure
  * returns false, leaves REQ cleared and writes a message naming the field
- * (for "XASSET.INVALID_ARGUMENT: <message>") into ERR.
+ * (for "XASSET.INVALID_ARGUMENT: <message>") into ERR. Thread-safe: each
+ * thread keeps its own parser, freed when the thread exits.
  */
 bool agw_create_parse(struct agw_create *req, const char *business_id,
                       const char *body, size_t len, bool allow_private,
                       char *err, size_t errlen);
 
 void agw_create_clear(struct agw_create *req);
+
+/*
+ * For tests, on the calling thread: with FORCE, every input hashes to
+ * HASH in the memo of recent parses (request.c), so inputs collide and
+ * must be told apart by their bytes.
+ */
+void agw_create_memo_force_hash(bool force, unsigned long long hash);
 
 /*
  * The dedupe key: SHA-256 over business id, normalized URI, effective

@@ -6,6 +6,7 @@
 
 #include <arpa/inet.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -126,11 +127,14 @@ check_parts(const struct evhttp_uri *u, bool allow_private)
     return AGW_URI_OK;
 }
 
+static char *normalize_parsed(const struct evhttp_uri *u, size_t uri_len);
+
 enum agw_uri_status
 agw_uri_check(const char *uri, bool allow_private, char **normalized)
 {
     struct evhttp_uri *u;
     enum agw_uri_status status;
+    size_t len;
 
     if (normalized != NULL) {
         *normalized = NULL;
@@ -138,7 +142,8 @@ agw_uri_check(const char *uri, bool allow_private, char **normalized)
     if (uri == NULL || uri[0] == '\0') {
         return AGW_URI_EMPTY;
     }
-    if (strnlen(uri, AGW_URI_MAX_LEN + 1) > AGW_URI_MAX_LEN) {
+    len = strnlen(uri, AGW_URI_MAX_LEN + 1);
+    if (len > AGW_URI_MAX_LEN) {
         return AGW_URI_TOO_LONG;
     }
     if (has_control_or_space(uri)) {
@@ -149,11 +154,12 @@ agw_uri_check(const char *uri, bool allow_private, char **normalized)
         return AGW_URI_MALFORMED;
     }
     status = check_parts(u, allow_private);
-    evhttp_uri_free(u);
-    /* On OK, *normalized stays NULL only when memory ran out. */
+    /* On OK, *normalized stays NULL only when memory ran out. The parse
+     * that checked the URI also feeds the normalization: one pass. */
     if (status == AGW_URI_OK && normalized != NULL) {
-        *normalized = agw_uri_normalize(uri);
+        *normalized = normalize_parsed(u, len);
     }
+    evhttp_uri_free(u);
     return status;
 }
 
@@ -315,100 +321,64 @@ hex_value(unsigned char c)
     return -1;
 }
 
+/* A bounded output buffer; a write past its end marks it failed. */
+struct out {
+    char *buf;
+    size_t size, len;
+    bool failed;
+};
+
+static void
+put(struct out *o, const char *s, size_t n)
+{
+    if (o->failed || n >= o->size - o->len) {
+        o->failed = true;
+        return;
+    }
+    memcpy(o->buf + o->len, s, n);
+    o->len += n;
+}
+
+static void
+put_lower(struct out *o, const char *s)
+{
+    size_t start = o->len, i;
+
+    put(o, s, strlen(s));
+    for (i = start; !o->failed && i < o->len; i++) {
+        o->buf[i] = (char)ascii_lower((unsigned char)o->buf[i]);
+    }
+}
+
 /*
  * RFC 3986 §6.2.2.1 and §6.2.2.2 on one component: "%7e" becomes "~",
- * "%2f" becomes "%2F"; every other byte is copied as is. NULL stays NULL
- * (an absent component is not an empty one). Returns a malloc'd string;
- * *OOM is set when allocation fails.
+ * "%2f" becomes "%2F"; every other byte is copied as is.
  */
-static char *
-percent_normalize(const char *in, bool *oom)
+static void
+put_percent_normalized(struct out *o, const char *in)
 {
-    char *out;
-    size_t i, o = 0;
+    size_t i;
 
-    if (in == NULL) {
-        return NULL;
-    }
-    out = malloc(strlen(in) + 1);
-    if (out == NULL) {
-        *oom = true;
-        return NULL;
-    }
     for (i = 0; in[i] != '\0'; i++) {
         int hi, lo;
+        char c;
 
         if (in[i] != '%' || (hi = hex_value((unsigned char)in[i + 1])) < 0 ||
             (lo = hex_value((unsigned char)in[i + 2])) < 0) {
-            out[o++] = in[i];
+            put(o, in + i, 1);
             continue;
         }
-        if (is_unreserved((unsigned char)(hi << 4 | lo))) {
-            out[o++] = (char)(hi << 4 | lo);
+        c = (char)(hi << 4 | lo);
+        if (is_unreserved((unsigned char)c)) {
+            put(o, &c, 1);
         } else {
-            out[o++] = '%';
-            out[o++] = (char)ascii_upper((unsigned char)in[i + 1]);
-            out[o++] = (char)ascii_upper((unsigned char)in[i + 2]);
+            char esc[3] = {'%', (char)ascii_upper((unsigned char)in[i + 1]),
+                           (char)ascii_upper((unsigned char)in[i + 2])};
+
+            put(o, esc, 3);
         }
         i += 2;
     }
-    out[o] = '\0';
-    return out;
-}
-
-static char *
-lower_dup(const char *in, bool *oom)
-{
-    char *out;
-    size_t i;
-
-    if (in == NULL) {
-        return NULL;
-    }
-    out = strdup(in);
-    if (out == NULL) {
-        *oom = true;
-        return NULL;
-    }
-    for (i = 0; out[i] != '\0'; i++) {
-        out[i] = (char)ascii_lower((unsigned char)out[i]);
-    }
-    return out;
-}
-
-/*
- * Puts the normalized components back into U. The evhttp_uri setters
- * validate their input; normalized components stay within the characters
- * the parser accepted, so a failure here means something is badly wrong.
- */
-static bool
-set_normalized_parts(struct evhttp_uri *u)
-{
-    bool oom = false, ok;
-    const char *scheme = evhttp_uri_get_scheme(u);
-    char *lscheme = lower_dup(scheme, &oom);
-    char *host = lower_dup(evhttp_uri_get_host(u), &oom);
-    char *userinfo = percent_normalize(evhttp_uri_get_userinfo(u), &oom);
-    char *path = percent_normalize(evhttp_uri_get_path(u), &oom);
-    char *query = percent_normalize(evhttp_uri_get_query(u), &oom);
-    int port = evhttp_uri_get_port(u);
-
-    if (scheme != NULL && port == scheme_default_port(scheme)) {
-        port = -1;
-    }
-    ok = !oom && evhttp_uri_set_scheme(u, lscheme) == 0 &&
-         evhttp_uri_set_host(u, host) == 0 &&
-         evhttp_uri_set_userinfo(u, userinfo) == 0 &&
-         evhttp_uri_set_path(u, path) == 0 &&
-         evhttp_uri_set_query(u, query) == 0 &&
-         evhttp_uri_set_port(u, port) == 0 &&
-         evhttp_uri_set_fragment(u, NULL) == 0;
-    free(lscheme);
-    free(host);
-    free(userinfo);
-    free(path);
-    free(query);
-    return ok;
 }
 
 /*
@@ -418,20 +388,75 @@ set_normalized_parts(struct evhttp_uri *u)
  * differently and a wrong merge would serve one source's asset for
  * another; a missed merge only costs one extra upload.
  *
- * evhttp_uri_join writes back exactly the parsed components, with two
- * differences, both RFC 3986 §6.2.3 equivalences: an empty port ("h:/")
- * disappears and a port with leading zeros ("h:080") is written in plain
- * decimal, so "http://h:080/" normalizes like "http://h/". An empty query
- * ("/p?") and an empty userinfo ("@h") are kept: §6.2.3 does not license
- * removing a delimiter whose component is empty, and servers may tell
- * "/p?" from "/p".
+ * The components are written back exactly as evhttp_uri_join would write
+ * them, with two differences, both RFC 3986 §6.2.3 equivalences: an empty
+ * port ("h:/") disappears and a port with leading zeros ("h:080") is
+ * written in plain decimal, so "http://h:080/" normalizes like
+ * "http://h/". An empty query ("/p?") and an empty userinfo ("@h") are
+ * kept: §6.2.3 does not license removing a delimiter whose component is
+ * empty, and servers may tell "/p?" from "/p". Written straight into the
+ * result rather than through the evhttp_uri setters and join: the
+ * normalized components stay within the characters the parser accepted.
  */
+static char *
+normalize_parsed(const struct evhttp_uri *u, size_t uri_len)
+{
+    const char *scheme = evhttp_uri_get_scheme(u);
+    const char *host = evhttp_uri_get_host(u);
+    const char *userinfo = evhttp_uri_get_userinfo(u);
+    const char *path = evhttp_uri_get_path(u);
+    const char *query = evhttp_uri_get_query(u);
+    int port = evhttp_uri_get_port(u);
+    /* Normalizing never lengthens a URI; the slack is for safety only. */
+    struct out o = {.size = uri_len + 16};
+
+    o.buf = malloc(o.size);
+    if (o.buf == NULL) {
+        return NULL;
+    }
+    if (scheme != NULL) {
+        put_lower(&o, scheme);
+        put(&o, ":", 1);
+        if (port == scheme_default_port(scheme)) {
+            port = -1;
+        }
+    }
+    if (host != NULL) {
+        put(&o, "//", 2);
+        if (userinfo != NULL) {
+            put_percent_normalized(&o, userinfo);
+            put(&o, "@", 1);
+        }
+        put_lower(&o, host);
+        if (port >= 0) {
+            char digits[16];
+            int n = snprintf(digits, sizeof(digits), ":%d", port);
+
+            put(&o, digits, (size_t)n);
+        }
+        /* What evhttp_uri_join refuses: a rootless path after a host. */
+        o.failed |= path != NULL && path[0] != '/' && path[0] != '\0';
+    }
+    if (path != NULL) {
+        put_percent_normalized(&o, path);
+    }
+    if (query != NULL) {
+        put(&o, "?", 1);
+        put_percent_normalized(&o, query);
+    }
+    if (o.failed) {
+        free(o.buf);
+        return NULL;
+    }
+    o.buf[o.len] = '\0';
+    return o.buf;
+}
+
 char *
 agw_uri_normalize(const char *uri)
 {
     struct evhttp_uri *u;
-    char *buf = NULL;
-    size_t size;
+    char *out;
 
     if (uri == NULL) {
         return NULL;
@@ -440,14 +465,7 @@ agw_uri_normalize(const char *uri)
     if (u == NULL) {
         return NULL;
     }
-    /* Normalizing never lengthens a URI; the slack is for safety only. */
-    size = strlen(uri) + 16;
-    buf = malloc(size);
-    if (buf == NULL || !set_normalized_parts(u) ||
-        evhttp_uri_join(u, buf, size) == NULL) {
-        free(buf);
-        buf = NULL;
-    }
+    out = normalize_parsed(u, strlen(uri));
     evhttp_uri_free(u);
-    return buf;
+    return out;
 }

@@ -1,11 +1,13 @@
 /*
- * util.c - clocks, random ids, UUID check, hex and SHA-256, whole reads
- * and error text: small helpers shared by the modules.
+ * util.c - clocks, random and per-thread ids, UUID check, hex and SHA-256,
+ * whole reads and error text: small helpers shared by the modules.
  */
 #include "util.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,6 +50,69 @@ agw_request_id_new(char out[33])
     agw_hex(raw, sizeof(raw), out);
 }
 
+/*
+ * Per-thread request ids: 64 random bits drawn once, as 16 hex digits,
+ * then a 64-bit counter that starts at a random value. Two threads (here
+ * or on another instance) repeat an id only if their prefixes are equal,
+ * a 2^-64 chance per pair. A forked child would inherit the state, so a
+ * fork makes every thread draw again.
+ */
+static atomic_uint id_fork_generation;
+static pthread_once_t id_once = PTHREAD_ONCE_INIT;
+
+static _Thread_local struct {
+    bool drawn;
+    unsigned generation;
+    char prefix[17];
+    uint64_t counter;
+} id_state;
+
+static void
+id_after_fork(void)
+{
+    atomic_fetch_add(&id_fork_generation, 1);
+}
+
+static void
+id_init_once(void)
+{
+    pthread_atfork(NULL, NULL, id_after_fork);
+}
+
+static void
+id_draw(void)
+{
+    unsigned char raw[16];
+
+    pthread_once(&id_once, id_init_once);
+    random_bytes(raw, sizeof(raw));
+    agw_hex(raw, 8, id_state.prefix);
+    memcpy(&id_state.counter, raw + 8, sizeof(id_state.counter));
+    id_state.generation = atomic_load(&id_fork_generation);
+    id_state.drawn = true;
+}
+
+void
+agw_request_id_next(char out[33])
+{
+    static const char digits[] = "0123456789abcdef";
+    uint64_t n;
+    int i;
+
+    if (!id_state.drawn ||
+        id_state.generation !=
+            atomic_load_explicit(&id_fork_generation, memory_order_relaxed)) {
+        id_draw();
+    }
+    n = id_state.counter++;
+    memcpy(out, id_state.prefix, 16);
+    for (i = 31; i >= 16; i--) {
+        out[i] = digits[n & 0x0f];
+        n >>= 4;
+    }
+    out[32] = '\0';
+}
+
 void
 agw_uuid_v4(char out[37])
 {
@@ -63,32 +128,53 @@ agw_uuid_v4(char out[37])
              b[11], b[12], b[13], b[14], b[15]);
 }
 
-static bool
-is_hex_digit(char c)
-{
-    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') ||
-           (c >= 'A' && c <= 'F');
-}
+/* 1 for the hex digits, in either case; a lookup, as it runs per request. */
+static const unsigned char hex_digit[256] = {
+    ['0'] = 1, ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1, ['5'] = 1,
+    ['6'] = 1, ['7'] = 1, ['8'] = 1, ['9'] = 1, ['a'] = 1, ['b'] = 1,
+    ['c'] = 1, ['d'] = 1, ['e'] = 1, ['f'] = 1, ['A'] = 1, ['B'] = 1,
+    ['C'] = 1, ['D'] = 1, ['E'] = 1, ['F'] = 1,
+};
 
 bool
 agw_is_uuid(const char *s)
 {
+    const unsigned char *u = (const unsigned char *)s;
+    unsigned ok = 1;
     size_t i;
 
     if (s == NULL) {
         return false;
     }
-    for (i = 0; i < 36; i++) {
-        bool dash_pos = (i == 8 || i == 13 || i == 18 || i == 23);
-
-        if (s[i] == '\0') {
-            return false;
-        }
-        if (dash_pos ? s[i] != '-' : !is_hex_digit(s[i])) {
-            return false;
-        }
+    /* A NUL is neither a dash nor a hex digit, so no read passes it. */
+    for (i = 0; i < 36 && ok; i++) {
+        ok = (i == 8 || i == 13 || i == 18 || i == 23) ? u[i] == '-'
+                                                       : hex_digit[u[i]];
     }
-    return s[36] == '\0';
+    return ok && s[36] == '\0';
+}
+
+size_t
+agw_fmt_long(long long v, char out[21])
+{
+    char tmp[20];
+    unsigned long long u;
+    size_t n = 0, len = 0;
+
+    /* Negating in unsigned arithmetic is defined even for LLONG_MIN. */
+    u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
+    do {
+        tmp[n++] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u != 0);
+    if (v < 0) {
+        out[len++] = '-';
+    }
+    while (n > 0) {
+        out[len++] = tmp[--n];
+    }
+    out[len] = '\0';
+    return len;
 }
 
 void
@@ -104,23 +190,86 @@ agw_hex(const unsigned char *in, size_t len, char *out)
     out[2 * len] = '\0';
 }
 
+/*
+ * SHA-256 is on every create: EVP_sha256() makes OpenSSL look the
+ * implementation up in its provider store on each use, and a fresh
+ * EVP_MD_CTX costs allocations. So the algorithm is fetched once per
+ * process and each thread keeps one context, freed when the thread ends.
+ */
+static pthread_once_t sha_once = PTHREAD_ONCE_INIT;
+static EVP_MD *sha_md; /* written once under sha_once, then read-only */
+static pthread_key_t sha_key;
+static _Thread_local EVP_MD_CTX *sha_ctx;
+
+/*
+ * Only fails when OpenSSL cannot allocate. The digest keys cached answers
+ * and compares token hashes: an empty or made-up value could match the
+ * wrong entry, so stopping is the only safe answer.
+ */
+static void
+sha_fail(void)
+{
+    fputs("asset-gateway: SHA-256 failed\n", stderr);
+    abort();
+}
+
+static void
+sha_free_ctx(void *ctx)
+{
+    EVP_MD_CTX_free(ctx);
+    sha_ctx = NULL; /* runs on the exiting thread itself */
+}
+
+static void
+sha_init_once(void)
+{
+    sha_md = EVP_MD_fetch(NULL, "SHA256", NULL);
+    if (sha_md == NULL || pthread_key_create(&sha_key, sha_free_ctx) != 0) {
+        sha_fail();
+    }
+}
+
+static EVP_MD_CTX *
+sha_thread_ctx(void)
+{
+    if (sha_ctx == NULL) {
+        pthread_once(&sha_once, sha_init_once);
+        sha_ctx = EVP_MD_CTX_new();
+        if (sha_ctx == NULL || pthread_setspecific(sha_key, sha_ctx) != 0) {
+            sha_fail();
+        }
+    }
+    return sha_ctx;
+}
+
+void
+agw_sha256_hex_parts(const struct agw_span *parts, size_t n, char out[65])
+{
+    EVP_MD_CTX *ctx = sha_thread_ctx();
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+    size_t i;
+
+    if (EVP_DigestInit_ex2(ctx, sha_md, NULL) != 1) {
+        sha_fail();
+    }
+    for (i = 0; i < n; i++) {
+        if (EVP_DigestUpdate(ctx, parts[i].data, parts[i].len) != 1) {
+            sha_fail();
+        }
+    }
+    if (EVP_DigestFinal_ex(ctx, md, &mdlen) != 1 || mdlen != 32) {
+        sha_fail();
+    }
+    agw_hex(md, mdlen, out);
+}
+
 void
 agw_sha256_hex(const void *data, size_t len, char out[65])
 {
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int mdlen = 0;
+    struct agw_span part = {data, len};
 
-    /*
-     * Only fails when OpenSSL cannot allocate. The digest keys cached
-     * answers and compares token hashes: an empty or made-up value could
-     * match the wrong entry, so stopping is the only safe answer.
-     */
-    if (EVP_Digest(data, len, md, &mdlen, EVP_sha256(), NULL) != 1 ||
-        mdlen != 32) {
-        fputs("asset-gateway: SHA-256 failed\n", stderr);
-        abort();
-    }
-    agw_hex(md, mdlen, out);
+    agw_sha256_hex_parts(&part, 1, out);
 }
 
 ssize_t

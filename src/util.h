@@ -15,11 +15,24 @@ int64_t agw_now_us(void);
 /* Writes 32 random hex characters and a NUL into OUT (33 bytes). */
 void agw_request_id_new(char out[33]);
 
+/*
+ * Writes a request id for logs and X-Request-Id into OUT (33 bytes): 32
+ * lower-case hex characters and a NUL, like agw_request_id_new(), but
+ * without drawing randomness per call: a random per-thread prefix and a
+ * per-thread counter. Unique across threads and instances with
+ * overwhelming probability; NOT unpredictable, so never a secret or token.
+ */
+void agw_request_id_next(char out[33]);
+
 /* Writes a random RFC 4122 version 4 UUID and a NUL into OUT (37 bytes). */
 void agw_uuid_v4(char out[37]);
 
 /* True when S is 8-4-4-4-12 hexadecimal digits. */
 bool agw_is_uuid(const char *s);
+
+/* Decimal text of V and a NUL into OUT (21 bytes hold any value);
+ * returns its length. For hot paths where snprintf costs too much. */
+size_t agw_fmt_long(long long v, char out[21]);
 
 /* Lower-case hex of LEN bytes into OUT (2 * LEN + 1 bytes). */
 void agw_hex(const unsigned char *in, size_t len, char *out);
@@ -34,5 +47,15 @@ void agw_set_err(char *err, size_t errlen, const char *fmt, ...)
 
 /* SHA-256 of LEN bytes as 64 hex characters and a NUL into OUT. */
 void agw_sha256_hex(const void *data, size_t len, char out[65]);
+
+/* One piece of a message hashed piecewise; DATA is borrowed. */
+struct agw_span {
+    const void *data;
+    size_t len;
+};
+
+/* SHA-256 of the concatenation of the N spans in PARTS, as hex. */
+void agw_sha256_hex_parts(const struct agw_span *parts, size_t n,
+                          char out[65]);
 
 #endif

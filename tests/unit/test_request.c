@@ -1,7 +1,10 @@
 /*
  * test_request.c - Create Asset validation (every message, in order), the
- * body sent upstream, the dedupe key, and the util.c helpers they use.
+ * body sent upstream, the dedupe key, repeated bodies (the per-thread memo
+ * of parses), and the util.c helpers they use.
  */
+#include <limits.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -707,6 +710,266 @@ test_clear_twice(void **state)
     agw_create_clear(NULL);
 }
 
+/* -------------------------------------------------------------- memo */
+
+/* A and B are equal parses held in separate allocations. */
+static void
+assert_same_parse(const struct agw_create *a, const struct agw_create *b)
+{
+    assert_string_equal(a->business_id, b->business_id);
+    assert_string_equal(a->uri, b->uri);
+    assert_string_equal(a->uri_normalized, b->uri_normalized);
+    if (a->id == NULL || b->id == NULL) {
+        assert_null(a->id);
+        assert_null(b->id);
+    } else {
+        assert_string_equal(a->id, b->id);
+        assert_ptr_not_equal(a->id, b->id);
+    }
+    assert_ptr_equal(a->access, b->access);
+    assert_int_equal(a->access_given, b->access_given);
+    assert_string_equal(a->upstream_body, b->upstream_body);
+    assert_string_equal(a->dedupe_key, b->dedupe_key);
+    assert_ptr_not_equal(a->uri, b->uri);
+    assert_ptr_not_equal(a->upstream_body, b->upstream_body);
+}
+
+/* A repeated body (served from the memo) parses exactly like the first. */
+static void
+test_repeat_parses_same(void **state)
+{
+    static const char *const bodies[] = {
+        "{\"uri\":\"HTTPS://Example.COM:443/a%7e?x=1#f\",\"id\":\"sku-9\","
+        "\"metadata\":{\"accessControlType\":\"" CDN_PRIVATE "\"}}",
+        "{\"uri\":\"" URI "\"}",
+        "{\"uri\":\"" URI "\",\"metadata\":{}}",
+    };
+    struct agw_create first, again, third;
+    size_t i;
+
+    (void)state;
+    for (i = 0; i < N_ELEMS(bodies); i++) {
+        parse_ok(&first, bodies[i]);
+        parse_ok(&again, bodies[i]);
+        parse_ok(&third, bodies[i]);
+        assert_same_parse(&first, &again);
+        assert_same_parse(&first, &third);
+        /* each is its own: clearing one leaves the others intact */
+        agw_create_clear(&again);
+        assert_string_equal(first.uri_normalized, third.uri_normalized);
+        agw_create_clear(&first);
+        assert_true(strlen(third.upstream_body) > 0);
+        agw_create_clear(&third);
+    }
+}
+
+/* Everything the parse depends on tells parses apart, even on a repeat
+ * (run once as is, once with every input in one memo set). */
+static void
+test_repeat_keyed_by_whole_input(void **state)
+{
+    static const char priv[] = "{\"uri\":\"http://127.0.0.1:8080/a.png\"}";
+    static const char body[] = "{\"uri\":\"" URI "\",\"id\":\"a1\"}";
+    static const char body2[] = "{\"uri\":\"" URI "\",\"id\":\"a2\"}";
+    struct agw_create a, b;
+    char err[256];
+
+    (void)state;
+    /* allow_private: accepted with it, refused without, in either order */
+    parse_ok_len(&a, BIZ, priv, sizeof(priv) - 1, true);
+    agw_create_clear(&a);
+    expect_err_len(BIZ, priv, sizeof(priv) - 1, false,
+                   "uri host is loopback, private, link-local or "
+                   "unspecified; Connectly cannot fetch it");
+    parse_ok_len(&a, BIZ, priv, sizeof(priv) - 1, true);
+    agw_create_clear(&a);
+
+    /* the business id as spelled: kept for upstream, one dedupe key */
+    parse_ok_len(&a, BIZ, body, sizeof(body) - 1, false);
+    parse_ok_len(&b, BIZ_UPPER, body, sizeof(body) - 1, false);
+    assert_string_equal(a.business_id, BIZ);
+    assert_string_equal(b.business_id, BIZ_UPPER);
+    assert_string_equal(a.dedupe_key, b.dedupe_key);
+    agw_create_clear(&b);
+    parse_ok_len(&b, BIZ2, body, sizeof(body) - 1, false);
+    assert_string_equal(b.business_id, BIZ2);
+    assert_string_not_equal(a.dedupe_key, b.dedupe_key);
+    agw_create_clear(&b);
+
+    /* one byte of body */
+    parse_ok_len(&b, BIZ, body2, sizeof(body2) - 1, false);
+    assert_string_equal(b.id, "a2");
+    assert_string_not_equal(a.dedupe_key, b.dedupe_key);
+    agw_create_clear(&b);
+    /* a prefix of a remembered body is not that body */
+    assert_false(agw_create_parse(&b, BIZ, body, sizeof(body) - 2, false, err,
+                                  sizeof(err)));
+    assert_string_equal(err, MSG_OBJECT);
+    agw_create_clear(&a);
+}
+
+static void
+test_repeat_keyed_by_whole_input_colliding(void **state)
+{
+    agw_create_memo_force_hash(true, 12345);
+    test_repeat_keyed_by_whole_input(state);
+    test_repeat_parses_same(state);
+    agw_create_memo_force_hash(false, 0);
+}
+
+/* {"uri":"https://example.com/N.png","id":"idN"} with the padding PAD. */
+static size_t
+numbered_body(char *buf, size_t size, int n, size_t pad)
+{
+    int len = snprintf(buf, size,
+                       "{\"uri\":\"https://example.com/%d.png\",\"id\":"
+                       "\"id%d\"%*s}",
+                       n, n, (int)pad, "");
+
+    assert_true(len > 0 && (size_t)len < size);
+    return (size_t)len;
+}
+
+static void
+check_numbered(int n, size_t pad)
+{
+    char body[8192], want[64];
+    struct agw_create req;
+    size_t len = numbered_body(body, sizeof(body), n, pad);
+
+    parse_ok_len(&req, BIZ, body, len, false);
+    snprintf(want, sizeof(want), "https://example.com/%d.png", n);
+    assert_string_equal(req.uri, want);
+    snprintf(want, sizeof(want), "id%d", n);
+    assert_string_equal(req.id, want);
+    agw_create_clear(&req);
+}
+
+/* Far more distinct bodies than are remembered, large ones among them:
+ * whatever was given up or never kept still parses right. */
+static void
+test_repeat_many_bodies(void **state)
+{
+    int n, round;
+
+    (void)state;
+    for (round = 0; round < 2; round++) {
+        for (n = 0; n < 6000; n++) {
+            check_numbered(n, 0);
+        }
+        for (n = 0; n < 400; n++) {
+            check_numbered(n, n % 2 == 0 ? 3000 : 5000); /* 5000: too big */
+        }
+    }
+}
+
+struct thread_run {
+    int first;
+    int failures;
+};
+
+static void *
+parse_in_thread(void *arg)
+{
+    struct thread_run *run = arg;
+    char body[256], want[64];
+    struct agw_create req;
+    char err[256];
+    int i;
+
+    for (i = 0; i < 3000; i++) {
+        int n = run->first + i % 50;
+        size_t len = numbered_body(body, sizeof(body), n, 0);
+
+        snprintf(want, sizeof(want), "https://example.com/%d.png", n);
+        if (!agw_create_parse(&req, BIZ, body, len, false, err,
+                              sizeof(err)) ||
+            strcmp(req.uri, want) != 0) {
+            run->failures++;
+        }
+        agw_create_clear(&req);
+    }
+    return NULL;
+}
+
+/* Each thread parses with its own state; results never cross threads. */
+static void
+test_parse_threads(void **state)
+{
+    struct thread_run runs[4];
+    pthread_t th[4];
+    size_t i;
+
+    (void)state;
+    for (i = 0; i < N_ELEMS(th); i++) {
+        runs[i] = (struct thread_run){(int)i * 25, 0};
+        assert_int_equal(pthread_create(&th[i], NULL, parse_in_thread,
+                                        &runs[i]),
+                         0);
+    }
+    for (i = 0; i < N_ELEMS(th); i++) {
+        assert_int_equal(pthread_join(th[i], NULL), 0);
+        assert_int_equal(runs[i].failures, 0);
+    }
+}
+
+/* The upstream body is written without json-c; it must be json-c's bytes. */
+static void
+test_upstream_body_is_json_c_output(void **state)
+{
+    static const char *const uris[] = {
+        URI,
+        "HTTPS://Example.COM:443/a%7e?x=%2f#frag",
+        "http://u:p@example.com/!$&'()*+,;=:@~-._/%41?q=a+b&c=/d?e",
+        "http://[2001:db8::1]:8080/",
+        "https://example.com",
+    };
+    static const char *const ids[] = {NULL, "sku-1", "Az09._:-"};
+    size_t i, j, k;
+
+    (void)state;
+    for (i = 0; i < N_ELEMS(uris); i++) {
+        for (j = 0; j < N_ELEMS(ids); j++) {
+            for (k = 0; k < 4; k++) { /* 3: no metadata */
+                json_object *want = json_object_new_object();
+                char body[1024];
+                struct agw_create req;
+                int n = snprintf(body, sizeof(body), "{\"uri\":\"%s\"", uris[i]);
+
+                json_object_object_add(want, "uri",
+                                       json_object_new_string(uris[i]));
+                if (ids[j] != NULL) {
+                    n += snprintf(body + n, sizeof(body) - (size_t)n,
+                                  ",\"id\":\"%s\"", ids[j]);
+                    json_object_object_add(want, "id",
+                                           json_object_new_string(ids[j]));
+                }
+                if (k < 3) {
+                    json_object *meta = json_object_new_object();
+
+                    n += snprintf(body + n, sizeof(body) - (size_t)n,
+                                  ",\"metadata\":{\"accessControlType\":"
+                                  "\"%s\"}",
+                                  agw_access_types[k]);
+                    json_object_object_add(
+                        meta, "accessControlType",
+                        json_object_new_string(agw_access_types[k]));
+                    json_object_object_add(want, "metadata", meta);
+                }
+                snprintf(body + n, sizeof(body) - (size_t)n, "}");
+                parse_ok(&req, body);
+                assert_string_equal(
+                    req.upstream_body,
+                    json_object_to_json_string_ext(
+                        want, JSON_C_TO_STRING_PLAIN |
+                                  JSON_C_TO_STRING_NOSLASHESCAPE));
+                json_object_put(want);
+                agw_create_clear(&req);
+            }
+        }
+    }
+}
+
 /* -------------------------------------------------------------- util */
 
 static void
@@ -762,6 +1025,103 @@ test_util_ids(void **state)
     }
     agw_uuid_v4(v);
     assert_string_not_equal(u, v);
+}
+
+static bool
+all_distinct(char (*ids)[33], size_t n)
+{
+    size_t i, j;
+
+    for (i = 0; i < n; i++) {
+        for (j = i + 1; j < n; j++) {
+            if (strcmp(ids[i], ids[j]) == 0) {
+                return false;
+            }
+        }
+    }
+    return true;
+}
+
+static void *
+ids_in_thread(void *arg)
+{
+    char (*ids)[33] = arg;
+    int i;
+
+    for (i = 0; i < 100; i++) {
+        agw_request_id_next(ids[i]);
+    }
+    return NULL;
+}
+
+/* Request ids: the format of agw_request_id_new(), never repeated within
+ * a thread or across threads. */
+static void
+test_util_request_id_next(void **state)
+{
+    static char ids[400][33];
+    pthread_t th[3];
+    size_t i;
+
+    (void)state;
+    for (i = 0; i < 100; i++) {
+        agw_request_id_next(ids[i]);
+        assert_true(is_lower_hex(ids[i], 32));
+    }
+    for (i = 0; i < N_ELEMS(th); i++) {
+        assert_int_equal(
+            pthread_create(&th[i], NULL, ids_in_thread, ids[100 * (i + 1)]), 0);
+    }
+    for (i = 0; i < N_ELEMS(th); i++) {
+        assert_int_equal(pthread_join(th[i], NULL), 0);
+    }
+    for (i = 100; i < N_ELEMS(ids); i++) {
+        assert_true(is_lower_hex(ids[i], 32));
+    }
+    assert_true(all_distinct(ids, N_ELEMS(ids)));
+}
+
+static void
+test_util_fmt_long(void **state)
+{
+    static const struct {
+        long long v;
+        const char *want;
+    } cases[] = {
+        {0, "0"},
+        {7, "7"},
+        {10, "10"},
+        {95, "95"},
+        {-1, "-1"},
+        {-120, "-120"},
+        {LLONG_MAX, "9223372036854775807"},
+        {LLONG_MIN, "-9223372036854775808"},
+    };
+    char out[21];
+    size_t i;
+
+    (void)state;
+    for (i = 0; i < N_ELEMS(cases); i++) {
+        assert_int_equal(agw_fmt_long(cases[i].v, out), strlen(cases[i].want));
+        assert_string_equal(out, cases[i].want);
+    }
+}
+
+static void
+test_util_sha256_parts(void **state)
+{
+    static const char whole[] = "business\0uri\0access\0";
+    const struct agw_span parts[] = {
+        {"business", 9}, {"uri", 4}, {"", 0}, {"access", 7}};
+    char want[65], got[65];
+
+    (void)state;
+    agw_sha256_hex(whole, sizeof(whole) - 1, want);
+    agw_sha256_hex_parts(parts, N_ELEMS(parts), got);
+    assert_string_equal(got, want);
+    agw_sha256_hex_parts(parts, 0, got);
+    assert_string_equal(got, "e3b0c44298fc1c149afbf4c8996fb924"
+                             "27ae41e4649b934ca495991b7852b855");
 }
 
 static void
@@ -824,8 +1184,17 @@ main(void)
         cmocka_unit_test(test_dedupe_different),
         cmocka_unit_test(test_dedupe_key_definition),
         cmocka_unit_test(test_clear_twice),
+        cmocka_unit_test(test_repeat_parses_same),
+        cmocka_unit_test(test_repeat_keyed_by_whole_input),
+        cmocka_unit_test(test_repeat_keyed_by_whole_input_colliding),
+        cmocka_unit_test(test_repeat_many_bodies),
+        cmocka_unit_test(test_parse_threads),
+        cmocka_unit_test(test_upstream_body_is_json_c_output),
         cmocka_unit_test(test_util_is_uuid),
         cmocka_unit_test(test_util_ids),
+        cmocka_unit_test(test_util_request_id_next),
+        cmocka_unit_test(test_util_fmt_long),
+        cmocka_unit_test(test_util_sha256_parts),
         cmocka_unit_test(test_util_hex_and_sha256),
         cmocka_unit_test(test_util_now_us),
     };

@@ -522,6 +522,25 @@ test_normalize_distinct(void **state)
     }
 }
 
+/* The check normalizes from the parse it checked: the same result. */
+static void
+test_check_normalizes_like_normalize(void **state)
+{
+    size_t i;
+
+    (void)state;
+    for (i = 0; i < N_ELEMS(norm_cases); i++) {
+        char *norm = NULL;
+
+        if (agw_uri_check(norm_cases[i].in, true, &norm) != AGW_URI_OK) {
+            continue; /* e.g. a port the check refuses */
+        }
+        assert_non_null(norm);
+        assert_string_equal(norm, norm_cases[i].want);
+        free(norm);
+    }
+}
+
 static void
 test_normalize_unparseable(void **state)
 {
@@ -550,6 +569,7 @@ main(void)
         cmocka_unit_test(test_normalize_idempotent),
         cmocka_unit_test(test_normalize_distinct),
         cmocka_unit_test(test_normalize_unparseable),
+        cmocka_unit_test(test_check_normalizes_like_normalize),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
