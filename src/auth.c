@@ -6,6 +6,7 @@
 
 #include <ctype.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,6 +45,7 @@ struct caller {
 struct agw_auth {
     struct caller *callers; /* owned */
     size_t n, cap;
+    atomic_int refs; /* 0 means 1: calloc'd tables start with one holder */
 };
 
 struct load_ctx {
@@ -504,7 +506,8 @@ agw_auth_load(const char *path, char *err, size_t errlen)
 void
 agw_auth_free(struct agw_auth *a)
 {
-    if (a == NULL) {
+    if (a == NULL ||
+        atomic_fetch_sub_explicit(&a->refs, 1, memory_order_acq_rel) > 0) {
         return;
     }
     for (size_t i = 0; i < a->n; i++) {
@@ -515,6 +518,15 @@ agw_auth_free(struct agw_auth *a)
     }
     free(a->callers);
     free(a);
+}
+
+struct agw_auth *
+agw_auth_ref(struct agw_auth *a)
+{
+    if (a != NULL) {
+        atomic_fetch_add_explicit(&a->refs, 1, memory_order_relaxed);
+    }
+    return a;
 }
 
 size_t

@@ -53,8 +53,12 @@ struct agw_auth;
  */
 struct agw_auth *agw_auth_load(const char *path, char *err, size_t errlen);
 
-/* Frees A (NULL is fine). Names handed out by agw_auth_check() die too. */
+/* Drops a holder of A (NULL is fine); the last one frees it, and the
+ * names handed out by agw_auth_check() die with it. */
 void agw_auth_free(struct agw_auth *a);
+
+/* Another holder of A (one per worker thread). Returns A. */
+struct agw_auth *agw_auth_ref(struct agw_auth *a);
 
 /* Callers in the table, for the start-up log line. */
 size_t agw_auth_count(const struct agw_auth *a);

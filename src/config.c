@@ -26,6 +26,7 @@
 #define API_KEY_ENV "ASSET_GATEWAY_API_KEY"
 #define API_KEY_MAX 4096
 #define CONFIG_MAX_BYTES (1024 * 1024)
+#define WORKERS_MAX 64
 
 enum key_type { T_STRING, T_INT, T_LONG, T_DOUBLE, T_BOOL, T_ENUM };
 
@@ -34,6 +35,7 @@ enum key_flag {
     F_OPTIONAL = 1 << 1,   /* string may be empty; stored as NULL */
     F_MIN_EXCL = 1 << 2,   /* number must be > min, not >= min */
     F_SAMPLE_OFF = 1 << 3, /* commented out in the sample file */
+    F_AUTO = 1 << 4,       /* integer that may be "auto", stored as 0 */
 };
 
 struct enum_name {
@@ -79,7 +81,6 @@ static const struct enum_name format_names[] = {
     {"json", AGW_LOGFMT_JSON}, {"text", AGW_LOGFMT_TEXT}, {NULL, 0}};
 
 static bool check_listen(const struct agw_config *cfg, char *why, size_t len);
-static bool check_workers(const struct agw_config *cfg, char *why, size_t len);
 static bool check_base_url(const struct agw_config *cfg, char *why, size_t len);
 static bool check_request_timeout(const struct agw_config *cfg, char *why,
                                   size_t len);
@@ -95,9 +96,9 @@ static const struct key_def keys[] = {
     {"server", "listen", T_STRING, OFF(listen), "127.0.0.1:8080", 0, 0, 0,
      .doc = "Address callers connect to, host:port ([addr]:port for IPv6).",
      .check = check_listen},
-    {"server", "workers", T_INT, OFF(workers), "1", 1, 64, 0,
-     .doc = "Event-loop threads; only 1 is supported for now.",
-     .check = check_workers},
+    {"server", "workers", T_INT, OFF(workers), "auto", 1, WORKERS_MAX, F_AUTO,
+     .doc = "Event-loop threads sharing the listen port; auto: one per "
+            "CPU."},
     {"server", "max_body_bytes", T_LONG, OFF(max_body_bytes), "65536", 1,
      64 * 1024 * 1024, F_RELOAD,
      .doc = "Largest request body accepted; a bigger one gets 413."},
@@ -291,10 +292,15 @@ set_integer(const struct key_def *k, const char *value, void *field, char *why,
     char *end;
     long long n;
 
+    if ((k->flags & F_AUTO) && strcmp(value, "auto") == 0) {
+        *(int *)field = 0;
+        return true;
+    }
     errno = 0;
     n = strtoll(value, &end, 10);
     if (end == value || *end != '\0' || errno == ERANGE) {
-        snprintf(why, len, "\"%s\" is not an integer", value);
+        snprintf(why, len, "\"%s\" is not an integer%s", value,
+                 (k->flags & F_AUTO) ? " or auto" : "");
         return false;
     }
     if (!in_range(k, (double)n, why, len)) {
@@ -423,6 +429,18 @@ set_value(struct agw_config *cfg, const struct key_def *k, const char *value,
     return false;
 }
 
+int
+agw_config_workers(const struct agw_config *cfg)
+{
+    long cpus;
+
+    if (cfg->workers > 0) {
+        return cfg->workers;
+    }
+    cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    return cpus < 1 ? 1 : cpus > WORKERS_MAX ? WORKERS_MAX : (int)cpus;
+}
+
 /* ------------------------------------------------------------ checks */
 
 static bool
@@ -453,16 +471,6 @@ check_listen(const struct agw_config *cfg, char *why, size_t len)
                  s);
     }
     return ok;
-}
-
-static bool
-check_workers(const struct agw_config *cfg, char *why, size_t len)
-{
-    if (cfg->workers != 1) {
-        snprintf(why, len, "workers > 1 is not supported yet");
-        return false;
-    }
-    return true;
 }
 
 static bool

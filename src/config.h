@@ -17,7 +17,7 @@ enum agw_log_format { AGW_LOGFMT_TEXT, AGW_LOGFMT_JSON };
 struct agw_config {
     /* [server] */
     char *listen; /* "host:port" */
-    int workers;
+    int workers; /* 0: auto; agw_config_workers() resolves it */
     long max_body_bytes;
     int client_timeout_ms;
     int drain_timeout_ms;
@@ -89,6 +89,9 @@ void agw_config_free(struct agw_config *cfg);
  */
 struct agw_config *agw_config_ref(struct agw_config *cfg);
 void agw_config_unref(struct agw_config *cfg);
+
+/* How many worker threads CFG asks for: workers, or one per CPU online. */
+int agw_config_workers(const struct agw_config *cfg);
 
 /*
  * SIGHUP: keys that need a restart (listen, backend, ...) keep their

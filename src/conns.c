@@ -5,9 +5,11 @@
  * let go of it (its callbacks are cleared by bufferevent_free) before it
  * is really freed; then we drop ours, which closes the socket.
  */
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <sys/socket.h>
+#include <sys/types.h>
 
 #include <event2/bufferevent.h>
 #include <event2/event.h>
@@ -39,6 +41,21 @@ struct agw_conns {
     size_t limit;
     struct event *sweep;
 };
+
+/* Caller connections open in the process, every worker's: max_connections
+ * is one limit for the whole gateway. */
+static atomic_size_t open_in_process;
+
+/* One connection opened (+1) or closed (-1) in SET. Returns how many the
+ * process had open before. */
+static size_t
+count_open(struct agw_conns *set, int delta)
+{
+    set->count += (size_t)(ssize_t)delta;
+    agw_metrics_gauge_add(AGW_M_CONNECTIONS_OPEN, delta);
+    return atomic_fetch_add_explicit(&open_in_process, (size_t)(ssize_t)delta,
+                                     memory_order_relaxed);
+}
 
 static size_t
 home_of(const struct agw_conns *set, const void *p)
@@ -125,8 +142,7 @@ sweep_slot(struct agw_conns *set, size_t i, int64_t now)
 
     if (released_by_evhttp(bev)) {
         if (!s->closed) {
-            set->count--;
-            agw_metrics_gauge_add(AGW_M_CONNECTIONS_OPEN, -1);
+            count_open(set, -1);
         }
         remove_at(set, i);
         bufferevent_decref(bev); /* the last reference: closes the socket */
@@ -177,11 +193,9 @@ agw_conns_bevcb(struct event_base *base, void *arg)
     set->slots[i] = (struct slot){
         .bev = bev,
         .since_us = agw_now_us(),
-        .over_limit = set->count >= set->limit,
+        .over_limit = count_open(set, 1) >= set->limit,
     };
     set->used++;
-    set->count++;
-    agw_metrics_gauge_add(AGW_M_CONNECTIONS_OPEN, 1);
     return bev;
 }
 
@@ -196,8 +210,7 @@ on_close(struct evhttp_connection *evcon, void *arg)
 
     if (set->slots[i].bev == bev && !set->slots[i].closed) {
         set->slots[i].closed = true;
-        set->count--;
-        agw_metrics_gauge_add(AGW_M_CONNECTIONS_OPEN, -1);
+        count_open(set, -1);
     }
 }
 

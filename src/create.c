@@ -60,10 +60,13 @@ struct agw_call {
     int async_out;
     bool answered;
     int64_t attempt_start_us;
+    /* Leaders on the miss path only (arm_timers()): a hit needs neither. */
     struct event *timer;    /* rate-limit wait or retry backoff */
-    struct event *deadline; /* leaders only */
+    struct event *deadline; /* request_deadline_ms after start_us */
     void (*on_timer)(struct agw_call *call);
     struct agw_upstream_call *upcall;
+    struct agw_fleet_wait *local_wait; /* waiting on another worker */
+    bool local_leader;                 /* holds the process-wide claim */
     struct agw_fleet_wait *fleet_wait; /* waiting on another instance */
     bool fleet_leader;                 /* holds the fleet-wide claim */
     struct agw_call *prev, *next; /* gw->leaders */
@@ -88,21 +91,22 @@ random_unit(void)
     return (double)r / 4294967296.0;
 }
 
+/* The RateLimit-* headers into H (3 of them), their values into TEXT. */
 static void
-add_ratelimit_headers(struct agw_call *call, struct evkeyvalq *headers)
+ratelimit_headers(struct agw_call *call, struct agw_header *h,
+                  char text[3][21])
 {
     struct agw_limiter *rl = call->gw->limiter;
     struct agw_rl_state state;
-    char value[24];
 
     rl->ops->state(rl, (int64_t)call->cfg->max_wait_ms * US_PER_MS,
                    &state);
-    snprintf(value, sizeof(value), "%d", state.limit);
-    evhttp_add_header(headers, "RateLimit-Limit", value);
-    snprintf(value, sizeof(value), "%d", state.remaining);
-    evhttp_add_header(headers, "RateLimit-Remaining", value);
-    snprintf(value, sizeof(value), "%d", state.reset_s);
-    evhttp_add_header(headers, "RateLimit-Reset", value);
+    agw_fmt_long(state.limit, text[0]);
+    agw_fmt_long(state.remaining, text[1]);
+    agw_fmt_long(state.reset_s, text[2]);
+    h[0] = (struct agw_header){"RateLimit-Limit", text[0]};
+    h[1] = (struct agw_header){"RateLimit-Remaining", text[1]};
+    h[2] = (struct agw_header){"RateLimit-Reset", text[2]};
 }
 
 static void
@@ -141,16 +145,20 @@ answer(struct agw_call *call, const struct agw_response *resp,
        const char *cache)
 {
     struct evkeyvalq *headers = evhttp_request_get_output_headers(call->req);
+    struct agw_header extra[4];
+    char text[3][21];
+    size_t n = 0;
 
     if (resp->status >= 200 && resp->status < 300) {
-        evhttp_add_header(headers, "X-Cache", cache);
+        extra[n++] = (struct agw_header){"X-Cache", cache};
     }
     if (call->gw->draining && evhttp_find_header(headers, "Connection") == NULL) {
         evhttp_add_header(headers, "Connection", "close");
     }
-    add_ratelimit_headers(call, headers);
+    ratelimit_headers(call, extra + n, text);
+    n += 3;
     log_access(call, resp->status, cache);
-    agw_reply_send(call->req, resp);
+    agw_reply_send_with(call->req, resp, extra, n);
     call->gw->inflight--;
     agw_metrics_gauge_add(AGW_M_INFLIGHT, -1);
     call->answered = true;
@@ -235,22 +243,42 @@ end_transit(struct agw_call *call, int64_t sent_us)
 }
 
 /*
- * Ends the fleet-wide flight: the holder publishes its answer to the other
+ * Ends the call's part in the flights of this process and of the fleet:
+ * as their holder it hands its answer to the other workers' and
  * instances' waiters. Not a shutdown's 503, which is this instance's own
- * business: that claim is left to expire and a waiter elsewhere takes over.
+ * business: then the claims pass on (a Redis one when it expires).
  */
+static void
+end_claim(struct agw_fleet *fleet, struct agw_fleet_wait **wait, bool *leader,
+          const char *key, const struct agw_response *resp,
+          bool shutting_down)
+{
+    if (*wait != NULL) {
+        agw_fleet_cancel(fleet, *wait);
+        *wait = NULL;
+    }
+    if (*leader && shutting_down) {
+        agw_fleet_abandon(fleet, key);
+    } else if (*leader) {
+        agw_fleet_release(fleet, key, resp);
+    }
+    *leader = false;
+}
+
 static void
 end_fleet_flight(struct agw_call *call, const struct agw_response *resp,
                  bool shutting_down)
 {
-    if (call->fleet_wait != NULL) {
-        agw_fleet_cancel(call->fleet_wait);
-        call->fleet_wait = NULL;
+    const char *key = call->create.dedupe_key;
+
+    if (call->gw->fleet != NULL) {
+        end_claim(call->gw->fleet, &call->fleet_wait, &call->fleet_leader, key,
+                  resp, shutting_down);
     }
-    if (call->fleet_leader && !shutting_down) {
-        agw_fleet_release(call->gw->fleet, call->create.dedupe_key, resp);
+    if (call->gw->local_fleet != NULL) {
+        end_claim(call->gw->local_fleet, &call->local_wait,
+                  &call->local_leader, key, resp, shutting_down);
     }
-    call->fleet_leader = false;
 }
 
 /* The leader's way out: ends the flight (answering its waiters too). */
@@ -469,6 +497,10 @@ send_attempt(struct agw_call *call)
     if (call->fleet_leader) {
         agw_fleet_renew(call->gw->fleet, call->create.dedupe_key);
     }
+    if (call->upstream_path[0] == '\0') {
+        snprintf(call->upstream_path, sizeof(call->upstream_path),
+                 "/v1/businesses/%s/assets", call->create.business_id);
+    }
     call->attempts++;
     call->attempt_start_us = agw_now_us();
     call->upcall = agw_upstream_post(
@@ -528,8 +560,14 @@ acquire_slot(struct agw_call *call)
     rl->ops->acquire(rl, max_wait, on_slot, call);
 }
 
-/* The claim was free: its last holder may have stored an answer between
- * our miss and our claim, so look once more before calling upstream. */
+/* The call leads at every level: it is the one that goes upstream. */
+static void
+go_upstream(struct agw_call *call)
+{
+    agw_metrics_count_cache(AGW_CACHE_MISS);
+    acquire_slot(call);
+}
+
 static void
 on_lead_lookup(enum agw_store_result result, int status, const char *body,
                size_t len, void *arg)
@@ -547,10 +585,37 @@ on_lead_lookup(enum agw_store_result result, int status, const char *body,
     }
 
     if (result == AGW_STORE_HIT) {
+        agw_metrics_count_cache(AGW_CACHE_HIT);
         finish(call, &resp, "HIT");
         return;
     }
-    acquire_slot(call);
+    go_upstream(call);
+}
+
+/*
+ * Won every claim: a flight may have ended between the first lookup and
+ * the claim, so look again (not for no-cache calls, which refresh).
+ */
+static void
+lead_everywhere(struct agw_call *call)
+{
+    if (call->no_cache) {
+        go_upstream(call);
+        return;
+    }
+    async_begin(call);
+    call->gw->store->ops->get(call->gw->store, call->create.dedupe_key,
+                              on_lead_lookup, call);
+}
+
+/* Another worker or instance answered: like a single-flight waiter. */
+static void
+take_answer(struct agw_call *call, const struct agw_response *resp)
+{
+    bool ok = resp->status >= 200 && resp->status < 300;
+
+    agw_metrics_count_cache(AGW_CACHE_COALESCED);
+    finish(call, resp, ok ? "HIT" : "-");
 }
 
 static void
@@ -562,36 +627,96 @@ on_fleet(enum agw_fleet_outcome outcome, const struct agw_response *resp,
     call->fleet_wait = NULL;
     switch (outcome) {
     case AGW_FLEET_ANSWER:
-        agw_metrics_count_cache(AGW_CACHE_COALESCED);
-        finish(call, resp, "HIT");
+        take_answer(call, resp);
         return;
     case AGW_FLEET_LEAD:
         call->fleet_leader = true;
-        if (!call->no_cache) {
-            async_begin(call);
-            call->gw->store->ops->get(call->gw->store, call->create.dedupe_key,
-                                      on_lead_lookup, call);
-            return;
-        }
-        break;
+        lead_everywhere(call);
+        return;
     default:
         rlog_debug(call->request_id, "fleet single flight unavailable: "
                                      "deduplicating on this instance only");
-        break;
+        go_upstream(call);
+        return;
     }
-    acquire_slot(call);
 }
 
-/* A miss here: another instance may be calling upstream for it already. */
+/* Leads the flight in this process: now the fleet's, if there is one. */
 static void
-join_fleet(struct agw_call *call)
+join_fleet_wide(struct agw_call *call)
 {
     if (call->gw->fleet == NULL) {
-        acquire_slot(call);
+        lead_everywhere(call);
         return;
     }
     call->fleet_wait = agw_fleet_join(call->gw->fleet, call->create.dedupe_key,
                                       on_fleet, call);
+}
+
+static void
+on_local_fleet(enum agw_fleet_outcome outcome,
+               const struct agw_response *resp, void *arg)
+{
+    struct agw_call *call = arg;
+
+    call->local_wait = NULL;
+    if (outcome == AGW_FLEET_ANSWER) {
+        take_answer(call, resp);
+        return;
+    }
+    call->local_leader = true;
+    join_fleet_wide(call);
+}
+
+/*
+ * A miss here: another worker of this process, then another instance of
+ * the fleet, may be calling upstream for it already.
+ */
+static void
+join_fleet(struct agw_call *call)
+{
+    if (call->gw->local_fleet != NULL) {
+        call->local_wait = agw_fleet_join(call->gw->local_fleet,
+                                          call->create.dedupe_key,
+                                          on_local_fleet, call);
+    } else if (call->gw->fleet != NULL) {
+        call->fleet_wait = agw_fleet_join(call->gw->fleet,
+                                          call->create.dedupe_key, on_fleet,
+                                          call);
+    } else {
+        go_upstream(call);
+    }
+}
+
+/*
+ * Makes the deadline (at start_us + request_deadline_ms, whenever it is
+ * armed) and, WITH_TIMER, the limiter's timer. Only calls that go past a
+ * store hit need them. False when memory ran out: the call is answered.
+ */
+static bool
+arm_timers(struct agw_call *call, bool with_timer)
+{
+    struct event_base *base = call->gw->base;
+    int64_t left = remaining_us(call);
+    struct timeval tv = {
+        .tv_sec = left > 0 ? (time_t)(left / US_PER_S) : 0,
+        .tv_usec = left > 0 ? (suseconds_t)(left % US_PER_S) : 0,
+    };
+
+    if (call->deadline == NULL) {
+        call->deadline = evtimer_new(base, on_deadline, call);
+        if (call->deadline != NULL) {
+            evtimer_add(call->deadline, &tv);
+        }
+    }
+    if (with_timer && call->timer == NULL) {
+        call->timer = evtimer_new(base, on_timer, call);
+    }
+    if (call->deadline == NULL || (with_timer && call->timer == NULL)) {
+        finish_error(call, 503, AGW_CODE_UNAVAILABLE, "out of memory", -1);
+        return false;
+    }
+    return true;
 }
 
 static void
@@ -615,38 +740,38 @@ on_lookup(enum agw_store_result result, int status, const char *body,
         finish(call, &resp, "HIT");
         return;
     }
-    agw_metrics_count_cache(AGW_CACHE_MISS);
-    join_fleet(call);
+    if (arm_timers(call, true)) {
+        join_fleet(call);
+    }
 }
 
 static void
 lead(struct agw_call *call)
 {
     struct agw_gateway *gw = call->gw;
-    struct timeval tv = {
-        .tv_sec = call->cfg->request_deadline_ms / 1000,
-        .tv_usec = (call->cfg->request_deadline_ms % 1000) * 1000,
-    };
 
     call->next = gw->leaders;
     if (gw->leaders != NULL) {
         gw->leaders->prev = call;
     }
     gw->leaders = call;
-    call->timer = evtimer_new(gw->base, on_timer, call);
-    call->deadline = evtimer_new(gw->base, on_deadline, call);
-    if (call->timer == NULL || call->deadline == NULL) {
-        finish_error(call, 503, AGW_CODE_UNAVAILABLE, "out of memory", -1);
-        return;
-    }
-    evtimer_add(call->deadline, &tv);
     if (call->no_cache) {
-        agw_metrics_count_cache(AGW_CACHE_MISS);
-        join_fleet(call);
+        if (arm_timers(call, true)) {
+            join_fleet(call);
+        }
         return;
     }
+    /*
+     * A store without I/O answers before get() returns, and a hit frees
+     * the call: a second async reference keeps it until we have looked.
+     * Only a lookup still out needs the deadline now.
+     */
+    async_begin(call);
     async_begin(call);
     gw->store->ops->get(gw->store, call->create.dedupe_key, on_lookup, call);
+    if (async_end(call) && call->async_out > 0) {
+        arm_timers(call, false);
+    }
 }
 
 static bool
@@ -718,8 +843,6 @@ parse_call(struct agw_call *call, const char *business_id)
         answer_error(call, 400, AGW_CODE_INVALID_ARGUMENT, message);
         return false;
     }
-    snprintf(call->upstream_path, sizeof(call->upstream_path),
-             "/v1/businesses/%s/assets", call->create.business_id);
     return true;
 }
 
@@ -739,9 +862,9 @@ agw_create_handle(struct agw_gateway *gw, struct evhttp_request *req,
     call->start_us = agw_now_us();
     call->deadline_us = call->start_us +
                         (int64_t)call->cfg->request_deadline_ms * US_PER_MS;
-    snprintf(call->business_id, sizeof(call->business_id), "%.40s",
-             business_id);
-    snprintf(call->caller, sizeof(call->caller), "-");
+    /* At most 40 bytes of whatever the path held, for the access log. */
+    memcpy(call->business_id, business_id, strnlen(business_id, 40));
+    call->caller[0] = '-';
     agw_reply_request_id(req, call->request_id);
     gw->inflight++;
     agw_metrics_gauge_add(AGW_M_INFLIGHT, 1);

@@ -87,7 +87,8 @@ struct ksub {
     struct ksub *next;
 };
 
-struct agw_fleet {
+struct redis_fleet {
+    struct agw_fleet base_ops; /* first: the ops receive &base_ops */
     struct event_base *base;
     struct agw_redis *cmd;
     struct agw_redis *sub;
@@ -101,10 +102,10 @@ struct agw_fleet {
 /*
  * A join. It stays allocated while it is live (no outcome yet, not
  * cancelled) or a command it sent is still out: REFS counts both, so a
- * late reply after cancel or agw_fleet_free finds it and is ignored.
+ * late reply after cancel or free finds it and is ignored.
  */
 struct agw_fleet_wait {
-    struct agw_fleet *fleet; /* NULL once the fleet is freed */
+    struct redis_fleet *fleet; /* NULL once the fleet is freed */
     char *key;
     agw_fleet_cb cb;
     void *arg;
@@ -214,7 +215,7 @@ encode_answer(const char *token, const struct agw_response *resp, size_t *len)
 /* ------------------------------------------------------ subscriptions */
 
 static struct ksub *
-ksub_find(struct agw_fleet *f, const char *key, const char *channel)
+ksub_find(struct redis_fleet *f, const char *key, const char *channel)
 {
     for (struct ksub *ks = f->ksubs; ks != NULL; ks = ks->next) {
         if ((key != NULL && strcmp(ks->key, key) == 0) ||
@@ -226,7 +227,7 @@ ksub_find(struct agw_fleet *f, const char *key, const char *channel)
 }
 
 static struct ksub *
-ksub_ref(struct agw_fleet *f, const char *key)
+ksub_ref(struct redis_fleet *f, const char *key)
 {
     struct ksub *ks = ksub_find(f, key, NULL);
 
@@ -261,7 +262,7 @@ ksub_free(struct ksub *ks)
 }
 
 static void
-ksub_unref(struct agw_fleet *f, const char *key)
+ksub_unref(struct redis_fleet *f, const char *key)
 {
     struct ksub **p = &f->ksubs;
     struct ksub *ks;
@@ -297,7 +298,7 @@ wait_unref(struct agw_fleet_wait *w)
 static void
 retire(struct agw_fleet_wait *w)
 {
-    struct agw_fleet *f = w->fleet;
+    struct redis_fleet *f = w->fleet;
 
     w->live = false;
     evtimer_del(w->timer);
@@ -334,7 +335,7 @@ deliver(struct agw_fleet_wait *w, enum agw_fleet_outcome outcome,
 }
 
 static void
-add_claim(struct agw_fleet *f, const char *key, const char *token)
+add_claim(struct redis_fleet *f, const char *key, const char *token)
 {
     struct claim *c = calloc(1, sizeof(*c));
 
@@ -348,7 +349,7 @@ add_claim(struct agw_fleet *f, const char *key, const char *token)
 }
 
 static struct claim *
-find_claim(struct agw_fleet *f, const char *key)
+find_claim(struct redis_fleet *f, const char *key)
 {
     for (struct claim *c = f->claims; c != NULL; c = c->next) {
         if (strcmp(c->key, key) == 0) {
@@ -359,7 +360,7 @@ find_claim(struct agw_fleet *f, const char *key)
 }
 
 static void
-remove_claim(struct agw_fleet *f, struct claim *gone)
+remove_claim(struct redis_fleet *f, struct claim *gone)
 {
     for (struct claim **p = &f->claims; *p != NULL; p = &(*p)->next) {
         if (*p == gone) {
@@ -412,7 +413,7 @@ on_copy(struct redisReply *reply, const char *error, void *arg)
 static void
 check_copy(struct agw_fleet_wait *w)
 {
-    struct agw_fleet *f = w->fleet;
+    struct redis_fleet *f = w->fleet;
     char *done = join_str(f->prefix, "done:", w->key);
     const char *argv[2] = {"GET", done};
     size_t argvlen[2] = {3, strlen(done)};
@@ -439,7 +440,7 @@ static void
 become_waiter(struct agw_fleet_wait *w, const redisReply *holder,
               long long pttl)
 {
-    struct agw_fleet *f = w->fleet;
+    struct redis_fleet *f = w->fleet;
     struct ksub *ks;
 
     if (!agw_redis_is_up(f->sub)) {
@@ -520,7 +521,7 @@ on_claim(struct redisReply *reply, const char *error, void *arg)
 static void
 send_claim(struct agw_fleet_wait *w)
 {
-    struct agw_fleet *f = w->fleet;
+    struct redis_fleet *f = w->fleet;
     char *lock = join_str(f->prefix, "lock:", w->key);
     char *done = join_str(f->prefix, "done:", w->key);
     char ttl[16];
@@ -559,7 +560,7 @@ on_wait_timer(evutil_socket_t fd, short what, void *arg)
 /* The live waits on KEY, each with an extra reference, so callbacks may
  * cancel or free anything meanwhile. Caller frees the array. */
 static struct agw_fleet_wait **
-snapshot(struct agw_fleet *f, const char *key, size_t *n)
+snapshot(struct redis_fleet *f, const char *key, size_t *n)
 {
     struct agw_fleet_wait **out;
     size_t count = 0, i = 0;
@@ -594,7 +595,7 @@ release_snapshot(struct agw_fleet_wait **ws, size_t n)
 static void
 on_message(const char *channel, const char *data, size_t len, void *arg)
 {
-    struct agw_fleet *f = arg;
+    struct redis_fleet *f = arg;
     struct ksub *ks = ksub_find(f, NULL, channel);
     struct agw_response resp;
     char token[TOKEN_LEN + 1];
@@ -618,7 +619,7 @@ on_message(const char *channel, const char *data, size_t len, void *arg)
 static void
 on_subscribed(const char *channel, void *arg)
 {
-    struct agw_fleet *f = arg;
+    struct redis_fleet *f = arg;
     struct ksub *ks = ksub_find(f, NULL, channel);
 
     if (ks == NULL) {
@@ -638,7 +639,7 @@ on_subscribed(const char *channel, void *arg)
 static void
 on_sub_state(bool up, void *arg)
 {
-    struct agw_fleet *f = arg;
+    struct redis_fleet *f = arg;
     struct agw_fleet_wait **ws;
     size_t n;
 
@@ -657,11 +658,19 @@ on_sub_state(bool up, void *arg)
 
 /* ------------------------------------------------------------ public */
 
+static const struct agw_fleet_ops redis_fleet_ops;
+
+static struct redis_fleet *
+redis_of(struct agw_fleet *fleet)
+{
+    return (struct redis_fleet *)fleet;
+}
+
 struct agw_fleet *
 agw_fleet_new(struct event_base *base, struct agw_redis *cmd,
               struct agw_redis *sub, const char *prefix, int claim_ttl_ms)
 {
-    struct agw_fleet *f = calloc(1, sizeof(*f));
+    struct redis_fleet *f = calloc(1, sizeof(*f));
 
     if (f == NULL) {
         return NULL;
@@ -671,20 +680,20 @@ agw_fleet_new(struct event_base *base, struct agw_redis *cmd,
         free(f);
         return NULL;
     }
+    f->base_ops.ops = &redis_fleet_ops;
     f->base = base;
     f->cmd = cmd;
     f->sub = sub;
     f->claim_ttl_ms = claim_ttl_ms > 0 ? claim_ttl_ms : 1;
     agw_redis_set_subscriber(sub, on_message, on_subscribed, on_sub_state, f);
-    return f;
+    return &f->base_ops;
 }
 
-void
-agw_fleet_free(struct agw_fleet *f)
+static void
+redis_fleet_free(struct agw_fleet *fleet)
 {
-    if (f == NULL) {
-        return;
-    }
+    struct redis_fleet *f = redis_of(fleet);
+
     agw_redis_set_subscriber(f->sub, NULL, NULL, NULL, NULL);
     while (f->waits != NULL) {
         struct agw_fleet_wait *w = f->waits;
@@ -717,9 +726,11 @@ defer_outcome(struct agw_fleet_wait *w, enum agw_fleet_outcome outcome)
     evtimer_add(w->timer, &now);
 }
 
-struct agw_fleet_wait *
-agw_fleet_join(struct agw_fleet *f, const char *key, agw_fleet_cb cb, void *arg)
+static struct agw_fleet_wait *
+redis_fleet_join(struct agw_fleet *fleet, const char *key, agw_fleet_cb cb,
+                 void *arg)
 {
+    struct redis_fleet *f = redis_of(fleet);
     struct agw_fleet_wait *w = calloc(1, sizeof(*w));
 
     if (w == NULL || (w->key = strdup(key)) == NULL ||
@@ -745,8 +756,8 @@ agw_fleet_join(struct agw_fleet *f, const char *key, agw_fleet_cb cb, void *arg)
     return w;
 }
 
-void
-agw_fleet_cancel(struct agw_fleet_wait *w)
+static void
+redis_fleet_cancel(struct agw_fleet *fleet, struct agw_fleet_wait *w)
 {
     if (w == NULL || !w->live) {
         return;
@@ -785,9 +796,10 @@ note_new(const char *key)
     return op;
 }
 
-void
-agw_fleet_renew(struct agw_fleet *f, const char *key)
+static void
+redis_fleet_renew(struct agw_fleet *fleet, const char *key)
 {
+    struct redis_fleet *f = redis_of(fleet);
     struct claim *c = find_claim(f, key);
     char *lock;
     char ttl[16];
@@ -822,10 +834,11 @@ on_released(struct redisReply *reply, const char *error, void *arg)
     free(op);
 }
 
-void
-agw_fleet_release(struct agw_fleet *f, const char *key,
-                  const struct agw_response *resp)
+static void
+redis_fleet_release(struct agw_fleet *fleet, const char *key,
+                    const struct agw_response *resp)
 {
+    struct redis_fleet *f = redis_of(fleet);
     struct claim *c = find_claim(f, key);
     char *lock, *done, *answer;
     size_t alen;
@@ -859,3 +872,12 @@ agw_fleet_release(struct agw_fleet *f, const char *key,
     free(done);
     free(answer);
 }
+
+static const struct agw_fleet_ops redis_fleet_ops = {
+    .join = redis_fleet_join,
+    .cancel = redis_fleet_cancel,
+    .renew = redis_fleet_renew,
+    .release = redis_fleet_release,
+    .abandon = NULL, /* the claim expires; a waiter elsewhere takes over */
+    .free = redis_fleet_free,
+};

@@ -9,6 +9,7 @@
 #define AGW_FLEET_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 struct event_base;
@@ -29,6 +30,27 @@ typedef void (*agw_fleet_cb)(enum agw_fleet_outcome outcome,
                              const struct agw_response *resp, void *arg);
 
 /*
+ * One fleet per event loop. Two kinds: the Redis one (agw_fleet_new) for
+ * instances sharing a Redis, and the in-process one (fleet_local.h) for
+ * worker threads sharing a memory store.
+ */
+struct agw_fleet_ops {
+    struct agw_fleet_wait *(*join)(struct agw_fleet *fleet, const char *key,
+                                   agw_fleet_cb cb, void *arg);
+    void (*cancel)(struct agw_fleet *fleet, struct agw_fleet_wait *wait);
+    void (*renew)(struct agw_fleet *fleet, const char *key);
+    void (*release)(struct agw_fleet *fleet, const char *key,
+                    const struct agw_response *resp);
+    /* NULL: nothing to do. */
+    void (*abandon)(struct agw_fleet *fleet, const char *key);
+    void (*free)(struct agw_fleet *fleet);
+};
+
+struct agw_fleet {
+    const struct agw_fleet_ops *ops;
+};
+
+/*
  * CMD sends commands, SUB is a subscriber connection (both borrowed; they
  * must outlive the fleet). The fleet makes itself SUB's subscriber
  * (agw_redis_set_subscriber): give it a connection of its own.
@@ -41,28 +63,51 @@ typedef void (*agw_fleet_cb)(enum agw_fleet_outcome outcome,
 struct agw_fleet *agw_fleet_new(struct event_base *base, struct agw_redis *cmd,
                                 struct agw_redis *sub, const char *prefix,
                                 int claim_ttl_ms);
-void agw_fleet_free(struct agw_fleet *fleet);
+
+/* FLEET may be NULL. Waits still open end without their callback. */
+static inline void
+agw_fleet_free(struct agw_fleet *fleet)
+{
+    if (fleet != NULL) {
+        fleet->ops->free(fleet);
+    }
+}
 
 /*
  * Claims KEY or waits for its answer. CB runs exactly once, never before
  * this returns, unless the wait is cancelled with agw_fleet_cancel (the
  * caller's own deadline timer does that) or the fleet is freed first.
  * Waiting has no deadline of its own: it ends with an answer, a takeover
- * (LEAD) when the claim expires unanswered, or UNAVAILABLE when Redis
- * fails (either connection down at join, a command failing, or SUB
- * dropping while waiting: messages in between would be lost). Returns
- * the handle (never NULL), owned by the fleet: it is invalid once CB ran.
+ * (LEAD) when the claim expires unanswered (or is abandoned), or
+ * UNAVAILABLE when the fleet cannot coordinate (Redis down at join, a
+ * command failing, or SUB dropping while waiting: messages in between
+ * would be lost). Returns the handle (never NULL), owned by the fleet: it
+ * is invalid once CB ran.
  */
-struct agw_fleet_wait *agw_fleet_join(struct agw_fleet *fleet, const char *key,
-                                      agw_fleet_cb cb, void *arg);
+static inline struct agw_fleet_wait *
+agw_fleet_join(struct agw_fleet *fleet, const char *key, agw_fleet_cb cb,
+               void *arg)
+{
+    return fleet->ops->join(fleet, key, cb, arg);
+}
 
 /* Stops waiting: CB will not run. Safe at any moment before CB ran
  * (replies still due are ignored); WAIT may be NULL. */
-void agw_fleet_cancel(struct agw_fleet_wait *wait);
+static inline void
+agw_fleet_cancel(struct agw_fleet *fleet, struct agw_fleet_wait *wait)
+{
+    if (wait != NULL) {
+        fleet->ops->cancel(fleet, wait);
+    }
+}
 
 /* Holder only: extends the claim by claim_ttl_ms if still owned (call it
  * before each upstream attempt). Fire and forget; failures are logged. */
-void agw_fleet_renew(struct agw_fleet *fleet, const char *key);
+static inline void
+agw_fleet_renew(struct agw_fleet *fleet, const char *key)
+{
+    fleet->ops->renew(fleet, key);
+}
 
 /*
  * Holder only: publishes RESP (status, retry_after_s and body; errors
@@ -72,7 +117,24 @@ void agw_fleet_renew(struct agw_fleet *fleet, const char *key);
  * it does nothing. RESP is copied. Fire and forget; failures are logged
  * (waiters elsewhere then take over when the claim expires).
  */
-void agw_fleet_release(struct agw_fleet *fleet, const char *key,
-                       const struct agw_response *resp);
+static inline void
+agw_fleet_release(struct agw_fleet *fleet, const char *key,
+                  const struct agw_response *resp)
+{
+    fleet->ops->release(fleet, key, resp);
+}
+
+/*
+ * Holder only, shutting down without an answer for the others: the Redis
+ * claim is left to expire (a waiter on a live instance then takes over);
+ * in-process waiters are told at once.
+ */
+static inline void
+agw_fleet_abandon(struct agw_fleet *fleet, const char *key)
+{
+    if (fleet->ops->abandon != NULL) {
+        fleet->ops->abandon(fleet, key);
+    }
+}
 
 #endif

@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,10 +22,14 @@
 
 #define MSG_MAX 2048
 
-int agw_log_level = AGW_LOG_INFO;
+atomic_int agw_log_level = AGW_LOG_INFO;
 
-static int log_format = AGW_LOGFMT_TEXT;
-static int log_fd = STDERR_FILENO;
+/* Worker threads log while the main thread reloads: the settings are
+ * atomics, and the descriptor number, once it is a file's, never changes
+ * (dup2 swaps what it refers to), so no line is written to a closed or
+ * reused descriptor. */
+static atomic_int log_format = AGW_LOGFMT_TEXT;
+static atomic_int log_fd = STDERR_FILENO;
 static char log_path[4096];
 static char log_program[64] = "asset-gateway";
 
@@ -54,8 +59,11 @@ agw_log_setup(int level, int format, const char *program)
 {
     agw_log_level = level;
     log_format = format;
-    if (program != NULL) {
+    if (program != NULL && strcmp(program, log_program) != 0) {
         snprintf(log_program, sizeof(log_program), "%s", program);
+    }
+    if (!holding) {
+        return;
     }
     holding = false;
     for (int i = 0; i < nheld; i++) {
@@ -84,31 +92,42 @@ agw_log_capture_libevent(void)
     event_set_log_callback(from_libevent);
 }
 
+/* Makes log_fd refer to FD (closed here unless it is stderr). */
+static bool
+point_log_at(int fd)
+{
+    int ok;
+
+    if (log_fd == STDERR_FILENO) {
+        if (fd != STDERR_FILENO) {
+            log_fd = fd;
+        }
+        return true;
+    }
+    ok = dup2(fd, log_fd) >= 0;
+    if (fd != STDERR_FILENO) {
+        close(fd);
+    }
+    return ok;
+}
+
 static bool
 open_path(const char *path)
 {
     int fd;
 
     if (path == NULL || path[0] == '\0') {
-        if (log_fd != STDERR_FILENO) {
-            close(log_fd);
-        }
-        log_fd = STDERR_FILENO;
         log_path[0] = '\0';
-        return true;
+        return point_log_at(STDERR_FILENO);
     }
     if (strlen(path) >= sizeof(log_path)) {
         errno = ENAMETOOLONG;
         return false;
     }
     fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
-    if (fd < 0) {
+    if (fd < 0 || !point_log_at(fd)) {
         return false;
     }
-    if (log_fd != STDERR_FILENO) {
-        close(log_fd);
-    }
-    log_fd = fd;
     if (log_path != path) {
         snprintf(log_path, sizeof(log_path), "%s", path);
     }

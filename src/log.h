@@ -6,6 +6,7 @@
 #ifndef AGW_LOG_H
 #define AGW_LOG_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 
 enum agw_log_level {
@@ -15,7 +16,7 @@ enum agw_log_level {
     AGW_LOG_DEBUG = 3,
 };
 
-extern int agw_log_level;
+extern atomic_int agw_log_level; /* set by reloads, read by workers */
 
 /* FORMAT is enum agw_log_format; PROGRAM names the emitting binary.
  * Writes out the lines held since agw_log_hold(), in that format. */

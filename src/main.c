@@ -3,49 +3,40 @@
  * signals (drain on SIGTERM/SIGINT), and the event loop.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include <event2/dns.h>
 #include <event2/event.h>
+#include <event2/thread.h>
 
 #include "auth.h"
 #include "config.h"
-#include "fleet.h"
-#include "redis.h"
-#include "create.h"
-#include "gateway.h"
 #include "log.h"
 #include "metrics.h"
-#include "ratelimit.h"
-#include "server.h"
-#include "singleflight.h"
 #include "store.h"
-#include "store_l1.h"
-#include "store_tiered.h"
-#include "upstream.h"
+#include "worker.h"
 
 #include "agw_autoconf.h" /* PACKAGE_VERSION */
 
-#define DRAIN_TICK_MS 50
-#define FLUSH_GRACE_MS 100
-/* Once every call is answered, connections still open may be sending a
- * request that arrived after SIGTERM: wait this long for them to finish
- * (their answer is 503 with Connection: close) or to go away. */
-#define DRAIN_LINGER_TICKS 20
-
+/*
+ * The main thread runs the control loop: signals, reloads, the end of a
+ * drain. Requests are served by the worker threads.
+ */
 struct daemon {
     const char *config_path;
-    struct agw_config *cfg; /* the running snapshot; gw.cfg is the same */
-    struct agw_gateway gw;
-    struct agw_server *server;
+    struct agw_config *cfg; /* the running snapshot; workers hold it too */
+    struct agw_auth *auth;  /* callers (mode = token); NULL: mode = none */
+    struct event_base *control;
     struct event *sigterm, *sigint, *sighup, *sigusr1;
-    struct event *drain_tick;
-    int64_t drain_ticks_left;
-    int linger_ticks_left;
+    struct agw_shared shared;
+    struct agw_worker *workers;
+    int nworkers;  /* initialised */
+    int nexited;   /* loops that have ended */
+    bool draining;
 };
 
 static void
@@ -65,52 +56,31 @@ usage(FILE *out)
 }
 
 static void
-exit_soon(struct daemon *d)
-{
-    struct timeval grace = {0, FLUSH_GRACE_MS * 1000};
-
-    /* Answers just handed to evhttp still need a loop turn to be written. */
-    event_base_loopexit(d->gw.base, &grace);
-}
-
-static void
-on_drain_tick(evutil_socket_t fd, short what, void *arg)
-{
-    struct daemon *d = arg;
-    struct timeval tick = {0, DRAIN_TICK_MS * 1000};
-
-    if (d->gw.inflight == 0 && (agw_server_connections(d->server) == 0 ||
-                                d->linger_ticks_left-- <= 0)) {
-        log_info("drained: every call answered; exiting");
-        exit_soon(d);
-        return;
-    }
-    if (--d->drain_ticks_left <= 0) {
-        log_warn("drain_timeout_ms reached with %ld calls in flight: "
-                 "answering them 503",
-                 d->gw.inflight);
-        agw_create_abort_all(&d->gw);
-        exit_soon(d);
-        return;
-    }
-    evtimer_add(d->drain_tick, &tick);
-}
-
-static void
 on_stop_signal(evutil_socket_t sig, short what, void *arg)
 {
     struct daemon *d = arg;
 
-    if (d->gw.draining) {
+    if (d->draining) {
         return;
     }
-    log_info("signal %d: draining (%ld calls in flight, up to %d ms)",
-             (int)sig, d->gw.inflight, d->cfg->drain_timeout_ms);
-    d->gw.draining = true;
-    agw_server_stop_accepting(d->server);
-    d->drain_ticks_left = d->cfg->drain_timeout_ms / DRAIN_TICK_MS + 1;
-    d->linger_ticks_left = DRAIN_LINGER_TICKS;
-    on_drain_tick(-1, 0, d);
+    log_info("signal %d: draining (up to %d ms)", (int)sig,
+             d->cfg->drain_timeout_ms);
+    d->draining = true;
+    for (int i = 0; i < d->nworkers; i++) {
+        agw_worker_drain(&d->workers[i]);
+    }
+}
+
+static void
+on_worker_exit(struct agw_worker *w, void *arg)
+{
+    struct daemon *d = arg;
+
+    if (++d->nexited < d->nworkers) {
+        return;
+    }
+    log_info("drained: every call answered; exiting");
+    event_base_loopexit(d->control, NULL);
 }
 
 /* The callers of CFG: *AUTH is NULL for mode = none. */
@@ -160,10 +130,8 @@ on_sighup(evutil_socket_t sig, short what, void *arg)
         return;
     }
     agw_config_ref(next);
-    /* Calls copy the caller's name when they start, so the old table can
-     * go at once. */
-    agw_auth_free(d->gw.auth);
-    d->gw.auth = auth;
+    agw_auth_free(d->auth);
+    d->auth = auth;
     agw_config_keep_restart_only(next, d->cfg, report_restart_only);
     agw_log_setup(next->log_level, next->log_format, "asset-gateway");
     if (!agw_log_open(next->log_file)) {
@@ -171,13 +139,11 @@ on_sighup(evutil_socket_t sig, short what, void *arg)
                   "it was",
                   next->log_file, strerror(errno));
     }
-    agw_upstream_reconfigure(d->gw.upstream, next);
-    d->gw.limiter->ops->reconfigure(d->gw.limiter, next->rate, next->burst);
-    agw_limiter_fleet_reload(d->gw.limiter, next);
-    agw_server_reconfigure(d->server, next);
+    for (int i = 0; i < d->nworkers; i++) {
+        agw_worker_reload(&d->workers[i], next, auth);
+    }
     agw_config_unref(d->cfg);
     d->cfg = next;
-    d->gw.cfg = next;
     agw_metrics_count_reload(true);
     log_info("configuration reloaded from %s", d->config_path);
 }
@@ -195,15 +161,14 @@ on_sigusr1(evutil_socket_t sig, short what, void *arg)
 static int
 add_signals(struct daemon *d)
 {
-    struct event_base *base = d->gw.base;
+    struct event_base *base = d->control;
 
     d->sigterm = evsignal_new(base, SIGTERM, on_stop_signal, d);
     d->sigint = evsignal_new(base, SIGINT, on_stop_signal, d);
     d->sighup = evsignal_new(base, SIGHUP, on_sighup, d);
     d->sigusr1 = evsignal_new(base, SIGUSR1, on_sigusr1, d);
-    d->drain_tick = evtimer_new(base, on_drain_tick, d);
     if (d->sigterm == NULL || d->sigint == NULL || d->sighup == NULL ||
-        d->sigusr1 == NULL || d->drain_tick == NULL) {
+        d->sigusr1 == NULL) {
         return -1;
     }
     evsignal_add(d->sigterm, NULL);
@@ -213,164 +178,80 @@ add_signals(struct daemon *d)
     return 0;
 }
 
-/* Both Redis connections feed one state: up only when both are. */
-static void
-on_redis_state(bool up, void *arg)
-{
-    struct agw_gateway *gw = arg;
-    bool all_up = agw_redis_is_up(gw->redis) && agw_redis_is_up(gw->redis_sub);
-
-    agw_metrics_gauge_set(AGW_M_REDIS_UP, all_up ? 1 : 0);
-    agw_metrics_gauge_set(AGW_M_DEGRADED, all_up ? 0 : 1);
-}
-
-static struct agw_redis *
-connect_redis(struct agw_gateway *gw, const char *name, char *err,
-              size_t errlen)
-{
-    struct agw_redis_options opts = {
-        .url = gw->cfg->redis_url,
-        .connect_timeout_ms = gw->cfg->redis_connect_timeout_ms,
-        .command_timeout_ms = gw->cfg->redis_command_timeout_ms,
-        .name = name,
-        .on_state = on_redis_state,
-        .arg = gw,
-        .dns = gw->dns,
-    };
-
-    return agw_redis_new(gw->base, &opts, err, errlen);
-}
-
-/*
- * The store: memory, or Redis with a memory fallback for outages. A
- * fleet claim must outlive one upstream attempt (SPEC §5), connect
- * included, so that only a dead holder's claim expires.
- */
+/* Signals are the control loop's: worker threads never take them. */
 static bool
-start_store(struct agw_gateway *gw, char *err, size_t errlen)
+start_threads(struct daemon *d)
 {
-    const struct agw_config *cfg = gw->cfg;
-    struct agw_store *memory = agw_store_memory_new(cfg->cache_max_entries);
-    struct agw_store *shared;
+    sigset_t block, old;
+    bool ok = true;
 
-    if (memory == NULL || cfg->store_backend == AGW_STORE_MEMORY) {
-        gw->store = memory;
-        return memory != NULL;
+    sigfillset(&block);
+    pthread_sigmask(SIG_BLOCK, &block, &old);
+    for (int i = 0; ok && i < d->nworkers; i++) {
+        ok = agw_worker_start(&d->workers[i], d->control, on_worker_exit, d);
+        if (!ok) {
+            log_error("cannot start worker thread %d", i);
+        }
     }
-    gw->redis = connect_redis(gw, "store", err, errlen);
-    gw->redis_sub = connect_redis(gw, "pubsub", err, errlen);
-    if (gw->redis == NULL || gw->redis_sub == NULL) {
-        memory->ops->destroy(memory);
-        return false;
-    }
-    agw_metrics_gauge_set(AGW_M_DEGRADED, 1); /* until both are up */
-    gw->fleet = agw_fleet_new(gw->base, gw->redis, gw->redis_sub,
-                              cfg->key_prefix,
-                              cfg->request_timeout_ms +
-                                  cfg->connect_timeout_ms + 1000);
-    shared = agw_store_redis_new(gw->redis, cfg->key_prefix);
-    gw->store = shared != NULL ? agw_store_tiered_new(shared, memory, gw->redis)
-                               : NULL;
-    if (gw->store != NULL && cfg->l1_entries > 0) {
-        gw->store = agw_store_l1_new(gw->store, cfg->l1_entries,
-                                     (size_t)cfg->l1_bytes, cfg->l1_ttl_ms);
-    }
-    if (gw->fleet == NULL || gw->store == NULL) {
-        snprintf(err, errlen, "out of memory");
-        return false;
-    }
-    return true;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    return ok;
 }
 
+/* Every worker's loop is built before any runs, so a bad listen address
+ * or an unreachable upstream name fails start-up as a whole. */
 static bool
 start(struct daemon *d)
 {
-    struct agw_gateway *gw = &d->gw;
+    int n = agw_config_workers(d->cfg);
     char err[512];
 
-    gw->cfg = d->cfg;
-    gw->base = event_base_new();
-    if (gw->base == NULL) {
-        log_error("event_base_new failed");
-        return false;
-    }
-    gw->dns = evdns_base_new(gw->base, EVDNS_BASE_INITIALIZE_NAMESERVERS);
-    if (gw->dns == NULL) {
-        log_error("evdns_base_new failed (is /etc/resolv.conf readable?)");
-        return false;
-    }
-    if (!start_store(gw, err, sizeof(err))) {
-        log_error("store: %s", err);
-        return false;
-    }
-    gw->sf = agw_sf_new();
-    gw->limiter = gw->redis != NULL
-                      ? agw_limiter_fleet_new(gw->base, gw->redis, d->cfg)
-                      : agw_limiter_local_new(d->cfg->rate, d->cfg->burst);
-    if (gw->sf == NULL || gw->limiter == NULL) {
+    d->control = event_base_new();
+    d->workers = calloc((size_t)n, sizeof(*d->workers));
+    if (d->control == NULL || d->workers == NULL || add_signals(d) != 0) {
         log_error("out of memory at start-up");
         return false;
     }
-    gw->upstream = agw_upstream_new(gw->base, gw->dns, d->cfg, err,
-                                    sizeof(err));
-    if (gw->upstream == NULL) {
-        log_error("upstream %s: %s", d->cfg->base_url, err);
-        return false;
+    for (; d->nworkers < n; d->nworkers++) {
+        if (!agw_worker_init(&d->workers[d->nworkers], d->nworkers, d->cfg,
+                             d->auth, &d->shared, err, sizeof(err))) {
+            d->nworkers++; /* freed by stop() */
+            log_error("%s", err);
+            return false;
+        }
     }
-    agw_upstream_set_sent_cb(gw->upstream, agw_create_on_sent);
-    if (add_signals(d) != 0) {
-        log_error("cannot install signal handlers");
-        return false;
+    return start_threads(d);
+}
+
+/* After a failed start: workers already running are drained at once. */
+static void
+stop_running_workers(struct daemon *d)
+{
+    for (int i = 0; i < d->nworkers; i++) {
+        if (d->workers[i].running) {
+            event_base_loopbreak(d->workers[i].gw.base);
+        }
     }
-    d->server = agw_server_start(gw, err, sizeof(err));
-    if (d->server == NULL) {
-        log_error("%s", err);
-        return false;
-    }
-    return true;
 }
 
 static void
 stop(struct daemon *d)
 {
-    struct agw_gateway *gw = &d->gw;
-    struct event *events[] = {d->sigterm, d->sigint, d->sighup, d->sigusr1,
-                              d->drain_tick};
+    struct event *events[] = {d->sigterm, d->sigint, d->sighup, d->sigusr1};
 
-    agw_server_free(d->server);
-    if (gw->upstream != NULL) {
-        agw_upstream_free(gw->upstream);
+    for (int i = 0; i < d->nworkers; i++) {
+        agw_worker_free(&d->workers[i]);
     }
-    if (gw->limiter != NULL) {
-        gw->limiter->ops->destroy(gw->limiter);
-    }
-    if (gw->sf != NULL) {
-        agw_sf_free(gw->sf);
-    }
-    if (gw->fleet != NULL) {
-        agw_fleet_free(gw->fleet);
-    }
-    if (gw->store != NULL) {
-        gw->store->ops->destroy(gw->store);
-    }
-    if (gw->redis_sub != NULL) {
-        agw_redis_free(gw->redis_sub);
-    }
-    if (gw->redis != NULL) {
-        agw_redis_free(gw->redis);
-    }
+    free(d->workers);
+    agw_shared_free(&d->shared);
     for (size_t i = 0; i < sizeof(events) / sizeof(events[0]); i++) {
         if (events[i] != NULL) {
             event_free(events[i]);
         }
     }
-    if (gw->dns != NULL) {
-        evdns_base_free(gw->dns, 0);
+    if (d->control != NULL) {
+        event_base_free(d->control);
     }
-    if (gw->base != NULL) {
-        event_base_free(gw->base);
-    }
-    agw_auth_free(gw->auth);
+    agw_auth_free(d->auth);
     agw_config_unref(d->cfg);
 }
 
@@ -389,7 +270,7 @@ load_settings(struct daemon *d, char *err, size_t errlen)
         return false;
     }
     agw_config_ref(d->cfg);
-    if (!load_auth(d->cfg, &d->gw.auth, err, errlen)) {
+    if (!load_auth(d->cfg, &d->auth, err, errlen)) {
         agw_config_unref(d->cfg);
         d->cfg = NULL;
         return false;
@@ -466,7 +347,7 @@ main(int argc, char **argv)
     if (test_only) {
         agw_log_setup(AGW_LOG_INFO, AGW_LOGFMT_TEXT, "asset-gateway");
         printf("asset-gateway: %s is valid\n", path);
-        agw_auth_free(d.gw.auth);
+        agw_auth_free(d.auth);
         agw_config_unref(d.cfg);
         return 0;
     }
@@ -474,7 +355,7 @@ main(int argc, char **argv)
         agw_log_setup(AGW_LOG_INFO, AGW_LOGFMT_TEXT, "asset-gateway");
         fprintf(stderr, "asset-gateway: cannot open log file %s: %s\n",
                 d.cfg->log_file, strerror(errno));
-        agw_auth_free(d.gw.auth);
+        agw_auth_free(d.auth);
         agw_config_unref(d.cfg);
         return 1;
     }
@@ -482,14 +363,23 @@ main(int argc, char **argv)
     agw_metrics_init(PACKAGE_VERSION);
     signal(SIGPIPE, SIG_IGN);
     log_start_warnings(d.cfg);
+    /* Workers post reloads, drains and single-flight outcomes to each
+     * other's loops. */
+    if (evthread_use_pthreads() != 0) {
+        log_error("libevent has no thread support");
+        return 1;
+    }
     if (!start(&d)) {
+        stop_running_workers(&d);
         stop(&d);
         return 1;
     }
-    log_info("asset-gateway %s serving %s for %s (store %s, rate %.6g/s)",
+    log_info("asset-gateway %s serving %s for %s (store %s, rate %.6g/s, "
+             "%d worker%s)",
              PACKAGE_VERSION, d.cfg->listen, d.cfg->base_url,
-             d.gw.store->ops->name, d.cfg->rate);
-    event_base_dispatch(d.gw.base);
+             d.workers[0].gw.store->ops->name, d.cfg->rate, d.nworkers,
+             d.nworkers == 1 ? "" : "s");
+    event_base_dispatch(d.control);
     stop(&d);
     return 0;
 }

@@ -210,6 +210,15 @@ agw_metrics_gauge_add(enum agw_gauge gauge, long delta)
     atomic_fetch_add_explicit(&gauges[gauge], delta, memory_order_relaxed);
 }
 
+long
+agw_metrics_gauge_get(enum agw_gauge gauge)
+{
+    if ((unsigned)gauge >= AGW_M_GAUGE__COUNT) {
+        return 0;
+    }
+    return (long)atomic_load_explicit(&gauges[gauge], memory_order_relaxed);
+}
+
 void
 agw_metrics_gauge_set(enum agw_gauge gauge, long value)
 {

@@ -156,6 +156,7 @@ void agw_metrics_observe(enum agw_histogram hist, double seconds);
 
 void agw_metrics_gauge_add(enum agw_gauge gauge, long delta);
 void agw_metrics_gauge_set(enum agw_gauge gauge, long value);
+long agw_metrics_gauge_get(enum agw_gauge gauge);
 
 /* Appends the Prometheus text exposition of every metric to OUT (owned
  * by the caller). 0 on success, -1 when OUT could not grow. Each sample

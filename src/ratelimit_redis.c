@@ -23,7 +23,9 @@
  */
 #include "ratelimit.h"
 
+#include <stdatomic.h>
 #include <stdio.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -123,7 +125,8 @@ struct limiter_fleet {
     int refs;
     bool dead;
     char *key_tat, *key_pause, *key_hb;
-    char id[33]; /* random instance id for the heartbeat */
+    char id[33]; /* the process's instance id for the heartbeat */
+    int workers; /* worker threads of this instance, one limiter each */
     struct script gcra, pause, heartbeat;
     double rate;
     int burst;
@@ -239,9 +242,30 @@ failure_text(const redisReply *reply, const char *error)
 
 /* ------------------------------------------------------ local fallback */
 
+static char process_id[33];
+/* Workers of this process whose limiter is on the local fallback. */
+static atomic_int workers_on_fallback;
+
+static void
+draw_process_id(void)
+{
+    agw_request_id_new(process_id);
+}
+
+/* One id per process: its workers heartbeat as one instance. */
+static void
+instance_id(char out[33])
+{
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+
+    pthread_once(&once, draw_process_id);
+    memcpy(out, process_id, sizeof(process_id));
+}
+
 /* RATE / instances, where instances are the live ones last seen in Redis,
  * else expected_instances; or fallback_rate when set. The fleet's burst
- * is split the same way. */
+ * is split the same way. An instance's share is split among its workers
+ * (each has its own limiter, and one heartbeat stands for them all). */
 static void
 fallback_settings(const struct limiter_fleet *f, double *rate, int *burst,
                   long *instances)
@@ -252,8 +276,9 @@ fallback_settings(const struct limiter_fleet *f, double *rate, int *burst,
         n = 1;
     }
     *instances = n;
-    *burst = (int)(f->burst / n);
-    *rate = f->cfg_fallback_rate > 0 ? f->cfg_fallback_rate : f->rate / n;
+    *burst = (int)(f->burst / n / f->workers);
+    *rate = (f->cfg_fallback_rate > 0 ? f->cfg_fallback_rate : f->rate / n) /
+            f->workers;
 }
 
 static void
@@ -288,6 +313,12 @@ set_shared(struct limiter_fleet *f, bool shared, const char *why)
         return;
     }
     f->shared = shared;
+    /* Said once per instance: by its first worker to switch to the
+     * fallback, and by its last one to switch back. */
+    if (atomic_fetch_add(&workers_on_fallback, shared ? -1 : 1) !=
+        (shared ? 1 : 0)) {
+        return;
+    }
     if (shared) {
         log_info("ratelimit: Redis answers again: the shared fleet limit of "
                  "%.6g/s applies",
@@ -295,6 +326,7 @@ set_shared(struct limiter_fleet *f, bool shared, const char *why)
         return;
     }
     fallback_settings(f, &rate, &burst, &n);
+    rate *= f->workers;
     if (f->cfg_fallback_rate > 0) {
         log_warn("ratelimit: %s: limiting this instance locally at "
                  "fallback_rate %.6g/s",
@@ -738,7 +770,10 @@ fleet_state(struct agw_limiter *rl, int64_t max_wait_us,
     struct limiter_fleet *f = fleet_of(rl);
 
     if (!f->shared) {
+        /* The instance's budget: each of its workers has a share. */
         f->fallback->ops->state(f->fallback, max_wait_us, out);
+        out->limit *= f->workers;
+        out->remaining *= f->workers;
         return;
     }
     out->limit = f->shadow.rate_per_s;
@@ -857,7 +892,8 @@ agw_limiter_fleet_new(struct event_base *base, struct agw_redis *redis,
     f->burst = cfg->burst > 0 ? cfg->burst : 0;
     f->cfg_fallback_rate = cfg->fallback_rate;
     f->expected_instances = cfg->expected_instances;
-    agw_request_id_new(f->id);
+    f->workers = agw_config_workers(cfg);
+    instance_id(f->id);
     agw_gcra_init_margin(&f->shadow, f->rate, f->burst,
                          ARRIVAL_JITTER_MARGIN_US);
     if (!fleet_init(f, base, cfg)) {

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <event2/buffer.h>
 #include <event2/event.h>
@@ -418,8 +419,34 @@ on_accept_error(struct evconnlistener *lev, void *arg)
     evtimer_add(srv->accept_resume, &pause);
 }
 
+/* Binds a new listening socket, or accepts on a copy of SHARE's. */
+static bool
+listen_on(struct agw_server *srv, const char *host, int port,
+          const struct agw_server *share)
+{
+    evutil_socket_t fd;
+
+    if (share == NULL) {
+        srv->listener = evhttp_bind_socket_with_handle(srv->http, host,
+                                                       (ev_uint16_t)port);
+        return srv->listener != NULL;
+    }
+    /* Every worker's evhttp accepts on the same socket; the copy lets each
+     * close its own when it stops accepting. */
+    fd = dup(evhttp_bound_socket_get_fd(share->listener));
+    if (fd < 0) {
+        return false;
+    }
+    srv->listener = evhttp_accept_socket_with_handle(srv->http, fd);
+    if (srv->listener == NULL) {
+        evutil_closesocket(fd);
+    }
+    return srv->listener != NULL;
+}
+
 struct agw_server *
-agw_server_start(struct agw_gateway *gw, char *err, size_t errlen)
+agw_server_start(struct agw_gateway *gw, const struct agw_server *share,
+                 char *err, size_t errlen)
 {
     struct agw_server *srv = calloc(1, sizeof(*srv));
     char host[256];
@@ -450,9 +477,7 @@ agw_server_start(struct agw_gateway *gw, char *err, size_t errlen)
     apply_limits(srv->http, gw->cfg);
     evhttp_set_gencb(srv->http, route, srv);
     evhttp_set_bevcb(srv->http, agw_conns_bevcb, srv->conns);
-    srv->listener = evhttp_bind_socket_with_handle(srv->http, host,
-                                                   (ev_uint16_t)port);
-    if (srv->listener == NULL) {
+    if (!listen_on(srv, host, port, share)) {
         snprintf(err, errlen, "cannot listen on %s: %s", gw->cfg->listen,
                  evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
         goto failed;
@@ -460,9 +485,11 @@ agw_server_start(struct agw_gateway *gw, char *err, size_t errlen)
     evconnlistener_set_error_cb(evhttp_bound_socket_get_listener(srv->listener),
                                 on_accept_error);
     register_server(srv, true);
-    log_info("listening on %s:%d", host, bound_port(srv->listener));
-    printf("listening %s:%d\n", host, bound_port(srv->listener));
-    fflush(stdout);
+    if (share == NULL) {
+        log_info("listening on %s:%d", host, bound_port(srv->listener));
+        printf("listening %s:%d\n", host, bound_port(srv->listener));
+        fflush(stdout);
+    }
     return srv;
 
 failed:

@@ -11,8 +11,13 @@ struct agw_config;
 struct agw_gateway;
 struct agw_server;
 
-/* Binds CFG's listen address on GW's loop. NULL with ERR on failure. */
-struct agw_server *agw_server_start(struct agw_gateway *gw, char *err,
+/*
+ * Serves GW on GW's loop: binds CFG's listen address, or with SHARE (the
+ * first worker's server, NULL for that one) accepts on SHARE's socket too.
+ * NULL with ERR on failure.
+ */
+struct agw_server *agw_server_start(struct agw_gateway *gw,
+                                    const struct agw_server *share, char *err,
                                     size_t errlen);
 
 /* A reload: body size and idle limits of CFG apply to new requests. */

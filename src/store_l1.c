@@ -1,6 +1,7 @@
 /*
- * store_l1.c - the L1 cache: a chained hash table with an LRU list, bounded
- * by entries and bytes, each entry short-lived, in front of another store.
+ * store_l1.c - the L1 cache: one chained hash table with an LRU list, bounded
+ * by entries and bytes, entries short-lived, shared by per-worker fronts
+ * that each send misses and puts on to their own inner store.
  */
 #include "store_l1.h"
 
@@ -39,14 +40,17 @@ struct entry {
     char data[]; /* the key, NUL, the body, NUL */
 };
 
-struct store_l1 {
-    struct agw_store base; /* first: the ops receive &base */
-    struct agw_store *inner;
+/*
+ * What every front shares. FRONTS counts the fronts on it: the last one
+ * destroyed frees it, from whichever thread that happens on.
+ */
+struct l1_table {
+    atomic_int fronts;
     bool off;
     long max_entries;
     size_t max_bytes;
     int64_t ttl_us;
-    int64_t (*now_us)(void);
+    int64_t (*now_us)(void); /* set before the fronts go to their threads */
 
     pthread_mutex_t lock; /* guards everything below */
     struct entry **buckets;
@@ -59,9 +63,16 @@ struct store_l1 {
     struct agw_store_l1_stats stats;
 };
 
-/* A miss on its way through the inner store. */
+/* One worker's way into the table; misses go to its own INNER. */
+struct l1_front {
+    struct agw_store base; /* first: the ops receive &base */
+    struct agw_store *inner;
+    struct l1_table *t;
+};
+
+/* A miss on its way through a front's inner store. */
 struct lookup {
-    struct store_l1 *l1;
+    struct l1_table *t;
     agw_store_get_cb cb;
     void *arg;
     uint64_t hash;
@@ -69,10 +80,10 @@ struct lookup {
     char key[];
 };
 
-static struct store_l1 *
-l1_of(struct agw_store *store)
+static struct l1_front *
+front_of(struct agw_store *store)
 {
-    return (struct store_l1 *)store;
+    return (struct l1_front *)store;
 }
 
 static uint64_t
@@ -124,9 +135,9 @@ entry_new(const char *key, uint64_t hash, int status, const char *body,
 }
 
 static struct entry **
-slot_of(struct store_l1 *l1, const char *key, uint64_t hash)
+slot_of(struct l1_table *t, const char *key, uint64_t hash)
 {
-    struct entry **p = &l1->buckets[hash & (l1->nbuckets - 1)];
+    struct entry **p = &t->buckets[hash & (t->nbuckets - 1)];
 
     while (*p != NULL && ((*p)->hash != hash || strcmp((*p)->data, key) != 0)) {
         p = &(*p)->chain;
@@ -135,69 +146,69 @@ slot_of(struct store_l1 *l1, const char *key, uint64_t hash)
 }
 
 static void
-lru_unlink(struct store_l1 *l1, struct entry *e)
+lru_unlink(struct l1_table *t, struct entry *e)
 {
     if (e->prev != NULL) {
         e->prev->next = e->next;
     } else {
-        l1->mru = e->next;
+        t->mru = e->next;
     }
     if (e->next != NULL) {
         e->next->prev = e->prev;
     } else {
-        l1->lru = e->prev;
+        t->lru = e->prev;
     }
     e->prev = NULL;
     e->next = NULL;
 }
 
 static void
-lru_push_front(struct store_l1 *l1, struct entry *e)
+lru_push_front(struct l1_table *t, struct entry *e)
 {
     e->prev = NULL;
-    e->next = l1->mru;
-    if (l1->mru != NULL) {
-        l1->mru->prev = e;
+    e->next = t->mru;
+    if (t->mru != NULL) {
+        t->mru->prev = e;
     } else {
-        l1->lru = e;
+        t->lru = e;
     }
-    l1->mru = e;
+    t->mru = e;
 }
 
 /* Unlinks the entry *SLOT points at and drops the table's reference. */
 static void
-remove_at(struct store_l1 *l1, struct entry **slot)
+remove_at(struct l1_table *t, struct entry **slot)
 {
     struct entry *e = *slot;
 
     *slot = e->chain;
-    lru_unlink(l1, e);
-    l1->stats.entries--;
-    l1->stats.bytes -= e->cost;
+    lru_unlink(t, e);
+    t->stats.entries--;
+    t->stats.bytes -= e->cost;
     entry_unref(e);
 }
 
 static void
-evict_lru(struct store_l1 *l1)
+evict_lru(struct l1_table *t)
 {
-    struct entry *e = l1->lru;
+    struct entry *e = t->lru;
 
-    remove_at(l1, slot_of(l1, e->data, e->hash));
-    l1->stats.evicted++;
+    remove_at(t, slot_of(t, e->data, e->hash));
+    t->stats.evicted++;
 }
 
 /* Doubles the table; on allocation failure keeps the longer chains. */
 static void
-grow(struct store_l1 *l1)
+grow(struct l1_table *t)
 {
-    size_t n = l1->nbuckets * 2;
+    size_t n = t->nbuckets * 2;
     struct entry **b = calloc(n, sizeof(*b));
 
     if (b == NULL) {
         return;
     }
-    for (size_t i = 0; i < l1->nbuckets; i++) {
-        struct entry *e = l1->buckets[i];
+    for (size_t i = 0; i < t->nbuckets; i++) {
+        struct entry *e = t->buckets[i];
 
         while (e != NULL) {
             struct entry *chain = e->chain;
@@ -207,38 +218,60 @@ grow(struct store_l1 *l1)
             e = chain;
         }
     }
-    free(l1->buckets);
-    l1->buckets = b;
-    l1->nbuckets = n;
+    free(t->buckets);
+    t->buckets = b;
+    t->nbuckets = n;
 }
 
 /* Under the lock: replaces any entry for E's key with E, making room. */
 static void
-insert(struct store_l1 *l1, struct entry *e)
+insert(struct l1_table *t, struct entry *e)
 {
-    struct entry **slot = slot_of(l1, e->data, e->hash);
-    int64_t now = l1->now_us();
+    struct entry **slot = slot_of(t, e->data, e->hash);
+    int64_t now = t->now_us();
 
     if (*slot != NULL) {
-        remove_at(l1, slot);
+        remove_at(t, slot);
     }
     /* The oldest are often expired already: free them before counting. */
-    while (l1->lru != NULL && now >= l1->lru->expires_us) {
-        evict_lru(l1);
+    while (t->lru != NULL && now >= t->lru->expires_us) {
+        evict_lru(t);
     }
-    while (l1->lru != NULL && (l1->stats.entries >= l1->max_entries ||
-                               l1->stats.bytes + e->cost > l1->max_bytes)) {
-        evict_lru(l1);
+    while (t->lru != NULL && (t->stats.entries >= t->max_entries ||
+                              t->stats.bytes + e->cost > t->max_bytes)) {
+        evict_lru(t);
     }
-    if ((size_t)l1->stats.entries >= l1->nbuckets - l1->nbuckets / 4) {
-        grow(l1);
+    if ((size_t)t->stats.entries >= t->nbuckets - t->nbuckets / 4) {
+        grow(t);
     }
-    slot = &l1->buckets[e->hash & (l1->nbuckets - 1)];
+    slot = &t->buckets[e->hash & (t->nbuckets - 1)];
     e->chain = *slot;
     *slot = e;
-    lru_push_front(l1, e);
-    l1->stats.entries++;
-    l1->stats.bytes += e->cost;
+    lru_push_front(t, e);
+    t->stats.entries++;
+    t->stats.bytes += e->cost;
+}
+
+/* Keeps a copy of an inner hit unless a put raced the lookup. */
+static void
+fill(struct lookup *lk, int status, const char *body, size_t len)
+{
+    struct l1_table *t = lk->t;
+    struct entry *e = entry_new(lk->key, lk->hash, status, body, len,
+                                t->now_us() + t->ttl_us);
+
+    if (e == NULL) {
+        return;
+    }
+    pthread_mutex_lock(&t->lock);
+    if (lk->epoch == t->epoch && e->cost <= t->max_bytes) {
+        insert(t, e);
+        e = NULL;
+    }
+    pthread_mutex_unlock(&t->lock);
+    if (e != NULL) {
+        entry_unref(e);
+    }
 }
 
 static void
@@ -246,23 +279,9 @@ on_inner_get(enum agw_store_result result, int status, const char *body,
              size_t len, void *arg)
 {
     struct lookup *lk = arg;
-    struct store_l1 *l1 = lk->l1;
-    struct entry *e = NULL;
 
     if (result == AGW_STORE_HIT) {
-        e = entry_new(lk->key, lk->hash, status, body, len,
-                      l1->now_us() + l1->ttl_us);
-    }
-    if (e != NULL) {
-        pthread_mutex_lock(&l1->lock);
-        if (lk->epoch == l1->epoch && e->cost <= l1->max_bytes) {
-            insert(l1, e);
-            e = NULL;
-        }
-        pthread_mutex_unlock(&l1->lock);
-        if (e != NULL) {
-            entry_unref(e);
-        }
+        fill(lk, status, body, len);
     }
     lk->cb(result, status, body, len, lk->arg);
     free(lk);
@@ -270,51 +289,62 @@ on_inner_get(enum agw_store_result result, int status, const char *body,
 
 /* Under the lock: a live entry for KEY with a reader's reference, or NULL. */
 static struct entry *
-take_hit(struct store_l1 *l1, const char *key, uint64_t hash)
+take_hit(struct l1_table *t, const char *key, uint64_t hash)
 {
-    struct entry **slot = slot_of(l1, key, hash);
+    struct entry **slot = slot_of(t, key, hash);
     struct entry *e = *slot;
 
     if (e == NULL) {
         return NULL;
     }
-    if (l1->now_us() >= e->expires_us) {
-        remove_at(l1, slot);
-        l1->stats.evicted++;
+    if (t->now_us() >= e->expires_us) {
+        remove_at(t, slot);
+        t->stats.evicted++;
         return NULL;
     }
-    if (l1->mru != e) {
-        lru_unlink(l1, e);
-        lru_push_front(l1, e);
+    if (t->mru != e) {
+        lru_unlink(t, e);
+        lru_push_front(t, e);
     }
     atomic_fetch_add_explicit(&e->refs, 1, memory_order_relaxed);
+    return e;
+}
+
+/* The hit for KEY (a reader's reference), or NULL and the epoch a fill
+ * started now must still find. */
+static struct entry *
+lookup_hit(struct l1_table *t, const char *key, uint64_t hash, uint64_t *epoch)
+{
+    struct entry *e;
+
+    pthread_mutex_lock(&t->lock);
+    e = take_hit(t, key, hash);
+    if (e != NULL) {
+        t->stats.hits++;
+    } else {
+        t->stats.misses++;
+    }
+    *epoch = t->epoch;
+    pthread_mutex_unlock(&t->lock);
     return e;
 }
 
 static void
 l1_get(struct agw_store *store, const char *key, agw_store_get_cb cb, void *arg)
 {
-    struct store_l1 *l1 = l1_of(store);
+    struct l1_front *f = front_of(store);
+    struct lookup *lk;
+    struct entry *e;
     uint64_t hash;
     uint64_t epoch;
-    struct entry *e;
-    struct lookup *lk;
     size_t klen;
 
-    if (l1->off || key == NULL) {
-        l1->inner->ops->get(l1->inner, key, cb, arg);
+    if (f->t->off || key == NULL) {
+        f->inner->ops->get(f->inner, key, cb, arg);
         return;
     }
     hash = fnv1a(key);
-    pthread_mutex_lock(&l1->lock);
-    e = take_hit(l1, key, hash);
-    if (e != NULL) {
-        l1->stats.hits++;
-    } else {
-        l1->stats.misses++;
-    }
-    epoch = l1->epoch;
-    pthread_mutex_unlock(&l1->lock);
+    e = lookup_hit(f->t, key, hash, &epoch);
     if (e != NULL) {
         cb(AGW_STORE_HIT, e->status, e->body, e->len, arg);
         entry_unref(e);
@@ -323,79 +353,107 @@ l1_get(struct agw_store *store, const char *key, agw_store_get_cb cb, void *arg)
     klen = strlen(key);
     lk = malloc(sizeof(*lk) + klen + 1);
     if (lk == NULL) {
-        l1->inner->ops->get(l1->inner, key, cb, arg); /* just not kept */
+        f->inner->ops->get(f->inner, key, cb, arg); /* just not kept */
         return;
     }
-    *lk = (struct lookup){l1, cb, arg, hash, epoch};
+    *lk = (struct lookup){f->t, cb, arg, hash, epoch};
     memcpy(lk->key, key, klen + 1);
-    l1->inner->ops->get(l1->inner, lk->key, on_inner_get, lk);
+    f->inner->ops->get(f->inner, lk->key, on_inner_get, lk);
 }
 
 /* L1's own bound, or the answer's TTL when that is shorter. */
 static int64_t
-expiry_of(const struct store_l1 *l1, long ttl_s)
+expiry_of(const struct l1_table *t, long ttl_s)
 {
-    int64_t ttl_us = l1->ttl_us;
+    int64_t ttl_us = t->ttl_us;
 
     if (ttl_s <= ttl_us / 1000000) {
         ttl_us = ttl_s * INT64_C(1000000);
     }
-    return l1->now_us() + ttl_us;
+    return t->now_us() + ttl_us;
+}
+
+/* The entry a put keeps, or NULL: nothing to keep (no TTL, too big, no
+ * memory), and any older copy must then go. */
+static struct entry *
+entry_for_put(struct l1_table *t, const char *key, uint64_t hash, int status,
+              const char *body, size_t len, long ttl_s)
+{
+    struct entry *e = NULL;
+
+    if (ttl_s > 0) {
+        e = entry_new(key, hash, status, body, len, expiry_of(t, ttl_s));
+    }
+    if (e != NULL && e->cost > t->max_bytes) {
+        entry_unref(e);
+        e = NULL;
+    }
+    return e;
 }
 
 static void
 l1_put(struct agw_store *store, const char *key, int status, const char *body,
        size_t len, long ttl_s)
 {
-    struct store_l1 *l1 = l1_of(store);
-    bool keep = !l1->off && key != NULL && (body != NULL || len == 0);
+    struct l1_front *f = front_of(store);
+    struct l1_table *t = f->t;
+    bool keep = !t->off && key != NULL && (body != NULL || len == 0);
     struct entry *e = NULL;
     uint64_t hash = 0;
 
     /* Copy first: BODY may point into an L1 entry that put() replaces. */
     if (keep) {
         hash = fnv1a(key);
-        if (ttl_s > 0) {
-            e = entry_new(key, hash, status, body, len, expiry_of(l1, ttl_s));
-        }
-        if (e != NULL && e->cost > l1->max_bytes) {
-            entry_unref(e);
-            e = NULL;
-        }
+        e = entry_for_put(t, key, hash, status, body, len, ttl_s);
     }
-    l1->inner->ops->put(l1->inner, key, status, body, len, ttl_s);
+    f->inner->ops->put(f->inner, key, status, body, len, ttl_s);
     if (!keep) {
         return;
     }
-    pthread_mutex_lock(&l1->lock);
-    l1->epoch++;
+    pthread_mutex_lock(&t->lock);
+    t->epoch++;
     if (e != NULL) {
-        insert(l1, e);
-    } else if (*slot_of(l1, key, hash) != NULL) {
-        remove_at(l1, slot_of(l1, key, hash)); /* never serve the old one */
+        insert(t, e);
+    } else if (*slot_of(t, key, hash) != NULL) {
+        remove_at(t, slot_of(t, key, hash)); /* never serve the old one */
     }
-    pthread_mutex_unlock(&l1->lock);
+    pthread_mutex_unlock(&t->lock);
+}
+
+static void
+table_free(struct l1_table *t)
+{
+    struct entry *e;
+
+    while ((e = t->mru) != NULL) {
+        t->mru = e->next;
+        entry_unref(e);
+    }
+    pthread_mutex_destroy(&t->lock);
+    free(t->buckets);
+    free(t);
 }
 
 static void
 l1_destroy(struct agw_store *store)
 {
-    struct store_l1 *l1 = l1_of(store);
-    struct entry *e;
+    struct l1_front *f = front_of(store);
+    struct l1_table *t;
 
-    if (l1 == NULL) {
+    if (f == NULL) {
         return;
     }
-    while ((e = l1->mru) != NULL) {
-        l1->mru = e->next;
-        entry_unref(e);
+    t = f->t;
+    /* First: callbacks INNER runs while it goes may still fill the table. */
+    if (f->inner != NULL) {
+        f->inner->ops->destroy(f->inner);
     }
-    if (l1->inner != NULL) {
-        l1->inner->ops->destroy(l1->inner);
+    free(f);
+    /* acq_rel: the last front sees every other front's writes before
+     * freeing what they wrote. */
+    if (atomic_fetch_sub_explicit(&t->fronts, 1, memory_order_acq_rel) == 1) {
+        table_free(t);
     }
-    pthread_mutex_destroy(&l1->lock);
-    free(l1->buckets);
-    free(l1);
 }
 
 static const struct agw_store_ops l1_ops = {
@@ -417,50 +475,104 @@ initial_buckets(long max_entries)
     return n;
 }
 
+/* A table with one front's reference; NULL: no memory. */
+static struct l1_table *
+table_new(long max_entries, size_t max_bytes, long ttl_ms)
+{
+    struct l1_table *t = calloc(1, sizeof(*t));
+
+    if (t == NULL) {
+        return NULL;
+    }
+    atomic_init(&t->fronts, 1);
+    t->off = max_entries <= 0 || max_bytes == 0 || ttl_ms <= 0;
+    t->max_entries = max_entries;
+    t->max_bytes = max_bytes;
+    t->ttl_us = (int64_t)(ttl_ms > MAX_TTL_MS ? MAX_TTL_MS : ttl_ms) * 1000;
+    t->now_us = agw_now_us;
+    t->nbuckets = initial_buckets(t->off ? 0 : max_entries);
+    t->buckets = calloc(t->nbuckets, sizeof(*t->buckets));
+    if (t->buckets == NULL || pthread_mutex_init(&t->lock, NULL) != 0) {
+        free(t->buckets);
+        free(t);
+        return NULL;
+    }
+    return t;
+}
+
+/* A front on T asking INNER (owned: destroyed when this fails). The caller
+ * accounts for the front in T->fronts. */
+static struct agw_store *
+front_new(struct l1_table *t, struct agw_store *inner)
+{
+    struct l1_front *f = calloc(1, sizeof(*f));
+
+    if (f == NULL) {
+        inner->ops->destroy(inner);
+        return NULL;
+    }
+    f->base.ops = &l1_ops;
+    f->inner = inner;
+    f->t = t;
+    return &f->base;
+}
+
 struct agw_store *
 agw_store_l1_new(struct agw_store *inner, long max_entries, size_t max_bytes,
                  long ttl_ms)
 {
-    struct store_l1 *l1;
+    struct l1_table *t;
+    struct agw_store *front;
 
     if (inner == NULL) {
         return NULL;
     }
-    l1 = calloc(1, sizeof(*l1));
-    if (l1 == NULL) {
+    t = table_new(max_entries, max_bytes, ttl_ms);
+    if (t == NULL) {
         inner->ops->destroy(inner);
         return NULL;
     }
-    l1->base.ops = &l1_ops;
-    l1->inner = inner;
-    l1->off = max_entries <= 0 || max_bytes == 0 || ttl_ms <= 0;
-    l1->max_entries = max_entries;
-    l1->max_bytes = max_bytes;
-    l1->ttl_us = (int64_t)(ttl_ms > MAX_TTL_MS ? MAX_TTL_MS : ttl_ms) * 1000;
-    l1->now_us = agw_now_us;
-    l1->nbuckets = initial_buckets(l1->off ? 0 : max_entries);
-    l1->buckets = calloc(l1->nbuckets, sizeof(*l1->buckets));
-    if (l1->buckets == NULL || pthread_mutex_init(&l1->lock, NULL) != 0) {
-        free(l1->buckets);
-        free(l1);
+    front = front_new(t, inner);
+    if (front == NULL) {
+        table_free(t);
+    }
+    return front;
+}
+
+struct agw_store *
+agw_store_l1_share(struct agw_store *l1, struct agw_store *inner)
+{
+    struct l1_table *t;
+    struct agw_store *front;
+
+    if (inner == NULL) {
+        return NULL;
+    }
+    if (l1 == NULL || l1->ops != &l1_ops) {
         inner->ops->destroy(inner);
         return NULL;
     }
-    return &l1->base;
+    t = front_of(l1)->t;
+    front = front_new(t, inner);
+    if (front != NULL) {
+        /* Relaxed: the caller's live front L1 already keeps T alive. */
+        atomic_fetch_add_explicit(&t->fronts, 1, memory_order_relaxed);
+    }
+    return front;
 }
 
 void
 agw_store_l1_set_clock(struct agw_store *store, int64_t (*now_us)(void))
 {
-    l1_of(store)->now_us = now_us != NULL ? now_us : agw_now_us;
+    front_of(store)->t->now_us = now_us != NULL ? now_us : agw_now_us;
 }
 
 void
 agw_store_l1_stats(struct agw_store *store, struct agw_store_l1_stats *out)
 {
-    struct store_l1 *l1 = l1_of(store);
+    struct l1_table *t = front_of(store)->t;
 
-    pthread_mutex_lock(&l1->lock);
-    *out = l1->stats;
-    pthread_mutex_unlock(&l1->lock);
+    pthread_mutex_lock(&t->lock);
+    *out = t->stats;
+    pthread_mutex_unlock(&t->lock);
 }

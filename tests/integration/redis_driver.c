@@ -814,16 +814,16 @@ mode_fleet_cancel(const char *url)
     run_until(&oa.done, 2000);
     join(&b, "k", &ob, "B1");
     join(&b, "k", &ob2, "B2");
-    agw_fleet_cancel(ob2.w); /* claim still in flight */
+    agw_fleet_cancel(b.fleet, ob2.w); /* claim still in flight */
     run_for(200);
     out("numsub-waiting %s", sync_cmd(raw.r, &res, "PUBSUB NUMSUB agw:done:k"));
-    agw_fleet_cancel(ob.w); /* subscribed, waiting */
+    agw_fleet_cancel(b.fleet, ob.w); /* subscribed, waiting */
     run_for(200);
     out("numsub-after-cancel %s",
         sync_cmd(raw.r, &res, "PUBSUB NUMSUB agw:done:k"));
     join(&b, "k", &ob3, "B3");
     run_for(100);
-    agw_fleet_cancel(ob3.w);
+    agw_fleet_cancel(b.fleet, ob3.w);
     release(&a, "k", 201, -1);
     run_for(500);
     out("cancelled-callbacks %d", ob.calls + ob2.calls + ob3.calls);

@@ -178,7 +178,8 @@ test_defaults_when_absent(void **state)
 
     load_ok("[auth]\nmode = none\n", &cfg);
     assert_string_equal(cfg.listen, "127.0.0.1:8080");
-    assert_int_equal(cfg.workers, 1);
+    assert_int_equal(cfg.workers, 0); /* auto */
+    assert_true(agw_config_workers(&cfg) >= 1);
     assert_int_equal(cfg.max_body_bytes, 65536);
     assert_int_equal(cfg.client_timeout_ms, 10000);
     assert_int_equal(cfg.drain_timeout_ms, 10000);
@@ -432,10 +433,25 @@ test_timeout_exceeds_deadline(void **state)
 }
 
 static void
+test_workers(void **state)
+{
+    struct agw_config cfg = {0};
+
+    load_ok("[auth]\nmode = none\n[server]\nworkers = 4\n", &cfg);
+    assert_int_equal(agw_config_workers(&cfg), 4);
+    agw_config_free(&cfg);
+    load_ok("[auth]\nmode = none\n[server]\nworkers = auto\n", &cfg);
+    assert_int_equal(cfg.workers, 0);
+    assert_int_equal(agw_config_workers(&cfg), sysconf(_SC_NPROCESSORS_ONLN));
+    agw_config_free(&cfg);
+}
+
+static void
 test_unsupported_features(void **state)
 {
-    expect_error(AUTH_OK "[server]\nworkers = 4\n", 4,
-                 "[server] workers: workers > 1 is not supported yet");
+    expect_error(AUTH_OK "[server]\nworkers = many\n", 4,
+                 "[server] workers: \"many\" is not an integer or auto");
+    expect_error(AUTH_OK "[server]\nworkers = 65\n", 4, "[server] workers:");
     expect_error(AUTH_OK "[store]\nbackend = redis\nredis_url = http://x\n", 4,
                  "[store] backend: redis_url:");
     expect_error("[server]\nworkers = 1\n[auth]\nmode = token\n", 4,
@@ -762,6 +778,7 @@ main(void)
         cmocka_unit_test_setup(test_bad_listen, test_setup),
         cmocka_unit_test_setup(test_bad_base_url, test_setup),
         cmocka_unit_test_setup(test_timeout_exceeds_deadline, test_setup),
+        cmocka_unit_test_setup(test_workers, test_setup),
         cmocka_unit_test_setup(test_unsupported_features, test_setup),
         cmocka_unit_test_setup(test_line_too_long, test_setup),
         cmocka_unit_test_setup(test_unreadable_config, test_setup),

@@ -1,0 +1,434 @@
+/*
+ * worker.c - a worker thread: builds one event loop's worth of gateway
+ * (each stage of the create pipeline, wired to what workers share), runs
+ * it, applies reloads and drains it, each on the worker's own thread.
+ */
+#include "worker.h"
+
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/dns.h>
+#include <event2/event.h>
+
+#include "auth.h"
+#include "config.h"
+#include "create.h"
+#include "fleet.h"
+#include "fleet_local.h"
+#include "log.h"
+#include "metrics.h"
+#include "ratelimit.h"
+#include "ratelimit_shared.h"
+#include "redis.h"
+#include "server.h"
+#include "singleflight.h"
+#include "store.h"
+#include "store_l1.h"
+#include "store_shared.h"
+#include "store_tiered.h"
+#include "upstream.h"
+
+#define DRAIN_TICK_MS 50
+#define FLUSH_GRACE_MS 100
+/* Once every call is answered, connections still open may be sending a
+ * request that arrived after SIGTERM: wait this long for them to finish
+ * (their answer is 503 with Connection: close) or to go away. */
+#define DRAIN_LINGER_TICKS 20
+
+static void on_drain_tick(evutil_socket_t fd, short what, void *arg);
+
+/* Workers whose Redis connections are not both up: the gateway is
+ * degraded while any is. */
+static atomic_int workers_redis_down;
+
+/* ------------------------------------------------------------- Redis */
+
+static void
+on_redis_state(bool up, void *arg)
+{
+    struct agw_worker *w = arg;
+    bool all_up = agw_redis_is_up(w->gw.redis) &&
+                  agw_redis_is_up(w->gw.redis_sub);
+    int down;
+
+    if (all_up == w->redis_up) {
+        return;
+    }
+    w->redis_up = all_up;
+    down = atomic_fetch_add(&workers_redis_down, all_up ? -1 : 1) +
+           (all_up ? -1 : 1);
+    agw_metrics_gauge_set(AGW_M_REDIS_UP, down == 0 ? 1 : 0);
+    agw_metrics_gauge_set(AGW_M_DEGRADED, down == 0 ? 0 : 1);
+}
+
+static struct agw_redis *
+connect_redis(struct agw_worker *w, const char *name, char *err,
+              size_t errlen)
+{
+    const struct agw_config *cfg = w->gw.cfg;
+    struct agw_redis_options opts = {
+        .url = cfg->redis_url,
+        .connect_timeout_ms = cfg->redis_connect_timeout_ms,
+        .command_timeout_ms = cfg->redis_command_timeout_ms,
+        .name = name,
+        .on_state = on_redis_state,
+        .arg = w,
+        .dns = w->gw.dns,
+    };
+
+    return agw_redis_new(w->gw.base, &opts, err, errlen);
+}
+
+/* ---------------------------------------------------------- the store */
+
+/* The L1 table is one for all workers; each front asks its own INNER. */
+static struct agw_store *
+add_l1(struct agw_store *inner, const struct agw_config *cfg,
+       struct agw_shared *shared)
+{
+    if (inner == NULL || cfg->l1_entries <= 0) {
+        return inner;
+    }
+    if (shared->l1 != NULL) {
+        return agw_store_l1_share(shared->l1, inner);
+    }
+    shared->l1 = agw_store_l1_new(inner, cfg->l1_entries,
+                                  (size_t)cfg->l1_bytes, cfg->l1_ttl_ms);
+    return shared->l1;
+}
+
+/*
+ * Memory: the process's one store. Redis: this worker's connections, the
+ * process's memory store as the fallback for outages, the shared L1 in
+ * front. A fleet claim must outlive one upstream attempt (SPEC §5),
+ * connect included, so that only a dead holder's claim expires.
+ */
+static bool
+start_store(struct agw_worker *w, struct agw_shared *shared, char *err,
+            size_t errlen)
+{
+    struct agw_gateway *gw = &w->gw;
+    const struct agw_config *cfg = gw->cfg;
+    struct agw_store *redis_store;
+
+    if (cfg->store_backend == AGW_STORE_MEMORY) {
+        gw->store = agw_store_shared_ref(shared->memory);
+        return true;
+    }
+    gw->redis = connect_redis(w, "store", err, errlen);
+    gw->redis_sub = connect_redis(w, "pubsub", err, errlen);
+    if (gw->redis == NULL || gw->redis_sub == NULL) {
+        return false;
+    }
+    atomic_fetch_add(&workers_redis_down, 1); /* until both are up */
+    agw_metrics_gauge_set(AGW_M_DEGRADED, 1);
+    gw->fleet = agw_fleet_new(gw->base, gw->redis, gw->redis_sub,
+                              cfg->key_prefix,
+                              cfg->request_timeout_ms +
+                                  cfg->connect_timeout_ms + 1000);
+    redis_store = agw_store_redis_new(gw->redis, cfg->key_prefix);
+    gw->store = redis_store == NULL
+                    ? NULL
+                    : agw_store_tiered_new(redis_store,
+                                           agw_store_shared_ref(shared->memory),
+                                           gw->redis);
+    gw->store = add_l1(gw->store, cfg, shared);
+    if (gw->fleet == NULL || gw->store == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return false;
+    }
+    return true;
+}
+
+/* Worker 0 makes what the others share. */
+static bool
+start_shared(const struct agw_config *cfg, struct agw_shared *shared)
+{
+    shared->memory =
+        agw_store_shared_new(agw_store_memory_new(cfg->cache_max_entries));
+    if (agw_config_workers(cfg) > 1) {
+        shared->flights = agw_flights_new();
+    }
+    if (cfg->store_backend == AGW_STORE_MEMORY) {
+        shared->limiter = agw_limiter_shared_new(
+            agw_limiter_local_new(cfg->rate, cfg->burst));
+    }
+    return shared->memory != NULL &&
+           (cfg->store_backend != AGW_STORE_MEMORY || shared->limiter != NULL) &&
+           (agw_config_workers(cfg) == 1 || shared->flights != NULL);
+}
+
+/* Everything but the store and the server. */
+static bool
+start_stages(struct agw_worker *w, struct agw_shared *shared, char *err,
+             size_t errlen)
+{
+    struct agw_gateway *gw = &w->gw;
+
+    gw->sf = agw_sf_new();
+    gw->limiter = gw->redis != NULL
+                      ? agw_limiter_fleet_new(gw->base, gw->redis, gw->cfg)
+                      : agw_limiter_shared_ref(shared->limiter);
+    if (shared->flights != NULL) {
+        gw->local_fleet = agw_fleet_local_new(gw->base, shared->flights);
+    }
+    w->drain_tick = evtimer_new(gw->base, on_drain_tick, w);
+    if (gw->sf == NULL || gw->limiter == NULL || w->drain_tick == NULL ||
+        (shared->flights != NULL && gw->local_fleet == NULL)) {
+        snprintf(err, errlen, "out of memory");
+        return false;
+    }
+    gw->upstream = agw_upstream_new(gw->base, gw->dns, gw->cfg, err, errlen);
+    if (gw->upstream == NULL) {
+        return false;
+    }
+    agw_upstream_set_sent_cb(gw->upstream, agw_create_on_sent);
+    return true;
+}
+
+bool
+agw_worker_init(struct agw_worker *w, int index, struct agw_config *cfg,
+                struct agw_auth *auth, struct agw_shared *shared, char *err,
+                size_t errlen)
+{
+    struct agw_gateway *gw = &w->gw;
+
+    memset(w, 0, sizeof(*w));
+    w->index = index;
+    gw->cfg = agw_config_ref(cfg);
+    gw->auth = agw_auth_ref(auth);
+    gw->base = event_base_new();
+    gw->dns = gw->base == NULL ? NULL
+                               : evdns_base_new(gw->base,
+                                                EVDNS_BASE_INITIALIZE_NAMESERVERS);
+    if (gw->dns == NULL) {
+        snprintf(err, errlen, "cannot make an event loop with a resolver "
+                              "(is /etc/resolv.conf readable?)");
+        return false;
+    }
+    if (index == 0 && !start_shared(cfg, shared)) {
+        snprintf(err, errlen, "out of memory");
+        return false;
+    }
+    if (!start_store(w, shared, err, errlen) ||
+        !start_stages(w, shared, err, errlen)) {
+        return false;
+    }
+    w->server = agw_server_start(gw, shared->listener, err, errlen);
+    if (w->server == NULL) {
+        return false;
+    }
+    if (index == 0) {
+        shared->listener = w->server;
+    }
+    return true;
+}
+
+/* ------------------------------------------------------------ running */
+
+static void
+on_exited(evutil_socket_t fd, short what, void *arg)
+{
+    struct agw_worker *w = arg;
+
+    w->on_exit(w, w->exit_arg);
+}
+
+static void *
+run(void *arg)
+{
+    struct agw_worker *w = arg;
+    struct timeval now = {0, 0};
+    char name[16];
+
+    /* For top -H and the tests: which thread is which. */
+    snprintf(name, sizeof(name), "agw-worker-%d", w->index);
+    pthread_setname_np(pthread_self(), name);
+    event_base_dispatch(w->gw.base);
+    if (event_base_once(w->control, -1, EV_TIMEOUT, on_exited, w, &now) != 0) {
+        log_error("worker %d: cannot tell the main loop it stopped", w->index);
+    }
+    return NULL;
+}
+
+bool
+agw_worker_start(struct agw_worker *w, struct event_base *control,
+                 void (*on_exit)(struct agw_worker *w, void *arg), void *arg)
+{
+    w->control = control;
+    w->on_exit = on_exit;
+    w->exit_arg = arg;
+    if (pthread_create(&w->thread, NULL, run, w) != 0) {
+        return false;
+    }
+    w->running = true;
+    return true;
+}
+
+/* ------------------------------------------------------------- reload */
+
+struct reload_msg {
+    struct agw_worker *w;
+    struct agw_config *cfg;
+    struct agw_auth *auth;
+};
+
+static void
+on_reload(evutil_socket_t fd, short what, void *arg)
+{
+    struct reload_msg *m = arg;
+    struct agw_gateway *gw = &m->w->gw;
+
+    /* Calls copy the caller's name when they start, so this worker's
+     * hold on the old table can go at once. */
+    agw_auth_free(gw->auth);
+    gw->auth = m->auth;
+    agw_upstream_reconfigure(gw->upstream, m->cfg);
+    gw->limiter->ops->reconfigure(gw->limiter, m->cfg->rate, m->cfg->burst);
+    agw_limiter_fleet_reload(gw->limiter, m->cfg);
+    agw_server_reconfigure(m->w->server, m->cfg);
+    agw_config_unref(gw->cfg);
+    gw->cfg = m->cfg;
+    free(m);
+}
+
+void
+agw_worker_reload(struct agw_worker *w, struct agw_config *cfg,
+                  struct agw_auth *auth)
+{
+    struct reload_msg *m = malloc(sizeof(*m));
+    struct timeval now = {0, 0};
+
+    if (m == NULL) {
+        log_error("worker %d: reload not applied: out of memory", w->index);
+        return;
+    }
+    *m = (struct reload_msg){w, agw_config_ref(cfg), agw_auth_ref(auth)};
+    if (event_base_once(w->gw.base, -1, EV_TIMEOUT, on_reload, m, &now) != 0) {
+        log_error("worker %d: reload not applied", w->index);
+        agw_config_unref(m->cfg);
+        agw_auth_free(m->auth);
+        free(m);
+    }
+}
+
+/* -------------------------------------------------------------- drain */
+
+static void
+exit_soon(struct agw_worker *w)
+{
+    struct timeval grace = {0, FLUSH_GRACE_MS * 1000};
+
+    /* Answers just handed to evhttp still need a loop turn to be written. */
+    event_base_loopexit(w->gw.base, &grace);
+}
+
+static void
+on_drain_tick(evutil_socket_t fd, short what, void *arg)
+{
+    struct agw_worker *w = arg;
+    struct timeval tick = {0, DRAIN_TICK_MS * 1000};
+
+    if (w->gw.inflight == 0 && (agw_server_connections(w->server) == 0 ||
+                                w->linger_ticks_left-- <= 0)) {
+        log_debug("worker %d drained: every call answered", w->index);
+        exit_soon(w);
+        return;
+    }
+    if (--w->drain_ticks_left <= 0) {
+        log_warn("drain_timeout_ms reached with %ld calls in flight: "
+                 "answering them 503",
+                 w->gw.inflight);
+        agw_create_abort_all(&w->gw);
+        exit_soon(w);
+        return;
+    }
+    evtimer_add(w->drain_tick, &tick);
+}
+
+static void
+on_drain(evutil_socket_t fd, short what, void *arg)
+{
+    struct agw_worker *w = arg;
+
+    if (w->gw.draining) {
+        return;
+    }
+    w->gw.draining = true;
+    agw_server_stop_accepting(w->server);
+    w->drain_ticks_left = w->gw.cfg->drain_timeout_ms / DRAIN_TICK_MS + 1;
+    w->linger_ticks_left = DRAIN_LINGER_TICKS;
+    on_drain_tick(-1, 0, w);
+}
+
+void
+agw_worker_drain(struct agw_worker *w)
+{
+    struct timeval now = {0, 0};
+
+    if (event_base_once(w->gw.base, -1, EV_TIMEOUT, on_drain, w, &now) != 0) {
+        log_error("worker %d: cannot start draining; stopping it", w->index);
+        event_base_loopbreak(w->gw.base);
+    }
+}
+
+/* ---------------------------------------------------------- clean-up */
+
+void
+agw_worker_free(struct agw_worker *w)
+{
+    struct agw_gateway *gw = &w->gw;
+
+    if (w->running) {
+        pthread_join(w->thread, NULL);
+        w->running = false;
+    }
+    agw_server_free(w->server);
+    if (gw->upstream != NULL) {
+        agw_upstream_free(gw->upstream);
+    }
+    if (gw->limiter != NULL) {
+        gw->limiter->ops->destroy(gw->limiter);
+    }
+    if (gw->sf != NULL) {
+        agw_sf_free(gw->sf);
+    }
+    agw_fleet_free(gw->fleet);
+    agw_fleet_free(gw->local_fleet);
+    if (gw->store != NULL) {
+        gw->store->ops->destroy(gw->store);
+    }
+    if (gw->redis_sub != NULL) {
+        agw_redis_free(gw->redis_sub);
+    }
+    if (gw->redis != NULL) {
+        agw_redis_free(gw->redis);
+    }
+    if (w->drain_tick != NULL) {
+        event_free(w->drain_tick);
+    }
+    if (gw->dns != NULL) {
+        evdns_base_free(gw->dns, 0);
+    }
+    if (gw->base != NULL) {
+        event_base_free(gw->base);
+    }
+    agw_auth_free(gw->auth);
+    agw_config_unref(gw->cfg);
+}
+
+void
+agw_shared_free(struct agw_shared *shared)
+{
+    if (shared->memory != NULL) {
+        shared->memory->ops->destroy(shared->memory);
+    }
+    if (shared->limiter != NULL) {
+        shared->limiter->ops->destroy(shared->limiter);
+    }
+    agw_flights_free(shared->flights);
+    memset(shared, 0, sizeof(*shared));
+}

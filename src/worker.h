@@ -1,0 +1,80 @@
+/*
+ * worker.h - one worker thread: an event loop with its own evhttp, Redis
+ * connections and upstream pool, serving the shared listen socket. What
+ * workers share (store, limiter, L1, single flight) is in struct
+ * agw_shared; everything else is the worker's alone.
+ */
+#ifndef AGW_WORKER_H
+#define AGW_WORKER_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "gateway.h"
+
+struct event;
+struct event_base;
+struct agw_auth;
+struct agw_config;
+struct agw_flights;
+struct agw_server;
+
+/* Made by the first worker, borrowed by the others (worker.c). */
+struct agw_shared {
+    struct agw_store *memory;     /* the in-process store, thread-safe */
+    struct agw_limiter *limiter;  /* backend = memory: the process's one */
+    struct agw_store *l1;         /* first worker's L1 front, or NULL */
+    struct agw_flights *flights;  /* workers > 1 */
+    const struct agw_server *listener; /* first worker's server */
+};
+
+struct agw_worker {
+    int index;
+    struct agw_gateway gw;
+    struct agw_server *server;
+    pthread_t thread;
+    bool running;  /* the thread was started and not joined yet */
+    bool redis_up; /* both Redis connections were up at the last change */
+    struct event *drain_tick;
+    int64_t drain_ticks_left;
+    int linger_ticks_left;
+    /* Run on the control loop when this worker's loop has ended. */
+    struct event_base *control;
+    void (*on_exit)(struct agw_worker *w, void *arg);
+    void *exit_arg;
+};
+
+/*
+ * Builds worker INDEX on a new loop of its own: store chain, limiter,
+ * upstream pool, fleet, server. CFG and AUTH get a holder each. SHARED is
+ * filled by worker 0 and read by the others. False with ERR on failure
+ * (agw_worker_free() still cleans up).
+ */
+bool agw_worker_init(struct agw_worker *w, int index, struct agw_config *cfg,
+                     struct agw_auth *auth, struct agw_shared *shared,
+                     char *err, size_t errlen);
+
+/* Runs W's loop in a thread; ON_EXIT(W, ARG) runs on CONTROL's loop when
+ * it ends. */
+bool agw_worker_start(struct agw_worker *w, struct event_base *control,
+                      void (*on_exit)(struct agw_worker *w, void *arg),
+                      void *arg);
+
+/* From the control thread: W applies CFG and AUTH (a holder each is
+ * taken here) to calls that start from now on. */
+void agw_worker_reload(struct agw_worker *w, struct agw_config *cfg,
+                       struct agw_auth *auth);
+
+/* From the control thread: W stops accepting, finishes its calls (up to
+ * drain_timeout_ms) and ends its loop. */
+void agw_worker_drain(struct agw_worker *w);
+
+/* Waits for W's thread, then frees what W holds (not W itself). */
+void agw_worker_free(struct agw_worker *w);
+
+/* Frees what worker 0 made in SHARED, once every worker is freed. */
+void agw_shared_free(struct agw_shared *shared);
+
+#endif
