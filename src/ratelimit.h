@@ -70,10 +70,16 @@ struct agw_config;
  * limiter at the fallback rate while Redis is unreachable. Reads rate,
  * burst, key_prefix, fallback_rate and expected_instances from CFG (not
  * kept). BASE and REDIS are borrowed; destroy() it before freeing REDIS.
+ * GUARD (the departure guard at rate) and FALLBACK are in-process
+ * limiters for the instance as a whole, shared by its workers
+ * (ratelimit_shared.h); the limiter owns the references given and
+ * reconfigures them. NULL: one of its own.
  */
 struct agw_limiter *agw_limiter_fleet_new(struct event_base *base,
                                           struct agw_redis *redis,
-                                          const struct agw_config *cfg);
+                                          const struct agw_config *cfg,
+                                          struct agw_limiter *guard,
+                                          struct agw_limiter *fallback);
 
 /* SIGHUP: applies fallback_rate and expected_instances from CFG (rate and
  * burst go through reconfigure()). Does nothing for other limiters. */

@@ -126,7 +126,6 @@ struct limiter_fleet {
     bool dead;
     char *key_tat, *key_pause, *key_hb;
     char id[33]; /* the process's instance id for the heartbeat */
-    int workers; /* worker threads of this instance, one limiter each */
     struct script gcra, pause, heartbeat;
     double rate;
     int burst;
@@ -264,8 +263,8 @@ instance_id(char out[33])
 
 /* RATE / instances, where instances are the live ones last seen in Redis,
  * else expected_instances; or fallback_rate when set. The fleet's burst
- * is split the same way. An instance's share is split among its workers
- * (each has its own limiter, and one heartbeat stands for them all). */
+ * is split the same way. An instance's workers share one fallback (and
+ * one heartbeat stands for them all). */
 static void
 fallback_settings(const struct limiter_fleet *f, double *rate, int *burst,
                   long *instances)
@@ -276,9 +275,8 @@ fallback_settings(const struct limiter_fleet *f, double *rate, int *burst,
         n = 1;
     }
     *instances = n;
-    *burst = (int)(f->burst / n / f->workers);
-    *rate = (f->cfg_fallback_rate > 0 ? f->cfg_fallback_rate : f->rate / n) /
-            f->workers;
+    *burst = (int)(f->burst / n);
+    *rate = f->cfg_fallback_rate > 0 ? f->cfg_fallback_rate : f->rate / n;
 }
 
 static void
@@ -326,7 +324,6 @@ set_shared(struct limiter_fleet *f, bool shared, const char *why)
         return;
     }
     fallback_settings(f, &rate, &burst, &n);
-    rate *= f->workers;
     if (f->cfg_fallback_rate > 0) {
         log_warn("ratelimit: %s: limiting this instance locally at "
                  "fallback_rate %.6g/s",
@@ -770,10 +767,7 @@ fleet_state(struct agw_limiter *rl, int64_t max_wait_us,
     struct limiter_fleet *f = fleet_of(rl);
 
     if (!f->shared) {
-        /* The instance's budget: each of its workers has a share. */
         f->fallback->ops->state(f->fallback, max_wait_us, out);
-        out->limit *= f->workers;
-        out->remaining *= f->workers;
         return;
     }
     out->limit = f->shadow.rate_per_s;
@@ -860,8 +854,14 @@ fleet_init(struct limiter_fleet *f, struct event_base *base,
     fallback_settings(f, &rate, &burst, &n);
     f->fb_rate = rate;
     f->fb_burst = burst;
-    f->guard = agw_limiter_local_new(f->rate, f->burst);
-    f->fallback = agw_limiter_local_new(rate, burst);
+    if (f->guard == NULL) {
+        f->guard = agw_limiter_local_new(f->rate, f->burst);
+    }
+    if (f->fallback == NULL) {
+        f->fallback = agw_limiter_local_new(rate, burst);
+    } else {
+        f->fallback->ops->reconfigure(f->fallback, rate, burst);
+    }
     f->heartbeat_timer = evtimer_new(base, on_heartbeat_timer, f);
     f->poll_timer = evtimer_new(base, on_poll_timer, f);
     if (f->key_tat == NULL || f->key_pause == NULL || f->key_hb == NULL ||
@@ -877,13 +877,22 @@ fleet_init(struct limiter_fleet *f, struct event_base *base,
 
 struct agw_limiter *
 agw_limiter_fleet_new(struct event_base *base, struct agw_redis *redis,
-                      const struct agw_config *cfg)
+                      const struct agw_config *cfg, struct agw_limiter *guard,
+                      struct agw_limiter *fallback)
 {
     struct limiter_fleet *f = calloc(1, sizeof(*f));
 
     if (f == NULL) {
+        if (guard != NULL) {
+            guard->ops->destroy(guard);
+        }
+        if (fallback != NULL) {
+            fallback->ops->destroy(fallback);
+        }
         return NULL;
     }
+    f->guard = guard;
+    f->fallback = fallback;
     f->base.ops = &fleet_ops;
     f->redis = redis;
     f->refs = 1;
@@ -892,7 +901,6 @@ agw_limiter_fleet_new(struct event_base *base, struct agw_redis *redis,
     f->burst = cfg->burst > 0 ? cfg->burst : 0;
     f->cfg_fallback_rate = cfg->fallback_rate;
     f->expected_instances = cfg->expected_instances;
-    f->workers = agw_config_workers(cfg);
     instance_id(f->id);
     agw_gcra_init_margin(&f->shadow, f->rate, f->burst,
                          ARRIVAL_JITTER_MARGIN_US);

@@ -152,12 +152,17 @@ start_shared(const struct agw_config *cfg, struct agw_shared *shared)
     if (agw_config_workers(cfg) > 1) {
         shared->flights = agw_flights_new();
     }
-    if (cfg->store_backend == AGW_STORE_MEMORY) {
-        shared->limiter = agw_limiter_shared_new(
+    /* Memory: the process's limiter. Redis: the departure guard of the
+     * fleet limiter (at rate; a fallback's settings come from Redis). */
+    shared->limiter = agw_limiter_shared_new(
+        agw_limiter_local_new(cfg->rate, cfg->burst));
+    if (cfg->store_backend == AGW_STORE_REDIS) {
+        shared->fallback = agw_limiter_shared_new(
             agw_limiter_local_new(cfg->rate, cfg->burst));
     }
-    return shared->memory != NULL &&
-           (cfg->store_backend != AGW_STORE_MEMORY || shared->limiter != NULL) &&
+    return shared->memory != NULL && shared->limiter != NULL &&
+           (cfg->store_backend != AGW_STORE_REDIS ||
+            shared->fallback != NULL) &&
            (agw_config_workers(cfg) == 1 || shared->flights != NULL);
 }
 
@@ -169,9 +174,12 @@ start_stages(struct agw_worker *w, struct agw_shared *shared, char *err,
     struct agw_gateway *gw = &w->gw;
 
     gw->sf = agw_sf_new();
-    gw->limiter = gw->redis != NULL
-                      ? agw_limiter_fleet_new(gw->base, gw->redis, gw->cfg)
-                      : agw_limiter_shared_ref(shared->limiter);
+    gw->limiter =
+        gw->redis != NULL
+            ? agw_limiter_fleet_new(gw->base, gw->redis, gw->cfg,
+                                    agw_limiter_shared_ref(shared->limiter),
+                                    agw_limiter_shared_ref(shared->fallback))
+            : agw_limiter_shared_ref(shared->limiter);
     if (shared->flights != NULL) {
         gw->local_fleet = agw_fleet_local_new(gw->base, shared->flights);
     }
@@ -428,6 +436,9 @@ agw_shared_free(struct agw_shared *shared)
     }
     if (shared->limiter != NULL) {
         shared->limiter->ops->destroy(shared->limiter);
+    }
+    if (shared->fallback != NULL) {
+        shared->fallback->ops->destroy(shared->fallback);
     }
     agw_flights_free(shared->flights);
     memset(shared, 0, sizeof(*shared));
