@@ -13,8 +13,8 @@
 #include <string.h>
 
 #include <json-c/json.h>
-#include <openssl/rand.h>
 
+#include "parse_memo.h"
 #include "uri.h"
 #include "util.h"
 
@@ -52,292 +52,56 @@ member(json_object *obj, const char *key)
 }
 
 /*
- * A memo of recent successful parses, keyed by the exact input: business
- * id as sent, allow_private and the body bytes. agw_create_parse() is a
- * pure function of those, and most creates repeat a body seen moments
- * before (that is what makes them cache hits), so a repeat skips the JSON
- * parse, the URI checks and SHA-256: a hash of the input, a comparison
- * and one copy. Set-associative (least recently used way goes first),
- * bodies up to MEMO_BODY_MAX bytes, at most MEMO_BYTES per thread. The
- * hash only picks a set; entries are compared byte for byte, so a crafted
- * collision costs a miss, never a wrong answer.
+ * One json_tokener per thread, reused for every body (a new one costs
+ * three allocations); freed when the thread ends.
  */
-#define MEMO_SETS 512 /* a power of two */
-#define MEMO_WAYS 4
-#define MEMO_SLOTS (MEMO_SETS * MEMO_WAYS)
-#define MEMO_BODY_MAX 4096
-#define MEMO_BYTES (1024 * 1024)
-
-struct memo_entry {
-    uint64_t hash;
-    uint64_t used;      /* memo clock at the last hit */
-    size_t size;        /* bytes charged to the memo */
-    size_t body_len;
-    size_t strings_len;
-    bool allow_private;
-    struct agw_create req; /* its strings are the bytes after the body */
-    char body[];           /* body_len bytes, then strings_len bytes */
-};
-
-/*
- * Per-thread parsing state: the memo, and one json_tokener reused for
- * every body (a new one costs three allocations); freed when the thread
- * ends.
- */
-struct thread_state {
-    json_tokener *tok;
-    uint64_t seed;  /* random: where entries land is not predictable */
-    uint64_t clock; /* counts memo lookups */
-    size_t bytes;   /* charged by entries now held */
-    size_t rover;   /* next slot to give up when over MEMO_BYTES */
-    struct memo_entry *slots[MEMO_SLOTS];
-};
-
-static pthread_once_t state_once = PTHREAD_ONCE_INIT;
-static pthread_key_t state_key;
-static bool state_key_ok; /* written once under state_once */
-static _Thread_local struct thread_state *thread_state;
+static pthread_once_t tok_once = PTHREAD_ONCE_INIT;
+static pthread_key_t tok_key;
+static bool tok_key_ok; /* written once under tok_once */
+static _Thread_local json_tokener *thread_tok;
 
 static void
-state_free(void *arg)
+tok_free(void *arg)
 {
-    struct thread_state *ts = arg;
-    size_t i;
-
-    for (i = 0; i < MEMO_SLOTS; i++) {
-        free(ts->slots[i]);
-    }
-    json_tokener_free(ts->tok);
-    free(ts);
-    thread_state = NULL; /* runs on the exiting thread itself */
+    json_tokener_free(arg);
+    thread_tok = NULL; /* runs on the exiting thread itself */
 }
 
 static void
-state_init_once(void)
+tok_init_once(void)
 {
-    state_key_ok = pthread_key_create(&state_key, state_free) == 0;
+    tok_key_ok = pthread_key_create(&tok_key, tok_free) == 0;
 }
 
-/* This thread's state, or NULL when memory ran out. */
-static struct thread_state *
-state_get(void)
+/* This thread's tokener, or NULL when memory ran out. */
+static json_tokener *
+tok_get(void)
 {
-    struct thread_state *ts = thread_state;
+    json_tokener *tok = thread_tok;
 
-    if (ts != NULL) {
-        return ts;
+    if (tok != NULL) {
+        return tok;
     }
-    pthread_once(&state_once, state_init_once);
-    ts = calloc(1, sizeof(*ts));
-    if (ts == NULL || !state_key_ok ||
-        pthread_setspecific(state_key, ts) != 0) {
-        free(ts);
+    pthread_once(&tok_once, tok_init_once);
+    if (!tok_key_ok) {
         return NULL;
     }
     /*
      * json-c's depth counts one more than the container levels it allows:
      * json_tokener_new_ex(16) takes only 15 nested objects/arrays.
      */
-    ts->tok = json_tokener_new_ex(AGW_JSON_MAX_DEPTH + 1);
-    if (ts->tok == NULL) {
-        pthread_setspecific(state_key, NULL);
-        free(ts);
+    tok = json_tokener_new_ex(AGW_JSON_MAX_DEPTH + 1);
+    if (tok == NULL) {
         return NULL;
     }
-    json_tokener_set_flags(ts->tok,
+    json_tokener_set_flags(tok,
                            JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
-    if (RAND_bytes((unsigned char *)&ts->seed, sizeof(ts->seed)) != 1) {
-        ts->seed = (uint64_t)agw_now_us(); /* only spreads the sets */
+    if (pthread_setspecific(tok_key, tok) != 0) {
+        json_tokener_free(tok);
+        return NULL;
     }
-    thread_state = ts;
-    return ts;
-}
-
-static uint64_t
-mix(uint64_t h, uint64_t w)
-{
-    h = (h ^ w) * 0x9e3779b97f4a7c15ULL;
-    return h ^ (h >> 32);
-}
-
-static uint64_t
-mix_bytes(uint64_t h, const char *p, size_t len)
-{
-    uint64_t w;
-
-    for (; len >= 8; p += 8, len -= 8) {
-        memcpy(&w, p, 8);
-        h = mix(h, w);
-    }
-    w = 0;
-    memcpy(&w, p, len);
-    return mix(h, w);
-}
-
-static _Thread_local bool forced;
-static _Thread_local uint64_t forced_hash;
-
-void
-agw_create_memo_force_hash(bool force, unsigned long long hash)
-{
-    forced = force;
-    forced_hash = hash;
-}
-
-static uint64_t
-memo_hash(const struct thread_state *ts, const char *business_id,
-          bool allow_private, const char *body, size_t len)
-{
-    uint64_t h;
-
-    if (forced) {
-        return forced_hash;
-    }
-    h = mix(ts->seed, (uint64_t)len << 1 | allow_private);
-    h = mix_bytes(h, business_id, 36);
-    h = mix_bytes(h, body, len);
-    h ^= h >> 29;
-    h *= 0xbf58476d1ce4e5b9ULL;
-    return h ^ (h >> 32);
-}
-
-static struct memo_entry **
-memo_set(struct thread_state *ts, uint64_t hash)
-{
-    return &ts->slots[(hash >> 16 & (MEMO_SETS - 1)) * MEMO_WAYS];
-}
-
-static bool
-memo_matches(const struct memo_entry *e, uint64_t hash,
-             const char *business_id, bool allow_private, const char *body,
-             size_t len)
-{
-    return e != NULL && e->hash == hash && e->body_len == len &&
-           e->allow_private == allow_private &&
-           memcmp(e->req.business_id, business_id, 37) == 0 &&
-           memcmp(e->body, body, len) == 0;
-}
-
-/*
- * Copies FROM into TO with its strings moved to DST, where a copy of
- * them, laid out as fill_strings() does (starting at uri), already is.
- */
-static void
-rebase(struct agw_create *to, const struct agw_create *from, char *dst)
-{
-    *to = *from;
-    to->uri = dst;
-    to->uri_normalized = dst + (from->uri_normalized - from->uri);
-    to->upstream_body = dst + (from->upstream_body - from->uri);
-    if (from->id != NULL) {
-        to->id = dst + (from->id - from->uri);
-    }
-}
-
-/*
- * Fills REQ from the memo: 1 when found, 0 when not, -1 when found but
- * memory ran out.
- */
-static int
-memo_get(struct thread_state *ts, uint64_t hash, struct agw_create *req,
-         const char *business_id, bool allow_private, const char *body,
-         size_t len)
-{
-    struct memo_entry **set = memo_set(ts, hash);
-    struct memo_entry *e;
-    char *strings;
-    size_t i;
-
-    ts->clock++;
-    for (i = 0; i < MEMO_WAYS; i++) {
-        e = set[i];
-        if (!memo_matches(e, hash, business_id, allow_private, body, len)) {
-            continue;
-        }
-        strings = malloc(e->strings_len);
-        if (strings == NULL) {
-            return -1;
-        }
-        memcpy(strings, e->req.uri, e->strings_len);
-        rebase(req, &e->req, strings);
-        e->used = ts->clock;
-        return 1;
-    }
-    return 0;
-}
-
-static void
-memo_drop(struct thread_state *ts, struct memo_entry **slot)
-{
-    if (*slot != NULL) {
-        ts->bytes -= (*slot)->size;
-        free(*slot);
-        *slot = NULL;
-    }
-}
-
-/* The way of SET to fill: an empty one, else the least recently used. */
-static struct memo_entry **
-memo_victim(struct memo_entry **set)
-{
-    struct memo_entry **victim = &set[0];
-    size_t i;
-
-    for (i = 0; i < MEMO_WAYS; i++) {
-        if (set[i] == NULL) {
-            return &set[i];
-        }
-        if (set[i]->used < (*victim)->used) {
-            victim = &set[i];
-        }
-    }
-    return victim;
-}
-
-/* The length of REQ's strings, laid out as fill_strings() does. */
-static size_t
-strings_len(const struct agw_create *req)
-{
-    const char *last = req->id != NULL ? req->id : req->upstream_body;
-
-    return (size_t)(last - req->uri) + strlen(last) + 1;
-}
-
-/* Remembers REQ, just parsed from this input; best effort. */
-static void
-memo_put(struct thread_state *ts, uint64_t hash, const struct agw_create *req,
-         bool allow_private, const char *body, size_t len)
-{
-    struct memo_entry **slot = memo_victim(memo_set(ts, hash));
-    struct memo_entry *e;
-    size_t slen = strings_len(req);
-    size_t size = sizeof(*e) + len + slen;
-    size_t tries;
-
-    memo_drop(ts, slot);
-    /* Over budget: give up other entries, in slot order, a few at most. */
-    for (tries = 0; ts->bytes + size > MEMO_BYTES && tries < 8; tries++) {
-        memo_drop(ts, &ts->slots[ts->rover]);
-        ts->rover = (ts->rover + 1) % MEMO_SLOTS;
-    }
-    if (ts->bytes + size > MEMO_BYTES) {
-        return;
-    }
-    e = malloc(size);
-    if (e == NULL) {
-        return;
-    }
-    e->hash = hash;
-    e->used = ts->clock;
-    e->size = size;
-    e->body_len = len;
-    e->strings_len = slen;
-    e->allow_private = allow_private;
-    memcpy(e->body, body, len);
-    memcpy(e->body + len, req->uri, slen);
-    rebase(&e->req, req, e->body + len);
-    ts->bytes += size;
-    *slot = e;
+    thread_tok = tok;
+    return tok;
 }
 
 /*
@@ -715,9 +479,10 @@ agw_create_parse(struct agw_create *req, const char *business_id,
                  const char *body, size_t len, bool allow_private, char *err,
                  size_t errlen)
 {
-    struct thread_state *ts;
+    json_tokener *tok;
     json_object *root = NULL;
-    bool memo, ok;
+    bool ok;
+    int found;
     uint64_t hash = 0;
 
     memset(req, 0, sizeof(*req));
@@ -725,27 +490,24 @@ agw_create_parse(struct agw_create *req, const char *business_id,
         agw_set_err(err, errlen, "businessId must be a UUID");
         return false;
     }
-    ts = state_get();
-    if (ts == NULL) {
+    tok = tok_get();
+    if (tok == NULL) {
         agw_set_err(err, errlen, MSG_OOM);
         return false;
     }
-    memo = body != NULL && len <= MEMO_BODY_MAX;
-    if (memo) {
-        hash = memo_hash(ts, business_id, allow_private, body, len);
-        switch (memo_get(ts, hash, req, business_id, allow_private, body,
-                         len)) {
-        case 1:
-            return true;
-        case -1:
-            agw_set_err(err, errlen, MSG_OOM);
-            return false;
-        default:
-            break;
-        }
+    found =
+        agw_parse_memo_get(business_id, allow_private, body, len, req, &hash);
+    switch (found) {
+    case 1:
+        return true;
+    case -1:
+        agw_set_err(err, errlen, MSG_OOM);
+        return false;
+    default:
+        break;
     }
     memcpy(req->business_id, business_id, sizeof(req->business_id));
-    ok = parse_body(ts->tok, body, len, &root, err, errlen) &&
+    ok = parse_body(tok, body, len, &root, err, errlen) &&
          take_fields(req, root, allow_private, err, errlen);
     json_object_put(root);
     if (!ok) {
@@ -754,9 +516,7 @@ agw_create_parse(struct agw_create *req, const char *business_id,
     }
     agw_dedupe_key(req->business_id, req->uri_normalized, req->access, req->id,
                    req->dedupe_key);
-    if (memo) {
-        memo_put(ts, hash, req, allow_private, body, len);
-    }
+    agw_parse_memo_put(hash, allow_private, body, len, req);
     return true;
 }
 
@@ -769,6 +529,28 @@ agw_create_clear(struct agw_create *req)
     }
     free(req->uri);
     memset(req, 0, sizeof(*req));
+}
+
+/* The last string is id when present, else upstream_body (fill_strings). */
+size_t
+agw_create_strings_len(const struct agw_create *req)
+{
+    const char *last = req->id != NULL ? req->id : req->upstream_body;
+
+    return (size_t)(last - req->uri) + strlen(last) + 1;
+}
+
+void
+agw_create_copy(struct agw_create *to, const struct agw_create *from, char *dst)
+{
+    memcpy(dst, from->uri, agw_create_strings_len(from));
+    *to = *from;
+    to->uri = dst;
+    to->uri_normalized = dst + (from->uri_normalized - from->uri);
+    to->upstream_body = dst + (from->upstream_body - from->uri);
+    if (from->id != NULL) {
+        to->id = dst + (from->id - from->uri);
+    }
 }
 
 /*

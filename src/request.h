@@ -33,7 +33,8 @@ struct agw_create {
  * REQ (release with agw_create_clear()) and returns true. On failure
  * returns false, leaves REQ cleared and writes a message naming the field
  * (for "XASSET.INVALID_ARGUMENT: <message>") into ERR. Thread-safe: each
- * thread keeps its own parser, freed when the thread exits.
+ * thread keeps its own parser and memo of recent parses (parse_memo.h),
+ * freed when the thread exits.
  */
 bool agw_create_parse(struct agw_create *req, const char *business_id,
                       const char *body, size_t len, bool allow_private,
@@ -42,11 +43,16 @@ bool agw_create_parse(struct agw_create *req, const char *business_id,
 void agw_create_clear(struct agw_create *req);
 
 /*
- * For tests, on the calling thread: with FORCE, every input hashes to
- * HASH in the memo of recent parses (request.c), so inputs collide and
- * must be told apart by their bytes.
+ * For copies kept elsewhere (parse_memo.c), without knowing the layout:
+ * the size in bytes of REQ's one string allocation; and a copy TO of FROM
+ * whose strings are written to DST, which has room for
+ * agw_create_strings_len(FROM) bytes. When DST is a malloc'd block of its
+ * own, TO owns it (release with agw_create_clear()); when DST lies inside
+ * a larger block, never pass TO to agw_create_clear().
  */
-void agw_create_memo_force_hash(bool force, unsigned long long hash);
+size_t agw_create_strings_len(const struct agw_create *req);
+void agw_create_copy(struct agw_create *to, const struct agw_create *from,
+                     char *dst);
 
 /*
  * The dedupe key: SHA-256 over business id, normalized URI, effective

@@ -17,6 +17,7 @@
 #include <cmocka.h>
 #include <json-c/json.h>
 
+#include "parse_memo.h"
 #include "request.h"
 #include "uri.h"
 #include "util.h"
@@ -811,10 +812,10 @@ test_repeat_keyed_by_whole_input(void **state)
 static void
 test_repeat_keyed_by_whole_input_colliding(void **state)
 {
-    agw_create_memo_force_hash(true, 12345);
+    agw_parse_memo_force_hash(true, 12345);
     test_repeat_keyed_by_whole_input(state);
     test_repeat_parses_same(state);
-    agw_create_memo_force_hash(false, 0);
+    agw_parse_memo_force_hash(false, 0);
 }
 
 /* {"uri":"https://example.com/N.png","id":"idN"} with the padding PAD. */
