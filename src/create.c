@@ -846,6 +846,36 @@ parse_call(struct agw_call *call, const char *business_id)
     return true;
 }
 
+static void
+on_peek(enum agw_store_result result, int status, const char *body,
+        size_t len, void *arg)
+{
+    struct agw_response resp = {
+        .status = status,
+        .body = (char *)body,
+        .len = len,
+        .retry_after_s = -1,
+    };
+
+    agw_metrics_count_cache(AGW_CACHE_HIT);
+    answer(arg, &resp, "HIT");
+}
+
+/*
+ * A store that holds the answer in process (the L1, the memory store)
+ * gives it here, before the call joins a flight: a hit needs none.
+ */
+static bool
+answered_at_once(struct agw_call *call)
+{
+    struct agw_store *store = call->gw->store;
+
+    if (call->no_cache || store->ops->peek == NULL) {
+        return false;
+    }
+    return store->ops->peek(store, call->create.dedupe_key, on_peek, call);
+}
+
 void
 agw_create_handle(struct agw_gateway *gw, struct evhttp_request *req,
                   const char *business_id)
@@ -877,6 +907,9 @@ agw_create_handle(struct agw_gateway *gw, struct evhttp_request *req,
         return;
     }
     call->no_cache = wants_no_cache(req);
+    if (answered_at_once(call)) {
+        return;
+    }
     if (agw_sf_join(gw->sf, call->create.dedupe_key, on_flight_done, call)) {
         lead(call);
         return;

@@ -26,6 +26,11 @@ struct agw_store_ops {
      * may run it before get() returns. */
     void (*get)(struct agw_store *store, const char *key, agw_store_get_cb cb,
                 void *arg);
+    /* Optional (NULL: none). A hit found without I/O: CB runs with it
+     * before peek() returns true. Anything else (a miss, or an answer
+     * that needs I/O) returns false without calling CB: ask get(). */
+    bool (*peek)(struct agw_store *store, const char *key,
+                 agw_store_get_cb cb, void *arg);
     /* Stores a copy of BODY under KEY for TTL_S seconds, replacing any. */
     void (*put)(struct agw_store *store, const char *key, int status,
                 const char *body, size_t len, long ttl_s);

@@ -313,7 +313,8 @@ take_hit(struct l1_table *t, const char *key, uint64_t hash)
 /* The hit for KEY (a reader's reference), or NULL and the epoch a fill
  * started now must still find. */
 static struct entry *
-lookup_hit(struct l1_table *t, const char *key, uint64_t hash, uint64_t *epoch)
+lookup_hit(struct l1_table *t, const char *key, uint64_t hash, uint64_t *epoch,
+           bool count_miss)
 {
     struct entry *e;
 
@@ -321,7 +322,7 @@ lookup_hit(struct l1_table *t, const char *key, uint64_t hash, uint64_t *epoch)
     e = take_hit(t, key, hash);
     if (e != NULL) {
         t->stats.hits++;
-    } else {
+    } else if (count_miss) {
         t->stats.misses++;
     }
     *epoch = t->epoch;
@@ -344,7 +345,7 @@ l1_get(struct agw_store *store, const char *key, agw_store_get_cb cb, void *arg)
         return;
     }
     hash = fnv1a(key);
-    e = lookup_hit(f->t, key, hash, &epoch);
+    e = lookup_hit(f->t, key, hash, &epoch, true);
     if (e != NULL) {
         cb(AGW_STORE_HIT, e->status, e->body, e->len, arg);
         entry_unref(e);
@@ -359,6 +360,27 @@ l1_get(struct agw_store *store, const char *key, agw_store_get_cb cb, void *arg)
     *lk = (struct lookup){f->t, cb, arg, hash, epoch};
     memcpy(lk->key, key, klen + 1);
     f->inner->ops->get(f->inner, lk->key, on_inner_get, lk);
+}
+
+/* A hit in the table only; a miss is counted by the get() that follows. */
+static bool
+l1_peek(struct agw_store *store, const char *key, agw_store_get_cb cb,
+        void *arg)
+{
+    struct l1_front *f = front_of(store);
+    struct entry *e;
+    uint64_t epoch;
+
+    if (f->t->off || key == NULL) {
+        return false;
+    }
+    e = lookup_hit(f->t, key, fnv1a(key), &epoch, false);
+    if (e == NULL) {
+        return false;
+    }
+    cb(AGW_STORE_HIT, e->status, e->body, e->len, arg);
+    entry_unref(e);
+    return true;
 }
 
 /* L1's own bound, or the answer's TTL when that is shorter. */
@@ -459,6 +481,7 @@ l1_destroy(struct agw_store *store)
 static const struct agw_store_ops l1_ops = {
     .name = "l1",
     .get = l1_get,
+    .peek = l1_peek,
     .put = l1_put,
     .destroy = l1_destroy,
 };

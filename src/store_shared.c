@@ -62,18 +62,40 @@ on_inner_get(enum agw_store_result result, int status, const char *body,
     a->len = len;
 }
 
+/* INNER's answer for KEY into A (free A->heap afterwards). */
+static void
+look_up(struct store_shared *s, const char *key, struct answer *a)
+{
+    a->result = AGW_STORE_ERROR;
+    a->heap = NULL;
+    pthread_mutex_lock(&s->lock);
+    s->inner->ops->get(s->inner, key, on_inner_get, a);
+    pthread_mutex_unlock(&s->lock);
+}
+
 static void
 shared_get(struct agw_store *store, const char *key, agw_store_get_cb cb,
            void *arg)
 {
-    struct store_shared *s = shared_of(store);
-    struct answer a = {.result = AGW_STORE_ERROR};
+    struct answer a;
 
-    pthread_mutex_lock(&s->lock);
-    s->inner->ops->get(s->inner, key, on_inner_get, &a);
-    pthread_mutex_unlock(&s->lock);
+    look_up(shared_of(store), key, &a);
     cb(a.result, a.status, a.body, a.len, arg);
     free(a.heap);
+}
+
+static bool
+shared_peek(struct agw_store *store, const char *key, agw_store_get_cb cb,
+            void *arg)
+{
+    struct answer a;
+
+    look_up(shared_of(store), key, &a);
+    if (a.result == AGW_STORE_HIT) {
+        cb(a.result, a.status, a.body, a.len, arg);
+    }
+    free(a.heap);
+    return a.result == AGW_STORE_HIT;
 }
 
 static void
@@ -103,6 +125,7 @@ shared_destroy(struct agw_store *store)
 static const struct agw_store_ops shared_ops = {
     .name = "memory",
     .get = shared_get,
+    .peek = shared_peek,
     .put = shared_put,
     .destroy = shared_destroy,
 };

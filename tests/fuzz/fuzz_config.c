@@ -74,7 +74,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     REQUIRE(cfg.listen != NULL && cfg.base_url != NULL);
     REQUIRE(cfg.api_key != NULL && cfg.api_key[0] != '\0');
-    REQUIRE(cfg.workers >= 1 && cfg.max_body_bytes >= 1);
+    REQUIRE(agw_config_workers(&cfg) >= 1 && cfg.max_body_bytes >= 1);
     REQUIRE(cfg.request_timeout_ms <= cfg.request_deadline_ms);
     agw_config_free(&cfg);
     REQUIRE(cfg.listen == NULL && cfg.api_key == NULL);

@@ -330,6 +330,12 @@ test_shared_store_and_limiter_from_threads(void **state)
     assert_true(granted >= 1);
     assert_true(granted <= 1 + (long)(elapsed_s * 10) + 1);
     assert_true(hits > 0);
+    /* peek answers hits only, before returning; a miss is left to get(). */
+    hm[0].hits = 0;
+    assert_true(store->ops->peek(store, "k0", on_get, &hm[0]));
+    assert_int_equal(hm[0].hits, 1);
+    assert_false(store->ops->peek(store, "absent", on_get, &hm[0]));
+    assert_int_equal(hm[0].hits, 1);
     store->ops->destroy(store); /* the last reference */
     rl->ops->destroy(rl);
 }

@@ -354,6 +354,33 @@ test_put_writes_inner_and_l1(void **state)
 }
 
 static void
+test_peek_answers_only_what_l1_holds(void **state)
+{
+    struct fixture *fx = make(10, 1 << 20, 1000);
+    struct seen s;
+
+    *state = fx;
+    fake_set(fx->inner, "k", "in-redis");
+    memset(&s, 0, sizeof(s));
+    /* In the inner store only: no answer, and the inner store is not
+     * asked (that is get()'s job) nor the miss counted twice. */
+    assert_false(fx->l1->ops->peek(fx->l1, "k", record, &s));
+    assert_int_equal(s.calls, 0);
+    assert_int_equal(gets_of(fx), 0);
+    assert_int_equal(stats_of(fx).misses, 0);
+    put(fx->l1, "k", "held");
+    assert_true(fx->l1->ops->peek(fx->l1, "k", record, &s));
+    assert_int_equal(s.calls, 1);
+    assert_int_equal(s.result, AGW_STORE_HIT);
+    assert_string_equal(s.body, "held");
+    assert_int_equal(gets_of(fx), 0);
+    assert_int_equal(stats_of(fx).hits, 1);
+    fake_now += 1001 * 1000; /* past l1_ttl_ms: gone from L1 */
+    assert_false(fx->l1->ops->peek(fx->l1, "k", record, &s));
+    assert_int_equal(s.calls, 1);
+}
+
+static void
 test_put_with_its_own_body_from_a_hit(void **state)
 {
     struct fixture *fx = make(10, 1 << 20, 1000);
@@ -1035,6 +1062,8 @@ main(void)
         cmocka_unit_test_teardown(test_share_of_a_pass_through_passes_through,
                                   teardown),
         cmocka_unit_test(test_share_of_no_l1_destroys_inner),
+        cmocka_unit_test_teardown(test_peek_answers_only_what_l1_holds,
+                                  teardown),
         cmocka_unit_test_teardown(test_threads_share_one_l1, teardown),
         cmocka_unit_test(test_threads_with_own_fronts_share_one_table),
     };
