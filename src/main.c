@@ -117,6 +117,12 @@ on_sighup(evutil_socket_t sig, short what, void *arg)
     struct agw_auth *auth = NULL;
     char err[1024];
 
+    if (d->draining) {
+        /* Workers that have finished would never take it. */
+        log_warn("SIGHUP while draining: ignored");
+        free(next);
+        return;
+    }
     if (next == NULL ||
         !agw_config_load(next, d->config_path, err, sizeof(err)) ||
         !load_auth(next, &auth, err, sizeof(err))) {
@@ -228,7 +234,7 @@ stop_running_workers(struct daemon *d)
 {
     for (int i = 0; i < d->nworkers; i++) {
         if (d->workers[i].running) {
-            event_base_loopbreak(d->workers[i].gw.base);
+            agw_worker_stop(&d->workers[i]);
         }
     }
 }
@@ -238,6 +244,10 @@ stop(struct daemon *d)
 {
     struct event *events[] = {d->sigterm, d->sigint, d->sighup, d->sigusr1};
 
+    /* Every thread first: a worker may still post to another's loop. */
+    for (int i = 0; i < d->nworkers; i++) {
+        agw_worker_join(&d->workers[i]);
+    }
     for (int i = 0; i < d->nworkers; i++) {
         agw_worker_free(&d->workers[i]);
     }

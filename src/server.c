@@ -23,7 +23,6 @@
 #include "gateway.h"
 #include "log.h"
 #include "metrics.h"
-#include "redis.h"
 #include "reply.h"
 #include "server.h"
 #include "util.h"
@@ -45,6 +44,9 @@ struct agw_server {
     struct agw_gateway *gw;
     struct evhttp *http;
     struct evhttp_bound_socket *listener;
+    /* LISTENER's, for server_of_listener(): read by other workers' threads
+     * (they share the socket), so set and cleared under all_servers_lock. */
+    struct evconnlistener *lev;
     struct agw_conns *conns;
     struct event *accept_resume;
     int64_t accept_warned_us;
@@ -79,11 +81,7 @@ server_of_listener(struct evconnlistener *lev)
     struct agw_server *srv;
 
     pthread_mutex_lock(&all_servers_lock);
-    for (srv = all_servers; srv != NULL; srv = srv->next) {
-        if (srv->listener != NULL &&
-            evhttp_bound_socket_get_listener(srv->listener) == lev) {
-            break;
-        }
+    for (srv = all_servers; srv != NULL && srv->lev != lev; srv = srv->next) {
     }
     pthread_mutex_unlock(&all_servers_lock);
     return srv;
@@ -203,8 +201,9 @@ handle_readyz(struct agw_server *srv, struct evhttp_request *req,
     }
     if (srv->gw->redis == NULL) {
         reply_json_text(req, rid, 200, "{\"status\":\"ready\",\"store\":\"memory\"}");
-    } else if (agw_redis_is_up(srv->gw->redis) &&
-               agw_redis_is_up(srv->gw->redis_sub)) {
+    } else if (agw_metrics_gauge_get(AGW_M_REDIS_UP) == 1) {
+        /* Every worker's connections, not only the ones of the worker
+         * that took this probe. */
         reply_json_text(req, rid, 200, "{\"status\":\"ready\",\"store\":\"redis\"}");
     } else {
         /* Still doing its job, on the local fallback (SPEC §4). */
@@ -484,6 +483,7 @@ agw_server_start(struct agw_gateway *gw, const struct agw_server *share,
     }
     evconnlistener_set_error_cb(evhttp_bound_socket_get_listener(srv->listener),
                                 on_accept_error);
+    srv->lev = evhttp_bound_socket_get_listener(srv->listener);
     register_server(srv, true);
     if (share == NULL) {
         log_info("listening on %s:%d", host, bound_port(srv->listener));
@@ -509,6 +509,9 @@ void
 agw_server_stop_accepting(struct agw_server *srv)
 {
     if (srv->listener != NULL) {
+        pthread_mutex_lock(&all_servers_lock);
+        srv->lev = NULL;
+        pthread_mutex_unlock(&all_servers_lock);
         evhttp_del_accept_socket(srv->http, srv->listener);
         srv->listener = NULL;
     }

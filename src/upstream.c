@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <stdbool.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -54,6 +55,9 @@ enum call_state {
 };
 
 enum conn_where { CONN_IDLE, CONN_BUSY, CONN_DEAD };
+
+/* The plain-http warning, once per process. */
+static atomic_bool warned_plain_http;
 
 struct conn {
     struct agw_upstream *up;
@@ -1112,8 +1116,12 @@ setup(struct agw_upstream *up, const struct agw_config *cfg, char *err,
         up->ssl_ctx = agw_tls_client_ctx(cfg->ca_file, err, errlen);
         return up->ssl_ctx != NULL;
     }
-    log_warn("upstream %s is plain http: the API key travels unencrypted",
-             cfg->base_url);
+    /* Said once, not once per worker. */
+    if (!atomic_exchange(&warned_plain_http, true)) {
+        log_warn("upstream %s is plain http: the API key travels "
+                 "unencrypted",
+                 cfg->base_url);
+    }
     return true;
 }
 

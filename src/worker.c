@@ -5,7 +5,6 @@
  */
 #include "worker.h"
 
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,9 +41,22 @@ static void on_drain_tick(evutil_socket_t fd, short what, void *arg);
 
 /* Workers whose Redis connections are not both up: the gateway is
  * degraded while any is. */
-static atomic_int workers_redis_down;
+static pthread_mutex_t redis_down_lock = PTHREAD_MUTEX_INITIALIZER;
+static int workers_redis_down;
 
 /* ------------------------------------------------------------- Redis */
+
+/* Counted and shown under one lock, so two workers changing at once
+ * cannot leave the gauges showing the older count. */
+static void
+count_redis_down(int delta)
+{
+    pthread_mutex_lock(&redis_down_lock);
+    workers_redis_down += delta;
+    agw_metrics_gauge_set(AGW_M_REDIS_UP, workers_redis_down == 0 ? 1 : 0);
+    agw_metrics_gauge_set(AGW_M_DEGRADED, workers_redis_down == 0 ? 0 : 1);
+    pthread_mutex_unlock(&redis_down_lock);
+}
 
 static void
 on_redis_state(bool up, void *arg)
@@ -52,16 +64,12 @@ on_redis_state(bool up, void *arg)
     struct agw_worker *w = arg;
     bool all_up = agw_redis_is_up(w->gw.redis) &&
                   agw_redis_is_up(w->gw.redis_sub);
-    int down;
 
     if (all_up == w->redis_up) {
         return;
     }
     w->redis_up = all_up;
-    down = atomic_fetch_add(&workers_redis_down, all_up ? -1 : 1) +
-           (all_up ? -1 : 1);
-    agw_metrics_gauge_set(AGW_M_REDIS_UP, down == 0 ? 1 : 0);
-    agw_metrics_gauge_set(AGW_M_DEGRADED, down == 0 ? 0 : 1);
+    count_redis_down(all_up ? -1 : 1);
 }
 
 static struct agw_redis *
@@ -123,8 +131,7 @@ start_store(struct agw_worker *w, struct agw_shared *shared, char *err,
     if (gw->redis == NULL || gw->redis_sub == NULL) {
         return false;
     }
-    atomic_fetch_add(&workers_redis_down, 1); /* until both are up */
-    agw_metrics_gauge_set(AGW_M_DEGRADED, 1);
+    count_redis_down(1); /* until both are up */
     gw->fleet = agw_fleet_new(gw->base, gw->redis, gw->redis_sub,
                               cfg->key_prefix,
                               cfg->request_timeout_ms +
@@ -379,21 +386,47 @@ agw_worker_drain(struct agw_worker *w)
 
     if (event_base_once(w->gw.base, -1, EV_TIMEOUT, on_drain, w, &now) != 0) {
         log_error("worker %d: cannot start draining; stopping it", w->index);
-        event_base_loopbreak(w->gw.base);
+        agw_worker_stop(w);
+    }
+}
+
+static void
+on_stop(evutil_socket_t fd, short what, void *arg)
+{
+    struct agw_worker *w = arg;
+
+    event_base_loopbreak(w->gw.base);
+}
+
+void
+agw_worker_stop(struct agw_worker *w)
+{
+    struct timeval now = {0, 0};
+
+    /* An event, not event_base_loopbreak() from here: a loop that has not
+     * started yet clears the break flag when it starts. */
+    if (event_base_once(w->gw.base, -1, EV_TIMEOUT, on_stop, w, &now) != 0) {
+        event_base_loopbreak(w->gw.base); /* out of memory: the best left */
     }
 }
 
 /* ---------------------------------------------------------- clean-up */
 
 void
-agw_worker_free(struct agw_worker *w)
+agw_worker_join(struct agw_worker *w)
 {
-    struct agw_gateway *gw = &w->gw;
-
     if (w->running) {
         pthread_join(w->thread, NULL);
         w->running = false;
     }
+}
+
+void
+agw_worker_free(struct agw_worker *w)
+{
+    struct agw_gateway *gw = &w->gw;
+
+    agw_worker_join(w);
     agw_server_free(w->server);
     if (gw->upstream != NULL) {
         agw_upstream_free(gw->upstream);

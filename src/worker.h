@@ -72,7 +72,15 @@ void agw_worker_reload(struct agw_worker *w, struct agw_config *cfg,
  * drain_timeout_ms) and ends its loop. */
 void agw_worker_drain(struct agw_worker *w);
 
-/* Waits for W's thread, then frees what W holds (not W itself). */
+/* From the control thread: W's loop ends now (calls in flight are not
+ * answered: for a start-up that failed). */
+void agw_worker_stop(struct agw_worker *w);
+
+/* Waits for W's thread to end (nothing when it was not started). */
+void agw_worker_join(struct agw_worker *w);
+
+/* Waits for W's thread, then frees what W holds (not W itself). Join
+ * every worker first: one may still post to another's loop. */
 void agw_worker_free(struct agw_worker *w);
 
 /* Frees what worker 0 made in SHARED, once every worker is freed. */

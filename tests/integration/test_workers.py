@@ -149,13 +149,18 @@ def reload_and_drain(h, sb, gw):
     def term():
         time.sleep(0.4)
         gw.proc.signal(signal.SIGTERM)
+        time.sleep(0.1)
+        gw.proc.signal(signal.SIGHUP)  # workers may have stopped: ignored
         return "sent"
     res = H.concurrent(calls + [term], timeout=30)
     t.eq(dict(statuses(res[:-1])), {200: 6},
-         "SIGTERM during 6 slow creates: all 6 answered 200")
+         "SIGTERM (then SIGHUP) during 6 slow creates: all 6 answered 200")
     rc = gw.proc.wait(10)
     t.eq(rc, 0, "the %d-worker gateway drains and exits 0" % WORKERS)
     t.check("drained" in gw.log_text(), "the log says drained",
+            gw.log_text()[-300:])
+    t.check("SIGHUP while draining: ignored" in gw.log_text(),
+            "a SIGHUP during the drain is ignored, and said so",
             gw.log_text()[-300:])
 
 
