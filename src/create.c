@@ -568,11 +568,10 @@ go_upstream(struct agw_call *call)
     acquire_slot(call);
 }
 
+/* A stored answer (valid only now): the leader ends its flight with it. */
 static void
-on_lead_lookup(enum agw_store_result result, int status, const char *body,
-               size_t len, void *arg)
+finish_hit(struct agw_call *call, int status, const char *body, size_t len)
 {
-    struct agw_call *call = arg;
     struct agw_response resp = {
         .status = status,
         .body = (char *)body,
@@ -580,13 +579,21 @@ on_lead_lookup(enum agw_store_result result, int status, const char *body,
         .retry_after_s = -1,
     };
 
+    agw_metrics_count_cache(AGW_CACHE_HIT);
+    finish(call, &resp, "HIT");
+}
+
+static void
+on_lead_lookup(enum agw_store_result result, int status, const char *body,
+               size_t len, void *arg)
+{
+    struct agw_call *call = arg;
+
     if (!async_end(call)) {
         return;
     }
-
     if (result == AGW_STORE_HIT) {
-        agw_metrics_count_cache(AGW_CACHE_HIT);
-        finish(call, &resp, "HIT");
+        finish_hit(call, status, body, len);
         return;
     }
     go_upstream(call);
@@ -724,20 +731,12 @@ on_lookup(enum agw_store_result result, int status, const char *body,
           size_t len, void *arg)
 {
     struct agw_call *call = arg;
-    struct agw_response resp = {
-        .status = status,
-        .body = (char *)body,
-        .len = len,
-        .retry_after_s = -1,
-    };
 
     if (!async_end(call)) {
         return;
     }
-
     if (result == AGW_STORE_HIT) {
-        agw_metrics_count_cache(AGW_CACHE_HIT);
-        finish(call, &resp, "HIT");
+        finish_hit(call, status, body, len);
         return;
     }
     if (arm_timers(call, true)) {

@@ -7,7 +7,6 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdarg.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,63 +53,33 @@ agw_request_id_new(char out[33])
  * Per-thread request ids: 64 random bits drawn once, as 16 hex digits,
  * then a 64-bit counter that starts at a random value. Two threads (here
  * or on another instance) repeat an id only if their prefixes are equal,
- * a 2^-64 chance per pair. A forked child would inherit the state, so a
- * fork makes every thread draw again.
+ * a 2^-64 chance per pair. (The gateway never forks, so a thread's state
+ * is never copied.)
  */
-static atomic_uint id_fork_generation;
-static pthread_once_t id_once = PTHREAD_ONCE_INIT;
-
 static _Thread_local struct {
     bool drawn;
-    unsigned generation;
-    char prefix[17];
+    unsigned char prefix[8];
     uint64_t counter;
 } id_state;
-
-static void
-id_after_fork(void)
-{
-    atomic_fetch_add(&id_fork_generation, 1);
-}
-
-static void
-id_init_once(void)
-{
-    pthread_atfork(NULL, NULL, id_after_fork);
-}
-
-static void
-id_draw(void)
-{
-    unsigned char raw[16];
-
-    pthread_once(&id_once, id_init_once);
-    random_bytes(raw, sizeof(raw));
-    agw_hex(raw, 8, id_state.prefix);
-    memcpy(&id_state.counter, raw + 8, sizeof(id_state.counter));
-    id_state.generation = atomic_load(&id_fork_generation);
-    id_state.drawn = true;
-}
 
 void
 agw_request_id_next(char out[33])
 {
-    static const char digits[] = "0123456789abcdef";
+    unsigned char count[8];
     uint64_t n;
-    int i;
 
-    if (!id_state.drawn ||
-        id_state.generation !=
-            atomic_load_explicit(&id_fork_generation, memory_order_relaxed)) {
-        id_draw();
+    if (!id_state.drawn) {
+        random_bytes(id_state.prefix, sizeof(id_state.prefix));
+        random_bytes((unsigned char *)&id_state.counter,
+                     sizeof(id_state.counter));
+        id_state.drawn = true;
     }
     n = id_state.counter++;
-    memcpy(out, id_state.prefix, 16);
-    for (i = 31; i >= 16; i--) {
-        out[i] = digits[n & 0x0f];
-        n >>= 4;
+    for (int i = 7; i >= 0; i--, n >>= 8) {
+        count[i] = (unsigned char)n;
     }
-    out[32] = '\0';
+    agw_hex(id_state.prefix, sizeof(id_state.prefix), out);
+    agw_hex(count, sizeof(count), out + 16);
 }
 
 void
