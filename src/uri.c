@@ -165,124 +165,274 @@ agw_uri_check(const char *uri, bool allow_private, char **normalized)
 
 /* ------------------------------------------------------------ private */
 
-/* IPv4 address A in host byte order. */
+/*
+ * SPEC §2 refuses IP literals that are not globally reachable. The two
+ * tables below follow the IANA IPv4 and IPv6 Special-Purpose Address
+ * Registries (entries with "Globally Reachable" False or N/A), plus the
+ * multicast and deprecated blocks, which cannot serve a fetch either.
+ * Where a registry block holds a few globally reachable anycast service
+ * addresses (192.0.0.9 and .10 in 192.0.0.0/24; 2001:1::1-3, AMT 2001:3::/32,
+ * AS112 2001:4:112::/48, ORCHIDv2 and DRIP in 2001::/23), the whole block
+ * is refused: those are DNS, PCP, TURN and tunnel services that serve no
+ * file, and one row per block keeps the tables checkable by eye. The
+ * globally reachable blocks outside them (AS112 192.31.196.0/24 and
+ * 192.175.48.0/24, AMT 192.52.193.0/24, 2620:4f:8000::/48) are accepted.
+ */
+struct v4_block {
+    uint32_t net; /* host byte order */
+    int bits;
+};
+
+static const struct v4_block v4_refused[] = {
+    {0x00000000, 8},  /* 0.0.0.0/8 "this network" */
+    {0x0a000000, 8},  /* 10.0.0.0/8 private */
+    {0x64400000, 10}, /* 100.64.0.0/10 shared (CGNAT) */
+    {0x7f000000, 8},  /* 127.0.0.0/8 loopback */
+    {0xa9fe0000, 16}, /* 169.254.0.0/16 link-local */
+    {0xac100000, 12}, /* 172.16.0.0/12 private */
+    {0xc0000000, 24}, /* 192.0.0.0/24 IETF protocol assignments */
+    {0xc0000200, 24}, /* 192.0.2.0/24 documentation (TEST-NET-1) */
+    {0xc0586300, 24}, /* 192.88.99.0/24 6to4 relay anycast (deprecated) */
+    {0xc0a80000, 16}, /* 192.168.0.0/16 private */
+    {0xc6120000, 15}, /* 198.18.0.0/15 benchmarking */
+    {0xc6336400, 24}, /* 198.51.100.0/24 documentation (TEST-NET-2) */
+    {0xcb007100, 24}, /* 203.0.113.0/24 documentation (TEST-NET-3) */
+    {0xe0000000, 4},  /* 224.0.0.0/4 multicast */
+    {0xf0000000, 4},  /* 240.0.0.0/4 reserved */
+    {0xffffffff, 32}, /* 255.255.255.255 limited broadcast */
+};
+
+/* A in host byte order. */
 static bool
 ipv4_is_private(uint32_t a)
 {
-    /*
-     * Beyond SPEC §2's loopback, private, link-local and unspecified:
-     * CGNAT (RFC 6598) is not reachable from the internet either, and
-     * multicast, reserved and broadcast (224/3) cannot serve a TCP fetch.
-     */
-    static const struct {
-        uint32_t net;
-        int bits;
-    } ranges[] = {
-        {0x00000000, 8},  /* 0/8 "this network", incl. 0.0.0.0 */
-        {0x0a000000, 8},  /* 10/8 */
-        {0x64400000, 10}, /* 100.64/10 CGNAT */
-        {0x7f000000, 8},  /* 127/8 loopback */
-        {0xa9fe0000, 16}, /* 169.254/16 link-local */
-        {0xac100000, 12}, /* 172.16/12 */
-        {0xc0a80000, 16}, /* 192.168/16 */
-        {0xe0000000, 3},  /* 224/4 multicast, 240/4 reserved, broadcast */
-    };
     size_t i;
 
-    for (i = 0; i < sizeof(ranges) / sizeof(ranges[0]); i++) {
-        uint32_t mask = 0xffffffffu << (32 - ranges[i].bits);
+    for (i = 0; i < sizeof(v4_refused) / sizeof(v4_refused[0]); i++) {
+        uint32_t mask = 0xffffffffu << (32 - v4_refused[i].bits);
 
-        if ((a & mask) == ranges[i].net) {
+        if ((a & mask) == v4_refused[i].net) {
             return true;
         }
     }
     return false;
 }
 
+/*
+ * What an IPv6 block means for a fetch: nothing reachable, or the IPv4
+ * host whose address it embeds (then that address decides).
+ */
+enum v6_kind {
+    V6_REFUSE,
+    V6_EMBED_LOW32, /* the IPv4 address is the last 32 bits */
+    V6_EMBED_6TO4,  /* 2002:AABB:CCDD::/48 carries AA.BB.CC.DD, bits 16-47 */
+};
+
+struct v6_block {
+    unsigned char net[16];
+    int bits;
+    enum v6_kind kind;
+};
+
+/*
+ * The first block that holds the address decides, so the exact ::/128
+ * and ::1/128 come before ::/96. Teredo (2001::/32) is refused whole, not
+ * decoded: its client address is a NAT's public side, only reachable
+ * through a Teredo relay, and the service is all but retired. The
+ * local-use NAT64 prefix 64:ff9b:1::/48 is refused whole too: the
+ * registry marks it not globally reachable, and RFC 8215 lets each
+ * network place the IPv4 address at bits 32, 40, 48, 56 or 96, so no one
+ * position can be decoded.
+ */
+static const struct v6_block v6_blocks[] = {
+    {{0}, 128, V6_REFUSE},        /* ::/128 unspecified */
+    {{[15] = 1}, 128, V6_REFUSE}, /* ::1/128 loopback */
+    {{0}, 96, V6_EMBED_LOW32},    /* ::/96 IPv4-compatible */
+    {{[10] = 0xff, [11] = 0xff}, 96, V6_EMBED_LOW32}, /* ::ffff:0:0/96 mapped */
+    {{[8] = 0xff, [9] = 0xff}, 96, V6_EMBED_LOW32},   /* ::ffff:0:0:0/96 SIIT */
+    {{0, 0x64, 0xff, 0x9b}, 96, V6_EMBED_LOW32},      /* 64:ff9b::/96 NAT64 */
+    {{0, 0x64, 0xff, 0x9b, 0, 1}, 48, V6_REFUSE},     /* 64:ff9b:1::/48 */
+    {{0x01}, 64, V6_REFUSE},                          /* 100::/64 discard */
+    {{0x01, [7] = 1}, 64, V6_REFUSE},                 /* 100:0:0:1::/64 dummy */
+    {{0x20, 0x01}, 32, V6_REFUSE},                    /* 2001::/32 Teredo */
+    {{0x20, 0x01}, 23, V6_REFUSE},                    /* 2001::/23 IETF */
+    {{0x20, 0x01, 0x0d, 0xb8}, 32, V6_REFUSE},        /* 2001:db8::/32 docs */
+    {{0x20, 0x02}, 16, V6_EMBED_6TO4},                /* 2002::/16 6to4 */
+    {{0x3f, 0xff}, 20, V6_REFUSE},                    /* 3fff::/20 docs */
+    {{0x5f, 0x00}, 16, V6_REFUSE},                    /* 5f00::/16 SRv6 SIDs */
+    {{0xfc}, 7, V6_REFUSE},        /* fc00::/7 unique local */
+    {{0xfe, 0x80}, 10, V6_REFUSE}, /* fe80::/10 link-local */
+    {{0xfe, 0xc0}, 10, V6_REFUSE}, /* fec0::/10 site-local */
+    {{0xff}, 8, V6_REFUSE},        /* ff00::/8 multicast */
+};
+
+static bool
+in_v6_block(const unsigned char *a, const struct v6_block *blk)
+{
+    int whole = blk->bits / 8, rest = blk->bits % 8;
+    unsigned char mask = (unsigned char)(0xff << (8 - rest));
+
+    if (memcmp(a, blk->net, (size_t)whole) != 0) {
+        return false;
+    }
+    return rest == 0 || (a[whole] & mask) == blk->net[whole];
+}
+
+/* The 4 bytes at B as an IPv4 address in host byte order. */
 static uint32_t
-embedded_ipv4(const unsigned char *b)
+ipv4_at(const unsigned char *b)
 {
-    return (uint32_t)b[12] << 24 | (uint32_t)b[13] << 16 |
-           (uint32_t)b[14] << 8 | (uint32_t)b[15];
+    return (uint32_t)b[0] << 24 | (uint32_t)b[1] << 16 | (uint32_t)b[2] << 8 |
+           (uint32_t)b[3];
 }
 
 static bool
-ipv6_is_private(const unsigned char *b)
+ipv6_is_private(const unsigned char *a)
 {
-    static const unsigned char zero[12];
-    static const unsigned char mapped[12] = {[10] = 0xff, [11] = 0xff};
-    static const unsigned char nat64[12] = {0, 0x64, 0xff, 0x9b};
+    size_t i;
 
-    /* ::/96 holds ::, ::1 and the deprecated IPv4-compatible form. */
-    if (memcmp(b, zero, 12) == 0) {
-        return true;
+    for (i = 0; i < sizeof(v6_blocks) / sizeof(v6_blocks[0]); i++) {
+        if (!in_v6_block(a, &v6_blocks[i])) {
+            continue;
+        }
+        switch (v6_blocks[i].kind) {
+        case V6_REFUSE:
+            return true;
+        case V6_EMBED_LOW32:
+            return ipv4_is_private(ipv4_at(a + 12));
+        case V6_EMBED_6TO4:
+            return ipv4_is_private(ipv4_at(a + 2));
+        }
     }
-    /* ::ffff:a.b.c.d and NAT64 64:ff9b::a.b.c.d reach the IPv4 host. */
-    if (memcmp(b, mapped, 12) == 0 || memcmp(b, nat64, 12) == 0) {
-        return ipv4_is_private(embedded_ipv4(b));
-    }
-    if ((b[0] & 0xfe) == 0xfc) {
-        return true; /* fc00::/7 unique local */
-    }
-    if (b[0] == 0xfe && (b[1] & 0x80) == 0x80) {
-        return true; /* fe80::/10 link-local, fec0::/10 old site-local */
-    }
-    return b[0] == 0xff; /* multicast */
+    return false;
 }
 
+/*
+ * Names for the loopback addresses: "localhost" and its subdomains (RFC
+ * 6761), and the aliases /etc/hosts files of Debian and Red Hat give
+ * them, which a fetcher's resolver may honour.
+ */
 static bool
-name_is_localhost(const char *name, size_t len)
+name_is_loopback(const char *name, size_t len)
 {
+    static const char *const aliases[] = {
+        "localhost",     "localhost.localdomain",
+        "localhost4",    "localhost4.localdomain4",
+        "localhost6",    "localhost6.localdomain6",
+        "ip6-localhost", "ip6-loopback",
+        "ip6-localnet",  "ip6-mcastprefix",
+        "ip6-allnodes",  "ip6-allrouters",
+    };
     static const char suffix[] = ".localhost";
-    size_t slen = sizeof(suffix) - 1;
+    size_t slen = sizeof(suffix) - 1, i;
 
-    if (len == slen - 1 && strncasecmp(name, suffix + 1, len) == 0) {
-        return true;
+    for (i = 0; i < sizeof(aliases) / sizeof(aliases[0]); i++) {
+        if (len == strlen(aliases[i]) &&
+            strncasecmp(name, aliases[i], len) == 0) {
+            return true;
+        }
     }
     return len > slen && strncasecmp(name + len - slen, suffix, slen) == 0;
 }
 
 /*
- * HOST as the parser returns it (IPv6 in brackets) or bare. A NULL or
- * empty host fails closed. IPv4 goes through inet_aton, not inet_pton, on
- * purpose: resolvers (getaddrinfo, curl) accept the classic forms
- * "2130706433", "0x7f.1", "127.1" and "0177.0.0.1" as 127.0.0.1, so they
- * are private here too. Names that merely resolve to a private address
- * are not caught; that needs DNS, which this check does not do.
+ * True when the last label of NAME is a number: decimal digits, or "0x"
+ * and hex digits (the WHATWG URL standard's "ends in a number"). No DNS
+ * name has a numeric top-level label; such a host is an IPv4 address in
+ * some form.
+ */
+static bool
+ends_in_number(const char *name, size_t len)
+{
+    size_t start = len, i;
+    bool hex;
+
+    while (start > 0 && name[start - 1] != '.') {
+        start--;
+    }
+    hex = len - start >= 2 && name[start] == '0' &&
+          (name[start + 1] == 'x' || name[start + 1] == 'X');
+    for (i = start + (hex ? 2 : 0); i < len; i++) {
+        char c = name[i];
+        bool digit = c >= '0' && c <= '9';
+        bool letter = (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+
+        if (!(digit || (hex && letter))) {
+            return false;
+        }
+    }
+    return hex || len > start;
+}
+
+/* The bracketed part of "[...]": fails closed when it is no address. */
+static bool
+ipv6_literal_is_private(const char *s, size_t len)
+{
+    char buf[IP_LITERAL_MAX];
+    struct in6_addr a6;
+
+    if (len >= sizeof(buf)) {
+        return true;
+    }
+    memcpy(buf, s, len);
+    buf[len] = '\0';
+    return inet_pton(AF_INET6, buf, &a6) != 1 || ipv6_is_private(a6.s6_addr);
+}
+
+/*
+ * A host that ends in a number must be a dotted quad in canonical
+ * decimal (what inet_pton takes). The classic forms "127.1",
+ * "0x7f.0.0.1", "2130706433" and "0177.0.0.1" are refused whatever they
+ * mean, because fetchers do not agree on it: inet_aton (and so
+ * getaddrinfo) reads "010.0.0.1" as 8.0.0.1, parsers that take leading
+ * zeros as decimal (Go before 1.17, Python before 3.9.5) as 10.0.0.1,
+ * and some wrap numbers past 2^32. Checking one reading would let the
+ * others through.
+ */
+static bool
+numeric_host_is_private(const char *s, size_t len)
+{
+    char buf[INET_ADDRSTRLEN];
+    struct in_addr a4;
+
+    if (len >= sizeof(buf)) {
+        return true;
+    }
+    memcpy(buf, s, len);
+    buf[len] = '\0';
+    return inet_pton(AF_INET, buf, &a4) != 1 ||
+           ipv4_is_private(ntohl(a4.s_addr));
+}
+
+/*
+ * HOST as the parser returns it (IPv6 in brackets), or bare. A NULL or
+ * empty host fails closed. Trailing dots are dropped ("localhost..",
+ * "127.0.0.1."): resolvers ignore them. Names that merely resolve to a
+ * private address are not caught; that needs DNS, which this check does
+ * not do.
  */
 bool
 agw_host_is_private(const char *host)
 {
-    char buf[IP_LITERAL_MAX];
-    struct in6_addr a6;
-    struct in_addr a4;
     size_t len;
 
-    if (host == NULL || host[0] == '\0') {
+    if (host == NULL) {
         return true;
     }
     len = strlen(host);
     if (len >= 2 && host[0] == '[' && host[len - 1] == ']') {
-        host++;
-        len -= 2;
-    } else if (host[len - 1] == '.') {
-        len--; /* "localhost." and "127.0.0.1." are the same hosts */
+        return ipv6_literal_is_private(host + 1, len - 2);
     }
-    if (name_is_localhost(host, len)) {
+    if (memchr(host, ':', len) != NULL) {
+        return ipv6_literal_is_private(host, len); /* a bare IPv6 literal */
+    }
+    while (len > 0 && host[len - 1] == '.') {
+        len--;
+    }
+    if (len == 0 || name_is_loopback(host, len)) {
         return true;
     }
-    if (len == 0 || len >= sizeof(buf)) {
-        return len == 0;
-    }
-    memcpy(buf, host, len);
-    buf[len] = '\0';
-    if (inet_pton(AF_INET6, buf, &a6) == 1) {
-        return ipv6_is_private(a6.s6_addr);
-    }
-    if (inet_aton(buf, &a4) != 0) {
-        return ipv4_is_private(ntohl(a4.s_addr));
-    }
-    return false;
+    return ends_in_number(host, len) && numeric_host_is_private(host, len);
 }
 
 /* -------------------------------------------------------- normalize */

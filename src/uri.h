@@ -17,7 +17,7 @@ enum agw_uri_status {
     AGW_URI_MALFORMED,   /* not parseable, or not absolute */
     AGW_URI_BAD_SCHEME,  /* not http or https */
     AGW_URI_NO_HOST,
-    AGW_URI_PRIVATE_HOST /* loopback, private, link-local, unspecified, localhost */
+    AGW_URI_PRIVATE_HOST /* not globally reachable (SPEC §2), see below */
 };
 
 /*
@@ -39,7 +39,15 @@ const char *agw_uri_status_text(enum agw_uri_status status);
  */
 char *agw_uri_normalize(const char *uri);
 
-/* True for hosts Connectly could never fetch from (see SPEC §2). */
+/*
+ * True for hosts Connectly could never fetch from (SPEC §2): IP literals
+ * in the IANA special-purpose registries that are not globally reachable,
+ * IPv6 literals embedding such an IPv4 address (mapped, compatible,
+ * SIIT, NAT64 64:ff9b::/96, 6to4), Teredo and 64:ff9b:1::/48 whole,
+ * localhost names (trailing dots and case ignored), and hosts that end in
+ * a number but are not a canonical dotted quad ("127.1", "2130706433").
+ * HOST is as evhttp_uri_get_host gives it (IPv6 in brackets) or bare.
+ */
 bool agw_host_is_private(const char *host);
 
 #endif

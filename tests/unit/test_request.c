@@ -922,7 +922,7 @@ test_upstream_body_is_json_c_output(void **state)
         URI,
         "HTTPS://Example.COM:443/a%7e?x=%2f#frag",
         "http://u:p@example.com/!$&'()*+,;=:@~-._/%41?q=a+b&c=/d?e",
-        "http://[2001:db8::1]:8080/",
+        "http://[2606:4700:4700::1111]:8080/",
         "https://example.com",
     };
     static const char *const ids[] = {NULL, "sku-1", "Az09._:-"};
