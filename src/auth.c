@@ -443,20 +443,24 @@ check_complete(struct load_ctx *ctx)
 
 /* ------------------------------------------------------------ reading */
 
-/* Only hashes are inside, so loose modes are worth a warning, no more;
- * but whoever may write the file may add a caller. */
-static void
-check_mode(const struct load_ctx *ctx, mode_t mode)
+/* Whoever may write the file may add a caller: refused. Only hashes are
+ * inside, so a file others may read is worth a warning, no more. */
+static bool
+check_mode(struct load_ctx *ctx, mode_t mode)
 {
-    if (mode & (S_IWGRP | S_IWOTH)) {
-        log_warn("clients file %s is writable by group or others (mode "
-                 "%04o): they could add a caller; chmod 600 it",
-                 ctx->path, (unsigned)(mode & 07777));
-    } else if (mode & (S_IRGRP | S_IROTH)) {
+    if (agw_mode_writable_by_others(mode)) {
+        fail(ctx, 0, NULL, NULL,
+             "writable by group or others (mode %04o): they could add a "
+             "caller; chmod 600 it",
+             (unsigned)(mode & 07777));
+        return false;
+    }
+    if (mode & (S_IRGRP | S_IROTH)) {
         log_warn("clients file %s is readable by group or others (mode "
                  "%04o); chmod 600 it",
                  ctx->path, (unsigned)(mode & 07777));
     }
+    return true;
 }
 
 static bool
@@ -471,8 +475,7 @@ read_file(struct load_ctx *ctx, char **buf)
         return false;
     }
     ctx->rd.buf = *buf;
-    check_mode(ctx, mode);
-    return true;
+    return check_mode(ctx, mode);
 }
 
 /* ------------------------------------------------------------ public */

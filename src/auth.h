@@ -46,10 +46,9 @@ struct agw_auth;
  * (free with agw_auth_free()); it is never modified afterwards, so threads
  * may read it without locks and a reload can swap in a new one. On failure
  * returns NULL and writes "FILE:LINE: [caller] key: problem" (or
- * "FILE: problem" when no line applies) into ERR. Warns (log_warn) when
- * the file is readable or writable by group or others: it holds only
- * hashes, so that is not refused, but whoever may write it may add a
- * caller.
+ * "FILE: problem" when no line applies) into ERR. A file group or others
+ * may write is refused (whoever may write it may add a caller); one they
+ * may only read gets a warning (log_warn): it holds only hashes.
  */
 struct agw_auth *agw_auth_load(const char *path, char *err, size_t errlen);
 

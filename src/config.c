@@ -15,13 +15,15 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <event2/http.h>
 #include <openssl/crypto.h>
 
 #include "inifile.h"
 #include "log.h"
 #include "util.h"
 #include "redis.h"
+#include "server.h"
+#include "tls.h"
+#include "upstream.h"
 
 #define API_KEY_ENV "ASSET_GATEWAY_API_KEY"
 #define API_KEY_MAX 4096
@@ -55,7 +57,12 @@ struct key_def {
     const char *doc;
     const char *sample; /* value shown in the sample when not DEF */
     const char *note;   /* one more comment line in the sample */
-    /* Runs once the whole file is parsed; WHY gets the problem. */
+    /* A string's own value, checked by the very parser or loader its
+     * consumer uses, so -t, start-up and SIGHUP agree; runs once the
+     * file is parsed, unless the value is empty. WHY gets the problem. */
+    bool (*validate)(const char *value, char *why, size_t len);
+    /* Agreement with other keys; runs after every validate, and again on
+     * a reload once restart-only keys have their running values. */
     bool (*check)(const struct agw_config *cfg, char *why, size_t len);
 };
 
@@ -80,11 +87,12 @@ static const struct enum_name level_names[] = {{"error", AGW_LOG_ERROR},
 static const struct enum_name format_names[] = {
     {"json", AGW_LOGFMT_JSON}, {"text", AGW_LOGFMT_TEXT}, {NULL, 0}};
 
-static bool check_listen(const struct agw_config *cfg, char *why, size_t len);
-static bool check_base_url(const struct agw_config *cfg, char *why, size_t len);
+static bool validate_listen(const char *value, char *why, size_t len);
+static bool validate_base_url(const char *value, char *why, size_t len);
+static bool validate_ca_file(const char *value, char *why, size_t len);
+static bool validate_redis_url(const char *value, char *why, size_t len);
 static bool check_request_timeout(const struct agw_config *cfg, char *why,
                                   size_t len);
-static bool check_backend(const struct agw_config *cfg, char *why, size_t len);
 static bool check_auth_mode(const struct agw_config *cfg, char *why,
                             size_t len);
 
@@ -95,7 +103,7 @@ static const struct key_def keys[] = {
     /* [server] */
     {"server", "listen", T_STRING, OFF(listen), "127.0.0.1:8080", 0, 0, 0,
      .doc = "Address callers connect to, host:port ([addr]:port for IPv6).",
-     .check = check_listen},
+     .validate = validate_listen},
     {"server", "workers", T_INT, OFF(workers), "auto", 1, WORKERS_MAX, F_AUTO,
      .doc = "Event-loop threads sharing the listen port; auto: one per "
             "CPU."},
@@ -121,14 +129,15 @@ static const struct key_def keys[] = {
     {"upstream", "base_url", T_STRING, OFF(base_url),
      "https://api.connectly.ai", 0, 0, 0,
      .doc = "Connectly's base URL; http:// is for tests and demos only.",
-     .check = check_base_url},
+     .validate = validate_base_url},
     {"upstream", "api_key_file", T_STRING, OFF(api_key_file), "", 0, 0,
      F_RELOAD | F_OPTIONAL | F_SAMPLE_OFF,
      .doc = "Connectly API key file (mode 0600); empty: use $" API_KEY_ENV ".",
      .sample = "/etc/asset-gateway/api-key"},
     {"upstream", "ca_file", T_STRING, OFF(ca_file), "", 0, 0, F_OPTIONAL,
      .doc = "PEM file of CAs trusted for the upstream; empty: the system "
-            "store."},
+            "store.",
+     .validate = validate_ca_file},
     {"upstream", "connect_timeout_ms", T_INT, OFF(connect_timeout_ms), "2000",
      1, 600000, F_RELOAD,
      .doc = "Timeout for connecting to the upstream, in milliseconds."},
@@ -146,12 +155,12 @@ static const struct key_def keys[] = {
     {"store", "backend", T_ENUM, OFF(store_backend), "memory", 0, 0, 0,
      .names = backend_names,
      .doc = "Where answers and single-flight claims live (redis: shared by "
-            "the fleet).",
-     .check = check_backend},
+            "the fleet)."},
     {"store", "redis_url", T_STRING, OFF(redis_url), "redis://127.0.0.1:6379/0",
      0, 0, 0,
      .doc = "The Redis used by the redis backend: redis://[user:password@]"
-            "host:port/db or unix:///path."},
+            "host:port/db or unix:///path.",
+     .validate = validate_redis_url},
     {"store", "redis_connect_timeout_ms", T_INT, OFF(redis_connect_timeout_ms),
      "1000", 1, 60000, 0,
      .doc = "Connecting to Redis (TCP, AUTH, SELECT); then it retries with "
@@ -443,53 +452,52 @@ agw_config_workers(const struct agw_config *cfg)
 
 /* ------------------------------------------------------------ checks */
 
+/* Validators call the parser the consumer runs on the value; none of
+ * them quotes a URL, which may carry a password. */
 static bool
-valid_port(const char *s)
+validate_listen(const char *value, char *why, size_t len)
 {
-    size_t n = strspn(s, "0123456789");
+    char host[AGW_LISTEN_HOST_MAX + 1];
+    int port;
 
-    return n > 0 && n <= 5 && s[n] == '\0' && atoi(s) >= 1 && atoi(s) <= 65535;
+    return agw_server_parse_listen(value, host, &port, why, len);
 }
 
 static bool
-check_listen(const struct agw_config *cfg, char *why, size_t len)
+validate_base_url(const char *value, char *why, size_t len)
 {
-    const char *s = cfg->listen;
-    const char *colon = strrchr(s, ':');
-    bool ok = colon != NULL && colon > s && valid_port(colon + 1);
+    struct agw_base_url url;
 
-    if (ok && s[0] == '[') {
-        ok = colon - s > 2 && colon[-1] == ']';
-    } else if (ok) {
-        /* A bare IPv6 address would be ambiguous: it needs brackets. */
-        ok = memchr(s, ':', (size_t)(colon - s)) == NULL;
+    if (!agw_base_url_parse(value, &url, why, len)) {
+        return false;
     }
-    if (!ok) {
-        snprintf(why, len,
-                 "\"%s\" must be host:port with a port from 1 to 65535 "
-                 "([addr]:port for IPv6)",
-                 s);
-    }
-    return ok;
+    agw_base_url_clear(&url);
+    return true;
 }
 
+/* Loaded for real, as the upstream client will (nginx does the same with
+ * its certificates), even when base_url is http: a file the config names
+ * must be readable. */
 static bool
-check_base_url(const struct agw_config *cfg, char *why, size_t len)
+validate_ca_file(const char *value, char *why, size_t len)
 {
-    struct evhttp_uri *uri = evhttp_uri_parse(cfg->base_url);
-    const char *scheme = uri != NULL ? evhttp_uri_get_scheme(uri) : NULL;
-    const char *host = uri != NULL ? evhttp_uri_get_host(uri) : NULL;
-    bool ok =
-        scheme != NULL && host != NULL && host[0] != '\0' &&
-        (strcasecmp(scheme, "http") == 0 || strcasecmp(scheme, "https") == 0);
+    SSL_CTX *ctx = agw_tls_client_ctx(value, why, len);
 
-    if (uri != NULL) {
-        evhttp_uri_free(uri);
+    SSL_CTX_free(ctx);
+    return ctx != NULL;
+}
+
+/* Parsed whatever the backend: the Redis layer parses it the same way. */
+static bool
+validate_redis_url(const char *value, char *why, size_t len)
+{
+    struct agw_redis_url url;
+
+    if (!agw_redis_url_parse(value, &url, why, len)) {
+        return false;
     }
-    if (!ok) {
-        snprintf(why, len, "must be an http:// or https:// URL with a host");
-    }
-    return ok;
+    agw_redis_url_clear(&url);
+    return true;
 }
 
 static bool
@@ -501,23 +509,6 @@ check_request_timeout(const struct agw_config *cfg, char *why, size_t len)
                  cfg->request_timeout_ms, cfg->request_deadline_ms);
         return false;
     }
-    return true;
-}
-
-static bool
-check_backend(const struct agw_config *cfg, char *why, size_t len)
-{
-    struct agw_redis_url url;
-    char err[256];
-
-    if (cfg->store_backend != AGW_STORE_REDIS) {
-        return true;
-    }
-    if (!agw_redis_url_parse(cfg->redis_url, &url, err, sizeof(err))) {
-        snprintf(why, len, "redis_url: %s", err);
-        return false;
-    }
-    agw_redis_url_clear(&url);
     return true;
 }
 
@@ -579,10 +570,18 @@ static bool
 read_config_file(struct load_ctx *ctx, char **text)
 {
     char why[256];
+    mode_t mode = 0;
 
     if (!agw_ini_read_file(ctx->path, CONFIG_MAX_BYTES, text, &ctx->rd.len,
-                           NULL, why, sizeof(why))) {
+                           &mode, why, sizeof(why))) {
         fail(ctx, 0, NULL, "%s", why);
+        return false;
+    }
+    if (agw_mode_writable_by_others(mode)) {
+        fail(ctx, 0, NULL,
+             "writable by group or others (mode %04o): whoever may write it "
+             "chooses the callers and the key; chmod go-w it",
+             (unsigned)(mode & 07777));
         return false;
     }
     ctx->rd.buf = *text;
@@ -641,19 +640,40 @@ parse_text(struct load_ctx *ctx)
     return agw_ini_parse(&ctx->rd, on_key, "[section] or key = value");
 }
 
+/* The keys' agreement with one another; SUFFIX ends any message. */
 static bool
-run_checks(struct load_ctx *ctx)
+run_cross_checks(struct load_ctx *ctx, const char *suffix)
 {
     char why[256];
 
     for (size_t i = 0; i < NKEYS; i++) {
         if (keys[i].check != NULL &&
             !keys[i].check(ctx->cfg, why, sizeof(why))) {
-            fail(ctx, ctx->lines[i], &keys[i], "%s", why);
+            fail(ctx, ctx->lines[i], &keys[i], "%s%s", why, suffix);
             return false;
         }
     }
     return true;
+}
+
+/* Each key's own value, then the keys together. */
+static bool
+run_checks(struct load_ctx *ctx)
+{
+    char why[256];
+    const char *value;
+
+    for (size_t i = 0; i < NKEYS; i++) {
+        if (keys[i].validate == NULL) {
+            continue;
+        }
+        value = *(char **)field_of(ctx->cfg, &keys[i]);
+        if (value != NULL && !keys[i].validate(value, why, sizeof(why))) {
+            fail(ctx, ctx->lines[i], &keys[i], "%s", why);
+            return false;
+        }
+    }
+    return run_cross_checks(ctx, "");
 }
 
 /* The key goes into an HTTP header: printable ASCII without spaces only. */
@@ -706,6 +726,11 @@ read_key_bytes(struct load_ctx *ctx, const struct key_def *k, char *buf,
     } else if (n > API_KEY_MAX) {
         fail(ctx, key_line(ctx, k), k, "%s is larger than %d bytes", file,
              API_KEY_MAX);
+    } else if (agw_mode_writable_by_others(st.st_mode)) {
+        fail(ctx, key_line(ctx, k), k,
+             "%s is writable by group or others (mode %04o): whoever may "
+             "write it chooses the key spent; chmod 600 it",
+             file, (unsigned)(st.st_mode & 07777));
     } else if (st.st_mode & (S_IRGRP | S_IROTH)) {
         log_warn("%s: api_key_file %s is readable by group or others "
                  "(mode %04o); chmod 600 it",
@@ -762,9 +787,26 @@ load_api_key(struct load_ctx *ctx)
     return store_key(ctx, env, strlen(env));
 }
 
-bool
-agw_config_load(struct agw_config *cfg, const char *path, char *err,
-                size_t errlen)
+static int
+keep_restart_only(struct agw_config *next, const struct agw_config *running,
+                  void (*report)(const char *section, const char *key));
+
+/* A reload: NEXT, valid on its own, must also hold together once its
+ * restart-only keys are back at their running values. */
+static bool
+keep_running_values(struct load_ctx *ctx, const struct agw_config *running,
+                    void (*report)(const char *section, const char *key))
+{
+    keep_restart_only(ctx->cfg, running, report);
+    return run_cross_checks(ctx, ", with the running value of each key "
+                                 "that needs a restart");
+}
+
+/* RUNNING is NULL at start-up and for -t. */
+static bool
+load(struct agw_config *cfg, const char *path, const struct agw_config *running,
+     void (*report)(const char *section, const char *key), char *err,
+     size_t errlen)
 {
     int lines[NKEYS] = {0};
     struct load_ctx ctx = {
@@ -777,12 +819,30 @@ agw_config_load(struct agw_config *cfg, const char *path, char *err,
     }
     agw_config_defaults(cfg);
     ok = read_config_file(&ctx, &text) && parse_text(&ctx) &&
-         run_checks(&ctx) && load_api_key(&ctx);
+         run_checks(&ctx) &&
+         (running == NULL || keep_running_values(&ctx, running, report)) &&
+         load_api_key(&ctx);
     free(text);
     if (!ok) {
         agw_config_free(cfg);
     }
     return ok;
+}
+
+bool
+agw_config_load(struct agw_config *cfg, const char *path, char *err,
+                size_t errlen)
+{
+    return load(cfg, path, NULL, NULL, err, errlen);
+}
+
+bool
+agw_config_reload(struct agw_config *next, const char *path,
+                  const struct agw_config *running,
+                  void (*report)(const char *section, const char *key),
+                  char *err, size_t errlen)
+{
+    return load(next, path, running, report, err, errlen);
 }
 
 void
@@ -894,11 +954,11 @@ copy_value(const struct key_def *k, struct agw_config *dst,
     }
 }
 
-int
-agw_config_keep_restart_only(struct agw_config *next,
-                             const struct agw_config *running,
-                             void (*report)(const char *section,
-                                            const char *key))
+/* Every key without F_RELOAD: the running value wins, and REPORT names
+ * each one the new file changed. Returns how many. */
+static int
+keep_restart_only(struct agw_config *next, const struct agw_config *running,
+                  void (*report)(const char *section, const char *key))
 {
     int kept = 0;
 

@@ -69,9 +69,12 @@ struct agw_config {
 
 /*
  * Loads and validates PATH into CFG (which the caller zeroes or frees
- * first). On failure returns false and writes "FILE:LINE: [section] key:
- * problem" into ERR. On success CFG owns every string; free with
- * agw_config_free().
+ * first). Each value is checked by the parser its consumer uses (listen,
+ * base_url, redis_url) and every file it names is read for real (key
+ * file, ca_file); the file itself and the key file must not be writable
+ * by group or others. On failure returns false and writes "FILE:LINE:
+ * [section] key: problem" into ERR. On success CFG owns every string;
+ * free with agw_config_free().
  */
 bool agw_config_load(struct agw_config *cfg, const char *path, char *err,
                      size_t errlen);
@@ -94,14 +97,24 @@ void agw_config_unref(struct agw_config *cfg);
 int agw_config_workers(const struct agw_config *cfg);
 
 /*
- * SIGHUP: keys that need a restart (listen, backend, ...) keep their
- * RUNNING value in NEXT; REPORT(section, key) is called for each one
- * that the new file changed. Returns how many.
+ * SIGHUP: loads PATH into NEXT as agw_config_load() does, so it refuses
+ * what -t refuses; then every key that needs a restart (listen, base_url,
+ * [auth] mode, ...) takes its RUNNING value back, REPORT(section, key)
+ * naming each one the file changed, and the result is checked again (a
+ * kept mode = token still needs a clients_file). Same ownership and
+ * errors as agw_config_load().
+ *
+ * Contract: whatever is derived from the config (the callers table, which
+ * authentication is enforced, the log format) is built from NEXT only
+ * after this returns. Nothing may be derived from a file's own value of
+ * a restart-only key: that is how a reload to mode = none once turned
+ * authentication off while the log said the running value stayed
+ * (SPEC §6, §8).
  */
-int agw_config_keep_restart_only(struct agw_config *next,
-                                 const struct agw_config *running,
-                                 void (*report)(const char *section,
-                                                const char *key));
+bool agw_config_reload(struct agw_config *next, const char *path,
+                       const struct agw_config *running,
+                       void (*report)(const char *section, const char *key),
+                       char *err, size_t errlen);
 
 /* Writes the sample file (every key, its default, its doc) to STREAM. */
 void agw_config_print_sample(FILE *stream);

@@ -105,6 +105,45 @@ report_restart_only(const char *section, const char *key)
 }
 
 /*
+ * What the daemon runs from, built one way for start-up, -t and SIGHUP:
+ * the config file with, on a reload, every restart-only key already back
+ * at RUNNING's value (agw_config_reload), and only then what is derived
+ * from that final config: the callers table. So a reload can never
+ * enforce an authentication mode the daemon is not running with.
+ * RUNNING is NULL at start-up. On success *CFG (one reference) and *AUTH
+ * are the caller's; on failure both are NULL and ERR says why.
+ */
+static bool
+load_settings(const char *path, const struct agw_config *running,
+              struct agw_config **cfg, struct agw_auth **auth, char *err,
+              size_t errlen)
+{
+    struct agw_config *c = calloc(1, sizeof(*c));
+    bool ok;
+
+    *cfg = NULL;
+    *auth = NULL;
+    if (c == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return false;
+    }
+    ok = running == NULL ? agw_config_load(c, path, err, errlen)
+                         : agw_config_reload(c, path, running,
+                                             report_restart_only, err, errlen);
+    if (!ok) {
+        free(c);
+        return false;
+    }
+    agw_config_ref(c);
+    if (!load_auth(c, auth, err, errlen)) {
+        agw_config_unref(c);
+        return false;
+    }
+    *cfg = c;
+    return true;
+}
+
+/*
  * SIGHUP: reads the file, key file included, and applies it to calls
  * that start from now on; calls in flight keep the snapshot they hold.
  * A file that does not load changes nothing.
@@ -113,32 +152,23 @@ static void
 on_sighup(evutil_socket_t sig, short what, void *arg)
 {
     struct daemon *d = arg;
-    struct agw_config *next = calloc(1, sizeof(*next));
-    struct agw_auth *auth = NULL;
+    struct agw_config *next;
+    struct agw_auth *auth;
     char err[1024];
 
     if (d->draining) {
         /* Workers that have finished would never take it. */
         log_warn("SIGHUP while draining: ignored");
-        free(next);
         return;
     }
-    if (next == NULL ||
-        !agw_config_load(next, d->config_path, err, sizeof(err)) ||
-        !load_auth(next, &auth, err, sizeof(err))) {
-        log_error("reload refused, the running configuration stays: %s",
-                  next == NULL ? "out of memory" : err);
+    if (!load_settings(d->config_path, d->cfg, &next, &auth, err,
+                       sizeof(err))) {
+        log_error("reload refused, the running configuration stays: %s", err);
         agw_metrics_count_reload(false);
-        if (next != NULL) {
-            agw_config_free(next);
-        }
-        free(next);
         return;
     }
-    agw_config_ref(next);
     agw_auth_free(d->auth);
     d->auth = auth;
-    agw_config_keep_restart_only(next, d->cfg, report_restart_only);
     agw_log_setup(next->log_level, next->log_format, "asset-gateway");
     if (!agw_log_open(next->log_file)) {
         log_error("reload: cannot open log file %s: %s; logging stays where "
@@ -265,29 +295,6 @@ stop(struct daemon *d)
     agw_config_unref(d->cfg);
 }
 
-/* The config file, its key file and the clients file: all or nothing. */
-static bool
-load_settings(struct daemon *d, char *err, size_t errlen)
-{
-    d->cfg = calloc(1, sizeof(*d->cfg));
-    if (d->cfg == NULL) {
-        snprintf(err, errlen, "out of memory");
-        return false;
-    }
-    if (!agw_config_load(d->cfg, d->config_path, err, errlen)) {
-        free(d->cfg);
-        d->cfg = NULL;
-        return false;
-    }
-    agw_config_ref(d->cfg);
-    if (!load_auth(d->cfg, &d->auth, err, errlen)) {
-        agw_config_unref(d->cfg);
-        d->cfg = NULL;
-        return false;
-    }
-    return true;
-}
-
 static void
 log_start_warnings(const struct agw_config *cfg)
 {
@@ -349,7 +356,10 @@ main(int argc, char **argv)
     /* Warnings from reading the config come out in the format it names. */
     agw_log_hold();
     agw_log_capture_libevent();
-    if (!load_settings(&d, err, sizeof(err))) {
+    /* The config file, its key file and the clients file: all or
+     * nothing. */
+    if (!load_settings(d.config_path, NULL, &d.cfg, &d.auth, err,
+                       sizeof(err))) {
         agw_log_setup(AGW_LOG_INFO, AGW_LOGFMT_TEXT, "asset-gateway");
         fprintf(stderr, "asset-gateway: %s\n", err);
         return 1;

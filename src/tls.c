@@ -5,9 +5,11 @@
 #include "tls.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
@@ -26,6 +28,29 @@ set_err(char *err, size_t errlen, const char *what)
         snprintf(err, errlen, "%s", what);
     }
     ERR_clear_error();
+}
+
+/* Only a regular file is opened: a FIFO would block the open. */
+static bool
+load_ca_file(SSL_CTX *ctx, const char *ca_file, char *err, size_t errlen)
+{
+    struct stat st;
+    char what[300];
+
+    if (stat(ca_file, &st) != 0) {
+        snprintf(err, errlen, "cannot read %s: %s", ca_file, strerror(errno));
+        return false;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        snprintf(err, errlen, "cannot read %s: not a regular file", ca_file);
+        return false;
+    }
+    if (SSL_CTX_load_verify_locations(ctx, ca_file, NULL) != 1) {
+        snprintf(what, sizeof(what), "cannot load CAs from %s", ca_file);
+        set_err(err, errlen, what);
+        return false;
+    }
+    return true;
 }
 
 SSL_CTX *
@@ -48,8 +73,7 @@ agw_tls_client_ctx(const char *ca_file, char *err, size_t errlen)
      * and a cut JSON body does not parse. */
     SSL_CTX_set_options(ctx, SSL_OP_IGNORE_UNEXPECTED_EOF);
     if (ca_file != NULL && ca_file[0] != '\0') {
-        if (SSL_CTX_load_verify_locations(ctx, ca_file, NULL) != 1) {
-            set_err(err, errlen, "cannot load ca_file");
+        if (!load_ca_file(ctx, ca_file, err, errlen)) {
             goto failed;
         }
     } else if (SSL_CTX_set_default_verify_paths(ctx) != 1) {

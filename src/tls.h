@@ -10,7 +10,10 @@
 
 /*
  * New client SSL_CTX that verifies the peer. CA_FILE NULL or "": system
- * store. On failure returns NULL with the reason in ERR.
+ * store; otherwise a regular PEM file with at least one certificate. On
+ * failure returns NULL with the reason in ERR. The config loader loads
+ * [upstream] ca_file with this same function, so -t, start-up and a
+ * reload give one verdict.
  */
 SSL_CTX *agw_tls_client_ctx(const char *ca_file, char *err, size_t errlen);
 

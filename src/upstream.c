@@ -988,75 +988,117 @@ agw_upstream_connections(const struct agw_upstream *up)
 /* ------------------------------------------------- client lifecycle */
 
 static bool
-set_host(struct agw_upstream *up, const char *host, int default_port)
+set_host(struct agw_base_url *u, const char *host, int default_port)
 {
     size_t len = strlen(host);
     char buf[300];
     bool v6 = len >= 2 && host[0] == '[' && host[len - 1] == ']';
 
-    up->host = v6 ? strndup(host + 1, len - 2) : strdup(host);
-    if (up->port == default_port) {
+    u->host = v6 ? strndup(host + 1, len - 2) : strdup(host);
+    if (u->port == default_port) {
         snprintf(buf, sizeof(buf), "%s", host);
     } else {
-        snprintf(buf, sizeof(buf), "%s:%d", host, up->port);
+        snprintf(buf, sizeof(buf), "%s:%d", host, u->port);
     }
-    up->host_header = strdup(buf);
-    return up->host != NULL && up->host_header != NULL && up->host[0] != '\0';
+    u->host_header = strdup(buf);
+    return u->host != NULL && u->host_header != NULL && u->host[0] != '\0';
 }
 
 static bool
-set_prefix(struct agw_upstream *up, const char *path)
+set_prefix(struct agw_base_url *u, const char *path)
 {
     size_t len = path != NULL ? strlen(path) : 0;
 
     while (len > 0 && path[len - 1] == '/') {
         len--;
     }
-    up->prefix = strndup(path != NULL ? path : "", len);
-    return up->prefix != NULL;
+    u->prefix = strndup(path != NULL ? path : "", len);
+    return u->prefix != NULL;
+}
+
+/* The parts of URI the client keeps, or why URI is not a base_url. */
+static bool
+take_base_url(const struct evhttp_uri *uri, struct agw_base_url *out, char *err,
+              size_t errlen)
+{
+    const char *scheme = evhttp_uri_get_scheme(uri);
+    const char *host = evhttp_uri_get_host(uri);
+    int port = evhttp_uri_get_port(uri);
+    int default_port;
+
+    if (scheme == NULL || (evutil_ascii_strcasecmp(scheme, "https") != 0 &&
+                           evutil_ascii_strcasecmp(scheme, "http") != 0)) {
+        agw_set_err(err, errlen, "must be http:// or https://");
+    } else if (host == NULL || host[0] == '\0') {
+        agw_set_err(err, errlen, "has no host");
+    } else if (evhttp_uri_get_userinfo(uri) != NULL) {
+        agw_set_err(err, errlen, "must not carry credentials (user@)");
+    } else if (evhttp_uri_get_query(uri) != NULL) {
+        agw_set_err(err, errlen, "must not carry a query (?...)");
+    } else if (evhttp_uri_get_fragment(uri) != NULL) {
+        agw_set_err(err, errlen, "must not carry a fragment (#...)");
+    } else if (port == 0 || port > 65535) {
+        agw_set_err(err, errlen, "has a bad port");
+    } else {
+        out->https = evutil_ascii_strcasecmp(scheme, "https") == 0;
+        default_port = out->https ? 443 : 80;
+        out->port = port > 0 ? port : default_port;
+        if (set_host(out, host, default_port) &&
+            set_prefix(out, evhttp_uri_get_path(uri))) {
+            return true;
+        }
+        agw_set_err(err, errlen, "bad host or out of memory");
+    }
+    return false;
+}
+
+bool
+agw_base_url_parse(const char *url, struct agw_base_url *out, char *err,
+                   size_t errlen)
+{
+    struct evhttp_uri *uri = url != NULL ? evhttp_uri_parse(url) : NULL;
+    bool ok;
+
+    memset(out, 0, sizeof(*out));
+    if (uri == NULL) {
+        agw_set_err(err, errlen, "is not a URL");
+        return false;
+    }
+    ok = take_base_url(uri, out, err, errlen);
+    evhttp_uri_free(uri);
+    if (!ok) {
+        agw_base_url_clear(out);
+    }
+    return ok;
+}
+
+void
+agw_base_url_clear(struct agw_base_url *u)
+{
+    free(u->host);
+    free(u->host_header);
+    free(u->prefix);
+    memset(u, 0, sizeof(*u));
 }
 
 static bool
 parse_base_url(struct agw_upstream *up, const char *url, char *err,
                size_t errlen)
 {
-    struct evhttp_uri *uri = url != NULL ? evhttp_uri_parse(url) : NULL;
-    const char *scheme, *host;
-    bool ok = false;
-    int default_port;
+    struct agw_base_url u;
+    char why[256];
 
-    if (uri == NULL) {
-        snprintf(err, errlen, "base_url is not a URL");
+    if (!agw_base_url_parse(url, &u, why, sizeof(why))) {
+        snprintf(err, errlen, "base_url %s", why);
         return false;
     }
-    scheme = evhttp_uri_get_scheme(uri);
-    host = evhttp_uri_get_host(uri);
-    if (scheme == NULL || (evutil_ascii_strcasecmp(scheme, "https") != 0 &&
-                           evutil_ascii_strcasecmp(scheme, "http") != 0)) {
-        snprintf(err, errlen, "base_url must be http:// or https://");
-    } else if (host == NULL || host[0] == '\0') {
-        snprintf(err, errlen, "base_url has no host");
-    } else if (evhttp_uri_get_userinfo(uri) != NULL ||
-               evhttp_uri_get_query(uri) != NULL ||
-               evhttp_uri_get_fragment(uri) != NULL) {
-        snprintf(err, errlen,
-                 "base_url must not carry credentials, a query or a fragment");
-    } else if (evhttp_uri_get_port(uri) == 0 ||
-               evhttp_uri_get_port(uri) > 65535) {
-        snprintf(err, errlen, "base_url has a bad port");
-    } else {
-        up->https = evutil_ascii_strcasecmp(scheme, "https") == 0;
-        default_port = up->https ? 443 : 80;
-        up->port = evhttp_uri_get_port(uri) > 0 ? evhttp_uri_get_port(uri)
-                                                : default_port;
-        ok = set_host(up, host, default_port) &&
-             set_prefix(up, evhttp_uri_get_path(uri));
-        if (!ok) {
-            snprintf(err, errlen, "base_url: bad host or out of memory");
-        }
-    }
-    evhttp_uri_free(uri);
-    return ok;
+    /* Owned by UP from here: agw_upstream_free() frees them. */
+    up->https = u.https;
+    up->port = u.port;
+    up->host = u.host;
+    up->host_header = u.host_header;
+    up->prefix = u.prefix;
+    return true;
 }
 
 static void

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -261,6 +262,12 @@ agw_read_full(int fd, void *buf, size_t len)
         got += (size_t)n;
     }
     return (ssize_t)got;
+}
+
+bool
+agw_mode_writable_by_others(mode_t mode)
+{
+    return (mode & (S_IWGRP | S_IWOTH)) != 0;
 }
 
 void

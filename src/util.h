@@ -41,6 +41,13 @@ void agw_hex(const unsigned char *in, size_t len, char *out);
  * Returns how many, or -1 with errno set. */
 ssize_t agw_read_full(int fd, void *buf, size_t len);
 
+/*
+ * True when group or others may write a file of MODE. A config, key or
+ * clients file like that is refused, naming it (SPEC §8): whoever may
+ * write it chooses the key spent or the callers let in.
+ */
+bool agw_mode_writable_by_others(mode_t mode);
+
 /* Formats into ERR (ERRLEN bytes) unless ERR is NULL or ERRLEN is 0. */
 void agw_set_err(char *err, size_t errlen, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

@@ -569,11 +569,20 @@ test_mode_warnings(void **state)
     free(out);
     remove_temp(path);
 
-    path = write_temp_bytes(text, strlen(text), 0620);
-    out = capture_stderr(load_and_check, path);
-    assert_non_null(strstr(out, "writable by group or others"));
-    free(out);
-    remove_temp(path);
+    /* Writable by others: refused, naming the file (SPEC §8). */
+    for (size_t i = 0; i < 2; i++) {
+        static const mode_t loose[] = {0620, 0602};
+        char err[512];
+        char want[16];
+
+        path = write_temp_bytes(text, strlen(text), loose[i]);
+        assert_null(agw_auth_load(path, err, sizeof(err)));
+        assert_non_null(strstr(err, path));
+        assert_non_null(strstr(err, "writable by group or others"));
+        snprintf(want, sizeof(want), "%04o", (unsigned)loose[i]);
+        assert_non_null(strstr(err, want));
+        remove_temp(path);
+    }
 
     path = write_temp_bytes(text, strlen(text), 0600);
     out = capture_stderr(load_and_check, path);

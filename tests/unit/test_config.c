@@ -26,6 +26,20 @@
 #define SECRET "sk-test-Zq8Xw3SECRETk7Lp"
 #define FILE_SECRET "fk-FILE-Vb61SECRETq0Rt"
 
+/* A self-signed CA certificate (public; its key was thrown away). */
+#define TEST_CA_PEM                                                            \
+    "-----BEGIN CERTIFICATE-----\n"                                            \
+    "MIIBjDCCATOgAwIBAgIUODTbPtgJR17KlwmG6EknFVWJUwAwCgYIKoZIzj0EAwIw\n"       \
+    "GzEZMBcGA1UEAwwQYWd3LXVuaXQtdGVzdC1jYTAgFw0yNjEyMDQwNTI2NDRaGA8y\n"       \
+    "MTI2MTExMDA1MjY0NFowGzEZMBcGA1UEAwwQYWd3LXVuaXQtdGVzdC1jYTBZMBMG\n"       \
+    "ByqGSM49AgEGCCqGSM49AwEHA0IABB8tY+CQCj829JtS4RIOEZdWoGYheuiL5oZU\n"       \
+    "1eri4FlCT9aXTJYTV6751WwojGR59tQBFUK6EBSVweb+xIIoJQOjUzBRMB0GA1Ud\n"       \
+    "DgQWBBQoffYEcB0qtrMMDWd0G6N1ZJfXuTAfBgNVHSMEGDAWgBQoffYEcB0qtrMM\n"       \
+    "DWd0G6N1ZJfXuTAPBgNVHRMBAf8EBTADAQH/MAoGCCqGSM49BAMCA0cAMEQCIDQZ\n"       \
+    "NTylYB7nxsYoZKOMDlhxoorIXHhLx7WFyS5AkhXhAiB7iUJHU1sIi7lbrwnwiPfv\n"       \
+    "TFURl6LeRF0Zoc3d1ijFVQ==\n"                                               \
+    "-----END CERTIFICATE-----\n"
+
 static const char *
 tmp_dir(void)
 {
@@ -221,38 +235,42 @@ static void
 test_each_type(void **state)
 {
     struct agw_config cfg = {0};
+    char *ca = write_temp(TEST_CA_PEM);
+    char text[1024];
 
-    load_ok("; a comment\n"
-            "# another\n"
-            "[server]\n"
-            "listen = [::1]:9000\n"
-            "  client_timeout_ms = 1234\n" /* indented: not a continuation */
-            "\tmax_body_bytes = 100 ; inline comment\n"
-            "[upstream]\r\n"
-            "base_url = http://127.0.0.1:8081/prefix\r\n"
-            "ca_file = /etc/ssl/ca.pem\n"
-            "max_retries = 0\n"
-            "[store]\n"
-            "cache_ttl_s = 60\n"
-            "key_prefix = test:\n"
-            "[ratelimit]\n"
-            "rate = 12.5\n"
-            "fallback_rate = 0.25\n"
-            "burst = 3\n"
-            "[auth]\n"
-            "mode = none\n"
-            "clients_file =\n"
-            "[security]\n"
-            "allow_private_sources = yes\n"
-            "[log]\n"
-            "level = debug\n"
-            "format = text\n",
-            &cfg);
+    snprintf(text, sizeof(text),
+             "; a comment\n"
+             "# another\n"
+             "[server]\n"
+             "listen = [::1]:9000\n"
+             "  client_timeout_ms = 1234\n" /* indented: not a continuation */
+             "\tmax_body_bytes = 100 ; inline comment\n"
+             "[upstream]\r\n"
+             "base_url = http://127.0.0.1:8081/prefix\r\n"
+             "ca_file = %s\n"
+             "max_retries = 0\n"
+             "[store]\n"
+             "cache_ttl_s = 60\n"
+             "key_prefix = test:\n"
+             "[ratelimit]\n"
+             "rate = 12.5\n"
+             "fallback_rate = 0.25\n"
+             "burst = 3\n"
+             "[auth]\n"
+             "mode = none\n"
+             "clients_file =\n"
+             "[security]\n"
+             "allow_private_sources = yes\n"
+             "[log]\n"
+             "level = debug\n"
+             "format = text\n",
+             ca);
+    load_ok(text, &cfg);
     assert_string_equal(cfg.listen, "[::1]:9000");
     assert_int_equal(cfg.client_timeout_ms, 1234);
     assert_int_equal(cfg.max_body_bytes, 100);
     assert_string_equal(cfg.base_url, "http://127.0.0.1:8081/prefix");
-    assert_string_equal(cfg.ca_file, "/etc/ssl/ca.pem");
+    assert_string_equal(cfg.ca_file, ca);
     assert_int_equal(cfg.max_retries, 0);
     assert_int_equal(cfg.cache_ttl_s, 60);
     assert_string_equal(cfg.key_prefix, "test:");
@@ -265,6 +283,7 @@ test_each_type(void **state)
     assert_int_equal(cfg.log_format, AGW_LOGFMT_TEXT);
     assert_string_equal(cfg.api_key, SECRET);
     agw_config_free(&cfg);
+    remove_temp(ca);
 }
 
 static void
@@ -403,21 +422,145 @@ test_bad_listen(void **state)
                  "[server] listen: must not be empty");
 }
 
+/* What the server's own parser refuses, -t refuses too: before, these
+ * passed the config and failed only when the server split them. */
+static void
+test_listen_as_the_server_parses_it(void **state)
+{
+    static const struct {
+        const char *value;
+        const char *what;
+    } bad[] = {
+        {"999.1.1.1:80", "is not an IPv4 address"},
+        {"127.0.0.1.:80", "is not an IPv4 address"},
+        {"[zz]:80", "is not an IPv6 address"},
+        {"[127.0.0.1]:80", "is not an IPv6 address"},
+        {"bad/host:80", "is not a host name"},
+    };
+    static const char *const good[] = {"localhost:1", "0.0.0.0:65535",
+                                       "[::]:8080", "gw.internal-1:8080"};
+    struct agw_config cfg = {0};
+    char text[512];
+
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        snprintf(text, sizeof(text), AUTH_OK "[server]\nlisten = %s\n",
+                 bad[i].value);
+        expect_error(text, 4, "[server] listen: ");
+        expect_error(text, 4, bad[i].what);
+    }
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+        snprintf(text, sizeof(text), AUTH_OK "[server]\nlisten = %s\n",
+                 good[i]);
+        load_ok(text, &cfg);
+        assert_string_equal(cfg.listen, good[i]);
+        agw_config_free(&cfg);
+    }
+}
+
 static void
 test_bad_base_url(void **state)
 {
-    static const char *const bad[] = {"ftp://api.connectly.ai",
-                                      "api.connectly.ai", "https://",
-                                      "https:///v1", "http://exa mple.com"};
-    char text[128];
+    static const struct {
+        const char *value;
+        const char *what;
+    } bad[] = {
+        {"ftp://api.connectly.ai", "must be http:// or https://"},
+        {"api.connectly.ai", "must be http:// or https://"},
+        {"https://", "has no host"},
+        {"https:///v1", "has no host"},
+        {"http://exa mple.com", "is not a URL"},
+        /* What the upstream client refused at start-up, -t now refuses. */
+        {"https://api.connectly.ai/v1?x=1", "must not carry a query"},
+        {"https://api.connectly.ai/v1#top", "must not carry a fragment"},
+        {"https://u:" SECRET "@api.connectly.ai/",
+         "must not carry credentials"},
+        {"https://api.connectly.ai:0/", "has a bad port"},
+        {"https://api.connectly.ai:70000/", "is not a URL"},
+    };
+    char text[256];
+    char want[256];
 
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         snprintf(text, sizeof(text), AUTH_OK "\n[upstream]\nbase_url = %s\n",
-                 bad[i]);
-        expect_error(text, 5,
-                     "[upstream] base_url: must be an http:// or https:// URL "
-                     "with a host");
+                 bad[i].value);
+        snprintf(want, sizeof(want), "[upstream] base_url: %s", bad[i].what);
+        expect_error(text, 5, want); /* and SECRET never in the message */
     }
+}
+
+static void
+test_good_base_url(void **state)
+{
+    static const char *const good[] = {
+        "https://api.connectly.ai", "https://api.connectly.ai/v1/",
+        "http://127.0.0.1:8081/prefix", "http://[::1]:8081"};
+    struct agw_config cfg = {0};
+    char text[256];
+
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+        snprintf(text, sizeof(text), AUTH_OK "[upstream]\nbase_url = %s\n",
+                 good[i]);
+        load_ok(text, &cfg);
+        assert_string_equal(cfg.base_url, good[i]);
+        agw_config_free(&cfg);
+    }
+}
+
+/* ca_file is loaded for real at load time, base_url http or https. */
+static void
+test_ca_file_loaded(void **state)
+{
+    char *ca = write_temp(TEST_CA_PEM);
+    char *empty = write_temp("");
+    char *junk = write_temp("-----BEGIN CERTIFICATE-----\nnot base64\n"
+                            "-----END CERTIFICATE-----\n");
+    struct agw_config cfg = {0};
+    char text[512];
+    char want[512];
+
+    snprintf(text, sizeof(text),
+             AUTH_OK "[upstream]\nbase_url = https://h\nca_file = %s\n", ca);
+    load_ok(text, &cfg);
+    assert_string_equal(cfg.ca_file, ca);
+    agw_config_free(&cfg);
+
+    snprintf(text, sizeof(text),
+             AUTH_OK
+             "[upstream]\nbase_url = http://h\nca_file = %s/agw-no-ca\n",
+             tmp_dir());
+    snprintf(want, sizeof(want),
+             "[upstream] ca_file: cannot read %s/agw-no-ca: No such file",
+             tmp_dir());
+    expect_error(text, 5, want);
+    snprintf(text, sizeof(text), AUTH_OK "[upstream]\nca_file = %s\n",
+             tmp_dir());
+    expect_error(text, 4, "[upstream] ca_file: cannot read");
+    expect_error(text, 4, "not a regular file");
+    snprintf(text, sizeof(text), AUTH_OK "[upstream]\nca_file = %s\n", empty);
+    snprintf(want, sizeof(want), "[upstream] ca_file: cannot load CAs from %s",
+             empty);
+    expect_error(text, 4, want);
+    snprintf(text, sizeof(text), AUTH_OK "[upstream]\nca_file = %s\n", junk);
+    expect_error(text, 4, "[upstream] ca_file: cannot load CAs from");
+    remove_temp(ca);
+    remove_temp(empty);
+    remove_temp(junk);
+}
+
+/* Parsed by agw_redis_url_parse() whatever the backend, at its own line,
+ * never echoing the password. */
+static void
+test_bad_redis_url(void **state)
+{
+    expect_error(AUTH_OK "[store]\nbackend = memory\nredis_url = http://x\n", 5,
+                 "[store] redis_url: want redis://");
+    expect_error(AUTH_OK "[store]\nredis_url = redis://:" SECRET
+                         "@127.0.0.1:99999/0\nbackend = redis\n",
+                 4, "[store] redis_url: bad port");
+    expect_error(AUTH_OK "[store]\nredis_url = redis://h/x\n", 4,
+                 "[store] redis_url: bad database number");
+    expect_error(AUTH_OK "[store]\nredis_url = rediss://h\n", 4,
+                 "[store] redis_url: rediss:// (TLS) is not supported");
 }
 
 static void
@@ -452,8 +595,8 @@ test_unsupported_features(void **state)
     expect_error(AUTH_OK "[server]\nworkers = many\n", 4,
                  "[server] workers: \"many\" is not an integer or auto");
     expect_error(AUTH_OK "[server]\nworkers = 65\n", 4, "[server] workers:");
-    expect_error(AUTH_OK "[store]\nbackend = redis\nredis_url = http://x\n", 4,
-                 "[store] backend: redis_url:");
+    expect_error(AUTH_OK "[store]\nbackend = redis\nredis_url = http://x\n", 5,
+                 "[store] redis_url: ");
     expect_error("[server]\nworkers = 1\n[auth]\nmode = token\n", 4,
                  "[auth] mode: mode = token needs [auth] clients_file");
     /* token is the default: a file that names no clients file fails. */
@@ -638,6 +781,154 @@ test_key_file_mode_warning(void **state)
     remove_temp(closed_key);
 }
 
+/* Loads TEXT from a file of MODE; returns the error ("" on success). */
+static char *
+load_with_mode(const char *text, mode_t mode, char **path)
+{
+    struct agw_config cfg = {0};
+    char *err = calloc(1, 512);
+
+    assert_non_null(err);
+    *path = write_temp_mode(text, mode);
+    if (agw_config_load(&cfg, *path, err, 512)) {
+        agw_config_free(&cfg);
+        err[0] = '\0';
+    } else {
+        assert_zeroed(&cfg);
+    }
+    return err;
+}
+
+/* A config or key file others may write is refused, naming it (SPEC §8);
+ * one they may only read still loads (a warning for the key file). */
+static void
+test_writable_files_refused(void **state)
+{
+    static const mode_t loose[] = {0620, 0602, 0660, 0666};
+    static const mode_t fine[] = {0600, 0640, 0400};
+    char *key_path;
+    char *conf;
+    char *err;
+    char text[400];
+    char want[400];
+
+    for (size_t i = 0; i < sizeof(loose) / sizeof(loose[0]); i++) {
+        err = load_with_mode(AUTH_OK, loose[i], &conf);
+        snprintf(want, sizeof(want),
+                 "%s: writable by group or others (mode "
+                 "%04o)",
+                 conf, (unsigned)loose[i]);
+        if (strstr(err, want) != err) {
+            print_error("want \"%s\", got \"%s\"\n", want, err);
+            fail();
+        }
+        free(err);
+        remove_temp(conf);
+
+        key_path = write_temp_mode(FILE_SECRET "\n", loose[i]);
+        snprintf(text, sizeof(text), AUTH_OK "[upstream]\napi_key_file = %s\n",
+                 key_path);
+        snprintf(want, sizeof(want),
+                 "[upstream] api_key_file: %s is writable by group or others "
+                 "(mode %04o)",
+                 key_path, (unsigned)loose[i]);
+        expect_error(text, 4, want);
+        remove_temp(key_path);
+    }
+    for (size_t i = 0; i < sizeof(fine) / sizeof(fine[0]); i++) {
+        err = load_with_mode(AUTH_OK, fine[i], &conf);
+        assert_string_equal(err, "");
+        free(err);
+        remove_temp(conf);
+    }
+}
+
+/* ------------------------------------------------------------ reload */
+
+static char reported[256];
+
+static void
+report_kept(const char *section, const char *key)
+{
+    size_t n = strlen(reported);
+
+    snprintf(reported + n, sizeof(reported) - n, "[%s] %s;", section, key);
+}
+
+/* Reloads TEXT over RUNNING; returns whether it loaded (ERR says why). */
+static bool
+reload_text(const char *text, const struct agw_config *running,
+            struct agw_config *next, char *err, size_t errlen)
+{
+    char *path = write_temp(text);
+    bool ok;
+
+    reported[0] = '\0';
+    ok = agw_config_reload(next, path, running, report_kept, err, errlen);
+    remove_temp(path);
+    return ok;
+}
+
+/* Issue #11: token -> none on SIGHUP keeps token, and what the reload
+ * hands back already says token, so nothing can derive "none" from it. */
+static void
+test_reload_keeps_auth_mode(void **state)
+{
+    struct agw_config running = {0};
+    struct agw_config next = {0};
+    char err[512];
+
+    load_ok("[auth]\nmode = token\nclients_file = /c1\n"
+            "[ratelimit]\nrate = 10\n",
+            &running);
+    assert_true(reload_text("[auth]\nmode = none\nclients_file = /c2\n"
+                            "[ratelimit]\nrate = 20\n",
+                            &running, &next, err, sizeof(err)));
+    assert_int_equal(next.auth_mode, AGW_AUTH_TOKEN);
+    assert_string_equal(next.clients_file, "/c2"); /* reloadable */
+    assert_true(next.rate == 20.0);
+    assert_string_equal(reported, "[auth] mode;");
+    assert_string_equal(next.api_key, SECRET);
+    agw_config_free(&next);
+
+    /* The kept token mode has no clients file in the new file: refused. */
+    assert_false(reload_text("[auth]\nmode = none\n", &running, &next, err,
+                             sizeof(err)));
+    assert_non_null(strstr(err, "[auth] mode: mode = token needs [auth] "
+                                "clients_file"));
+    assert_non_null(strstr(err, "with the running value of each key that "
+                                "needs a restart"));
+    assert_zeroed(&next);
+    agw_config_free(&running);
+}
+
+/* A reload refuses exactly what a load (-t, start-up) refuses, restart-only
+ * keys included: their new values are checked before they are set aside. */
+static void
+test_reload_refuses_what_load_refuses(void **state)
+{
+    struct agw_config running = {0};
+    struct agw_config next = {0};
+    char err[512];
+
+    load_ok(AUTH_OK, &running);
+    assert_false(reload_text(AUTH_OK "[upstream]\nbase_url = "
+                                     "https://h/v1?x=1\n",
+                             &running, &next, err, sizeof(err)));
+    assert_non_null(strstr(err, ":4: [upstream] base_url: must not carry a "
+                                "query"));
+    assert_zeroed(&next);
+    assert_false(reload_text(AUTH_OK "[server]\nlisten = 1.2.3:80\n", &running,
+                             &next, err, sizeof(err)));
+    assert_non_null(strstr(err, ":4: [server] listen: "));
+    assert_true(reload_text(AUTH_OK "[server]\nlisten = 127.0.0.1:9\n",
+                            &running, &next, err, sizeof(err)));
+    assert_string_equal(next.listen, running.listen);
+    assert_string_equal(reported, "[server] listen;");
+    agw_config_free(&next);
+    agw_config_free(&running);
+}
+
 /* ------------------------------------------------------------ sample */
 
 static void
@@ -776,7 +1067,11 @@ main(void)
         cmocka_unit_test_setup(test_bad_numbers, test_setup),
         cmocka_unit_test_setup(test_bad_names, test_setup),
         cmocka_unit_test_setup(test_bad_listen, test_setup),
+        cmocka_unit_test_setup(test_listen_as_the_server_parses_it, test_setup),
         cmocka_unit_test_setup(test_bad_base_url, test_setup),
+        cmocka_unit_test_setup(test_good_base_url, test_setup),
+        cmocka_unit_test_setup(test_ca_file_loaded, test_setup),
+        cmocka_unit_test_setup(test_bad_redis_url, test_setup),
         cmocka_unit_test_setup(test_timeout_exceeds_deadline, test_setup),
         cmocka_unit_test_setup(test_workers, test_setup),
         cmocka_unit_test_setup(test_unsupported_features, test_setup),
@@ -787,6 +1082,10 @@ main(void)
         cmocka_unit_test_setup(test_key_file_errors, test_setup),
         cmocka_unit_test_setup(test_no_key, test_setup),
         cmocka_unit_test_setup(test_key_file_mode_warning, test_setup),
+        cmocka_unit_test_setup(test_writable_files_refused, test_setup),
+        cmocka_unit_test_setup(test_reload_keeps_auth_mode, test_setup),
+        cmocka_unit_test_setup(test_reload_refuses_what_load_refuses,
+                               test_setup),
         cmocka_unit_test_setup(test_sample_loads_back, test_setup),
         cmocka_unit_test_setup(test_sample_documents_keys, test_setup),
         cmocka_unit_test(test_log_text),
