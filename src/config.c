@@ -7,6 +7,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -91,6 +92,7 @@ static bool validate_listen(const char *value, char *why, size_t len);
 static bool validate_base_url(const char *value, char *why, size_t len);
 static bool validate_ca_file(const char *value, char *why, size_t len);
 static bool validate_redis_url(const char *value, char *why, size_t len);
+static bool validate_log_file(const char *value, char *why, size_t len);
 static bool check_request_timeout(const struct agw_config *cfg, char *why,
                                   size_t len);
 static bool check_auth_mode(const struct agw_config *cfg, char *why,
@@ -233,7 +235,8 @@ static const struct key_def keys[] = {
      .doc = "Log lines: one JSON object each, or plain text."},
     {"log", "file", T_STRING, OFF(log_file), "", 0, 0, F_RELOAD | F_OPTIONAL,
      .doc = "Append log lines to this file instead of stderr; SIGUSR1 "
-            "reopens it (logrotate)."},
+            "reopens it (logrotate).",
+     .validate = validate_log_file},
 };
 
 #define NKEYS (sizeof(keys) / sizeof(keys[0]))
@@ -481,10 +484,56 @@ validate_base_url(const char *value, char *why, size_t len)
 static bool
 validate_ca_file(const char *value, char *why, size_t len)
 {
-    SSL_CTX *ctx = agw_tls_client_ctx(value, why, len);
+    struct stat st;
+    SSL_CTX *ctx;
+
+    /* Whoever may write the CA file may vouch for a fake Connectly and
+     * read the API key off the wire. */
+    if (stat(value, &st) == 0 && S_ISREG(st.st_mode) &&
+        agw_mode_writable_by_others(st.st_mode)) {
+        snprintf(why, len, "%s is writable by group or others (mode %04o)",
+                 value, (unsigned)(st.st_mode & 07777));
+        return false;
+    }
+    ctx = agw_tls_client_ctx(value, why, len);
 
     SSL_CTX_free(ctx);
     return ctx != NULL;
+}
+
+/* What start-up's open(O_APPEND | O_CREAT) needs, checked without
+ * creating the file, so that -t leaves nothing behind. */
+static bool
+validate_log_file(const char *value, char *why, size_t len)
+{
+    char dir[PATH_MAX];
+    struct stat st;
+    char *slash;
+
+    if (stat(value, &st) == 0) {
+        if (!S_ISREG(st.st_mode)) {
+            snprintf(why, len, "%s is not a regular file", value);
+            return false;
+        }
+        if (access(value, W_OK) != 0) {
+            snprintf(why, len, "cannot write %s: %s", value, strerror(errno));
+            return false;
+        }
+        return true;
+    }
+    snprintf(dir, sizeof(dir), "%s", value);
+    slash = strrchr(dir, '/');
+    if (slash == NULL) {
+        snprintf(dir, sizeof(dir), ".");
+    } else {
+        slash[slash == dir ? 1 : 0] = '\0';
+    }
+    if (access(dir, W_OK | X_OK) != 0) {
+        snprintf(why, len, "cannot create %s in %s: %s", value, dir,
+                 strerror(errno));
+        return false;
+    }
+    return true;
 }
 
 /* Parsed whatever the backend: the Redis layer parses it the same way. */

@@ -161,6 +161,17 @@ def reload_token_to_none(h):
 
 # --------------------------------------- (5) -t == start-up == SIGHUP
 
+def writable_ca(h):
+    """A real CA certificate file, group-writable."""
+    path = h.path("writable-ca.pem")
+    if not os.path.exists(path):
+        H.run_cmd(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes",
+                   "-keyout", h.path("writable-ca.key"), "-out", path,
+                   "-days", "1", "-subj", "/CN=trust-test-ca"], timeout=30)
+        os.chmod(path, 0o664)
+    return path
+
+
 def bad_values(h):
     """(what, overrides, section, key, words the message holds)."""
     ca = h.path("no-such-ca.pem")
@@ -184,6 +195,13 @@ def bad_values(h):
          {"store": {"backend": "redis",
                     "redis_url": "redis://127.0.0.1:99999/0"}},
          "store", "redis_url", "port"),
+        ("a ca_file others may write",
+         {"upstream": {"base_url": "https://127.0.0.1:9",
+                       "ca_file": writable_ca(h)}},
+         "upstream", "ca_file", "writable by group or others"),
+        ("a log file in a missing directory",
+         {"log": {"file": h.path("no-such-dir/gw.log")}},
+         "log", "file", "No such file"),
     ]
 
 
