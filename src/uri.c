@@ -37,8 +37,8 @@ agw_uri_status_text(enum agw_uri_status status)
     case AGW_URI_NO_HOST:
         return "must have a host";
     case AGW_URI_PRIVATE_HOST:
-        return "host is loopback, private, link-local or unspecified; "
-               "Connectly cannot fetch it";
+        return "host is not globally reachable (loopback, private, reserved "
+               "or a local name); Connectly cannot fetch it";
     }
     return "is invalid";
 }

@@ -308,11 +308,11 @@ test_uri_messages(void **state)
                "uri must use http or https");
     expect_err("{\"uri\":\"http:///a.png\"}", "uri must have a host");
     expect_err("{\"uri\":\"http://127.0.0.1:8080/a.png\"}",
-               "uri host is loopback, private, link-local or unspecified; "
-               "Connectly cannot fetch it");
+               "uri host is not globally reachable (loopback, private, "
+               "reserved or a local name); Connectly cannot fetch it");
     expect_err("{\"uri\":\"http://localhost/a.png\"}",
-               "uri host is loopback, private, link-local or unspecified; "
-               "Connectly cannot fetch it");
+               "uri host is not globally reachable (loopback, private, "
+               "reserved or a local name); Connectly cannot fetch it");
     parse_ok(&req, at);
     assert_int_equal(strlen(req.uri), 2048);
     agw_create_clear(&req);
@@ -575,8 +575,8 @@ test_upstream_body_escapes_and_duplicates(void **state)
     agw_create_clear(&req);
 
     expect_err("{\"uri\":\"" URI "\",\"uri\":\"http://127.0.0.1/\"}",
-               "uri host is loopback, private, link-local or unspecified; "
-               "Connectly cannot fetch it");
+               "uri host is not globally reachable (loopback, private, "
+               "reserved or a local name); Connectly cannot fetch it");
     parse_ok(&req, "{\"uri\":\"http://127.0.0.1/\",\"uri\":\"" URI "\"}");
     up = json_tokener_parse(req.upstream_body);
     assert_non_null(up);
@@ -780,8 +780,8 @@ test_repeat_keyed_by_whole_input(void **state)
     parse_ok_len(&a, BIZ, priv, sizeof(priv) - 1, true);
     agw_create_clear(&a);
     expect_err_len(BIZ, priv, sizeof(priv) - 1, false,
-                   "uri host is loopback, private, link-local or "
-                   "unspecified; Connectly cannot fetch it");
+                   "uri host is not globally reachable (loopback, private, "
+                   "reserved or a local name); Connectly cannot fetch it");
     parse_ok_len(&a, BIZ, priv, sizeof(priv) - 1, true);
     agw_create_clear(&a);
 
