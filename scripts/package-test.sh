@@ -31,7 +31,7 @@ fi
 
 n=0
 failed=0
-tmp="" root="" sb_pid="" gw_pid=""
+tmp="" root="" sb_pid="" gw_pid="" boot_pid=""
 
 ok() {
     n=$((n + 1))
@@ -73,16 +73,24 @@ stop_pid() { # stop_pid PID: SIGTERM, up to 15 s, then SIGKILL; its status
     wait "$1"
 }
 
+mount_api() { # /proc and /dev in the root, for chroot
+    mount -t proc proc "$root/proc" && mount --bind /dev "$root/dev"
+}
+
+umount_api() {
+    for m in "$root/dev" "$root/proc"; do
+        mountpoint -q "$m" && umount "$m"
+        mountpoint -q "$m" && umount -l "$m"
+    done
+    return 0
+}
+
 cleanup() {
     [ -n "$gw_pid" ] && stop_pid "$gw_pid" >/dev/null 2>&1
     [ -n "$sb_pid" ] && stop_pid "$sb_pid" >/dev/null 2>&1
-    gw_pid="" sb_pid=""
-    if [ -n "$root" ]; then
-        for m in "$root/dev" "$root/proc"; do
-            mountpoint -q "$m" && umount "$m"
-            mountpoint -q "$m" && umount -l "$m"
-        done
-    fi
+    [ -n "$boot_pid" ] && stop_pid "$boot_pid" >/dev/null 2>&1
+    gw_pid="" sb_pid="" boot_pid=""
+    [ -n "$root" ] && umount_api
     # Only once nothing is mounted in it; --one-file-system guards /dev.
     if [ -n "$tmp" ] && ! grep -q " $tmp/" /proc/mounts; then
         rm -rf --one-file-system "$tmp"
@@ -109,7 +117,7 @@ elapsed() { # seconds since $1 (date +%s)
 
 # ------------------------------------------------------------ tools, source
 tools="dpkg-dev debhelper lintian debootstrap debian-archive-keyring
-systemd curl python3 ca-certificates git"
+systemd systemd-container curl python3 ca-certificates git"
 missing=""
 for p in $tools; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" ||
@@ -223,7 +231,7 @@ else
     not_ok "unpacked $base"
     finish
 fi
-if mount -t proc proc "$root/proc" && mount --bind /dev "$root/dev"; then
+if mount_api; then
     ok "mounted /proc and /dev in the root"
 else
     not_ok "mounted /proc and /dev in the root" "no mount permission?"
@@ -270,7 +278,7 @@ fi
 for f in /usr/sbin/asset-gateway /usr/bin/connectly-sandbox \
     /usr/share/man/man8/asset-gateway.8.gz \
     /usr/share/man/man1/connectly-sandbox.1.gz \
-    /usr/share/doc/asset-gateway/README.Debian; do
+    /usr/share/doc/asset-gateway/README.Debian /etc/logrotate.d/asset-gateway; do
     check "installed $f" test -f "$root$f"
 done
 conf=/etc/asset-gateway/asset-gateway.conf
@@ -325,11 +333,14 @@ else
 fi
 printf '%s\n' "$out" | sed 's/^/# -t: /'
 
-ports=$(python3 -c '
+free_ports() { # two free loopback ports, "SANDBOX GATEWAY"
+    python3 -c '
 import socket
 ss = [socket.socket() for _ in range(2)]
 for s in ss: s.bind(("127.0.0.1", 0))
-print(*[s.getsockname()[1] for s in ss])')
+print(*[s.getsockname()[1] for s in ss])'
+}
+ports=$(free_ports)
 sp=${ports% *} gp=${ports#* }
 printf '%s\n' "$key" >"$root/tmp/sandbox-key"
 in_root chown nobody:nogroup /tmp/sandbox-key
@@ -412,6 +423,134 @@ stop_pid "$sb_pid"
 sb_pid=""
 rm -f "$root/tmp/asset-gateway.conf" "$root/tmp/sandbox-key"
 
+# ------------------------------------------------- the unit, under systemd
+# The packaged unit itself, sandboxing and all: systemd-nspawn boots the
+# root and systemctl drives the unit through the operator's steps. A
+# runtime drop-in turns a system call outside the unit's filter into
+# SIGSYS (the unit answers EPERM), so a call the filter blocks shows as a
+# dead daemon instead of a quiet error.
+in_ct() { # in_ct CMD...: runs CMD inside the booted root
+    nsenter -t "$ct" -a env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin \
+        LC_ALL=C.UTF-8 "$@"
+}
+
+boot_root() { # boots the root; sets boot_pid, ct (its init) and state
+    systemd-nspawn -D "$root" --boot --register=no --keep-unit -q \
+        --console=pipe >"$tmp/nspawn.log" 2>&1 &
+    boot_pid=$!
+    i=0 ct="" state=""
+    # Up to 60 s for its systemd to come up and finish booting.
+    while [ "$i" -lt 120 ] && kill -0 "$boot_pid" 2>/dev/null; do
+        [ -n "$ct" ] || ct=$(pgrep -P "$boot_pid" | head -n 1)
+        [ -n "$ct" ] &&
+            state=$(in_ct timeout 60 systemctl is-system-running --wait 2>&1)
+        case $state in running | degraded) return 0 ;; esac
+        sleep 0.5
+        i=$((i + 1))
+    done
+    return 1
+}
+
+unit_test() {
+    t0=$(date +%s)
+    if in_root apt-get install -y -q --no-install-recommends systemd \
+        systemd-sysv dbus >"$tmp/systemd.log" 2>&1; then
+        ok "installed systemd in the root ($(elapsed "$t0") s)"
+    else
+        not_ok "installed systemd in the root" "$(tail -n 20 "$tmp/systemd.log")"
+        return
+    fi
+    mv "$root/etc/asset-gateway/api-key" "$root/root/api-key.away"
+    umount_api
+    if boot_root; then
+        ok "systemd-nspawn --boot: the root boots ($state)"
+    else
+        not_ok "systemd-nspawn --boot: the root boots" \
+            "state: ${state:-}; $(tail -n 20 "$tmp/nspawn.log")"
+        return
+    fi
+
+    st=$(in_ct systemctl status asset-gateway --no-pager 2>&1)
+    if echo "$st" | grep -q 'start condition failed' &&
+        echo "$st" | grep -q \
+            'ConditionPathExists=/etc/asset-gateway/api-key was not met'; then
+        ok "enabled, not started without the key; systemctl status says why"
+    else
+        not_ok "systemctl status names ConditionPathExists before the key" "$st"
+    fi
+    echo "$st" | head -n 5 | sed 's/^/# /'
+
+    mv "$root/root/api-key.away" "$root/etc/asset-gateway/api-key"
+    ports=$(free_ports)
+    sp=${ports% *} gp=${ports#* }
+    sed -i -e "s|^listen = .*|listen = 127.0.0.1:$gp|" \
+        -e "s|^base_url = .*|base_url = http://127.0.0.1:$sp|" \
+        -e "s|^allow_private_sources = .*|allow_private_sources = yes|" \
+        "$root$conf"
+    in_ct systemd-run -q --unit=agw-test-sandbox connectly-sandbox \
+        --listen "127.0.0.1:$sp" --api-key-file /etc/asset-gateway/api-key
+    in_ct sh -c 'mkdir -p /run/systemd/system/asset-gateway.service.d &&
+        printf "[Service]\nSystemCallErrorNumber=kill\n" \
+            >/run/systemd/system/asset-gateway.service.d/test.conf &&
+        systemctl daemon-reload'
+    if in_ct systemctl start asset-gateway &&
+        wait_for "http://127.0.0.1:$sp/samples/ping.png" &&
+        wait_for "http://127.0.0.1:$gp/healthz"; then
+        ok "systemctl start asset-gateway: it serves"
+    else
+        not_ok "systemctl start asset-gateway: it serves" \
+            "$(in_ct journalctl -u asset-gateway --no-pager -n 20 2>&1)"
+        return
+    fi
+    main=$(in_ct systemctl show -P MainPID asset-gateway)
+    run_uid=$(in_ct awk '/^Uid:/ { print $2 }' "/proc/$main/status")
+    if [ "$run_uid" = "$uid" ]; then
+        ok "the unit runs it as asset-gateway (uid $uid)"
+    else
+        not_ok "the unit runs it as asset-gateway" "uid $run_uid, want $uid"
+    fi
+    create 3
+    create 4
+    if [ "$(cache_of 3)" = MISS ] && [ "$(cache_of 4)" = HIT ]; then
+        ok "under the unit's sandbox: create MISS, then HIT"
+    else
+        not_ok "under the unit's sandbox: create MISS, then HIT" \
+            "$(cat "$tmp/h3" "$tmp/b3" "$tmp/h4" "$tmp/b4")"
+    fi
+    if in_ct systemctl reload asset-gateway &&
+        [ "$(in_ct systemctl show -P MainPID asset-gateway)" = "$main" ] &&
+        in_ct systemctl is-active -q asset-gateway; then
+        ok "systemctl reload: -t, then SIGHUP; same process, still active"
+    else
+        not_ok "systemctl reload" \
+            "$(in_ct journalctl -u asset-gateway --no-pager -n 20 2>&1)"
+    fi
+    in_ct systemctl stop asset-gateway
+    res=$(in_ct systemctl show -P Result asset-gateway)
+    code=$(in_ct systemctl show -P ExecMainStatus asset-gateway)
+    if [ "$res" = success ] && [ "$code" = 0 ]; then
+        ok "systemctl stop: drained, exit status 0"
+    else
+        not_ok "systemctl stop: drained, exit status 0" \
+            "Result=$res ExecMainStatus=$code; $(in_ct journalctl \
+                -u asset-gateway --no-pager -n 20 2>&1)"
+    fi
+    in_ct journalctl -u asset-gateway --no-pager -o cat 2>&1 |
+        grep -i 'SIGSYS\|killed\|core' | sed 's/^/# journal: /'
+}
+
+if command -v systemd-nspawn >/dev/null 2>&1; then
+    unit_test
+    [ -n "$boot_pid" ] && stop_pid "$boot_pid" >/dev/null 2>&1
+    boot_pid=""
+    [ -f "$root/root/api-key.away" ] &&
+        mv "$root/root/api-key.away" "$root/etc/asset-gateway/api-key"
+    mountpoint -q "$root/proc" || mount_api ||
+        not_ok "mounted /proc and /dev in the root again"
+else
+    echo "# systemd-nspawn not found: the unit was not started"
+fi
+
 # ------------------------------------------------------------------ purge
 if in_root apt-get purge -y -q asset-gateway connectly-sandbox \
     >"$tmp/purge.log" 2>&1; then
@@ -422,7 +561,8 @@ fi
 for f in /usr/sbin/asset-gateway /usr/bin/connectly-sandbox "$conf" \
     /lib/systemd/system/asset-gateway.service \
     /etc/systemd/system/multi-user.target.wants/asset-gateway.service \
-    /usr/share/doc/asset-gateway; do
+    /usr/share/doc/asset-gateway /var/log/asset-gateway \
+    /etc/logrotate.d/asset-gateway; do
     check "purged: $f is gone" test ! -e "$root$f" -a ! -L "$root$f"
 done
 left=$(ls -A "$root/etc/asset-gateway" 2>&1)
