@@ -6,8 +6,10 @@
 # into a fresh Debian 12 minbase root (debootstrap, chroot), checks the
 # user, the conffile and the unit, writes the API key, runs
 # `asset-gateway -t` and then the daemon as the user asset-gateway against
-# the packaged connectly-sandbox (one create: MISS, then HIT), purges both
-# packages and checks what remains.
+# the packaged connectly-sandbox (one create: MISS, then HIT), boots the
+# root with systemd-nspawn to drive the real unit (not started before the
+# key; start, a create, reload, stop), purges both packages and checks
+# what remains.
 #
 # Usage: scripts/package-test.sh [CACHE-DIR]   (default build/package)
 # CACHE-DIR keeps the debootstrapped base system between runs; delete
@@ -278,7 +280,8 @@ fi
 for f in /usr/sbin/asset-gateway /usr/bin/connectly-sandbox \
     /usr/share/man/man8/asset-gateway.8.gz \
     /usr/share/man/man1/connectly-sandbox.1.gz \
-    /usr/share/doc/asset-gateway/README.Debian /etc/logrotate.d/asset-gateway; do
+    /usr/share/doc/asset-gateway/README.Debian \
+    /etc/logrotate.d/asset-gateway; do
     check "installed $f" test -f "$root$f"
 done
 conf=/etc/asset-gateway/asset-gateway.conf
@@ -427,8 +430,8 @@ rm -f "$root/tmp/asset-gateway.conf" "$root/tmp/sandbox-key"
 # The packaged unit itself, sandboxing and all: systemd-nspawn boots the
 # root and systemctl drives the unit through the operator's steps. A
 # runtime drop-in turns a system call outside the unit's filter into
-# SIGSYS (the unit answers EPERM), so a call the filter blocks shows as a
-# dead daemon instead of a quiet error.
+# SIGSYS (the shipped unit answers EPERM), so a call the filter blocks
+# shows as a dead daemon instead of a quiet error.
 in_ct() { # in_ct CMD...: runs CMD inside the booted root
     nsenter -t "$ct" -a env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin \
         LC_ALL=C.UTF-8 "$@"
@@ -501,6 +504,15 @@ unit_test() {
         not_ok "systemctl start asset-gateway: it serves" \
             "$(in_ct journalctl -u asset-gateway --no-pager -n 20 2>&1)"
         return
+    fi
+    out=$(in_ct systemd-analyze security --no-pager asset-gateway 2>&1)
+    score=$(echo "$out" |
+        sed -n 's/.*Overall exposure level for [^:]*: \([0-9.]*\).*/\1/p')
+    if [ -n "$score" ] && awk -v s="$score" 'BEGIN { exit !(s <= 2.0) }'; then
+        ok "systemd-analyze security asset-gateway (running): $score"
+    else
+        not_ok "systemd-analyze security asset-gateway (running): at most 2.0" \
+            "$(echo "$out" | grep -v '^✓')"
     fi
     main=$(in_ct systemctl show -P MainPID asset-gateway)
     run_uid=$(in_ct awk '/^Uid:/ { print $2 }' "/proc/$main/status")
