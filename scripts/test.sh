@@ -1,8 +1,9 @@
 #!/bin/sh
 # The whole test suite: unit and integration tests (`make check`) on a plain
 # build and on an AddressSanitizer+UBSan build, the unit tests under
-# valgrind, and each libFuzzer target for FUZZ_SECONDS (60). Installs what
-# it needs first. Ends with "N passed, N failed".
+# valgrind, each libFuzzer target for FUZZ_SECONDS (60), and the Debian
+# packages (scripts/package-test.sh). Installs what it needs first. Ends
+# with "N passed, N failed".
 set -u
 top=$(cd "$(dirname "$0")/.." && pwd)
 out=${AGW_TEST_DIR:-$top/build}
@@ -73,9 +74,29 @@ run_fuzz() { # scripts/fuzz.sh ends with its own "N passed, N failed"
     failed=$((failed + f))
 }
 
+run_package() { # Debian packages: scripts/package-test.sh, when it can build
+    if ! command -v dpkg-buildpackage >/dev/null 2>&1; then
+        echo "=== package: no dpkg-buildpackage, skipped"
+        return
+    fi
+    echo "=== package: build, lintian, install into Debian 12 minbase, purge"
+    sh "$top/scripts/package-test.sh" "$out/package" >"$out/package.out" 2>&1
+    cat "$out/package.out"
+    line=$(tail -n 1 "$out/package.out")
+    p=$(echo "$line" | sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\1/p')
+    f=$(echo "$line" | sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\2/p')
+    if [ -z "$p" ]; then
+        failed=$((failed + 1))
+        return
+    fi
+    passed=$((passed + p))
+    failed=$((failed + f))
+}
+
 run_check plain "$out/plain"
 run_check sanitizers "$out/asan" --enable-sanitizers
 run_valgrind
 run_fuzz
+run_package
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
