@@ -444,7 +444,8 @@ check_complete(struct load_ctx *ctx)
 /* ------------------------------------------------------------ reading */
 
 /* Whoever may write the file may add a caller: refused. Only hashes are
- * inside, so a file others may read is worth a warning, no more. */
+ * inside, so a file others may read is worth a warning, no more; a group
+ * may read it (the packaged layout is root:asset-gateway 0640). */
 static bool
 check_mode(struct load_ctx *ctx, mode_t mode)
 {
@@ -455,9 +456,9 @@ check_mode(struct load_ctx *ctx, mode_t mode)
              (unsigned)(mode & 07777));
         return false;
     }
-    if (mode & (S_IRGRP | S_IROTH)) {
+    if (mode & S_IROTH) {
         log_warn("clients file %s is readable by group or others (mode "
-                 "%04o); chmod 600 it",
+                 "%04o); chmod 640 it",
                  ctx->path, (unsigned)(mode & 07777));
     }
     return true;

@@ -780,9 +780,10 @@ read_key_bytes(struct load_ctx *ctx, const struct key_def *k, char *buf,
              "%s is writable by group or others (mode %04o): whoever may "
              "write it chooses the key spent; chmod 600 it",
              file, (unsigned)(st.st_mode & 07777));
-    } else if (st.st_mode & (S_IRGRP | S_IROTH)) {
+    } else if (agw_readable_by_strangers(&st)) {
         log_warn("%s: api_key_file %s is readable by group or others "
-                 "(mode %04o); chmod 600 it",
+                 "(mode %04o); chmod 600 it, or 640 with the gateway's "
+                 "own group",
                  ctx->path, file, (unsigned)(st.st_mode & 07777));
     }
     close(fd);

@@ -270,6 +270,13 @@ agw_mode_writable_by_others(mode_t mode)
     return (mode & (S_IWGRP | S_IWOTH)) != 0;
 }
 
+bool
+agw_readable_by_strangers(const struct stat *st)
+{
+    return (st->st_mode & S_IROTH) != 0 ||
+           ((st->st_mode & S_IRGRP) != 0 && st->st_gid != getegid());
+}
+
 void
 agw_set_err(char *err, size_t errlen, const char *fmt, ...)
 {

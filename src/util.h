@@ -7,6 +7,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 
 /* Monotonic clock in microseconds; for deadlines and the limiter. */
@@ -47,6 +48,13 @@ ssize_t agw_read_full(int fd, void *buf, size_t len);
  * write it chooses the key spent or the callers let in.
  */
 bool agw_mode_writable_by_others(mode_t mode);
+
+/*
+ * True when someone besides this process may read the file of ST: others,
+ * or a group that is not the process's own (a key kept root:asset-gateway
+ * 0640 is the packaged layout, read by the daemon through its group).
+ */
+bool agw_readable_by_strangers(const struct stat *st);
 
 /* Formats into ERR (ERRLEN bytes) unless ERR is NULL or ERRLEN is 0. */
 void agw_set_err(char *err, size_t errlen, const char *fmt, ...)

@@ -756,6 +756,7 @@ test_key_file_mode_warning(void **state)
 {
     char *open_key = write_temp_mode(FILE_SECRET "\n", 0644);
     char *closed_key = write_temp_mode(FILE_SECRET "\n", 0600);
+    char *group_key = write_temp_mode(FILE_SECRET "\n", 0600);
     char text[400];
     char *conf;
     char *out;
@@ -769,6 +770,19 @@ test_key_file_mode_warning(void **state)
     assert_null(strstr(out, FILE_SECRET));
     free(out);
     remove_temp(conf);
+
+    /* The packaged layout: root:asset-gateway 0640, read through the
+     * gateway's own group. */
+    assert_int_equal(chmod(group_key, 0640), 0);
+    assert_int_equal(chown(group_key, (uid_t)-1, getegid()), 0);
+    snprintf(text, sizeof(text), AUTH_OK "[upstream]\napi_key_file = %s\n",
+             group_key);
+    conf = write_temp(text);
+    out = capture_stderr(load_quietly, conf);
+    assert_string_equal(out, "");
+    free(out);
+    remove_temp(conf);
+    remove_temp(group_key);
 
     snprintf(text, sizeof(text), AUTH_OK "[upstream]\napi_key_file = %s\n",
              closed_key);
