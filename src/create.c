@@ -35,6 +35,8 @@
 #define US_PER_MS 1000
 #define US_PER_S 1000000
 #define UPSTREAM_PAUSE_DEFAULT_S 1
+/* A fleet claim outlives the attempt it covers by this much. */
+#define CLAIM_SLACK_MS 1000
 
 struct agw_call {
     struct agw_gateway *gw;
@@ -541,7 +543,11 @@ send_attempt(struct agw_call *call)
         timeout_ms = left / US_PER_MS;
     }
     if (call->fleet_leader) {
-        agw_fleet_renew(call->gw->fleet, call->create.dedupe_key);
+        /* Sized by this call's settings, not the start-up ones: a reload
+         * may have lengthened the attempt since the claim was taken. */
+        agw_fleet_renew(call->gw->fleet, call->create.dedupe_key,
+                        call->cfg->request_timeout_ms +
+                            call->cfg->connect_timeout_ms + CLAIM_SLACK_MS);
     }
     if (call->upstream_path[0] == '\0') {
         snprintf(call->upstream_path, sizeof(call->upstream_path),

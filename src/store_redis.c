@@ -6,6 +6,11 @@
  * dedupe key is 64 hex characters). Value: the HTTP status in decimal, a
  * '\n', then the body bytes as they are (binary-safe). TTL: put()'s
  * ttl_s, set with SET ... EX.
+ *
+ * A value read back is served only when it is what put() writes (SPEC
+ * §8): a 2xx status (only those are stored) and a body that is one JSON
+ * object (as every Connectly answer is) of at most AGW_RESPONSE_MAX_BYTES.
+ * Anything else is a failed lookup, never an answer.
  */
 #include "store.h"
 
@@ -14,9 +19,11 @@
 #include <string.h>
 
 #include <hiredis/hiredis.h>
+#include <json-c/json.h>
 
 #include "log.h"
 #include "redis.h"
+#include "reply.h"
 
 #define STATUS_MAX_DIGITS 3
 
@@ -25,12 +32,13 @@ struct store_redis {
     struct agw_redis *redis;
     char *prefix;     /* KEY_PREFIX "a:" */
     bool put_failing; /* warn once per run of failed writes */
-    int refs;         /* the owner until destroy(), plus each write */
+    bool get_bad;     /* warn once per run of values not ours */
+    int refs;         /* the owner until destroy(), plus each op out */
 };
 
-/* One lookup in flight; independent of the store, which may be gone by
- * the time Redis answers. */
+/* One lookup in flight; holds a reference on the store. */
 struct get_op {
+    struct store_redis *store;
     agw_store_get_cb cb;
     void *arg;
 };
@@ -72,7 +80,32 @@ full_key(const struct store_redis *s, const char *key, size_t *len)
     return out;
 }
 
-/* "<status>\n<body>": false when VALUE is not in that shape. */
+/* BODY is one JSON object, nothing but white space around it. */
+static bool
+json_object_only(const char *body, size_t len)
+{
+    json_tokener *tok = json_tokener_new();
+    json_object *obj = NULL;
+    size_t end;
+    bool ok;
+
+    if (tok == NULL) {
+        return false;
+    }
+    obj = json_tokener_parse_ex(tok, body, (int)len);
+    end = json_tokener_get_parse_end(tok);
+    ok = obj != NULL && json_object_is_type(obj, json_type_object);
+    while (ok && end < len) {
+        ok = body[end] == ' ' || body[end] == '\t' || body[end] == '\r' ||
+             body[end] == '\n';
+        end++;
+    }
+    json_object_put(obj);
+    json_tokener_free(tok);
+    return ok;
+}
+
+/* "<2xx status>\n<JSON object>": false when VALUE is not in that shape. */
 static bool
 decode(const char *value, size_t len, int *status, const char **body,
        size_t *body_len)
@@ -89,19 +122,37 @@ decode(const char *value, size_t len, int *status, const char **body,
         }
         st = st * 10 + (*p - '0');
     }
-    if (st < 100 || st > 599) {
+    if (st < 200 || st > 299) {
         return false;
     }
     *status = st;
     *body = nl + 1;
     *body_len = len - (size_t)(nl + 1 - value);
-    return true;
+    return *body_len <= AGW_RESPONSE_MAX_BYTES &&
+           json_object_only(*body, *body_len);
+}
+
+/* A value that is not ours: said at warn once per run of them, never
+ * echoed (it may be huge, or anything). */
+static void
+bad_value(struct store_redis *s, const redisReply *reply)
+{
+    if (s->get_bad) {
+        log_debug("store: a stored value is not an answer; ignored");
+        return;
+    }
+    s->get_bad = true;
+    log_warn("store: a stored value is not an answer (\"<2xx status>\\n<JSON "
+             "object>\" of at most %d bytes; got %zu bytes): ignored, and the "
+             "next answer for the key replaces it",
+             AGW_RESPONSE_MAX_BYTES, reply->len);
 }
 
 static void
 on_get(struct redisReply *reply, const char *error, void *arg)
 {
     struct get_op *op = arg;
+    struct store_redis *s = op->store;
     int status = 0;
     const char *body = NULL;
     size_t len = 0;
@@ -113,12 +164,12 @@ on_get(struct redisReply *reply, const char *error, void *arg)
         op->cb(AGW_STORE_MISS, 0, NULL, 0, op->arg);
     } else if (reply->type == REDIS_REPLY_STRING &&
                decode(reply->str, reply->len, &status, &body, &len)) {
+        s->get_bad = false;
         op->cb(AGW_STORE_HIT, status, body, len, op->arg);
     } else if (reply->type == REDIS_REPLY_STRING) {
-        /* Not written by us (or by an incompatible version): ignored, and
-         * the next answer for the key replaces it. */
-        log_warn("store: a stored value is not \"<status>\\n<body>\"; "
-                 "ignored");
+        /* Not written by us (or by an incompatible version, or planted):
+         * a failed lookup, so the call goes on as when Redis fails. */
+        bad_value(s, reply);
         op->cb(AGW_STORE_ERROR, 0, NULL, 0, op->arg);
     } else {
         log_warn("store: unexpected GET reply (type %d%s%.200s)", reply->type,
@@ -126,6 +177,7 @@ on_get(struct redisReply *reply, const char *error, void *arg)
                  reply->type == REDIS_REPLY_ERROR ? reply->str : "");
         op->cb(AGW_STORE_ERROR, 0, NULL, 0, op->arg);
     }
+    store_unref(s);
     free(op);
 }
 
@@ -146,6 +198,8 @@ redis_get(struct agw_store *store, const char *key, agw_store_get_cb cb,
         cb(AGW_STORE_ERROR, 0, NULL, 0, arg);
         return;
     }
+    op->store = s;
+    s->refs++;
     op->cb = cb;
     op->arg = arg;
     argv[1] = k;
