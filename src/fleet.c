@@ -45,6 +45,9 @@
 /* An answer's Retry-After: an upstream 429's, capped at max_pause_ms
  * (at most 1 h) and by Retry-After parsing (1 h). */
 #define RETRY_AFTER_MAX_S 3600
+/* Replies out of shape are said at warn at most this often (a planted
+ * key answers the same on every call), else at debug. */
+#define BAD_REPLY_WARN_EVERY_US (60 * 1000000LL)
 
 /*
  * Claim, or learn who holds the claim. KEYS: lock, done. ARGV: our new
@@ -120,7 +123,7 @@ struct redis_fleet {
     struct agw_fleet_wait *waits; /* live waits */
     struct ksub *ksubs;
     struct claim *claims;
-    bool bad_reply_warned; /* once per run of replies out of shape */
+    int64_t bad_warned_us; /* the last warn of a reply out of shape */
 };
 
 /*
@@ -257,16 +260,18 @@ decode_answer(const char *data, size_t len, char token[TOKEN_LEN + 1],
     return true;
 }
 
-/* A reply out of shape: at warn once per run of them (a planted key
- * answers the same every time), then at debug; never its contents. */
+/* A reply out of shape: at warn now and then, never its contents. */
 static void
 bad_reply(struct redis_fleet *f, const char *what)
 {
-    if (f->bad_reply_warned) {
+    int64_t now = agw_now_us();
+
+    if (f->bad_warned_us != 0 &&
+        now - f->bad_warned_us < BAD_REPLY_WARN_EVERY_US) {
         log_debug("fleet: %s", what);
         return;
     }
-    f->bad_reply_warned = true;
+    f->bad_warned_us = now;
     log_warn("fleet: %s: Redis's state is not trusted (a key corrupted or "
              "planted?); deduplicating on this instance only",
              what);
@@ -626,7 +631,6 @@ on_claim(struct redisReply *reply, const char *error, void *arg)
     }
     switch (reply->element[0]->integer) {
     case 1:
-        w->fleet->bad_reply_warned = false;
         add_claim(w->fleet, w->key, w->token);
         deliver(w, AGW_FLEET_LEAD, NULL);
         break;

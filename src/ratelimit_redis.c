@@ -59,6 +59,9 @@
 #define MAX_ARGS 3
 /* More live instances than any fleet has: a larger count is planted. */
 #define MAX_INSTANCES 10000
+/* A script answering out of range is said at warn at most this often
+ * (a planted key answers the same on every call), else at debug. */
+#define BAD_REPLY_WARN_EVERY_US (60 * 1000000LL)
 
 /*
  * KEYS: TAT, pause. ARGV: emission interval T (us), tolerance tau (us),
@@ -121,6 +124,7 @@ struct script {
     /* The command sequence number of the last SCRIPT LOAD sent: a call
      * sent before it may retry without loading again. */
     uint64_t load_seq;
+    int64_t bad_warned_us; /* the last warn of a reply out of range */
 };
 
 struct op;
@@ -142,7 +146,6 @@ struct limiter_fleet {
     /* Bounds of what a script may answer (max_wait_ms, max_pause_ms). */
     int64_t max_wait_us;
     int64_t max_pause_us;
-    bool bad_reply_warned; /* once per run of replies out of range */
     long live_seen; /* instances in the last heartbeat answer; 0: none */
     double fb_rate; /* the fallback limiter's current settings */
     int fb_burst;
@@ -478,20 +481,22 @@ learn_pause(struct limiter_fleet *f, int64_t now, long long pause_ms)
     }
 }
 
-/* A reply out of range: said at warn once per run of them (a planted key
- * answers the same on every call), then at debug. Never the values, which
- * may be huge. */
+/* A reply of script S out of range: at warn now and then, never its
+ * values (they may be huge). */
 static void
-bad_reply(struct limiter_fleet *f, const char *script, const char *why)
+bad_reply(struct script *s, const char *why)
 {
-    if (f->bad_reply_warned) {
-        log_debug("ratelimit: the %s script answered %s", script, why);
+    int64_t now = agw_now_us();
+
+    if (s->bad_warned_us != 0 &&
+        now - s->bad_warned_us < BAD_REPLY_WARN_EVERY_US) {
+        log_debug("ratelimit: the %s script answered %s", s->name, why);
         return;
     }
-    f->bad_reply_warned = true;
+    s->bad_warned_us = now;
     log_warn("ratelimit: the %s script answered %s: Redis's state is not "
-             "trusted (a key corrupted or planted?); treated as Redis failing",
-             script, why);
+             "trusted (a key corrupted or planted?)",
+             s->name, why);
 }
 
 static bool
@@ -541,15 +546,16 @@ gcra_reply_ok(const struct limiter_fleet *f, int64_t max_wait_us,
     out->wait_us = r->element[1]->integer;
     out->backlog_us = r->element[2]->integer;
     out->pause_ms = r->element[3]->integer;
+    /* The pause first: a long one lifts the TAT (and the wait) too. */
     if (granted != 0 && granted != 1) {
         *why = "a granted flag that is neither 0 nor 1";
+    } else if (!pause_ok(f, out->pause_ms)) {
+        *why = "a pause longer than max_pause_ms";
     } else if (out->backlog_us < 0 || out->backlog_us > backlog_max) {
         *why = "a TAT out of range";
     } else if (out->wait_us < 0 || out->wait_us > out->backlog_us ||
                out->granted != (out->wait_us <= max_wait_us)) {
         *why = out->granted ? "a grant past max_wait_ms" : "a wait out of range";
-    } else if (!pause_ok(f, out->pause_ms)) {
-        *why = "a pause longer than max_pause_ms";
     }
     return *why == NULL;
 }
@@ -596,7 +602,7 @@ acquire_done(struct op *op, const redisReply *reply, const char *error)
 
     if (!gcra_reply_ok(f, op->max_wait_us, reply, &r, &why)) {
         if (why != NULL) {
-            bad_reply(f, "GCRA", why);
+            bad_reply(&f->gcra, why);
         } else {
             log_debug("ratelimit: the GCRA script failed: %s",
                       failure_text(reply, error));
@@ -611,7 +617,6 @@ acquire_done(struct op *op, const redisReply *reply, const char *error)
                          op->cb, op->arg);
         return;
     }
-    f->bad_reply_warned = false;
     learn_gcra(f, &r);
     if (r.granted && r.wait_us > 0) {
         note_queued(f, r.wait_us);
@@ -670,7 +675,7 @@ pause_done(struct op *op, const redisReply *reply, const char *error)
         return;
     }
     if (!pause_ok(op->f, reply->integer)) {
-        bad_reply(op->f, "pause", "a pause longer than max_pause_ms");
+        bad_reply(&op->f->pause, "a pause longer than max_pause_ms");
         return;
     }
     learn_pause(op->f, agw_now_us(), reply->integer);
@@ -732,7 +737,7 @@ on_pttl(struct redisReply *reply, const char *error, void *arg)
                                                  : reply->integer)) {
         learn_pause(f, agw_now_us(), reply->integer);
     } else {
-        bad_reply(f, "pause (PTTL)", "a pause longer than max_pause_ms");
+        bad_reply(&f->pause, "a pause longer than max_pause_ms (PTTL)");
     }
     fleet_unref(f);
 }
@@ -786,7 +791,7 @@ heartbeat_done(struct op *op, const redisReply *reply, const char *error)
      * the fallback rate absurd: not learnt (the heartbeat itself is
      * written, so Redis works). */
     if (reply->integer < 1 || reply->integer > MAX_INSTANCES) {
-        bad_reply(f, "heartbeat", "a count of live instances out of range");
+        bad_reply(&f->heartbeat, "a count of live instances out of range");
         return;
     }
     if (reply->integer != f->live_seen) {
@@ -806,10 +811,9 @@ probe_done(struct op *op, const redisReply *reply, const char *error)
     const char *why;
 
     if (gcra_reply_ok(op->f, -1, reply, &r, &why)) {
-        op->f->bad_reply_warned = false;
         learn_gcra(op->f, &r);
     } else if (why != NULL) {
-        bad_reply(op->f, "GCRA", why);
+        bad_reply(&op->f->gcra, why);
     }
 }
 

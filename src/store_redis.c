@@ -24,15 +24,19 @@
 #include "log.h"
 #include "redis.h"
 #include "reply.h"
+#include "util.h"
 
 #define STATUS_MAX_DIGITS 3
+/* Values not ours are said at warn at most this often (a planted key
+ * answers the same on every lookup), else at debug. */
+#define BAD_VALUE_WARN_EVERY_US (60 * 1000000LL)
 
 struct store_redis {
     struct agw_store base; /* first: the ops receive &base */
     struct agw_redis *redis;
     char *prefix;     /* KEY_PREFIX "a:" */
     bool put_failing; /* warn once per run of failed writes */
-    bool get_bad;     /* warn once per run of values not ours */
+    int64_t bad_warned_us; /* the last warn of a value not ours */
     int refs;         /* the owner until destroy(), plus each op out */
 };
 
@@ -132,16 +136,19 @@ decode(const char *value, size_t len, int *status, const char **body,
            json_object_only(*body, *body_len);
 }
 
-/* A value that is not ours: said at warn once per run of them, never
- * echoed (it may be huge, or anything). */
+/* A value that is not ours: at warn now and then, never echoed (it may
+ * be huge, or anything). */
 static void
 bad_value(struct store_redis *s, const redisReply *reply)
 {
-    if (s->get_bad) {
+    int64_t now = agw_now_us();
+
+    if (s->bad_warned_us != 0 &&
+        now - s->bad_warned_us < BAD_VALUE_WARN_EVERY_US) {
         log_debug("store: a stored value is not an answer; ignored");
         return;
     }
-    s->get_bad = true;
+    s->bad_warned_us = now;
     log_warn("store: a stored value is not an answer (\"<2xx status>\\n<JSON "
              "object>\" of at most %d bytes; got %zu bytes): ignored, and the "
              "next answer for the key replaces it",
@@ -164,7 +171,6 @@ on_get(struct redisReply *reply, const char *error, void *arg)
         op->cb(AGW_STORE_MISS, 0, NULL, 0, op->arg);
     } else if (reply->type == REDIS_REPLY_STRING &&
                decode(reply->str, reply->len, &status, &body, &len)) {
-        s->get_bad = false;
         op->cb(AGW_STORE_HIT, status, body, len, op->arg);
     } else if (reply->type == REDIS_REPLY_STRING) {
         /* Not written by us (or by an incompatible version, or planted):
