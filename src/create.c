@@ -37,6 +37,9 @@
 #define UPSTREAM_PAUSE_DEFAULT_S 1
 /* A fleet claim outlives the attempt it covers by this much. */
 #define CLAIM_SLACK_MS 1000
+/* A stored answer holding the key is served (redacted) on every hit:
+ * said at warn at most this often per worker. */
+#define REDACTED_WARN_EVERY_US (60 * 1000000LL)
 
 struct agw_call {
     struct agw_gateway *gw;
@@ -150,6 +153,7 @@ static const struct agw_response *
 redacted(struct agw_call *call, const struct agw_response *resp,
          struct agw_response *clean)
 {
+    static _Thread_local int64_t warned_us; /* this worker's last warn */
     int rc = call->gw->upstream == NULL
                  ? 0
                  : agw_upstream_redact(call->gw->upstream, resp->body,
@@ -161,7 +165,12 @@ redacted(struct agw_call *call, const struct agw_response *resp,
     if (rc < 0) {
         return NULL;
     }
-    rlog_warn(call->request_id, "an answer held the API key: redacted");
+    if (warned_us == 0 || agw_now_us() - warned_us >= REDACTED_WARN_EVERY_US) {
+        warned_us = agw_now_us();
+        rlog_warn(call->request_id, "an answer to send held the API key (a "
+                                    "stored answer from before redaction?): "
+                                    "redacted");
+    }
     clean->status = resp->status;
     clean->retry_after_s = resp->retry_after_s;
     return clean;

@@ -24,7 +24,7 @@
  * Replies are trusted only within the ranges the scripts' arithmetic can
  * produce (SPEC §8), since a key planted or corrupted in Redis would
  * otherwise stall or overflow the limiter; see gcra_reply_ok() and
- * count_ok(). A GCRA reply out of range counts as Redis failing (the call
+ * pause_ok(). A GCRA reply out of range counts as Redis failing (the call
  * goes on the local fallback); other replies out of range are ignored.
  */
 #include "ratelimit.h"
@@ -499,10 +499,12 @@ bad_reply(struct script *s, const char *why)
              s->name, why);
 }
 
+/* A pause (ms) no instance sets: negative, or past max_pause_ms. Compared
+ * in ms: a planted PTTL times 1000 would overflow. */
 static bool
 pause_ok(const struct limiter_fleet *f, long long pause_ms)
 {
-    return pause_ms >= 0 && pause_ms * US_PER_MS <= f->max_pause_us;
+    return pause_ms >= 0 && pause_ms <= f->max_pause_us / US_PER_MS;
 }
 
 struct gcra_reply {

@@ -439,12 +439,32 @@ def test_hostile_limiter(h, hs):
     rd.cmd("SET", p + "rl", str(ahead))
     hs.probe("limiter TAT an hour ahead (no instance grants that far)")
     rd.cmd("DEL", p + "rl")
+    # Our own pause meets a planted one: the pause script answers the
+    # longer, planted PTTL (in microseconds it overflows). First among
+    # the pause cases: a gateway without bounds is wedged by those.
+    hs.sb.reset()
+    hs.sb.faults(status=429, retry_after=1, status_count=1, latency_ms=500)
+    get = in_background(lambda: hs.gw.create({"uri": hs.source("p429")},
+                                             timeout=40))
+    seen = wait_until(lambda: hs.sb.calls() >= 1, 5)
+    rd.cmd("SET", p + "rl:pause", "1", "PX", "9000000000000000000")
+    r = get(40)
+    hs.sb.reset()
+    t.check(seen and isinstance(r, H.Resp) and r.status == 200 and
+            r.elapsed < FAST_S,
+            "an upstream 429 while a 9e18 ms pause is planted -> paused "
+            "1 s here, then 200 in %.2f s" % (
+                r.elapsed if isinstance(r, H.Resp) else -1), short(r))
+    rd.cmd("DEL", p + "rl:pause")
     since = len(records(gw))
     rd.cmd("SET", p + "rl:pause", "1", "PX", "999999999999")
     hs.probe("pause key with a TTL of 31 years")
     t.check(warns(gw, since, "pause longer than max_pause_ms", level=None),
             "pause TTL huge: the log says so (a warn, or a debug line "
             "within a minute of the last warn)", "")
+    # Near the largest TTL Redis takes: in microseconds it overflows.
+    rd.cmd("SET", p + "rl:pause", "1", "PX", "9000000000000000000")
+    hs.probe("pause key with a TTL of 9e18 ms")
     rd.cmd("SET", p + "rl:pause", "9" * 30, "PX", "300")
     hs.probe("pause key holding a 30-digit value (300 ms TTL)")
     rd.cmd("DEL", p + "rl:pause")
@@ -463,10 +483,11 @@ def test_hostile_store(h, hs):
     since = len(records(gw))
     bad = [
         ("garbage", b"garbage"),
-        ("a JSON array", b"200\n[1,2,3]"),
-        ("truncated JSON", b"200\n{\"asset\": {\"id\": "),
-        ("a JSON object and trailing bytes", b"200\n{\"asset\": {}} x"),
+        ("an answer's JSON without its status line",
+         b"{\"asset\":{\"id\":\"planted\"}}"),
+        ("a status with a sign", b"+200\n{\"asset\":{}}"),
         ("an error status", b"503\n{\"code\":14,\"message\":\"x\"}"),
+        ("a redirect status", b"302\n{\"asset\":{}}"),
         ("a status past 599", b"999\n{\"asset\":{}}"),
         ("an oversized body (5 MiB)",
          b"200\n{\"asset\":{\"pad\":\"" + b"x" * (5 << 20) + b"\"}}"),
@@ -478,7 +499,7 @@ def test_hostile_store(h, hs):
                 len(r.body) < 4096,
                 "stored answer holding %s: not served (a MISS that "
                 "replaces it)" % desc, r.short()[:300])
-    t.check(len(warns(gw, since, "not an answer")) == 1,
+    t.check(len(warns(gw, since, "stored value is not")) == 1,
             "stored values not ours: one warn line for %d in a row"
             % len(bad), "")
     after = rd.cmd("GET", sk)
