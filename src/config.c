@@ -209,6 +209,10 @@ static const struct key_def keys[] = {
      1000000, F_RELOAD,
      .doc = "Local rate while Redis is down; 0: rate divided by live "
             "instances."},
+    {"ratelimit", "max_pause_ms", T_INT, OFF(max_pause_ms), "60000", 1,
+     MS_HOUR, F_RELOAD,
+     .doc = "Longest fleet-wide pause after an upstream 429, whatever its "
+            "Retry-After says (ms)."},
     /* [auth] */
     {"auth", "mode", T_ENUM, OFF(auth_mode), "token", 0, 0, 0,
      .names = auth_names,

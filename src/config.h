@@ -48,6 +48,7 @@ struct agw_config {
     int max_wait_ms;
     int expected_instances;
     double fallback_rate; /* 0: rate / live instances */
+    int max_pause_ms;     /* longest fleet pause one upstream 429 sets */
     /* [auth] */
     int auth_mode; /* enum agw_auth_mode */
     char *clients_file;

@@ -35,6 +35,11 @@
 #define US_PER_MS 1000
 #define US_PER_S 1000000
 #define UPSTREAM_PAUSE_DEFAULT_S 1
+/* A fleet claim outlives the attempt it covers by this much. */
+#define CLAIM_SLACK_MS 1000
+/* A stored answer holding the key is served (redacted) on every hit:
+ * said at warn at most this often per worker. */
+#define REDACTED_WARN_EVERY_US (60 * 1000000LL)
 
 struct agw_call {
     struct agw_gateway *gw;
@@ -138,6 +143,39 @@ release(struct agw_call *call)
     free(call);
 }
 
+/*
+ * The body as it may go out: a stored answer (or another instance's) can
+ * predate the redaction of upstream bodies, so every key in use is taken
+ * out here too (SPEC §8). Returns RESP, or CLEAN holding a redacted copy
+ * (CLEAN->body to free); NULL when memory ran out.
+ */
+static const struct agw_response *
+redacted(struct agw_call *call, const struct agw_response *resp,
+         struct agw_response *clean)
+{
+    static _Thread_local int64_t warned_us; /* this worker's last warn */
+    int rc = call->gw->upstream == NULL
+                 ? 0
+                 : agw_upstream_redact(call->gw->upstream, resp->body,
+                                       resp->len, &clean->body, &clean->len);
+
+    if (rc == 0) {
+        return resp;
+    }
+    if (rc < 0) {
+        return NULL;
+    }
+    if (warned_us == 0 || agw_now_us() - warned_us >= REDACTED_WARN_EVERY_US) {
+        warned_us = agw_now_us();
+        rlog_warn(call->request_id, "an answer to send held the API key (a "
+                                    "stored answer from before redaction?): "
+                                    "redacted");
+    }
+    clean->status = resp->status;
+    clean->retry_after_s = resp->retry_after_s;
+    return clean;
+}
+
 /* Sends RESP to this call's caller, logs the access line, frees CALL
  * (later, if an async request of it is still out). */
 static void
@@ -145,10 +183,18 @@ answer(struct agw_call *call, const struct agw_response *resp,
        const char *cache)
 {
     struct evkeyvalq *headers = evhttp_request_get_output_headers(call->req);
+    struct agw_response clean = {.body = NULL};
+    struct agw_response oom;
     struct agw_header extra[4];
     char text[3][21];
     size_t n = 0;
 
+    resp = redacted(call, resp, &clean);
+    if (resp == NULL) {
+        agw_response_error(&oom, 503, AGW_CODE_UNAVAILABLE, "out of memory");
+        resp = &oom;
+        cache = "-";
+    }
     if (resp->status >= 200 && resp->status < 300) {
         extra[n++] = (struct agw_header){"X-Cache", cache};
     }
@@ -159,6 +205,10 @@ answer(struct agw_call *call, const struct agw_response *resp,
     n += 3;
     log_access(call, resp->status, cache);
     agw_reply_send_with(call->req, resp, extra, n);
+    free(clean.body);
+    if (resp == &oom) {
+        agw_response_clear(&oom);
+    }
     call->gw->inflight--;
     agw_metrics_gauge_add(AGW_M_INFLIGHT, -1);
     call->answered = true;
@@ -376,15 +426,22 @@ retry_later(struct agw_call *call, enum agw_attempt_outcome outcome,
     return true;
 }
 
+/* Connectly's 429 pauses the fleet for its Retry-After, but never longer
+ * than max_pause_ms: one answer must not stop the fleet for an hour. */
 static void
 on_upstream_429(struct agw_call *call, int retry_after_s)
 {
     struct agw_limiter *rl = call->gw->limiter;
     int pause_s = retry_after_s >= 0 ? retry_after_s : UPSTREAM_PAUSE_DEFAULT_S;
     int64_t pause_us = (int64_t)pause_s * US_PER_S;
+    int64_t max_us = (int64_t)call->cfg->max_pause_ms * US_PER_MS;
 
-    rlog_warn(call->request_id, "Connectly answered 429: pausing %d s",
-              pause_s);
+    if (pause_us > max_us) {
+        pause_us = max_us;
+    }
+    pause_s = (int)((pause_us + US_PER_S - 1) / US_PER_S);
+    rlog_warn(call->request_id, "Connectly answered 429: pausing %lld ms",
+              (long long)(pause_us / US_PER_MS));
     rl->ops->pause(rl, pause_us);
     if (pause_us < remaining_us(call)) {
         acquire_slot(call);
@@ -495,7 +552,11 @@ send_attempt(struct agw_call *call)
         timeout_ms = left / US_PER_MS;
     }
     if (call->fleet_leader) {
-        agw_fleet_renew(call->gw->fleet, call->create.dedupe_key);
+        /* Sized by this call's settings, not the start-up ones: a reload
+         * may have lengthened the attempt since the claim was taken. */
+        agw_fleet_renew(call->gw->fleet, call->create.dedupe_key,
+                        call->cfg->request_timeout_ms +
+                            call->cfg->connect_timeout_ms + CLAIM_SLACK_MS);
     }
     if (call->upstream_path[0] == '\0') {
         snprintf(call->upstream_path, sizeof(call->upstream_path),

@@ -5,7 +5,8 @@
  *
  * Keys (PREFIX is key_prefix):
  *   PREFIX "lock:" KEY  the claim; value = the holder's random token,
- *                       PX claim_ttl_ms, renewed by the holder.
+ *                       PX claim_ttl_ms, renewed by the holder every
+ *                       third of its TTL while it holds it.
  *   PREFIX "done:" KEY  pub/sub channel of the answer, and a copy of the
  *                       last answer kept 10 s for waiters that subscribed
  *                       after it was published.
@@ -14,6 +15,12 @@
  * published while it listened, so it answers its request), but a copy
  * only when it comes from the holder it waited on: an older copy belongs
  * to an earlier flight (e.g. an error, which must not be reused).
+ *
+ * What Redis answers is trusted only in the shape the scripts write
+ * (SPEC §8): a holder is a token of ours (32 hex digits) with a PTTL no
+ * claim can have past CLAIM_TTL_MAX_MS, an answer decodes field by field
+ * (decode_answer). Anything else counts as Redis failing: the call goes
+ * on locally (UNAVAILABLE) instead of waiting on a claim nobody holds.
  */
 #include "fleet.h"
 
@@ -32,6 +39,15 @@
 #define TOKEN_LEN 32
 #define COPY_TTL_MS "10000"
 #define RECHECK_SLACK_MS 2
+/* Longer than any claim an instance takes: request_timeout_ms (at most
+ * 1 h) + connect_timeout_ms (at most 10 min) + 1 s. */
+#define CLAIM_TTL_MAX_MS (3600000LL + 600000 + 1000)
+/* An answer's Retry-After: an upstream 429's, capped at max_pause_ms
+ * (at most 1 h) and by Retry-After parsing (1 h). */
+#define RETRY_AFTER_MAX_S 3600
+/* Replies out of shape are said at warn at most this often (a planted
+ * key answers the same on every call), else at debug. */
+#define BAD_REPLY_WARN_EVERY_US (60 * 1000000LL)
 
 /*
  * Claim, or learn who holds the claim. KEYS: lock, done. ARGV: our new
@@ -70,10 +86,20 @@ static const char renew_lua[] =
     "end\n"
     "return 0\n";
 
-/* A claim this instance holds. */
+/*
+ * A claim this instance holds, kept alive by TIMER until released. Its
+ * renewals out hold references, so a reply after the release (or after
+ * the fleet is freed) still finds it.
+ */
 struct claim {
+    struct redis_fleet *fleet; /* valid while HELD */
     char *key;
     char token[TOKEN_LEN + 1];
+    int ttl_ms;          /* what a renewal asks for */
+    struct event *timer; /* the next renewal, while HELD */
+    bool held;           /* on fleet->claims */
+    bool lost;           /* a renewal found another holder: stop */
+    int refs;            /* HELD + renewals out */
     struct claim *next;
 };
 
@@ -97,6 +123,7 @@ struct redis_fleet {
     struct agw_fleet_wait *waits; /* live waits */
     struct ksub *ksubs;
     struct claim *claims;
+    int64_t bad_warned_us; /* the last warn of a reply out of shape */
 };
 
 /*
@@ -164,8 +191,52 @@ copy_token(char out[TOKEN_LEN + 1], const char *s, size_t len)
     out[len] = '\0';
 }
 
-/* "<token>\n<status>\n<retry>\n<body>" into TOKEN and RESP (the body
- * points into DATA). */
+/* One of our tokens: TOKEN_LEN lowercase hex digits. */
+static bool
+token_ok(const char *s, size_t len)
+{
+    if (len != TOKEN_LEN) {
+        return false;
+    }
+    for (size_t i = 0; i < len; i++) {
+        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f'))) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* The decimal integer S[0..LEN) ("-1" allowed when MIN < 0) in [MIN,
+ * MAX] into *OUT; false for anything else. */
+static bool
+number_in(const char *s, size_t len, int min, int max, int *out)
+{
+    bool neg = len > 0 && s[0] == '-';
+    long long v = 0;
+
+    if (len == (size_t)neg || len - neg > 10) {
+        return false;
+    }
+    for (size_t i = neg; i < len; i++) {
+        if (s[i] < '0' || s[i] > '9') {
+            return false;
+        }
+        v = v * 10 + (s[i] - '0');
+    }
+    v = neg ? -v : v;
+    if (v < min || v > max) {
+        return false;
+    }
+    *out = (int)v;
+    return true;
+}
+
+/*
+ * "<token>\n<status>\n<retry>\n<body>" into TOKEN and RESP (the body
+ * points into DATA): token 32 hex digits, status 100 to 599, retry -1 or
+ * 0 to RETRY_AFTER_MAX_S, body at most AGW_RESPONSE_MAX_BYTES. False for
+ * anything else.
+ */
 static bool
 decode_answer(const char *data, size_t len, char token[TOKEN_LEN + 1],
               struct agw_response *resp)
@@ -174,22 +245,36 @@ decode_answer(const char *data, size_t len, char token[TOKEN_LEN + 1],
     const char *nl1 = memchr(data, '\n', len);
     const char *nl2 = nl1 != NULL ? memchr(nl1 + 1, '\n', end - nl1 - 1) : NULL;
     const char *nl3 = nl2 != NULL ? memchr(nl2 + 1, '\n', end - nl2 - 1) : NULL;
-    char num[16];
 
-    if (nl3 == NULL || nl1 - data > TOKEN_LEN || nl3 - nl2 > 12 ||
-        nl2 - nl1 > 4) {
+    if (nl3 == NULL || !token_ok(data, (size_t)(nl1 - data)) ||
+        !number_in(nl1 + 1, (size_t)(nl2 - nl1 - 1), 100, 599,
+                   &resp->status) ||
+        !number_in(nl2 + 1, (size_t)(nl3 - nl2 - 1), -1, RETRY_AFTER_MAX_S,
+                   &resp->retry_after_s) ||
+        (size_t)(end - nl3 - 1) > AGW_RESPONSE_MAX_BYTES) {
         return false;
     }
     copy_token(token, data, (size_t)(nl1 - data));
-    memcpy(num, nl1 + 1, (size_t)(nl2 - nl1 - 1));
-    num[nl2 - nl1 - 1] = '\0';
-    resp->status = atoi(num);
-    memcpy(num, nl2 + 1, (size_t)(nl3 - nl2 - 1));
-    num[nl3 - nl2 - 1] = '\0';
-    resp->retry_after_s = atoi(num);
     resp->body = (char *)(nl3 + 1);
     resp->len = (size_t)(end - nl3 - 1);
-    return resp->status >= 100 && resp->status <= 599;
+    return true;
+}
+
+/* A reply out of shape: at warn now and then, never its contents. */
+static void
+bad_reply(struct redis_fleet *f, const char *what)
+{
+    int64_t now = agw_now_us();
+
+    if (f->bad_warned_us != 0 &&
+        now - f->bad_warned_us < BAD_REPLY_WARN_EVERY_US) {
+        log_debug("fleet: %s", what);
+        return;
+    }
+    f->bad_warned_us = now;
+    log_warn("fleet: %s: Redis's state is not trusted (a key corrupted or "
+             "planted?); deduplicating on this instance only",
+             what);
 }
 
 static char *
@@ -334,18 +419,34 @@ deliver(struct agw_fleet_wait *w, enum agw_fleet_outcome outcome,
     wait_unref(w);
 }
 
+static void on_renew_timer(evutil_socket_t fd, short what, void *arg);
+
+static void
+arm_renewal(struct claim *c)
+{
+    struct timeval tv = ms_tv(c->ttl_ms / 3 > 0 ? c->ttl_ms / 3 : 1);
+
+    evtimer_add(c->timer, &tv);
+}
+
 static void
 add_claim(struct redis_fleet *f, const char *key, const char *token)
 {
     struct claim *c = calloc(1, sizeof(*c));
 
-    if (c == NULL || (c->key = strdup(key)) == NULL) {
+    if (c == NULL || (c->key = strdup(key)) == NULL ||
+        (c->timer = evtimer_new(f->base, on_renew_timer, c)) == NULL) {
         log_error("fleet: out of memory");
         abort();
     }
+    c->fleet = f;
     snprintf(c->token, sizeof(c->token), "%s", token);
+    c->ttl_ms = f->claim_ttl_ms;
+    c->held = true;
+    c->refs = 1;
     c->next = f->claims;
     f->claims = c;
+    arm_renewal(c);
 }
 
 static struct claim *
@@ -360,13 +461,28 @@ find_claim(struct redis_fleet *f, const char *key)
 }
 
 static void
+claim_unref(struct claim *c)
+{
+    if (--c->refs > 0) {
+        return;
+    }
+    free(c->key);
+    free(c);
+}
+
+/* Stops holding GONE: no more renewals (the key in Redis is left as
+ * it is). */
+static void
 remove_claim(struct redis_fleet *f, struct claim *gone)
 {
     for (struct claim **p = &f->claims; *p != NULL; p = &(*p)->next) {
         if (*p == gone) {
             *p = gone->next;
-            free(gone->key);
-            free(gone);
+            gone->held = false;
+            gone->fleet = NULL;
+            event_free(gone->timer);
+            gone->timer = NULL;
+            claim_unref(gone);
             return;
         }
     }
@@ -458,6 +574,11 @@ become_waiter(struct agw_fleet_wait *w, const redisReply *holder,
     arm_recheck(w, pttl);
 }
 
+/*
+ * The claim script's reply: {1} ours; {0, holder, pttl} with holder one
+ * of our tokens and pttl 0 to CLAIM_TTL_MAX_MS (every claim has a TTL);
+ * {2, answer} (decoded by the caller).
+ */
 static bool
 claim_reply_ok(const redisReply *r)
 {
@@ -467,10 +588,13 @@ claim_reply_ok(const redisReply *r)
     }
     switch (r->element[0]->integer) {
     case 1:
-        return true;
+        return r->elements == 1;
     case 0:
         return r->elements == 3 && r->element[1]->type == REDIS_REPLY_STRING &&
-               r->element[2]->type == REDIS_REPLY_INTEGER;
+               token_ok(r->element[1]->str, r->element[1]->len) &&
+               r->element[2]->type == REDIS_REPLY_INTEGER &&
+               r->element[2]->integer >= 0 &&
+               r->element[2]->integer <= CLAIM_TTL_MAX_MS;
     case 2:
         return r->elements == 2 && r->element[1]->type == REDIS_REPLY_STRING;
     default:
@@ -488,14 +612,20 @@ on_claim(struct redisReply *reply, const char *error, void *arg)
     if (!reply_for_live(w)) {
         return;
     }
-    if (reply == NULL || !claim_reply_ok(reply)) {
-        if (reply != NULL) {
-            log_warn("fleet: unexpected claim reply%s%.200s",
-                     reply->type == REDIS_REPLY_ERROR ? ": " : "",
-                     reply->type == REDIS_REPLY_ERROR ? reply->str : "");
-        } else {
-            log_debug("fleet: claim failed: %s", error);
-        }
+    if (reply == NULL) {
+        log_debug("fleet: claim failed: %s", error);
+        deliver(w, AGW_FLEET_UNAVAILABLE, NULL);
+        return;
+    }
+    if (reply->type == REDIS_REPLY_ERROR) {
+        log_warn("fleet: claim failed: %.200s", reply->str);
+        deliver(w, AGW_FLEET_UNAVAILABLE, NULL);
+        return;
+    }
+    if (!claim_reply_ok(reply)) {
+        bad_reply(w->fleet, "the claim script answered out of shape (a "
+                            "holder that is not a token, a TTL missing or "
+                            "too long)");
         deliver(w, AGW_FLEET_UNAVAILABLE, NULL);
         return;
     }
@@ -507,6 +637,7 @@ on_claim(struct redisReply *reply, const char *error, void *arg)
     case 2:
         if (!decode_answer(reply->element[1]->str, reply->element[1]->len,
                            token, &resp)) {
+            bad_reply(w->fleet, "an answer copy that is not an answer");
             deliver(w, AGW_FLEET_UNAVAILABLE, NULL);
             return;
         }
@@ -606,7 +737,7 @@ on_message(const char *channel, const char *data, size_t len, void *arg)
         return;
     }
     if (!decode_answer(data, len, token, &resp)) {
-        log_warn("fleet: undecodable answer on %s", channel);
+        bad_reply(f, "a message on an answer channel that is not an answer");
         return;
     }
     ws = snapshot(f, ks->key, &n);
@@ -766,21 +897,59 @@ redis_fleet_cancel(struct agw_fleet *fleet, struct agw_fleet_wait *w)
     wait_unref(w);
 }
 
+/* A renewal's reply: 1 renewed, 0 the claim is no longer ours. */
 static void
 on_renewed(struct redisReply *reply, const char *error, void *arg)
 {
-    struct note_op *op = arg;
+    struct claim *c = arg;
 
-    if (reply == NULL || reply->type != REDIS_REPLY_INTEGER) {
-        log_warn("fleet: renewing the claim on %.16s... failed: %s", op->key,
-                 reply == NULL                      ? error
-                 : reply->type == REDIS_REPLY_ERROR ? reply->str
-                                                    : "unexpected reply");
-    } else if (reply->integer == 0) {
+    if (reply == NULL) {
+        /* Redis is down or slow (logged by redis.c): try again on time. */
+        log_debug("fleet: renewing the claim on %.16s... failed: %s", c->key,
+                  error);
+    } else if (reply->type != REDIS_REPLY_INTEGER ||
+               (reply->integer != 0 && reply->integer != 1)) {
+        log_warn("fleet: renewing the claim on %.16s... failed: %.200s",
+                 c->key,
+                 reply->type == REDIS_REPLY_ERROR ? reply->str
+                                                  : "unexpected reply");
+    } else if (reply->integer == 0 && c->held && !c->lost) {
         log_warn("fleet: the claim on %.16s... expired before it was renewed",
-                 op->key);
+                 c->key);
+        c->lost = true; /* someone else's now: leave it be */
+        evtimer_del(c->timer);
     }
-    free(op);
+    claim_unref(c);
+}
+
+static void
+send_renewal(struct claim *c)
+{
+    struct redis_fleet *f = c->fleet;
+    char *lock = join_str(f->prefix, "lock:", c->key);
+    char ttl[16];
+    const char *argv[6] = {"EVAL", renew_lua, "1", lock, c->token, ttl};
+    size_t argvlen[6];
+
+    snprintf(ttl, sizeof(ttl), "%d", c->ttl_ms);
+    for (int i = 0; i < 6; i++) {
+        argvlen[i] = strlen(argv[i]);
+    }
+    c->refs++;
+    agw_redis_command(f->cmd, on_renewed, c, 6, argv, argvlen);
+    free(lock);
+}
+
+/* Renews while held, so that an attempt longer than the claim's TTL (a
+ * reload lengthened request_timeout_ms) never lets a waiter elsewhere
+ * take over from a live holder. */
+static void
+on_renew_timer(evutil_socket_t fd, short what, void *arg)
+{
+    struct claim *c = arg;
+
+    send_renewal(c);
+    arm_renewal(c);
 }
 
 static struct note_op *
@@ -797,28 +966,18 @@ note_new(const char *key)
 }
 
 static void
-redis_fleet_renew(struct agw_fleet *fleet, const char *key)
+redis_fleet_renew(struct agw_fleet *fleet, const char *key, int ttl_ms)
 {
     struct redis_fleet *f = redis_of(fleet);
     struct claim *c = find_claim(f, key);
-    char *lock;
-    char ttl[16];
-    const char *argv[6] = {"EVAL", renew_lua, "1", NULL, NULL, ttl};
-    size_t argvlen[6];
 
-    if (c == NULL) {
+    if (c == NULL || c->lost) {
         log_debug("fleet: renew of %.16s...: no claim held", key);
         return;
     }
-    lock = join_str(f->prefix, "lock:", key);
-    snprintf(ttl, sizeof(ttl), "%d", f->claim_ttl_ms);
-    argv[3] = lock;
-    argv[4] = c->token;
-    for (int i = 0; i < 6; i++) {
-        argvlen[i] = strlen(argv[i]);
-    }
-    agw_redis_command(f->cmd, on_renewed, note_new(key), 6, argv, argvlen);
-    free(lock);
+    c->ttl_ms = ttl_ms > 0 ? ttl_ms : f->claim_ttl_ms;
+    send_renewal(c);
+    arm_renewal(c);
 }
 
 static void
@@ -826,10 +985,14 @@ on_released(struct redisReply *reply, const char *error, void *arg)
 {
     struct note_op *op = arg;
 
-    if (reply == NULL || reply->type == REDIS_REPLY_ERROR) {
-        log_warn("fleet: publishing the answer for %.16s... failed: %s; "
+    if (reply == NULL || reply->type != REDIS_REPLY_INTEGER ||
+        reply->integer != 1) {
+        log_warn("fleet: publishing the answer for %.16s... failed: %.200s; "
                  "waiters elsewhere take over when the claim expires",
-                 op->key, reply == NULL ? error : reply->str);
+                 op->key,
+                 reply == NULL                      ? error
+                 : reply->type == REDIS_REPLY_ERROR ? reply->str
+                                                    : "unexpected reply");
     }
     free(op);
 }
@@ -873,11 +1036,23 @@ redis_fleet_release(struct agw_fleet *fleet, const char *key,
     free(answer);
 }
 
+/* The claim is left to expire; a waiter elsewhere then takes over. */
+static void
+redis_fleet_abandon(struct agw_fleet *fleet, const char *key)
+{
+    struct redis_fleet *f = redis_of(fleet);
+    struct claim *c = find_claim(f, key);
+
+    if (c != NULL) {
+        remove_claim(f, c);
+    }
+}
+
 static const struct agw_fleet_ops redis_fleet_ops = {
     .join = redis_fleet_join,
     .cancel = redis_fleet_cancel,
     .renew = redis_fleet_renew,
     .release = redis_fleet_release,
-    .abandon = NULL, /* the claim expires; a waiter elsewhere takes over */
+    .abandon = redis_fleet_abandon,
     .free = redis_fleet_free,
 };

@@ -38,7 +38,7 @@ struct agw_fleet_ops {
     struct agw_fleet_wait *(*join)(struct agw_fleet *fleet, const char *key,
                                    agw_fleet_cb cb, void *arg);
     void (*cancel)(struct agw_fleet *fleet, struct agw_fleet_wait *wait);
-    void (*renew)(struct agw_fleet *fleet, const char *key);
+    void (*renew)(struct agw_fleet *fleet, const char *key, int ttl_ms);
     void (*release)(struct agw_fleet *fleet, const char *key,
                     const struct agw_response *resp);
     /* NULL: nothing to do. */
@@ -56,9 +56,10 @@ struct agw_fleet {
  * (agw_redis_set_subscriber): give it a connection of its own.
  * Keys: PREFIX "lock:" KEY (the claim, value = owner token),
  * PREFIX "done:" KEY (channel, and a copy of the answer kept 10 s for
- * waiters that subscribe late). CLAIM_TTL_MS must exceed one upstream
- * attempt; the holder renews it with agw_fleet_renew(). See fleet.c for
- * the encoding of answers.
+ * waiters that subscribe late). A claim is taken for CLAIM_TTL_MS and
+ * kept alive while it is held: renewed every third of its TTL, and to
+ * the TTL each agw_fleet_renew() asks for. See fleet.c for the encoding
+ * of answers.
  */
 struct agw_fleet *agw_fleet_new(struct event_base *base, struct agw_redis *cmd,
                                 struct agw_redis *sub, const char *prefix,
@@ -101,12 +102,17 @@ agw_fleet_cancel(struct agw_fleet *fleet, struct agw_fleet_wait *wait)
     }
 }
 
-/* Holder only: extends the claim by claim_ttl_ms if still owned (call it
- * before each upstream attempt). Fire and forget; failures are logged. */
+/*
+ * Holder only, before each upstream attempt: the claim must last TTL_MS
+ * from now (the attempt under the caller's own settings, which a reload
+ * may have lengthened since the claim was taken) and, renewed every
+ * TTL_MS / 3, for as long as it is held: it expires only when its holder
+ * died or lost Redis. Fire and forget; failures are logged.
+ */
 static inline void
-agw_fleet_renew(struct agw_fleet *fleet, const char *key)
+agw_fleet_renew(struct agw_fleet *fleet, const char *key, int ttl_ms)
 {
-    fleet->ops->renew(fleet, key);
+    fleet->ops->renew(fleet, key, ttl_ms);
 }
 
 /*
@@ -126,8 +132,8 @@ agw_fleet_release(struct agw_fleet *fleet, const char *key,
 
 /*
  * Holder only, shutting down without an answer for the others: the Redis
- * claim is left to expire (a waiter on a live instance then takes over);
- * in-process waiters are told at once.
+ * claim is no longer renewed and left to expire (a waiter on a live
+ * instance then takes over); in-process waiters are told at once.
  */
 static inline void
 agw_fleet_abandon(struct agw_fleet *fleet, const char *key)

@@ -242,7 +242,7 @@ local_cancel(struct agw_fleet *fleet, struct agw_fleet_wait *handle)
 }
 
 static void
-local_renew(struct agw_fleet *fleet, const char *key)
+local_renew(struct agw_fleet *fleet, const char *key, int ttl_ms)
 {
     /* In-process claims do not expire. */
 }

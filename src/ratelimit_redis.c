@@ -20,6 +20,12 @@
  * NOSCRIPT the script is loaded with SCRIPT LOAD and the call is retried
  * once. Redis >= 5 is needed: the scripts write after calling TIME, which
  * needs effects replication (the default since 5.0).
+ *
+ * Replies are trusted only within the ranges the scripts' arithmetic can
+ * produce (SPEC §8), since a key planted or corrupted in Redis would
+ * otherwise stall or overflow the limiter; see gcra_reply_ok() and
+ * pause_ok(). A GCRA reply out of range counts as Redis failing (the call
+ * goes on the local fallback); other replies out of range are ignored.
  */
 #include "ratelimit.h"
 
@@ -51,6 +57,11 @@
 #define PAUSE_POLL_US 20000
 #define US_PER_MS 1000
 #define MAX_ARGS 3
+/* More live instances than any fleet has: a larger count is planted. */
+#define MAX_INSTANCES 10000
+/* A script answering out of range is said at warn at most this often
+ * (a planted key answers the same on every call), else at debug. */
+#define BAD_REPLY_WARN_EVERY_US (60 * 1000000LL)
 
 /*
  * KEYS: TAT, pause. ARGV: emission interval T (us), tolerance tau (us),
@@ -113,6 +124,7 @@ struct script {
     /* The command sequence number of the last SCRIPT LOAD sent: a call
      * sent before it may retry without loading again. */
     uint64_t load_seq;
+    int64_t bad_warned_us; /* the last warn of a reply out of range */
 };
 
 struct op;
@@ -131,6 +143,9 @@ struct limiter_fleet {
     int burst;
     double cfg_fallback_rate; /* 0: rate / live instances */
     int expected_instances;
+    /* Bounds of what a script may answer (max_wait_ms, max_pause_ms). */
+    int64_t max_wait_us;
+    int64_t max_pause_us;
     long live_seen; /* instances in the last heartbeat answer; 0: none */
     double fb_rate; /* the fallback limiter's current settings */
     int fb_burst;
@@ -466,27 +481,85 @@ learn_pause(struct limiter_fleet *f, int64_t now, long long pause_ms)
     }
 }
 
+/* A reply of script S out of range: at warn now and then, never its
+ * values (they may be huge). */
+static void
+bad_reply(struct script *s, const char *why)
+{
+    int64_t now = agw_now_us();
+
+    if (s->bad_warned_us != 0 &&
+        now - s->bad_warned_us < BAD_REPLY_WARN_EVERY_US) {
+        log_debug("ratelimit: the %s script answered %s", s->name, why);
+        return;
+    }
+    s->bad_warned_us = now;
+    log_warn("ratelimit: the %s script answered %s: Redis's state is not "
+             "trusted (a key corrupted or planted?)",
+             s->name, why);
+}
+
+/* A pause (ms) no instance sets: negative, or past max_pause_ms. Compared
+ * in ms: a planted PTTL times 1000 would overflow. */
+static bool
+pause_ok(const struct limiter_fleet *f, long long pause_ms)
+{
+    return pause_ms >= 0 && pause_ms <= f->max_pause_us / US_PER_MS;
+}
+
 struct gcra_reply {
     bool granted;
     long long wait_us, backlog_us, pause_ms;
 };
 
+/*
+ * The GCRA script's reply {granted, wait, backlog, pause}, within what
+ * its arithmetic can produce for a caller waiting at most MAX_WAIT_US
+ * (-1: a probe, which is always refused):
+ *   granted  0 or 1
+ *   wait     granted: 0 to MAX_WAIT_US; refused: above MAX_WAIT_US;
+ *            never above backlog (wait = TAT - tau - now)
+ *   backlog  TAT - now: 0 to max_wait_ms + max_pause_ms + tau + T (no
+ *            grant is made further out; a pause lifts TAT to its end + tau)
+ *   pause    0 to max_pause_ms (no instance pauses longer)
+ * False, with the field in *WHY (NULL: not the script's shape at all),
+ * for anything else.
+ */
 static bool
-parse_gcra_reply(const redisReply *r, struct gcra_reply *out)
+gcra_reply_ok(const struct limiter_fleet *f, int64_t max_wait_us,
+              const redisReply *r, struct gcra_reply *out, const char **why)
 {
+    int64_t backlog_max = f->max_wait_us + f->max_pause_us +
+                          f->shadow.tolerance_us + f->shadow.interval_us;
+    long long granted;
+
+    *why = NULL;
     if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements != 4) {
         return false;
     }
     for (size_t i = 0; i < 4; i++) {
         if (r->element[i]->type != REDIS_REPLY_INTEGER) {
+            *why = "a field that is not an integer";
             return false;
         }
     }
-    out->granted = r->element[0]->integer == 1;
+    granted = r->element[0]->integer;
+    out->granted = granted == 1;
     out->wait_us = r->element[1]->integer;
     out->backlog_us = r->element[2]->integer;
     out->pause_ms = r->element[3]->integer;
-    return out->wait_us >= 0 && out->backlog_us >= 0;
+    /* The pause first: a long one lifts the TAT (and the wait) too. */
+    if (granted != 0 && granted != 1) {
+        *why = "a granted flag that is neither 0 nor 1";
+    } else if (!pause_ok(f, out->pause_ms)) {
+        *why = "a pause longer than max_pause_ms";
+    } else if (out->backlog_us < 0 || out->backlog_us > backlog_max) {
+        *why = "a TAT out of range";
+    } else if (out->wait_us < 0 || out->wait_us > out->backlog_us ||
+               out->granted != (out->wait_us <= max_wait_us)) {
+        *why = out->granted ? "a grant past max_wait_ms" : "a wait out of range";
+    }
+    return *why == NULL;
 }
 
 /* A reply of the GCRA script: the shared state as of now. */
@@ -527,11 +600,20 @@ acquire_done(struct op *op, const redisReply *reply, const char *error)
 {
     struct limiter_fleet *f = op->f;
     struct gcra_reply r;
+    const char *why;
 
-    if (!parse_gcra_reply(reply, &r)) {
-        log_debug("ratelimit: the GCRA script failed: %s",
-                  failure_text(reply, error));
-        set_shared(f, false, "Redis did not answer the rate-limit script");
+    if (!gcra_reply_ok(f, op->max_wait_us, reply, &r, &why)) {
+        if (why != NULL) {
+            bad_reply(&f->gcra, why);
+        } else {
+            log_debug("ratelimit: the GCRA script failed: %s",
+                      failure_text(reply, error));
+        }
+        set_shared(f, false, why != NULL
+                                 ? "Redis answered the rate-limit script "
+                                   "out of range"
+                                 : "Redis did not answer the rate-limit "
+                                   "script");
         /* Time already spent waiting for Redis counts. */
         fallback_acquire(f, op->max_wait_us - (agw_now_us() - op->sent_us),
                          op->cb, op->arg);
@@ -583,6 +665,8 @@ fleet_acquire(struct agw_limiter *rl, int64_t max_wait_us, agw_rl_cb cb,
 
 /* ---------------------------------------------------------- pause */
 
+/* The pause script answers the pause now in force: ours, or a longer
+ * one already there (never past max_pause_ms, unless planted). */
 static void
 pause_done(struct op *op, const redisReply *reply, const char *error)
 {
@@ -590,6 +674,10 @@ pause_done(struct op *op, const redisReply *reply, const char *error)
         log_warn("ratelimit: the fleet-wide pause was not written: %s; "
                  "only this instance pauses",
                  failure_text(reply, error));
+        return;
+    }
+    if (!pause_ok(op->f, reply->integer)) {
+        bad_reply(&op->f->pause, "a pause longer than max_pause_ms");
         return;
     }
     learn_pause(op->f, agw_now_us(), reply->integer);
@@ -641,8 +729,17 @@ on_pttl(struct redisReply *reply, const char *error, void *arg)
     struct limiter_fleet *f = arg;
 
     f->poll_out = false;
-    if (!f->dead && reply != NULL && reply->type == REDIS_REPLY_INTEGER) {
+    if (f->dead || reply == NULL || reply->type != REDIS_REPLY_INTEGER) {
+        fleet_unref(f);
+        return;
+    }
+    /* -2: no pause key; -1: one without a TTL, which no instance writes. */
+    if (reply->integer >= -2 && pause_ok(f, reply->integer < 0
+                                                 ? 0
+                                                 : reply->integer)) {
         learn_pause(f, agw_now_us(), reply->integer);
+    } else {
+        bad_reply(&f->pause, "a pause longer than max_pause_ms (PTTL)");
     }
     fleet_unref(f);
 }
@@ -686,11 +783,17 @@ heartbeat_done(struct op *op, const redisReply *reply, const char *error)
 {
     struct limiter_fleet *f = op->f;
 
-    if (reply == NULL || reply->type != REDIS_REPLY_INTEGER ||
-        reply->integer < 1) {
+    if (reply == NULL || reply->type != REDIS_REPLY_INTEGER) {
         log_debug("ratelimit: heartbeat failed: %s",
                   failure_text(reply, error));
         set_shared(f, false, "Redis did not answer the heartbeat");
+        return;
+    }
+    /* At least this instance; a count past any fleet's size would make
+     * the fallback rate absurd: not learnt (the heartbeat itself is
+     * written, so Redis works). */
+    if (reply->integer < 1 || reply->integer > MAX_INSTANCES) {
+        bad_reply(&f->heartbeat, "a count of live instances out of range");
         return;
     }
     if (reply->integer != f->live_seen) {
@@ -707,9 +810,12 @@ static void
 probe_done(struct op *op, const redisReply *reply, const char *error)
 {
     struct gcra_reply r;
+    const char *why;
 
-    if (parse_gcra_reply(reply, &r)) {
+    if (gcra_reply_ok(op->f, -1, reply, &r, &why)) {
         learn_gcra(op->f, &r);
+    } else if (why != NULL) {
+        bad_reply(&op->f->gcra, why);
     }
 }
 
@@ -789,6 +895,15 @@ fleet_reconfigure(struct agw_limiter *rl, double rate, int burst)
     update_fallback(f);
 }
 
+static void
+set_reply_bounds(struct limiter_fleet *f, const struct agw_config *cfg)
+{
+    f->max_wait_us = (int64_t)(cfg->max_wait_ms > 0 ? cfg->max_wait_ms : 0) *
+                     US_PER_MS;
+    f->max_pause_us =
+        (int64_t)(cfg->max_pause_ms > 0 ? cfg->max_pause_ms : 0) * US_PER_MS;
+}
+
 void
 agw_limiter_fleet_reload(struct agw_limiter *rl, const struct agw_config *cfg)
 {
@@ -800,6 +915,7 @@ agw_limiter_fleet_reload(struct agw_limiter *rl, const struct agw_config *cfg)
     f = fleet_of(rl);
     f->cfg_fallback_rate = cfg->fallback_rate;
     f->expected_instances = cfg->expected_instances;
+    set_reply_bounds(f, cfg);
     update_fallback(f);
 }
 
@@ -901,6 +1017,7 @@ agw_limiter_fleet_new(struct event_base *base, struct agw_redis *redis,
     f->burst = cfg->burst > 0 ? cfg->burst : 0;
     f->cfg_fallback_rate = cfg->fallback_rate;
     f->expected_instances = cfg->expected_instances;
+    set_reply_bounds(f, cfg);
     instance_id(f->id);
     agw_gcra_init_margin(&f->shadow, f->rate, f->burst,
                          ARRIVAL_JITTER_MARGIN_US);

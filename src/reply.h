@@ -22,6 +22,11 @@ enum agw_grpc_code {
     AGW_CODE_UNAUTHENTICATED = 16,
 };
 
+/* The largest body an answer read back from Redis (stored, or published
+ * by another instance) may carry: Connectly's are at most 1 MiB
+ * (upstream.c), and redacting a short key can lengthen one. */
+#define AGW_RESPONSE_MAX_BYTES (4 * 1024 * 1024)
+
 /* An answer to a create call, whoever produced it. */
 struct agw_response {
     int status;        /* HTTP status */

@@ -6,6 +6,13 @@
  * dedupe key is 64 hex characters). Value: the HTTP status in decimal, a
  * '\n', then the body bytes as they are (binary-safe). TTL: put()'s
  * ttl_s, set with SET ... EX.
+ *
+ * A value read back is served only in the shape put() is given (SPEC
+ * §8): a 2xx status (only those are stored) in 3 digits, then a body of
+ * at most AGW_RESPONSE_MAX_BYTES. Anything else is a failed lookup, never
+ * an answer. The body itself stays binary-safe and is not checked: a
+ * writer to Redis could plant a well-formed false answer anyway, which is
+ * why the Redis link must be trusted (README).
  */
 #include "store.h"
 
@@ -17,20 +24,26 @@
 
 #include "log.h"
 #include "redis.h"
+#include "reply.h"
+#include "util.h"
 
 #define STATUS_MAX_DIGITS 3
+/* Values not ours are said at warn at most this often (a planted key
+ * answers the same on every lookup), else at debug. */
+#define BAD_VALUE_WARN_EVERY_US (60 * 1000000LL)
 
 struct store_redis {
     struct agw_store base; /* first: the ops receive &base */
     struct agw_redis *redis;
     char *prefix;     /* KEY_PREFIX "a:" */
     bool put_failing; /* warn once per run of failed writes */
-    int refs;         /* the owner until destroy(), plus each write */
+    int64_t bad_warned_us; /* the last warn of a value not ours */
+    int refs;         /* the owner until destroy(), plus each op out */
 };
 
-/* One lookup in flight; independent of the store, which may be gone by
- * the time Redis answers. */
+/* One lookup in flight; holds a reference on the store. */
 struct get_op {
+    struct store_redis *store;
     agw_store_get_cb cb;
     void *arg;
 };
@@ -72,7 +85,7 @@ full_key(const struct store_redis *s, const char *key, size_t *len)
     return out;
 }
 
-/* "<status>\n<body>": false when VALUE is not in that shape. */
+/* "<2xx status>\n<body>": false when VALUE is not in that shape. */
 static bool
 decode(const char *value, size_t len, int *status, const char **body,
        size_t *body_len)
@@ -89,19 +102,40 @@ decode(const char *value, size_t len, int *status, const char **body,
         }
         st = st * 10 + (*p - '0');
     }
-    if (st < 100 || st > 599) {
+    if (st < 200 || st > 299) {
         return false;
     }
     *status = st;
     *body = nl + 1;
     *body_len = len - (size_t)(nl + 1 - value);
-    return true;
+    return *body_len <= AGW_RESPONSE_MAX_BYTES;
+}
+
+/* A value that is not ours: at warn now and then, never echoed (it may
+ * be huge, or anything). */
+static void
+bad_value(struct store_redis *s, const redisReply *reply)
+{
+    int64_t now = agw_now_us();
+
+    if (s->bad_warned_us != 0 &&
+        now - s->bad_warned_us < BAD_VALUE_WARN_EVERY_US) {
+        log_debug("store: a stored value is not \"<status>\\n<body>\"; "
+                  "ignored");
+        return;
+    }
+    s->bad_warned_us = now;
+    log_warn("store: a stored value is not \"<status>\\n<body>\" (a 2xx "
+             "status, at most %d bytes; got %zu bytes): ignored, and the next "
+             "answer for the key replaces it",
+             AGW_RESPONSE_MAX_BYTES, reply->len);
 }
 
 static void
 on_get(struct redisReply *reply, const char *error, void *arg)
 {
     struct get_op *op = arg;
+    struct store_redis *s = op->store;
     int status = 0;
     const char *body = NULL;
     size_t len = 0;
@@ -115,10 +149,9 @@ on_get(struct redisReply *reply, const char *error, void *arg)
                decode(reply->str, reply->len, &status, &body, &len)) {
         op->cb(AGW_STORE_HIT, status, body, len, op->arg);
     } else if (reply->type == REDIS_REPLY_STRING) {
-        /* Not written by us (or by an incompatible version): ignored, and
-         * the next answer for the key replaces it. */
-        log_warn("store: a stored value is not \"<status>\\n<body>\"; "
-                 "ignored");
+        /* Not written by us (or by an incompatible version, or planted):
+         * a failed lookup, so the call goes on as when Redis fails. */
+        bad_value(s, reply);
         op->cb(AGW_STORE_ERROR, 0, NULL, 0, op->arg);
     } else {
         log_warn("store: unexpected GET reply (type %d%s%.200s)", reply->type,
@@ -126,6 +159,7 @@ on_get(struct redisReply *reply, const char *error, void *arg)
                  reply->type == REDIS_REPLY_ERROR ? reply->str : "");
         op->cb(AGW_STORE_ERROR, 0, NULL, 0, op->arg);
     }
+    store_unref(s);
     free(op);
 }
 
@@ -146,6 +180,8 @@ redis_get(struct agw_store *store, const char *key, agw_store_get_cb cb,
         cb(AGW_STORE_ERROR, 0, NULL, 0, arg);
         return;
     }
+    op->store = s;
+    s->refs++;
     op->cb = cb;
     op->arg = arg;
     argv[1] = k;

@@ -31,6 +31,7 @@
 #endif
 #include "config.h"
 #include "log.h"
+#include "redact.h"
 #include "retry.h"
 #include "tls.h"
 #include "util.h"
@@ -74,6 +75,18 @@ struct conn {
 };
 TAILQ_HEAD(conn_list, conn);
 
+/*
+ * An API key in use: the current one, or one a reload replaced that
+ * calls posted before it still carry. Every response body is redacted
+ * of every key on the list (SPEC §8), so a rotation does not let the old
+ * key through while it is still being sent.
+ */
+struct used_key {
+    char *key; /* secret: wiped on free */
+    int refs;  /* live calls posted with it, +1 while it is the current */
+    struct used_key *next;
+};
+
 struct agw_upstream_call {
     struct agw_upstream *up;
     struct conn *conn;          /* while ACTIVE */
@@ -85,6 +98,7 @@ struct agw_upstream_call {
     void *arg;
     char *uri;        /* prefix + path */
     char *request_id; /* may be NULL */
+    struct used_key *key; /* the key it was posted with; a ref */
     int timeout_ms;
     struct timeval stall_tv; /* libevent's read/write bound: timeout_ms */
     int64_t start_us;
@@ -109,7 +123,8 @@ struct agw_upstream {
     char *host_header; /* with brackets and a non-default port */
     char *prefix;      /* "" or "/p", no trailing slash */
     int port;
-    char *api_key; /* secret: wiped on free */
+    struct used_key *keys;    /* every key in use */
+    struct used_key *current; /* the key for new calls (on KEYS) */
     SSL_CTX *ssl_ctx;
     SSL_SESSION *session; /* last resumable session, for new connections */
     struct timeval connect_tv, stall_tv, idle_tv;
@@ -134,6 +149,75 @@ ms_to_tv(int ms)
     tv.tv_sec = ms / 1000;
     tv.tv_usec = (ms % 1000) * 1000;
     return tv;
+}
+
+/* ------------------------------------------------------------ keys */
+
+/* A reference on KEY's entry (made when new); NULL when out of memory. */
+static struct used_key *
+key_ref(struct agw_upstream *up, const char *key)
+{
+    struct used_key *k;
+
+    for (k = up->keys; k != NULL; k = k->next) {
+        if (strcmp(k->key, key) == 0) {
+            k->refs++;
+            return k;
+        }
+    }
+    k = calloc(1, sizeof(*k));
+    if (k == NULL || (k->key = strdup(key)) == NULL) {
+        free(k);
+        return NULL;
+    }
+    k->refs = 1;
+    k->next = up->keys;
+    up->keys = k;
+    return k;
+}
+
+static void
+key_unref(struct agw_upstream *up, struct used_key *gone)
+{
+    if (gone == NULL || --gone->refs > 0) {
+        return;
+    }
+    for (struct used_key **p = &up->keys; *p != NULL; p = &(*p)->next) {
+        if (*p == gone) {
+            *p = gone->next;
+            break;
+        }
+    }
+    OPENSSL_cleanse(gone->key, strlen(gone->key));
+    free(gone->key);
+    free(gone);
+}
+
+int
+agw_upstream_redact(const struct agw_upstream *up, const char *body,
+                    size_t len, char **out, size_t *out_len)
+{
+    const char *few[4] = {NULL};
+    const char **keys = few;
+    size_t n = 0;
+    int rc;
+
+    for (const struct used_key *k = up->keys; k != NULL; k = k->next) {
+        n++;
+    }
+    if (n > sizeof(few) / sizeof(few[0]) &&
+        (keys = malloc(n * sizeof(*keys))) == NULL) {
+        return -1;
+    }
+    n = 0;
+    for (const struct used_key *k = up->keys; k != NULL; k = k->next) {
+        keys[n++] = k->key;
+    }
+    rc = agw_redact(body, len, keys, n, out, out_len);
+    if (keys != few) {
+        free(keys);
+    }
+    return rc;
 }
 
 static const char *
@@ -449,6 +533,7 @@ free_call(struct agw_upstream_call *call)
     if (call->ev != NULL) {
         event_free(call->ev);
     }
+    key_unref(call->up, call->key);
     free(call->uri);
     free(call->request_id);
     free(call->body);
@@ -489,6 +574,8 @@ deliver(struct agw_upstream_call *call)
     }
     log_attempt(call);
     call->conn = NULL;
+    key_unref(call->up, call->key);
+    call->key = NULL;
     /* The callback may free the client: touch nothing of it afterwards. */
     call->cb(res, call->arg);
     free_call(call);
@@ -660,6 +747,29 @@ describe_broken(struct agw_upstream_call *call, struct conn *conn)
              extra[0] != '\0' ? ": " : "", extra);
 }
 
+/* Takes every key in use out of the body (SPEC §8): it is stored and
+ * passed on from here. False when memory ran out. */
+static bool
+redact_body(struct agw_upstream_call *call, size_t *len)
+{
+    char *clean = NULL;
+    size_t clean_len = 0;
+    int rc = agw_upstream_redact(call->up, call->body, *len, &clean,
+                                 &clean_len);
+
+    if (rc <= 0) {
+        return rc == 0;
+    }
+    rlog_warn(call->request_id,
+              "Connectly's answer (status %d) held the API key: redacted",
+              call->res.status);
+    OPENSSL_cleanse(call->body, *len);
+    free(call->body);
+    call->body = clean;
+    *len = clean_len;
+    return true;
+}
+
 static bool
 store_response(struct agw_upstream_call *call, struct evhttp_request *req)
 {
@@ -675,9 +785,12 @@ store_response(struct agw_upstream_call *call, struct evhttp_request *req)
         return false;
     }
     call->body[len] = '\0';
+    call->res.status = evhttp_request_get_response_code(req);
+    if (!redact_body(call, &len)) {
+        return false;
+    }
     ra = evhttp_find_header(evhttp_request_get_input_headers(req),
                             "Retry-After");
-    call->res.status = evhttp_request_get_response_code(req);
     call->res.len = len;
     call->res.retry_after_s = ra != NULL ? agw_retry_after_parse(ra) : -1;
     return true;
@@ -862,9 +975,11 @@ add_headers(struct agw_upstream *up, struct agw_upstream_call *call,
     struct evkeyvalq *h = evhttp_request_get_output_headers(call->req);
 
     if (api_key == NULL || !key_ok(api_key)) {
-        api_key = up->api_key;
+        api_key = up->current->key;
     }
-    if (evhttp_add_header(h, "Host", up->host_header) != 0 ||
+    call->key = key_ref(up, api_key);
+    if (call->key == NULL ||
+        evhttp_add_header(h, "Host", up->host_header) != 0 ||
         evhttp_add_header(h, "X-API-Key", api_key) != 0 ||
         evhttp_add_header(h, "Content-Type", "application/json") != 0 ||
         evhttp_add_header(h, "Accept", "application/json") != 0 ||
@@ -1111,28 +1226,19 @@ apply_timeouts(struct agw_upstream *up, const struct agw_config *cfg)
     up->stall_tv = ms_to_tv(up->request_timeout_ms);
 }
 
-static void
-wipe_key(struct agw_upstream *up)
-{
-    if (up->api_key != NULL) {
-        OPENSSL_cleanse(up->api_key, strlen(up->api_key));
-        free(up->api_key);
-        up->api_key = NULL;
-    }
-}
-
 void
 agw_upstream_reconfigure(struct agw_upstream *up, const struct agw_config *cfg)
 {
-    char *key;
+    struct used_key *key;
 
     apply_timeouts(up, cfg);
-    if (!key_ok(cfg->api_key) || (key = strdup(cfg->api_key)) == NULL) {
+    if (!key_ok(cfg->api_key) || (key = key_ref(up, cfg->api_key)) == NULL) {
         log_error("reload: the new API key is unusable; keeping the old one");
         return;
     }
-    wipe_key(up);
-    up->api_key = key;
+    /* The old key stays on the list while calls posted with it live. */
+    key_unref(up, up->current);
+    up->current = key;
 }
 
 static bool
@@ -1148,9 +1254,9 @@ setup(struct agw_upstream *up, const struct agw_config *cfg, char *err,
                  "characters");
         return false;
     }
-    up->api_key = strdup(cfg->api_key);
+    up->current = key_ref(up, cfg->api_key);
     up->pool_ev = event_new(up->base, -1, 0, pool_cb, up);
-    if (up->api_key == NULL || up->pool_ev == NULL) {
+    if (up->current == NULL || up->pool_ev == NULL) {
         snprintf(err, errlen, "out of memory");
         return false;
     }
@@ -1228,7 +1334,7 @@ agw_upstream_free(struct agw_upstream *up)
     }
     SSL_SESSION_free(up->session);
     SSL_CTX_free(up->ssl_ctx);
-    wipe_key(up);
+    key_unref(up, up->current); /* the last: calls are cancelled */
     free(up->host);
     free(up->host_header);
     free(up->prefix);

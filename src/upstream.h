@@ -107,6 +107,17 @@ void agw_upstream_set_sent_cb(struct agw_upstream *up,
 /* Abandons CALL: its callback will not run. */
 void agw_upstream_cancel(struct agw_upstream_call *call);
 
+/*
+ * Takes every API key in use out of BODY (LEN bytes): the current key
+ * and any key a reload replaced while calls posted with it are still in
+ * flight; each occurrence becomes "[REDACTED]" (redact.h). Response
+ * bodies are redacted before their callback; this is for bodies from
+ * elsewhere (the store) about to be sent. Returns as agw_redact(): 0
+ * nothing found, 1 *OUT malloc'd (*OUT_LEN bytes), -1 out of memory.
+ */
+int agw_upstream_redact(const struct agw_upstream *up, const char *body,
+                        size_t len, char **out, size_t *out_len);
+
 /* Connections open now (idle and busy), for /readyz and tests. */
 int agw_upstream_connections(const struct agw_upstream *up);
 

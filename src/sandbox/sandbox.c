@@ -55,7 +55,9 @@ static const char usage_text[] =
     "  GET  /samples/slow/{ms}/{name}            answered after ms (<= 30000)\n"
     "  GET  /_sandbox/stats | /_sandbox/calls    counters, recorded calls\n"
     "  GET|POST /_sandbox/faults                 show / set fault switches:\n"
-    "        latency_ms, status, status_count, retry_after, drop_count\n"
+    "        latency_ms, status, status_count, retry_after, drop_count,\n"
+    "        echo_key (1: a forced error's message and a created answer\n"
+    "        quote the X-API-Key the call sent, as a careless API might)\n"
     "  POST /_sandbox/reset                      clear calls, counters, "
     "faults\n"
     "Source fetches are plain http to loopback hosts only.\n";

@@ -33,6 +33,7 @@ struct create {
     char *uri;          /* as sent */
     char *id;           /* custom id, NULL when absent */
     const char *access; /* one of access_types */
+    char *echo_key;     /* echo_key fault: the X-API-Key sent, or NULL */
     struct sbx_fetch *fetch;
 };
 
@@ -47,6 +48,7 @@ create_done(void *priv, int status, int aborted)
     sbx_fetch_cancel(c->fetch);
     free(c->uri);
     free(c->id);
+    free(c->echo_key);
     free(c);
 }
 
@@ -278,6 +280,10 @@ asset_json(struct create *c, const char *id, const char *cdn)
                            json_object_new_string(c->access));
     json_object_object_add(asset, "metadata", meta);
     json_object_object_add(top, "asset", asset);
+    if (c->echo_key != NULL) {
+        json_object_object_add(top, "echoedApiKey",
+                               json_object_new_string(c->echo_key));
+    }
     return top;
 }
 
@@ -385,12 +391,18 @@ answer_forced(struct create *c, const struct sbx_fault_decision *fd)
 {
     int code;
     const char *msg = status_message(fd->status, &code);
-    char ra[16];
+    char ra[24];
+    char echoed[512];
 
     if (fd->status == 429 && fd->retry_after >= 0) {
-        snprintf(ra, sizeof(ra), "%d", fd->retry_after);
+        snprintf(ra, sizeof(ra), "%ld", fd->retry_after);
         evhttp_add_header(evhttp_request_get_output_headers(c->job->req),
                           "Retry-After", ra);
+    }
+    if (c->echo_key != NULL) {
+        snprintf(echoed, sizeof(echoed), "%s (X-API-Key was %s)", msg,
+                 c->echo_key);
+        msg = echoed;
     }
     answer_error(c, fd->status, code, msg);
 }
@@ -498,6 +510,12 @@ sbx_route_create(struct sbx_server *srv, struct evhttp_request *req,
         return;
     }
     c->latency_ms = fd.latency_ms;
+    if (fd.echo_key) {
+        const char *sent = evhttp_find_header(
+            evhttp_request_get_input_headers(req), "X-API-Key");
+
+        c->echo_key = strdup(sent != NULL ? sent : "");
+    }
     if (fd.action == SBX_FAULT_STATUS) {
         answer_forced(c, &fd);
     } else {

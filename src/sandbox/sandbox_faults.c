@@ -9,14 +9,16 @@
 #include "sandbox.h"
 
 #define MAX_LATENCY_MS 600000L
-#define MAX_RETRY_AFTER 86400L
+/* Absurd values included: a gateway must cap what a 429 asks for. */
+#define MAX_RETRY_AFTER 99999999999L
 
 struct sbx_faults {
     long latency_ms;   /* every create answer, until reset */
     int status;        /* 0: none */
     long status_count; /* creates left to force, -1 = all */
-    int retry_after;   /* with a forced 429, -1 = no header */
+    long retry_after;  /* with a forced 429, -1 = no header */
     long drop_count;   /* creates left to drop, -1 = all */
+    int echo_key;      /* 1: answers quote the X-API-Key they got */
 };
 
 struct sbx_faults *
@@ -44,6 +46,7 @@ sbx_faults_reset(struct sbx_faults *faults)
     faults->status_count = 0;
     faults->retry_after = -1;
     faults->drop_count = 0;
+    faults->echo_key = 0;
 }
 
 /* Uses up one of COUNT (-1 never runs out); 1 when the fault applies. */
@@ -65,6 +68,7 @@ sbx_faults_next(struct sbx_faults *faults, struct sbx_fault_decision *out)
     memset(out, 0, sizeof(*out));
     out->retry_after = -1;
     out->latency_ms = faults->latency_ms;
+    out->echo_key = faults->echo_key;
     if (take(&faults->drop_count)) {
         out->action = SBX_FAULT_DROP;
         return;
@@ -89,6 +93,7 @@ static const struct fault_field fields[] = {
     {"status_count", 0, 1000000000L, 1},
     {"retry_after", 0, MAX_RETRY_AFTER, 1},
     {"drop_count", 0, 1000000000L, 1},
+    {"echo_key", 0, 1, 0},
 };
 
 #define NFIELDS (sizeof(fields) / sizeof(fields[0]))
@@ -171,10 +176,13 @@ sbx_faults_apply(struct sbx_faults *faults, struct json_object *obj, char *err,
         faults->status_count = v[2];
     }
     if (has[3]) {
-        faults->retry_after = (int)v[3];
+        faults->retry_after = v[3];
     }
     if (has[4]) {
         faults->drop_count = v[4];
+    }
+    if (has[5]) {
+        faults->echo_key = (int)v[5];
     }
     return 0;
 }
@@ -195,8 +203,9 @@ sbx_faults_describe(const struct sbx_faults *faults)
     json_object_object_add(o, "retry_after",
                            faults->retry_after < 0
                                ? NULL
-                               : json_object_new_int(faults->retry_after));
+                               : json_object_new_int64(faults->retry_after));
     json_object_object_add(o, "drop_count",
                            json_object_new_int64(faults->drop_count));
+    json_object_object_add(o, "echo_key", json_object_new_int(faults->echo_key));
     return o;
 }

@@ -716,9 +716,9 @@ mode_fleet_copy(const char *url, bool stale)
     return 0;
 }
 
-/* A holds the claim and dies (never renews or releases); B and C wait.
- * Exactly one takes over after the claim TTL, and the other gets its
- * answer. */
+/* A holds the claim and dies (stops renewing, never releases: abandon
+ * is what its fleet then does); B and C wait. Exactly one takes over
+ * after the claim TTL, and the other gets its answer. */
 static int
 mode_fleet_dead(const char *url, int ttl_ms)
 {
@@ -735,6 +735,7 @@ mode_fleet_dead(const char *url, int ttl_ms)
     t0 = now_ms();
     join(&a, "k", &oa, "A");
     run_until(&oa.done, 2000);
+    agw_fleet_abandon(a.fleet, "k");
     join(&b, "k", &ob, "B");
     join(&c, "k", &oc, "C");
     run_until(NULL, (long)ttl_ms / 2);
@@ -752,7 +753,7 @@ mode_fleet_dead(const char *url, int ttl_ms)
     /* The new holder works for a while, renewing its claim. */
     for (int i = 0; i < 4; i++) {
         run_for(ttl_ms / 4);
-        agw_fleet_renew(taker == &ob ? b.fleet : c.fleet, "k");
+        agw_fleet_renew(taker == &ob ? b.fleet : c.fleet, "k", ttl_ms);
     }
     out("leads %d", (ob.done && ob.outcome == AGW_FLEET_LEAD) +
                         (oc.done && oc.outcome == AGW_FLEET_LEAD));
@@ -784,7 +785,7 @@ mode_fleet_renew(const char *url)
     join(&b, "k", &ob, "B");
     for (int i = 0; i < 8; i++) {
         run_for(200);
-        agw_fleet_renew(a.fleet, "k");
+        agw_fleet_renew(a.fleet, "k", 500);
     }
     out("b-waiting-after-1600ms %d", !ob.done);
     release(&a, "k", 200, -1);
@@ -889,7 +890,7 @@ mode_fleet_down(const char *url)
     run_until(&oa.done, 2000);
     out("outcome %s after %ld ms", oa.done ? outcome_name(oa.outcome) : "none",
         oa.at_ms - t0);
-    agw_fleet_renew(a.fleet, "k");
+    agw_fleet_renew(a.fleet, "k", 5000);
     release(&a, "k", 200, -1);
     run_for(100);
     inst_close(&a);
