@@ -9,7 +9,6 @@
 #ifndef AGW_CONNS_H
 #define AGW_CONNS_H
 
-#include <stdbool.h>
 #include <stddef.h>
 
 struct agw_conns;

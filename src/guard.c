@@ -7,6 +7,7 @@
  * always agree where a request ends, and a refusal never overtakes the
  * answer to an earlier request.
  */
+#include <limits.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -401,11 +402,13 @@ admit(struct agw_guard *g, struct evbuffer *src, struct evbuffer *dst,
       size_t end, const struct head *h)
 {
     const struct agw_guard_policy *pol = g->policy;
+    long long length =
+        h->length > (uint64_t)LLONG_MAX ? LLONG_MAX : (long long)h->length;
     struct agw_guard_head head = {
         .method = h->method,
         .target = h->target,
         .authorization = h->authorization,
-        .body_bytes = h->chunked ? -1 : (long long)h->length,
+        .body_bytes = h->chunked ? -1 : length,
     };
     struct agw_refusal r;
 
