@@ -643,27 +643,16 @@ filter_in(struct evbuffer *src, struct evbuffer *dst, ev_ssize_t limit,
     return evbuffer_get_length(dst) > before ? BEV_OK : BEV_NEED_MORE;
 }
 
-/*
- * The output filter. evhttp takes an empty output for an answer sent, and
- * may shut the socket down right then: so the answer stays in SRC until
- * the transport has sent the copy of it that it got (its output, DST, is
- * empty again).
- */
-static enum bufferevent_filter_result
-filter_out(struct evbuffer *src, struct evbuffer *dst, ev_ssize_t limit,
-           enum bufferevent_flush_mode mode, void *arg)
+/* Copies to the transport's output, DST, what evhttp added to its own,
+ * SRC, since the last copy. */
+static bool
+copy_out(struct agw_guard *g, struct evbuffer *src, struct evbuffer *dst)
 {
-    struct agw_guard *g = arg;
-    bool moved = false;
     struct evbuffer_ptr p;
     char buf[4096];
     size_t n;
+    bool moved = false;
 
-    if (g->copied > 0 && evbuffer_get_length(dst) == 0) {
-        evbuffer_drain(src, g->copied);
-        g->copied = 0;
-        moved = true;
-    }
     while (g->copied < evbuffer_get_length(src)) {
         evbuffer_ptr_set(src, &p, g->copied, EVBUFFER_PTR_SET);
         n = (size_t)evbuffer_copyout_from(src, &p, buf, sizeof(buf));
@@ -671,14 +660,37 @@ filter_out(struct evbuffer *src, struct evbuffer *dst, ev_ssize_t limit,
         g->copied += n;
         moved = true;
     }
+    return moved;
+}
+
+/*
+ * The output filter. evhttp takes an empty output for an answer sent, and
+ * may shut the socket down right then: so its output keeps the answer
+ * until the transport has sent the copy it got (its output is empty).
+ */
+static enum bufferevent_filter_result
+filter_out(struct evbuffer *src, struct evbuffer *dst, ev_ssize_t limit,
+           enum bufferevent_flush_mode mode, void *arg)
+{
+    struct agw_guard *g = arg;
+    bool moved = false;
+
+    if (g->copied > 0 && evbuffer_get_length(dst) == 0) {
+        evbuffer_drain(src, g->copied);
+        g->copied = 0;
+        moved = true;
+    }
+    if (copy_out(g, src, dst)) {
+        moved = true;
+    }
     return moved ? BEV_OK : BEV_NEED_MORE;
 }
 
 /*
  * evhttp adds an answer to its output before it enables writing, and the
- * filter moves output on only while writing is enabled (or when the
- * transport wrote): so wake the transport, whose write event (also with
- * nothing to write) has the filter move the answer on.
+ * filter only looks at the output while writing is enabled or when the
+ * transport has written: so each byte goes to the transport as it is
+ * added, and the transport's write has the filter see it sent.
  */
 static void
 on_output(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
@@ -686,7 +698,8 @@ on_output(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
     struct agw_guard *g = arg;
 
     if (info->n_added > 0) {
-        bufferevent_enable(bufferevent_get_underlying(g->bev), EV_WRITE);
+        copy_out(g, buf,
+                 bufferevent_get_output(bufferevent_get_underlying(g->bev)));
     }
 }
 
