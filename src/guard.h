@@ -74,7 +74,9 @@ struct agw_guard;
  *    is refused with 400 mid-body;
  *  - a body larger than max_body (declared, or the chunks so far) is
  *    refused with 413, one that would take the process past
- *    max_buffered with 503, before its bytes are read.
+ *    max_buffered with 503, before its bytes are read; so is a head
+ *    still coming in while the process is past max_buffered (503).
+ *    policy->check_head, when set, looks at a sound head first.
  * A refused request reaches evhttp without a body: its own head less
  * Content-Length and Transfer-Encoding when the head is sound (so the
  * handler sees its path and headers), else a stand-in "GET / HTTP/1.1";
