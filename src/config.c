@@ -127,6 +127,12 @@ static const struct key_def keys[] = {
      1000000, F_RELOAD,
      .doc = "Caller connections served at once; past it a new one gets 503 "
             "and is closed."},
+    {"server", "max_buffered_bytes", T_LONG, OFF(max_buffered_bytes),
+     "67108864", 65536, 1099511627776.0, F_RELOAD,
+     .doc = "Request bytes held at once by all connections (heads, and "
+            "bodies not yet answered); past it 503.",
+     .note = "Keep it at least max_body_bytes + 16384, or the largest "
+             "bodies always get 503."},
     /* [upstream] */
     {"upstream", "base_url", T_STRING, OFF(base_url),
      "https://api.connectly.ai", 0, 0, 0,

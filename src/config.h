@@ -23,6 +23,7 @@ struct agw_config {
     int drain_timeout_ms;
     int request_deadline_ms; /* whole create call: wait + attempts + backoff */
     int max_clients;         /* [server] max_connections: caller connections */
+    long max_buffered_bytes; /* request bytes held at once, all connections */
     /* [upstream] */
     char *base_url;
     char *api_key_file;

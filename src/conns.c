@@ -3,7 +3,8 @@
  * (open addressing, linear probing, backward-shift deletion). We hold a
  * reference on each bufferevent so that a sweep can tell when evhttp has
  * let go of it (its callbacks are cleared by bufferevent_free) before it
- * is really freed; then we drop ours, which closes the socket.
+ * is really freed; then we drop ours, which closes the socket. Each
+ * bufferevent is a guard (guard.h) over the socket's.
  */
 #include <stdatomic.h>
 #include <stdint.h>
@@ -16,8 +17,10 @@
 #include <event2/http.h>
 
 #include "conns.h"
+#include "guard.h"
 #include "log.h"
 #include "metrics.h"
+#include "reply.h"
 #include "util.h"
 
 #define MIN_SLOTS 64
@@ -25,9 +28,9 @@
 
 struct slot {
     struct bufferevent *bev; /* NULL: free slot */
+    struct agw_guard *guard; /* BEV's */
     int64_t since_us;        /* accept, or the last answer written */
     bool busy;               /* a request is being answered */
-    bool over_limit;         /* accepted past max_connections */
     bool cut;                /* shut down by us; waiting for evhttp */
     bool closed;             /* evhttp closed it; the sweep drops our ref */
 };
@@ -39,7 +42,23 @@ struct agw_conns {
     size_t count;  /* connections open */
     int64_t idle_us;
     size_t limit;
+    const struct agw_guard_policy *policy;
     struct event *sweep;
+};
+
+/* The answer to a request on a connection we do not know (it could not
+ * be tracked: out of memory). */
+static const struct agw_refusal untracked = {
+    .status = 503,
+    .code = AGW_CODE_UNAVAILABLE,
+    .message = "out of memory; try again later",
+};
+
+/* The answer on a connection accepted past max_connections. */
+static const struct agw_refusal over_limit = {
+    .status = 503,
+    .code = AGW_CODE_UNAVAILABLE,
+    .message = "too many connections; try again later",
 };
 
 /* Caller connections open in the process, every worker's: max_connections
@@ -174,28 +193,36 @@ on_sweep(evutil_socket_t fd, short what, void *arg)
     }
 }
 
+/* Out of memory it returns NULL, and evhttp makes a bufferevent of its
+ * own: that connection goes unguarded, as would any with evhttp alone. */
 struct bufferevent *
 agw_conns_bevcb(struct event_base *base, void *arg)
 {
     struct agw_conns *set = arg;
-    struct bufferevent *bev =
+    struct bufferevent *sock =
         bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
+    struct agw_guard *guard;
+    struct bufferevent *bev;
     size_t i;
 
-    if (bev == NULL) {
+    if (sock == NULL ||
+        (bev = agw_guard_new(sock, set->policy, &guard)) == NULL) {
         return NULL;
     }
     if ((set->used + 1) * 2 > set->nslots && !grow(set)) {
-        return bev; /* untracked: evhttp's own timeout still applies */
+        return bev; /* untracked: its request is answered 503 */
     }
     bufferevent_incref(bev);
     i = find(set, bev);
     set->slots[i] = (struct slot){
         .bev = bev,
+        .guard = guard,
         .since_us = agw_now_us(),
-        .over_limit = count_open(set, 1) >= set->limit,
     };
     set->used++;
+    if (count_open(set, 1) >= set->limit) {
+        agw_guard_refuse(guard, &over_limit); /* before reading a byte */
+    }
     return bev;
 }
 
@@ -208,9 +235,12 @@ on_close(struct evhttp_connection *evcon, void *arg)
     struct bufferevent *bev = evhttp_connection_get_bufferevent(evcon);
     size_t i = find(set, bev);
 
-    if (set->slots[i].bev == bev && !set->slots[i].closed) {
-        set->slots[i].closed = true;
-        count_open(set, -1);
+    if (set->slots[i].bev == bev) {
+        agw_guard_close(set->slots[i].guard);
+        if (!set->slots[i].closed) {
+            set->slots[i].closed = true;
+            count_open(set, -1);
+        }
     }
 }
 
@@ -230,10 +260,11 @@ on_answered(struct evhttp_request *req, void *arg)
     if (set->slots[i].bev == bev) {
         set->slots[i].busy = false;
         set->slots[i].since_us = agw_now_us();
+        agw_guard_answered(set->slots[i].guard); /* the next may come in */
     }
 }
 
-bool
+const struct agw_refusal *
 agw_conns_request(struct agw_conns *set, struct evhttp_request *req)
 {
     struct evhttp_connection *evcon = evhttp_request_get_connection(req);
@@ -241,21 +272,22 @@ agw_conns_request(struct agw_conns *set, struct evhttp_request *req)
     size_t i;
 
     if (evcon == NULL) {
-        return true; /* its caller is gone; the answer is dropped anyway */
+        return NULL; /* its caller is gone; the answer is dropped anyway */
     }
     bev = evhttp_connection_get_bufferevent(evcon);
     i = find(set, bev);
     if (set->slots[i].bev != bev) {
-        return true;
+        return &untracked;
     }
     set->slots[i].busy = true;
     evhttp_request_set_on_complete_cb(req, on_answered, set);
     evhttp_connection_set_closecb(evcon, on_close, set);
-    return !set->slots[i].over_limit;
+    return agw_guard_refusal(set->slots[i].guard);
 }
 
 struct agw_conns *
-agw_conns_new(struct event_base *base, int idle_ms, size_t limit)
+agw_conns_new(struct event_base *base, int idle_ms, size_t limit,
+              const struct agw_guard_policy *policy)
 {
     struct agw_conns *set = calloc(1, sizeof(*set));
     struct timeval every = {0, SWEEP_MS * 1000};
@@ -263,6 +295,7 @@ agw_conns_new(struct event_base *base, int idle_ms, size_t limit)
     if (set == NULL) {
         return NULL;
     }
+    set->policy = policy;
     set->nslots = MIN_SLOTS;
     set->slots = calloc(set->nslots, sizeof(*set->slots));
     set->sweep = event_new(base, -1, EV_PERSIST, on_sweep, set);

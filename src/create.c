@@ -21,6 +21,7 @@
 #include "fleet.h"
 #include "create.h"
 #include "gateway.h"
+#include "guard.h"
 #include "log.h"
 #include "metrics.h"
 #include "ratelimit.h"
@@ -936,9 +937,11 @@ answered_at_once(struct agw_call *call)
     return store->ops->peek(store, call->create.dedupe_key, on_peek, call);
 }
 
-void
-agw_create_handle(struct agw_gateway *gw, struct evhttp_request *req,
-                  const char *business_id)
+/* REFUSED: the guard refused the call and did not read its body; it is
+ * answered so once its caller is authenticated. */
+static void
+handle(struct agw_gateway *gw, struct evhttp_request *req,
+       const char *business_id, const struct agw_refusal *refused)
 {
     struct agw_call *call = calloc(1, sizeof(*call));
 
@@ -963,7 +966,14 @@ agw_create_handle(struct agw_gateway *gw, struct evhttp_request *req,
                      "the gateway is shutting down");
         return;
     }
-    if (!authenticate(call, business_id) || !parse_call(call, business_id)) {
+    if (!authenticate(call, business_id)) {
+        return;
+    }
+    if (refused != NULL) {
+        answer_error(call, refused->status, refused->code, refused->message);
+        return;
+    }
+    if (!parse_call(call, business_id)) {
         return;
     }
     call->no_cache = wants_no_cache(req);
@@ -976,6 +986,20 @@ agw_create_handle(struct agw_gateway *gw, struct evhttp_request *req,
     }
     agw_metrics_count_cache(AGW_CACHE_COALESCED);
     agw_metrics_gauge_add(AGW_M_SINGLEFLIGHT_WAITERS, 1);
+}
+
+void
+agw_create_handle(struct agw_gateway *gw, struct evhttp_request *req,
+                  const char *business_id)
+{
+    handle(gw, req, business_id, NULL);
+}
+
+void
+agw_create_refuse(struct agw_gateway *gw, struct evhttp_request *req,
+                  const char *business_id, const struct agw_refusal *refused)
+{
+    handle(gw, req, business_id, refused);
 }
 
 void

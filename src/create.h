@@ -10,10 +10,21 @@
 
 struct evhttp_request;
 struct agw_gateway;
+struct agw_refusal;
 
 /* Handles POST /v1/businesses/BUSINESS_ID/assets on REQ. */
 void agw_create_handle(struct agw_gateway *gw, struct evhttp_request *req,
                        const char *business_id);
+
+/*
+ * The same call, refused by the guard before its body was read (REFUSED
+ * borrowed): answered REFUSED's way, after the usual 503 while draining
+ * and 401/403 of an unauthenticated caller, with a create's headers and
+ * access line.
+ */
+void agw_create_refuse(struct agw_gateway *gw, struct evhttp_request *req,
+                       const char *business_id,
+                       const struct agw_refusal *refused);
 
 /* For agw_upstream_set_sent_cb: a create's request has left. */
 void agw_create_on_sent(void *arg, int64_t sent_us);

@@ -1,7 +1,7 @@
 /*
  * server.c - the evhttp front end: binds the listen address, sets the
  * limits on caller connections, routes requests, answers /healthz and
- * /readyz, and 404/405 in Connectly's error shape.
+ * /readyz, 404/405 and the guard's refusals in Connectly's error shape.
  */
 #include <arpa/inet.h>
 #include <pthread.h>
@@ -17,20 +17,22 @@
 #include <event2/http.h>
 #include <event2/listener.h>
 
+#include "auth.h"
 #include "config.h"
 #include "conns.h"
 #include "create.h"
 #include "gateway.h"
+#include "guard.h"
 #include "log.h"
 #include "metrics.h"
 #include "reply.h"
 #include "server.h"
 #include "util.h"
 
-#define HEADERS_MAX_BYTES (16 * 1024)
-/* evhttp answers bodies past its own cap with an HTML 413; below it the
- * create handler answers 413 in Connectly's shape, so keep evhttp's cap
- * well above max_body_bytes and use it only as a memory bound. */
+#define HEADERS_MAX_BYTES AGW_GUARD_HEAD_MAX
+/* The guard refuses a body over max_body_bytes before evhttp reads it,
+ * with a 413 in Connectly's shape. evhttp's own cap (a plain 413) stays
+ * above it, for connections opened before a reload raised the limit. */
 #define BODY_HARD_CAP_MIN (1024 * 1024)
 
 #define CREATE_PREFIX "/v1/businesses/"
@@ -48,6 +50,7 @@ struct agw_server {
      * (they share the socket), so set and cleared under all_servers_lock. */
     struct evconnlistener *lev;
     struct agw_conns *conns;
+    struct agw_guard_policy policy; /* every connection's guard's */
     struct event *accept_resume;
     int64_t accept_warned_us;
     struct agw_server *next; /* all_servers */
@@ -266,6 +269,44 @@ match_create_path(const char *path, char *id, size_t idlen)
     return 1;
 }
 
+/*
+ * The guard refused the request (its body was not read) or its
+ * connection; the answer closes the connection. A create with its own
+ * head goes to the create pipeline, which authenticates it first and
+ * answers with its usual headers and access line.
+ */
+static void
+refuse(struct agw_server *srv, struct evhttp_request *req, const char *path,
+       const struct agw_refusal *r)
+{
+    char business_id[128];
+    char rid[AGW_REQUEST_ID_MAX + 1];
+    struct agw_access a = {
+        .request_id = rid,
+        .caller = "-",
+        .business_id = "-",
+        .method = "-",
+        .path = "-",
+        .status = r->status,
+        .cache = "-",
+    };
+
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Connection",
+                      "close");
+    if (!r->stand_in && evhttp_request_get_command(req) == EVHTTP_REQ_POST &&
+        match_create_path(path, business_id, sizeof(business_id))) {
+        agw_create_refuse(srv->gw, req, business_id, r);
+        return;
+    }
+    agw_reply_request_id(req, rid);
+    if (r->stand_in) {
+        agw_log_access(&a); /* what the caller sent was never parsed */
+        agw_reply_error(req, r->status, r->code, r->message);
+        return;
+    }
+    reply_error(req, rid, r->status, r->code, r->message);
+}
+
 static void
 route(struct evhttp_request *req, void *arg)
 {
@@ -274,6 +315,7 @@ route(struct evhttp_request *req, void *arg)
     char business_id[128];
     char request_id[AGW_REQUEST_ID_MAX + 1];
     char message[160];
+    const struct agw_refusal *refusal;
 
     if (path == NULL || *path == '\0') {
         path = "/";
@@ -282,12 +324,9 @@ route(struct evhttp_request *req, void *arg)
         evhttp_add_header(evhttp_request_get_output_headers(req), "Connection",
                           "close");
     }
-    if (!agw_conns_request(srv->conns, req)) {
-        agw_reply_request_id(req, request_id);
-        evhttp_add_header(evhttp_request_get_output_headers(req), "Connection",
-                          "close");
-        reply_error(req, request_id, 503, AGW_CODE_UNAVAILABLE,
-                        "too many connections; try again later");
+    refusal = agw_conns_request(srv->conns, req);
+    if (refusal != NULL) {
+        refuse(srv, req, path, refusal);
         return;
     }
     if (match_create_path(path, business_id, sizeof(business_id))) {
@@ -397,6 +436,58 @@ bound_port(struct evhttp_bound_socket *listener)
     return ntohs(((struct sockaddr_in *)&ss)->sin_port);
 }
 
+/*
+ * The guard's early look at a request head (guard.h): with mode = token,
+ * a create that carries a body but no valid bearer token is refused
+ * before its body is read. The create pipeline checks the token again
+ * and answers the 401 itself, exactly as when the body was read.
+ */
+static bool
+check_head(void *arg, const struct agw_guard_head *head,
+           struct agw_refusal *out)
+{
+    struct agw_server *srv = arg;
+    struct evhttp_uri *uri;
+    const char *path;
+    char business_id[128];
+    bool create;
+    enum agw_auth_result res;
+
+    if (srv->gw->auth == NULL || head->body_bytes == 0 ||
+        strcmp(head->method, "POST") != 0) {
+        return true;
+    }
+    uri = evhttp_uri_parse_with_flags(head->target, EVHTTP_URI_NONCONFORMANT);
+    path = uri != NULL ? evhttp_uri_get_path(uri) : NULL;
+    create = path != NULL &&
+             match_create_path(path, business_id, sizeof(business_id));
+    if (uri != NULL) {
+        evhttp_uri_free(uri);
+    }
+    if (!create) {
+        return true;
+    }
+    res = agw_auth_check(srv->gw->auth, head->authorization, NULL, NULL);
+    if (res == AGW_AUTH_OK || res == AGW_AUTH_FORBIDDEN) {
+        return true;
+    }
+    *out = (struct agw_refusal){
+        .status = 401,
+        .code = AGW_CODE_UNAUTHENTICATED,
+        .message = "missing or invalid Authorization: Bearer <token>",
+    };
+    return false;
+}
+
+static void
+set_policy(struct agw_server *srv, const struct agw_config *cfg)
+{
+    srv->policy.max_body = cfg->max_body_bytes;
+    srv->policy.max_buffered = cfg->max_buffered_bytes;
+    srv->policy.check_head = check_head;
+    srv->policy.arg = srv;
+}
+
 static void
 apply_limits(struct evhttp *http, const struct agw_config *cfg)
 {
@@ -495,8 +586,9 @@ agw_server_start(struct agw_gateway *gw, const struct agw_server *share,
         return NULL;
     }
     srv->gw = gw;
+    set_policy(srv, gw->cfg);
     srv->conns = agw_conns_new(gw->base, gw->cfg->client_timeout_ms,
-                               (size_t)gw->cfg->max_clients);
+                               (size_t)gw->cfg->max_clients, &srv->policy);
     srv->accept_resume = evtimer_new(gw->base, on_accept_resume, srv);
     if (srv->conns == NULL || srv->accept_resume == NULL) {
         snprintf(err, errlen, "out of memory");
@@ -540,6 +632,7 @@ void
 agw_server_reconfigure(struct agw_server *srv, const struct agw_config *cfg)
 {
     apply_limits(srv->http, cfg);
+    set_policy(srv, cfg);
     agw_conns_set_limits(srv->conns, cfg->client_timeout_ms,
                          (size_t)cfg->max_clients);
 }
