@@ -18,6 +18,7 @@
 
 #include <openssl/crypto.h>
 
+#include "guard.h"
 #include "inifile.h"
 #include "log.h"
 #include "util.h"
@@ -97,6 +98,8 @@ static bool check_request_timeout(const struct agw_config *cfg, char *why,
                                   size_t len);
 static bool check_auth_mode(const struct agw_config *cfg, char *why,
                             size_t len);
+static bool check_buffered_bytes(const struct agw_config *cfg, char *why,
+                                 size_t len);
 
 #define OFF(field) offsetof(struct agw_config, field)
 #define MS_HOUR 3600000
@@ -131,8 +134,8 @@ static const struct key_def keys[] = {
      "67108864", 65536, 1099511627776.0, F_RELOAD,
      .doc = "Request bytes held at once by all connections (heads, and "
             "bodies not yet answered); past it 503.",
-     .note = "Keep it at least max_body_bytes + 16384, or the largest "
-             "bodies always get 503."},
+     .note = "At least max_body_bytes + 16384 (one largest request).",
+     .check = check_buffered_bytes},
     /* [upstream] */
     {"upstream", "base_url", T_STRING, OFF(base_url),
      "https://api.connectly.ai", 0, 0, 0,
@@ -566,6 +569,22 @@ check_request_timeout(const struct agw_config *cfg, char *why, size_t len)
         snprintf(why, len,
                  "%d must not exceed [server] request_deadline_ms (%d)",
                  cfg->request_timeout_ms, cfg->request_deadline_ms);
+        return false;
+    }
+    return true;
+}
+
+/* A budget below one largest request would refuse every such request. */
+static bool
+check_buffered_bytes(const struct agw_config *cfg, char *why, size_t len)
+{
+    long need = cfg->max_body_bytes + AGW_GUARD_HEAD_MAX;
+
+    if (cfg->max_buffered_bytes < need) {
+        snprintf(why, len,
+                 "%ld is below [server] max_body_bytes + %d (%ld): the "
+                 "largest requests would always get 503",
+                 cfg->max_buffered_bytes, AGW_GUARD_HEAD_MAX, need);
         return false;
     }
     return true;

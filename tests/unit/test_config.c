@@ -576,6 +576,23 @@ test_timeout_exceeds_deadline(void **state)
 }
 
 static void
+test_buffered_below_one_request(void **state)
+{
+    struct agw_config cfg = {0};
+
+    expect_error(AUTH_OK "[server]\nmax_body_bytes = 1048576\n"
+                         "max_buffered_bytes = 1048576\n",
+                 5,
+                 "[server] max_buffered_bytes: 1048576 is below [server] "
+                 "max_body_bytes + 16384 (1064960)");
+    load_ok(AUTH_OK "[server]\nmax_body_bytes = 1048576\n"
+                    "max_buffered_bytes = 1064960\n",
+            &cfg);
+    assert_int_equal(cfg.max_buffered_bytes, 1064960);
+    agw_config_free(&cfg);
+}
+
+static void
 test_workers(void **state)
 {
     struct agw_config cfg = {0};
@@ -1087,6 +1104,7 @@ main(void)
         cmocka_unit_test_setup(test_ca_file_loaded, test_setup),
         cmocka_unit_test_setup(test_bad_redis_url, test_setup),
         cmocka_unit_test_setup(test_timeout_exceeds_deadline, test_setup),
+        cmocka_unit_test_setup(test_buffered_below_one_request, test_setup),
         cmocka_unit_test_setup(test_workers, test_setup),
         cmocka_unit_test_setup(test_unsupported_features, test_setup),
         cmocka_unit_test_setup(test_line_too_long, test_setup),
