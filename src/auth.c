@@ -207,21 +207,6 @@ start_caller(void *user, const char *p, size_t n)
 
 /* ------------------------------------------------------------ values */
 
-static int
-hex_value(char ch)
-{
-    if (ch >= '0' && ch <= '9') {
-        return ch - '0';
-    }
-    if (ch >= 'a' && ch <= 'f') {
-        return ch - 'a' + 10;
-    }
-    if (ch >= 'A' && ch <= 'F') {
-        return ch - 'A' + 10;
-    }
-    return -1;
-}
-
 static bool
 decode_hash(const char *hex, unsigned char out[HASH_LEN])
 {
@@ -229,8 +214,8 @@ decode_hash(const char *hex, unsigned char out[HASH_LEN])
         return false;
     }
     for (size_t i = 0; i < HASH_LEN; i++) {
-        int hi = hex_value(hex[2 * i]);
-        int lo = hex_value(hex[2 * i + 1]);
+        int hi = agw_hex_value(hex[2 * i]);
+        int lo = agw_hex_value(hex[2 * i + 1]);
 
         if (hi < 0 || lo < 0) {
             return false;

@@ -22,6 +22,7 @@
 
 #include "guard.h"
 #include "reply.h"
+#include "util.h"
 
 #define STAND_IN "GET / HTTP/1.1\r\n\r\n"
 #define LAST_CHUNK "0\r\n\r\n"
@@ -196,21 +197,6 @@ is_token(const char *s)
     return true;
 }
 
-static int
-hex_value(unsigned char c)
-{
-    if (c >= '0' && c <= '9') {
-        return c - '0';
-    }
-    if (c >= 'a' && c <= 'f') {
-        return c - 'a' + 10;
-    }
-    if (c >= 'A' && c <= 'F') {
-        return c - 'A' + 10;
-    }
-    return -1;
-}
-
 /* N bytes at S in base BASE (10 or 16), only digits, at least one;
  * saturates at UINT64_MAX. */
 static bool
@@ -219,7 +205,7 @@ parse_number(const char *s, size_t n, int base, uint64_t *out)
     uint64_t v = 0;
 
     for (size_t i = 0; i < n; i++) {
-        int d = hex_value((unsigned char)s[i]);
+        int d = agw_hex_value((unsigned char)s[i]);
 
         if (d < 0 || d >= base) {
             return false;

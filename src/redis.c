@@ -117,21 +117,6 @@ static void start_connect(struct agw_redis *r);
 
 /* ------------------------------------------------------------ URL */
 
-static int
-hex_value(char c)
-{
-    if (c >= '0' && c <= '9') {
-        return c - '0';
-    }
-    if (c >= 'a' && c <= 'f') {
-        return c - 'a' + 10;
-    }
-    if (c >= 'A' && c <= 'F') {
-        return c - 'A' + 10;
-    }
-    return -1;
-}
-
 /* Percent-decodes LEN bytes of S into a new string; NULL when malformed
  * or when it would hold a NUL byte. */
 static char *
@@ -150,8 +135,8 @@ pct_decode(const char *s, size_t len)
             out[n++] = s[i];
             continue;
         }
-        hi = i + 2 < len ? hex_value(s[i + 1]) : -1;
-        lo = hi >= 0 ? hex_value(s[i + 2]) : -1;
+        hi = i + 2 < len ? agw_hex_value(s[i + 1]) : -1;
+        lo = hi >= 0 ? agw_hex_value(s[i + 2]) : -1;
         if (lo < 0 || (hi == 0 && lo == 0)) {
             free(out);
             return NULL;

@@ -13,6 +13,8 @@
 
 #include <event2/http.h>
 
+#include "util.h"
+
 /*
  * Longest host that can be an IP literal: a bracketed IPv6 address with
  * an embedded IPv4 part is at most 47 bytes; anything longer is a name.
@@ -458,19 +460,6 @@ is_unreserved(unsigned char c)
            c == '.' || c == '_' || c == '~';
 }
 
-static int
-hex_value(unsigned char c)
-{
-    c = ascii_upper(c);
-    if (c >= '0' && c <= '9') {
-        return c - '0';
-    }
-    if (c >= 'A' && c <= 'F') {
-        return c - 'A' + 10;
-    }
-    return -1;
-}
-
 /* A bounded output buffer; a write past its end marks it failed. */
 struct out {
     char *buf;
@@ -513,8 +502,9 @@ put_percent_normalized(struct out *o, const char *in)
         int hi, lo;
         char c;
 
-        if (in[i] != '%' || (hi = hex_value((unsigned char)in[i + 1])) < 0 ||
-            (lo = hex_value((unsigned char)in[i + 2])) < 0) {
+        if (in[i] != '%' ||
+            (hi = agw_hex_value((unsigned char)in[i + 1])) < 0 ||
+            (lo = agw_hex_value((unsigned char)in[i + 2])) < 0) {
             put(o, in + i, 1);
             continue;
         }

@@ -160,6 +160,21 @@ agw_hex(const unsigned char *in, size_t len, char *out)
     out[2 * len] = '\0';
 }
 
+int
+agw_hex_value(int c)
+{
+    if (c >= '0' && c <= '9') {
+        return c - '0';
+    }
+    if (c >= 'a' && c <= 'f') {
+        return c - 'a' + 10;
+    }
+    if (c >= 'A' && c <= 'F') {
+        return c - 'A' + 10;
+    }
+    return -1;
+}
+
 /*
  * SHA-256 is on every create: EVP_sha256() makes OpenSSL look the
  * implementation up in its provider store on each use, and a fresh

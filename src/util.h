@@ -38,6 +38,9 @@ size_t agw_fmt_long(long long v, char out[21]);
 /* Lower-case hex of LEN bytes into OUT (2 * LEN + 1 bytes). */
 void agw_hex(const unsigned char *in, size_t len, char *out);
 
+/* The value of hex digit C (either case), or -1. */
+int agw_hex_value(int c);
+
 /* Reads up to LEN bytes from FD, retrying on EINTR, stopping at EOF.
  * Returns how many, or -1 with errno set. */
 ssize_t agw_read_full(int fd, void *buf, size_t len);
