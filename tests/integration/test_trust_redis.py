@@ -325,6 +325,8 @@ def test_pause_capped(h, sb, redis, run_id):
     sb.reset()
     sb.faults(status=429, retry_after=99999999999, status_count=1)
     r = gw.create({"uri": sb.sample("pause-%s.png" % run_id)})
+    # The caller's 429 may leave before the pause script's reply is back.
+    wait_until(lambda: redis.cmd("PTTL", prefix + "rl:pause") != -2, 2.0)
     pttl = redis.cmd("PTTL", prefix + "rl:pause")
     sb.reset()
     t.diag("429 with Retry-After 99999999999: pause PTTL %r ms, answer %s "
