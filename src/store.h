@@ -42,10 +42,12 @@ struct agw_store {
 };
 
 /*
- * In-process store: at most MAX_ENTRIES answers; the least recently used
- * one is evicted to make room; expired ones are never returned.
+ * In-process store: at most MAX_ENTRIES answers and MAX_BYTES bytes (key,
+ * body and the entry's own bookkeeping, about 90 bytes); the least
+ * recently used one is evicted to make room (an answer bigger than
+ * MAX_BYTES is not kept); expired ones are never returned.
  */
-struct agw_store *agw_store_memory_new(long max_entries);
+struct agw_store *agw_store_memory_new(long max_entries, size_t max_bytes);
 
 /* Entries held now (expired ones not yet evicted included). */
 long agw_store_memory_count(const struct agw_store *store);
