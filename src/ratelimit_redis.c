@@ -29,7 +29,8 @@
  * return from an outage one by one: until every instance the fallback
  * counted heartbeats again (or REJOIN_US passed), the returned ones space
  * their shared grants at the rate minus the fallback shares of those still
- * away, so the fleet keeps to the rate while it moves between modes.
+ * away, so the fleet keeps to the rate while it moves between modes. A
+ * worker goes back to the shared limiter only once it has counted them.
  */
 #include "ratelimit.h"
 
@@ -73,6 +74,10 @@
 /* A heartbeat renewed this recently means the instance reaches Redis
  * (each renews every HEARTBEAT_EVERY_MS). */
 #define FRESH_HEARTBEAT_MS 1500
+/* Back from an outage, a worker announces itself (a heartbeat) and waits
+ * this long before it counts the instances back: instances that lost
+ * Redis together get it back within moments of each other. */
+#define REJOIN_SETTLE_US 100000
 
 /*
  * KEYS: TAT, pause. ARGV: emission interval T (us), tolerance tau (us),
@@ -191,12 +196,13 @@ struct limiter_fleet {
     void *on_change_arg;
     struct limiter_fleet *next_in_process; /* under mode_lock */
     /* Back from an outage (rejoining() until REJOIN_US or everyone is):
-     * the instances the fallback counted, and those heartbeating again.
-     * ON_CHANGE is told of the return once they were first counted. */
+     * the instances the fallback counted, and those heartbeating again
+     * (counted before this worker goes back, then on each heartbeat). */
     long outage_n;
     long rejoin_k;
     int64_t rejoin_until_us; /* 0: not rejoining */
-    bool change_pending;
+    int64_t answered_since_us; /* on the fallback, Redis answers; 0: not */
+    bool count_out;
 };
 
 /* One script call, kept until its reply so it can be retried once. */
@@ -493,44 +499,28 @@ observe_mode(struct limiter_fleet *f)
         return;
     }
     f->epoch_seen = epoch;
-    f->change_pending = false;
     if (!epoch_shared(epoch)) {
         fallback_settings(f, &rate, &burst, &n);
         f->outage_n = n;
+        f->rejoin_k = 1; /* this one, until counted again */
         f->rejoin_until_us = 0;
+        f->answered_since_us = 0;
         return;
     }
-    f->rejoin_k = 1; /* this one, until the heartbeats say more */
     f->rejoin_until_us = f->outage_n > 1 ? agw_now_us() + REJOIN_US : 0;
 }
 
-static void
-tell_change(struct limiter_fleet *f)
-{
-    f->change_pending = false;
-    if (f->epoch_told != f->epoch_seen && f->on_change != NULL) {
-        f->epoch_told = f->epoch_seen;
-        f->on_change(f->on_change_arg);
-    }
-}
-
-/*
- * Made active by the worker that changed the process's mode. Back from an
- * outage, calls waiting for a slot are told once the instances back have
- * been counted (the next heartbeat, HEARTBEAT_TRANSITION_MS at most), so
- * that they are not all granted at the share of an instance back alone.
- */
+/* Made active by the worker that changed the process's mode. */
 static void
 on_mode_event(evutil_socket_t fd, short what, void *arg)
 {
     struct limiter_fleet *f = arg;
 
     observe_mode(f);
-    if (epoch_shared(f->epoch_seen) && rejoining(f)) {
-        f->change_pending = true;
-        return;
+    if (f->epoch_told != f->epoch_seen && f->on_change != NULL) {
+        f->epoch_told = f->epoch_seen;
+        f->on_change(f->on_change_arg);
     }
-    tell_change(f);
 }
 
 static void
@@ -710,6 +700,35 @@ parse_gcra_reply(const redisReply *r, struct gcra_reply *out)
 }
 
 /* A reply of the GCRA script: the shared state as of now. */
+static void send_fresh_count(struct limiter_fleet *f);
+static void send_heartbeat(struct limiter_fleet *f);
+
+/*
+ * Redis answers this worker again. Back from an outage of a fleet, it
+ * announces itself, lets the others that lost Redis with it do the same
+ * (REJOIN_SETTLE_US), then counts the instances back, so that its first
+ * shared grants already leave room for those still away (shared_rate()).
+ */
+static void
+come_back(struct limiter_fleet *f)
+{
+    int64_t now = agw_now_us();
+
+    if (f->shared) {
+        return;
+    }
+    observe_mode(f); /* the outage's count of instances */
+    if (f->outage_n <= 1) {
+        set_shared(f, true, NULL);
+    } else if (f->answered_since_us == 0) {
+        f->answered_since_us = now;
+        send_heartbeat(f);
+    } else if (now - f->answered_since_us >= REJOIN_SETTLE_US &&
+               !f->count_out) {
+        send_fresh_count(f);
+    }
+}
+
 static void
 learn_gcra(struct limiter_fleet *f, const struct gcra_reply *r)
 {
@@ -717,7 +736,7 @@ learn_gcra(struct limiter_fleet *f, const struct gcra_reply *r)
 
     f->shadow.tat_us = now + r->backlog_us;
     learn_pause(f, now, r->pause_ms);
-    set_shared(f, true, NULL);
+    come_back(f);
 }
 
 static void poll_arm(struct limiter_fleet *f);
@@ -983,16 +1002,15 @@ fresh_count_done(struct op *op, const redisReply *reply, const char *error)
 {
     struct limiter_fleet *f = op->f;
 
+    f->count_out = false;
     if (reply == NULL || reply->type != REDIS_REPLY_INTEGER ||
         reply->integer < 1 || reply->integer > INT32_MAX) {
         log_debug("ratelimit: counting the instances back failed: %s",
                   failure_text(reply, error));
-    } else {
-        f->rejoin_k = (long)reply->integer;
+        return;
     }
-    if (f->change_pending) {
-        tell_change(f);
-    }
+    f->rejoin_k = (long)reply->integer;
+    set_shared(f, true, NULL); /* if it was not: counted, it goes back */
 }
 
 /* Sent after this instance's own heartbeat, which it therefore counts. */
@@ -1001,6 +1019,7 @@ send_fresh_count(struct limiter_fleet *f)
 {
     struct op *op = op_new(f, &f->fresh, fresh_count_done);
 
+    f->count_out = true;
     op->nkeys = 1;
     op->keys[0] = f->key_hb;
     op->nargs = 2;
@@ -1010,34 +1029,37 @@ send_fresh_count(struct limiter_fleet *f)
 }
 
 static void
-on_heartbeat_timer(evutil_socket_t fd, short what, void *arg)
+send_heartbeat(struct limiter_fleet *f)
 {
-    struct limiter_fleet *f = arg;
-    int every_ms = f->shared && !rejoining(f) && !f->change_pending
-                       ? HEARTBEAT_EVERY_MS
-                       : HEARTBEAT_TRANSITION_MS;
-    struct timeval tv = {every_ms / 1000, (every_ms % 1000) * US_PER_MS};
-    struct op *op;
+    struct op *op = op_new(f, &f->heartbeat, heartbeat_done);
 
-    evtimer_add(f->heartbeat_timer, &tv);
-    if (!agw_redis_is_up(f->redis)) {
-        set_shared(f, false, "Redis is unreachable");
-        return;
-    }
-    op = op_new(f, &f->heartbeat, heartbeat_done);
     op->nkeys = 1;
     op->keys[0] = f->key_hb;
     op->nargs = 2;
     snprintf(op->args[0], sizeof(op->args[0]), "%s", f->id);
     snprintf(op->args[1], sizeof(op->args[1]), "%d", HEARTBEAT_TTL_MS);
     op_send(op);
+}
+
+static void
+on_heartbeat_timer(evutil_socket_t fd, short what, void *arg)
+{
+    struct limiter_fleet *f = arg;
+    int every_ms = f->shared && !rejoining(f) ? HEARTBEAT_EVERY_MS
+                                              : HEARTBEAT_TRANSITION_MS;
+    struct timeval tv = {every_ms / 1000, (every_ms % 1000) * US_PER_MS};
+
+    evtimer_add(f->heartbeat_timer, &tv);
+    if (!agw_redis_is_up(f->redis)) {
+        set_shared(f, false, "Redis is unreachable");
+        return;
+    }
+    send_heartbeat(f);
     if (!f->shared) {
         op_send(gcra_op(f, -1, probe_done));
     }
-    if (rejoining(f)) {
-        send_fresh_count(f); /* tells a pending change when answered */
-    } else if (f->change_pending) {
-        tell_change(f);
+    if (rejoining(f) && !f->count_out) {
+        send_fresh_count(f);
     }
 }
 
