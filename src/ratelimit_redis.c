@@ -78,6 +78,9 @@
  * this long before it counts the instances back: instances that lost
  * Redis together get it back within moments of each other. */
 #define REJOIN_SETTLE_US 100000
+/* On the fallback with calls coming, Redis is probed at most this often
+ * (besides the heartbeat's probe). */
+#define PROBE_EVERY_US 50000
 
 /*
  * KEYS: TAT, pause. ARGV: emission interval T (us), tolerance tau (us),
@@ -202,6 +205,7 @@ struct limiter_fleet {
     long rejoin_k;
     int64_t rejoin_until_us; /* 0: not rejoining */
     int64_t answered_since_us; /* on the fallback, Redis answers; 0: not */
+    int64_t probe_sent_us;
     bool count_out;
 };
 
@@ -421,8 +425,7 @@ set_shared(struct limiter_fleet *f, bool shared, const char *why)
     }
     if (shared) {
         log_info("ratelimit: Redis answers again: the shared fleet limit of "
-                 "%.6g/s applies (shared with the instances still on their "
-                 "fallback until they are back)",
+                 "%.6g/s applies",
                  f->rate);
         return;
     }
@@ -699,7 +702,6 @@ parse_gcra_reply(const redisReply *r, struct gcra_reply *out)
     return out->wait_us >= 0 && out->backlog_us >= 0;
 }
 
-/* A reply of the GCRA script: the shared state as of now. */
 static void send_fresh_count(struct limiter_fleet *f);
 static void send_heartbeat(struct limiter_fleet *f);
 
@@ -729,6 +731,7 @@ come_back(struct limiter_fleet *f)
     }
 }
 
+/* A reply of the GCRA script: the shared state as of now. */
 static void
 learn_gcra(struct limiter_fleet *f, const struct gcra_reply *r)
 {
@@ -841,6 +844,20 @@ gcra_op(struct limiter_fleet *f, int64_t max_wait_us,
     return op;
 }
 
+static void probe_done(struct op *op, const redisReply *reply,
+                       const char *error);
+
+static void
+probe_soon(struct limiter_fleet *f)
+{
+    int64_t now = agw_now_us();
+
+    if (!f->shared && now - f->probe_sent_us >= PROBE_EVERY_US) {
+        f->probe_sent_us = now;
+        op_send(gcra_op(f, -1, probe_done));
+    }
+}
+
 static void
 fleet_acquire(struct agw_limiter *rl, int64_t max_wait_us, agw_rl_cb cb,
               void *arg)
@@ -854,8 +871,11 @@ fleet_acquire(struct agw_limiter *rl, int64_t max_wait_us, agw_rl_cb cb,
         fallback_acquire(f, max_wait_us, cb, arg);
         return;
     }
-    if (f->shared && !epoch_shared(current_epoch())) {
-        fallback_acquire(f, max_wait_us, cb, arg); /* another worker's outage */
+    if (!epoch_shared(current_epoch())) {
+        /* Granted by the fallback until the process is back; a probe,
+         * which takes no slot, finds out whether Redis answers again. */
+        probe_soon(f);
+        fallback_acquire(f, max_wait_us, cb, arg);
         return;
     }
     op = gcra_op(f, max_wait_us, acquire_done);
