@@ -103,8 +103,8 @@ remaining_us(const struct agw_call *call)
 static int64_t
 wait_left_us(const struct agw_call *call)
 {
-    int64_t left = (int64_t)call->cfg->max_wait_ms * US_PER_MS -
-                   call->waited_us;
+    int64_t left =
+        (int64_t)call->cfg->max_wait_ms * US_PER_MS - call->waited_us;
     int64_t deadline_left = remaining_us(call);
 
     if (call->wait_since_us > 0) {

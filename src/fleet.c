@@ -756,7 +756,6 @@ on_watch_timer(evutil_socket_t fd, short what, void *arg)
 
 /* ------------------------------------------------------------ public */
 
-
 struct agw_fleet *
 agw_fleet_new(struct event_base *base, struct agw_redis *cmd,
               struct agw_redis *sub, const char *prefix, int claim_ttl_ms)

@@ -91,8 +91,8 @@ agw_fleet_free(struct agw_fleet *fleet)
  * command failing, SUB dropping while waiting: messages in between would
  * be lost, or agw_fleet_redis_down()). While waits are open the fleet
  * keeps a PING going on CMD, so a Redis that stops answering fails them
- * within CMD's command timeout. Returns the handle (never NULL), owned by the fleet: it
- * is invalid once CB ran.
+ * within CMD's command timeout. Returns the handle (never NULL), owned by
+ * the fleet: it is invalid once CB ran.
  */
 static inline struct agw_fleet_wait *
 agw_fleet_join(struct agw_fleet *fleet, const char *key, agw_fleet_cb cb,

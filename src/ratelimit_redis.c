@@ -203,7 +203,7 @@ struct limiter_fleet {
      * (counted before this worker goes back, then on each heartbeat). */
     long outage_n;
     long rejoin_k;
-    int64_t rejoin_until_us; /* 0: not rejoining */
+    int64_t rejoin_until_us;   /* 0: not rejoining */
     int64_t answered_since_us; /* on the fallback, Redis answers; 0: not */
     int64_t probe_sent_us;
     bool count_out;

@@ -158,9 +158,8 @@ start_store(struct agw_worker *w, struct agw_shared *shared, char *err,
 static bool
 start_shared(const struct agw_config *cfg, struct agw_shared *shared)
 {
-    shared->memory =
-        agw_store_shared_new(agw_store_memory_new(
-            cfg->cache_max_entries, (size_t)cfg->cache_max_bytes));
+    shared->memory = agw_store_shared_new(agw_store_memory_new(
+        cfg->cache_max_entries, (size_t)cfg->cache_max_bytes));
     if (agw_config_workers(cfg) > 1) {
         shared->flights = agw_flights_new();
     }
