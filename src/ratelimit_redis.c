@@ -781,19 +781,27 @@ fallback_acquire(struct limiter_fleet *f, int64_t max_wait_us, agw_rl_cb cb,
     cb(g.granted, g.wait_us, epoch, arg);
 }
 
-/* The script granted or refused the call: valid only if the process is
- * on the shared limiter now (another worker may have left it meanwhile;
- * the slot taken in Redis then goes unused). */
+/*
+ * The script granted or refused the call: valid only if the process is
+ * on the shared limiter now (another worker may have left it meanwhile),
+ * and only if the slot is still within the caller's max wait now that the
+ * reply is here (a slow reply). Otherwise the slot taken in Redis goes
+ * unused.
+ */
 static void
 grant_shared(struct op *op, const struct gcra_reply *r)
 {
     struct limiter_fleet *f = op->f;
     uint64_t epoch = current_epoch();
+    int64_t late_us = agw_now_us() - op->sent_us;
 
     observe_mode(f);
     if (!epoch_shared(epoch)) {
-        fallback_acquire(f, op->max_wait_us - (agw_now_us() - op->sent_us),
-                         op->cb, op->arg);
+        fallback_acquire(f, op->max_wait_us - late_us, op->cb, op->arg);
+        return;
+    }
+    if (r->granted && r->wait_us + late_us > op->max_wait_us) {
+        op->cb(false, r->wait_us + late_us, epoch, op->arg);
         return;
     }
     if (r->granted && r->wait_us > 0) {
