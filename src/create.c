@@ -721,6 +721,20 @@ lead_everywhere(struct agw_call *call)
                               on_lead_lookup, call);
 }
 
+/* Another instance's answer, served here: kept for Redis outages as this
+ * instance's own answers are (SPEC §4), not written to Redis again. */
+static void
+keep_copy(struct agw_call *call, const struct agw_response *resp)
+{
+    struct agw_store *store = call->gw->store;
+
+    if (resp->status >= 200 && resp->status < 300 &&
+        store->ops->keep != NULL) {
+        store->ops->keep(store, call->create.dedupe_key, resp->status,
+                         resp->body, resp->len, call->cfg->cache_ttl_s);
+    }
+}
+
 /* Another worker or instance answered: like a single-flight waiter. */
 static void
 take_answer(struct agw_call *call, const struct agw_response *resp)
@@ -740,6 +754,7 @@ on_fleet(enum agw_fleet_outcome outcome, const struct agw_response *resp,
     call->fleet_wait = NULL;
     switch (outcome) {
     case AGW_FLEET_ANSWER:
+        keep_copy(call, resp);
         take_answer(call, resp);
         return;
     case AGW_FLEET_LEAD:

@@ -34,6 +34,12 @@ struct agw_store_ops {
     /* Stores a copy of BODY under KEY for TTL_S seconds, replacing any. */
     void (*put)(struct agw_store *store, const char *key, int status,
                 const char *body, size_t len, long ttl_s);
+    /* Optional (NULL: nothing to do). An answer this instance served that
+     * another instance stored (a fleet flight's): keeps the copy a
+     * put() would keep for outages (store_tiered.h), without writing the
+     * shared store again. */
+    void (*keep)(struct agw_store *store, const char *key, int status,
+                 const char *body, size_t len, long ttl_s);
     void (*destroy)(struct agw_store *store);
 };
 

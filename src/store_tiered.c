@@ -86,6 +86,15 @@ tiered_put(struct agw_store *store, const char *key, int status,
 }
 
 static void
+tiered_keep(struct agw_store *store, const char *key, int status,
+            const char *body, size_t len, long ttl_s)
+{
+    struct store_tiered *t = tiered_of(store);
+
+    t->local->ops->put(t->local, key, status, body, len, ttl_s);
+}
+
+static void
 tiered_destroy(struct agw_store *store)
 {
     struct store_tiered *t = tiered_of(store);
@@ -99,6 +108,7 @@ static const struct agw_store_ops tiered_ops = {
     .name = "redis",
     .get = tiered_get,
     .put = tiered_put,
+    .keep = tiered_keep,
     .destroy = tiered_destroy,
 };
 

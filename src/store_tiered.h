@@ -3,8 +3,9 @@
  * Redis is up every lookup and write goes to Redis; while it is down they
  * go to a memory store, so an instance keeps deduplicating on its own
  * (SPEC §4 "in-process dedupe only") and needs no restart to return. The
- * memory store also keeps a copy of what Redis answered or was given, so
- * that answers this instance served or stored before an outage are still
+ * memory store also keeps a copy of what Redis answered or was given (and
+ * of what keep() is given: another instance's flight's answer), so that
+ * answers this instance served or stored before an outage are still
  * served during it (SPEC §4: an outage does not re-create them).
  */
 #ifndef AGW_STORE_TIERED_H

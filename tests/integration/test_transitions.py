@@ -430,6 +430,20 @@ def test_stale_if_error(h):
                 for r in served),
             "(e) A stores 4 answers, B 4 more that A then serves as HITs",
             "\n".join(r.short() for r in res + served))
+    # A waits on B's flight for a fifth: B's answer reaches A on the
+    # channel, never through A's own lookup.
+    flown = sb.sample("tr-e-flight.png")
+    sb.faults(latency_ms=600)
+    tb, rb = in_background(lambda: b.create({"uri": flown}))
+    time.sleep(0.3)
+    ra = a.create({"uri": flown})
+    tb.join(10)
+    sb.faults(latency_ms=0)
+    t.check(ra.status == 200 and ra.header("x-cache") == "HIT" and
+            sb.calls() == 9,
+            "(e) A waits on B's flight for a ninth key and serves its answer",
+            "%s; %d upstream calls" % (ra.short(), sb.calls()))
+    mine.append(flown)
     before = sb.calls()
     time.sleep(0.5)  # past l1_ttl_ms
     kill_redis(rd)
@@ -438,7 +452,7 @@ def test_stale_if_error(h):
     during = [a.create({"uri": u}) for u in mine + theirs]
     hits = [r for r in during if r.status == 200 and
             r.header("x-cache") == "HIT"]
-    t.eq(len(hits), 8, "(e) during the outage A answers all 8 as HITs")
+    t.eq(len(hits), 9, "(e) during the outage A answers all 9 as HITs")
     t.eq(sb.calls() - before, 0, "(e) no upstream call for them")
     rd.start()
     stop_gateways(t, [a, b])
