@@ -188,7 +188,12 @@ static const struct key_def keys[] = {
      .doc = "How long a successful answer is kept, in seconds."},
     {"store", "cache_max_entries", T_LONG, OFF(cache_max_entries), "100000", 1,
      100000000, 0,
-     .doc = "Most answers the memory backend keeps; the oldest go first."},
+     .doc = "Most answers held in process (backend = redis: served while "
+            "Redis is down); least recently used go first."},
+    {"store", "cache_max_bytes", T_LONG, OFF(cache_max_bytes), "67108864", 1,
+     64L * 1024 * 1024 * 1024, 0,
+     .doc = "Most bytes those answers take (keys, bodies, ~90 bytes "
+            "overhead each)."},
     {"store", "l1_entries", T_LONG, OFF(l1_entries), "10000", 0, 100000000,
      0,
      .doc = "backend = redis: answers kept in process in front of Redis; 0 "

@@ -40,6 +40,7 @@ struct agw_config {
     int redis_command_timeout_ms;
     long cache_ttl_s;
     long cache_max_entries;
+    long cache_max_bytes; /* the memory store's bound with the above */
     long l1_entries; /* 0: no L1 in front of Redis */
     long l1_bytes;
     int l1_ttl_ms; /* how stale an L1 answer may be (store_l1.h) */

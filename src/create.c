@@ -4,6 +4,15 @@
  * slot -> upstream attempt, with retries -> store write -> answer the
  * leader and every waiter. Each stage ends by calling the next one or
  * finish(); finish() is the only way out, so every call is answered once.
+ *
+ * Waiting for a slot (SPEC §4): a call's limiter waits add up to at most
+ * max_wait_ms, whatever happens meanwhile (a grant, a re-grant, a hold at
+ * the departure guard); past that it is answered 429. A slot is valid only
+ * in the limiter epoch that granted it: when the limiter in force changes
+ * (Redis leaves or comes back), waiting calls ask the new one again, oldest
+ * first, instead of leaving on the old schedule. A call that went on
+ * without the fleet's single flight while Redis was away takes part in it
+ * before it goes upstream, if Redis is back by then.
  */
 #include <math.h>
 #include <stdio.h>
@@ -25,6 +34,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "ratelimit.h"
+#include "redis.h"
 #include "reply.h"
 #include "request.h"
 #include "retry.h"
@@ -55,11 +65,18 @@ struct agw_call {
     int64_t start_us;
     int64_t deadline_us;
     int64_t waited_us; /* time spent waiting for rate-limit slots */
+    int64_t wait_since_us; /* waiting for a slot since; 0: not waiting */
+    uint64_t slot_epoch;   /* the limiter epoch its slot was granted in */
     int attempts;      /* upstream attempts sent */
     int upstream_status;
     bool no_cache;
     bool in_transit; /* let go by the limiter's departure guard */
-    bool queued;     /* waiting on a rate-limit timer */
+    bool queued;     /* waiting on a timer for its slot or the guard */
+    bool miss_counted;
+    /* Goes upstream without the fleet's claim (Redis was away when it
+     * asked); REJOINED once it asked the fleet again. */
+    bool without_fleet;
+    bool rejoined;
     /* Store lookups and limiter requests have no cancel: a call answered
      * (deadline, shutdown) while one is out stays allocated until its
      * callback comes back and sees `answered`. */
@@ -79,11 +96,37 @@ struct agw_call {
 };
 
 static void acquire_slot(struct agw_call *call);
+static void join_fleet_wide(struct agw_call *call);
 
 static int64_t
 remaining_us(const struct agw_call *call)
 {
     return call->deadline_us - agw_now_us();
+}
+
+/* What is left of the call's limiter budget: max_wait_ms for all its
+ * slot waits together (SPEC §4), and never past its deadline. */
+static int64_t
+wait_left_us(const struct agw_call *call)
+{
+    int64_t left =
+        (int64_t)call->cfg->max_wait_ms * US_PER_MS - call->waited_us;
+    int64_t deadline_left = remaining_us(call);
+
+    if (call->wait_since_us > 0) {
+        left -= agw_now_us() - call->wait_since_us;
+    }
+    return left < deadline_left ? left : deadline_left;
+}
+
+/* The call stops waiting for a slot: it leaves, or is answered. */
+static void
+end_wait(struct agw_call *call)
+{
+    if (call->wait_since_us > 0) {
+        call->waited_us += agw_now_us() - call->wait_since_us;
+        call->wait_since_us = 0;
+    }
 }
 
 static double
@@ -337,6 +380,7 @@ static void
 finish(struct agw_call *call, const struct agw_response *resp,
        const char *cache)
 {
+    end_wait(call);
     end_fleet_flight(call, resp, call->gw->draining && resp->status == 503);
     unlink_leader(call);
     end_transit(call, 0);
@@ -528,6 +572,59 @@ on_upstream(const struct agw_upstream_result *res, void *arg)
     finish_error(call, 502, AGW_CODE_UNAVAILABLE, message, -1);
 }
 
+/* No slot within what is left of the call's budget: 429, with the time
+ * the slot was away as Retry-After. */
+static void
+refuse_slot(struct agw_call *call, int64_t wait_us)
+{
+    int retry_after_s = (int)((wait_us + US_PER_S - 1) / US_PER_S);
+
+    agw_metrics_inc(AGW_M_RATELIMIT_REJECTED);
+    finish_error(call, 429, AGW_CODE_RESOURCE_EXHAUSTED,
+                 "rate limit: the call would wait longer than max_wait_ms",
+                 retry_after_s > 0 ? retry_after_s : 1);
+}
+
+/* Granted by the limiter still in force (see agw_rl_cb). */
+static bool
+slot_valid(const struct agw_call *call)
+{
+    struct agw_limiter *rl = call->gw->limiter;
+
+    return rl->ops->epoch == NULL || rl->ops->epoch(rl) == call->slot_epoch;
+}
+
+/* The call went on without the fleet's single flight (Redis was away),
+ * and Redis is back. */
+static bool
+fleet_back(const struct agw_call *call)
+{
+    const struct agw_gateway *gw = call->gw;
+
+    return call->without_fleet && !call->rejoined && gw->fleet != NULL &&
+           agw_redis_is_up(gw->redis) && agw_redis_is_up(gw->redis_sub);
+}
+
+/*
+ * Before it goes upstream, a call that went without the fleet's single
+ * flight asks it after all if Redis is back, once: the answer may be
+ * stored by now, or another instance on its way to Connectly for it.
+ */
+static bool
+rejoin_fleet(struct agw_call *call)
+{
+    if (!fleet_back(call)) {
+        return false;
+    }
+    call->rejoined = true;
+    call->without_fleet = false;
+    end_wait(call);
+    rlog_debug(call->request_id, "Redis is back: asking the fleet's single "
+                                 "flight before calling Connectly");
+    join_fleet_wide(call);
+    return true;
+}
+
 static void
 send_attempt(struct agw_call *call)
 {
@@ -536,18 +633,27 @@ send_attempt(struct agw_call *call)
     int64_t timeout_ms = call->cfg->request_timeout_ms;
     int64_t hold;
 
-    /* A 429 arrived while this call waited for its slot: queue again
-     * behind the pause rather than spending the slot into it. */
-    if (rl->ops->paused_until(rl) > agw_now_us()) {
+    if (rejoin_fleet(call)) {
+        return;
+    }
+    /* The limiter in force changed, or a 429 arrived while this call
+     * waited for its slot: ask again rather than leave on the old
+     * schedule, or into the pause. */
+    if (!slot_valid(call) || rl->ops->paused_until(rl) > agw_now_us()) {
         acquire_slot(call);
         return;
     }
     hold = rl->ops->leave != NULL ? rl->ops->leave(rl) : 0;
+    if (hold > 0 && hold > wait_left_us(call)) {
+        refuse_slot(call, hold);
+        return;
+    }
     if (hold > 0) {
-        call->waited_us += hold;
+        set_queued(call, true);
         wait_then(call, hold, send_attempt);
         return;
     }
+    end_wait(call);
     call->in_transit = rl->ops->leave != NULL;
     if (left / US_PER_MS < timeout_ms) {
         timeout_ms = left / US_PER_MS;
@@ -582,51 +688,51 @@ send_attempt(struct agw_call *call)
 }
 
 static void
-on_slot(bool granted, int64_t wait_us, void *arg)
+on_slot(bool granted, int64_t wait_us, uint64_t epoch, void *arg)
 {
     struct agw_call *call = arg;
-    int retry_after_s;
 
     if (!async_end(call)) {
         return;
     }
     if (!granted) {
-        agw_metrics_inc(AGW_M_RATELIMIT_REJECTED);
-        retry_after_s = (int)((wait_us + US_PER_S - 1) / US_PER_S);
-        finish_error(call, 429, AGW_CODE_RESOURCE_EXHAUSTED,
-                     "rate limit: the call would wait longer than max_wait_ms",
-                     retry_after_s > 0 ? retry_after_s : 1);
+        refuse_slot(call, wait_us);
         return;
     }
     agw_metrics_observe(AGW_M_RATELIMIT_WAIT, (double)wait_us / US_PER_S);
+    call->slot_epoch = epoch;
     if (wait_us <= 0) {
         send_attempt(call);
         return;
     }
-    call->waited_us += wait_us;
     set_queued(call, true);
     wait_then(call, wait_us, send_attempt);
 }
 
+/* Asks for a slot with what is left of the budget; the wait that started
+ * with the first ask goes on through every ask until the call leaves. */
 static void
 acquire_slot(struct agw_call *call)
 {
     struct agw_limiter *rl = call->gw->limiter;
-    int64_t max_wait = (int64_t)call->cfg->max_wait_ms * US_PER_MS;
-    int64_t left = remaining_us(call);
+    int64_t left;
 
-    if (left < max_wait) {
-        max_wait = left;
+    if (call->wait_since_us == 0) {
+        call->wait_since_us = agw_now_us();
     }
+    left = wait_left_us(call);
     async_begin(call);
-    rl->ops->acquire(rl, max_wait, on_slot, call);
+    rl->ops->acquire(rl, left > 0 ? left : 0, on_slot, call);
 }
 
 /* The call leads at every level: it is the one that goes upstream. */
 static void
 go_upstream(struct agw_call *call)
 {
-    agw_metrics_count_cache(AGW_CACHE_MISS);
+    if (!call->miss_counted) {
+        call->miss_counted = true;
+        agw_metrics_count_cache(AGW_CACHE_MISS);
+    }
     acquire_slot(call);
 }
 
@@ -677,6 +783,20 @@ lead_everywhere(struct agw_call *call)
                               on_lead_lookup, call);
 }
 
+/* Another instance's answer, served here: kept for Redis outages as this
+ * instance's own answers are (SPEC §4), not written to Redis again. */
+static void
+keep_copy(struct agw_call *call, const struct agw_response *resp)
+{
+    struct agw_store *store = call->gw->store;
+
+    if (resp->status >= 200 && resp->status < 300 &&
+        store->ops->keep != NULL) {
+        store->ops->keep(store, call->create.dedupe_key, resp->status,
+                         resp->body, resp->len, call->cfg->cache_ttl_s);
+    }
+}
+
 /* Another worker or instance answered: like a single-flight waiter. */
 static void
 take_answer(struct agw_call *call, const struct agw_response *resp)
@@ -696,6 +816,7 @@ on_fleet(enum agw_fleet_outcome outcome, const struct agw_response *resp,
     call->fleet_wait = NULL;
     switch (outcome) {
     case AGW_FLEET_ANSWER:
+        keep_copy(call, resp);
         take_answer(call, resp);
         return;
     case AGW_FLEET_LEAD:
@@ -705,6 +826,7 @@ on_fleet(enum agw_fleet_outcome outcome, const struct agw_response *resp,
     default:
         rlog_debug(call->request_id, "fleet single flight unavailable: "
                                      "deduplicating on this instance only");
+        call->without_fleet = true;
         go_upstream(call);
         return;
     }
@@ -1006,6 +1128,28 @@ void
 agw_create_on_sent(void *arg, int64_t sent_us)
 {
     end_transit(arg, sent_us);
+}
+
+void
+agw_create_on_limiter_change(void *arg)
+{
+    struct agw_gateway *gw = arg;
+    struct agw_call *call = gw->leaders, *older;
+
+    while (call != NULL && call->next != NULL) {
+        call = call->next; /* the oldest: leaders are newest first */
+    }
+    for (; call != NULL; call = older) {
+        older = call->prev; /* CALL may be answered and freed below */
+        if (!call->queued || (slot_valid(call) && !fleet_back(call))) {
+            continue;
+        }
+        evtimer_del(call->timer);
+        set_queued(call, false);
+        if (!rejoin_fleet(call)) {
+            acquire_slot(call);
+        }
+    }
 }
 
 void

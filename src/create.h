@@ -30,6 +30,15 @@ void agw_create_refuse(struct agw_gateway *gw, struct evhttp_request *req,
 void agw_create_on_sent(void *arg, int64_t sent_us);
 
 /*
+ * For agw_limiter_fleet_on_change (ARG: the gateway): the limiter in force
+ * changed. Calls of this loop waiting for a slot of the other one ask the
+ * new one, oldest first, with what is left of their budget (or 429); one
+ * that went without the fleet's single flight asks it first if Redis is
+ * back.
+ */
+void agw_create_on_limiter_change(void *gw);
+
+/*
  * Answers every create still in progress with 503 UNAVAILABLE (the drain
  * deadline passed); their upstream calls and timers are cancelled.
  */

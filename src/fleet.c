@@ -21,6 +21,11 @@
  * claim can have past CLAIM_TTL_MAX_MS, an answer decodes field by field
  * (decode_answer). Anything else counts as Redis failing: the call goes
  * on locally (UNAVAILABLE) instead of waiting on a claim nobody holds.
+ *
+ * A wait never outlives Redis (SPEC §4): it ends UNAVAILABLE when either
+ * connection goes down, and while waits are open a command is kept going
+ * on the command connection, so a Redis that stops answering (frozen) is
+ * noticed within redis_command_timeout_ms, when it times out.
  */
 #include "fleet.h"
 
@@ -48,6 +53,8 @@
 /* Replies out of shape are said at warn at most this often (a planted
  * key answers the same on every call), else at debug. */
 #define BAD_REPLY_WARN_EVERY_US (60 * 1000000LL)
+/* While waits are open, a PING this often (one at a time). */
+#define WATCH_EVERY_MS 50
 
 /*
  * Claim, or learn who holds the claim. KEYS: lock, done. ARGV: our new
@@ -124,6 +131,13 @@ struct redis_fleet {
     struct ksub *ksubs;
     struct claim *claims;
     int64_t bad_warned_us; /* the last warn of a reply out of shape */
+    struct event *watch_timer;
+    struct watch_op *watch_out; /* the PING out, if any */
+};
+
+/* A watch PING out; F is NULL once the fleet is freed. */
+struct watch_op {
+    struct redis_fleet *f;
 };
 
 /*
@@ -154,6 +168,13 @@ struct note_op {
 };
 
 static void send_claim(struct agw_fleet_wait *w);
+static const struct agw_fleet_ops redis_fleet_ops;
+
+static struct redis_fleet *
+redis_of(struct agw_fleet *fleet)
+{
+    return (struct redis_fleet *)fleet;
+}
 
 /* ---------------------------------------------------------- helpers */
 
@@ -787,15 +808,84 @@ on_sub_state(bool up, void *arg)
     release_snapshot(ws, n);
 }
 
-/* ------------------------------------------------------------ public */
-
-static const struct agw_fleet_ops redis_fleet_ops;
-
-static struct redis_fleet *
-redis_of(struct agw_fleet *fleet)
+/* Every live wait ends UNAVAILABLE: Redis failed, the holder's answer may
+ * never reach us through it, and the callers go on locally. */
+static void
+fail_waits(struct redis_fleet *f)
 {
-    return (struct redis_fleet *)fleet;
+    struct agw_fleet_wait **ws;
+    size_t n = 0, i = 0;
+
+    for (struct agw_fleet_wait *w = f->waits; w != NULL; w = w->next) {
+        n++;
+    }
+    ws = calloc(n + 1, sizeof(*ws));
+    if (ws == NULL) {
+        log_error("fleet: out of memory");
+        abort();
+    }
+    for (struct agw_fleet_wait *w = f->waits; w != NULL; w = w->next) {
+        w->refs++;
+        ws[i++] = w;
+    }
+    for (i = 0; i < n; i++) {
+        deliver(ws[i], AGW_FLEET_UNAVAILABLE, NULL);
+    }
+    release_snapshot(ws, n);
 }
+
+void
+agw_fleet_redis_down(struct agw_fleet *fleet)
+{
+    if (fleet != NULL && fleet->ops == &redis_fleet_ops) {
+        fail_waits(redis_of(fleet));
+    }
+}
+
+/* The PING's reply, or its failure: a timeout recycles the connection,
+ * whose going down ends the waits (agw_fleet_redis_down). */
+static void
+on_watch_reply(struct redisReply *reply, const char *error, void *arg)
+{
+    struct watch_op *op = arg;
+
+    if (op->f != NULL) {
+        op->f->watch_out = NULL;
+    }
+    free(op);
+}
+
+static void
+arm_watch(struct redis_fleet *f)
+{
+    struct timeval tv = ms_tv(WATCH_EVERY_MS);
+
+    if (!evtimer_pending(f->watch_timer, NULL)) {
+        evtimer_add(f->watch_timer, &tv);
+    }
+}
+
+static void
+on_watch_timer(evutil_socket_t fd, short what, void *arg)
+{
+    struct redis_fleet *f = arg;
+
+    if (f->waits == NULL) {
+        return;
+    }
+    if (f->watch_out == NULL && agw_redis_is_up(f->cmd)) {
+        f->watch_out = malloc(sizeof(*f->watch_out));
+        if (f->watch_out == NULL) {
+            log_error("fleet: out of memory");
+            abort();
+        }
+        f->watch_out->f = f;
+        agw_redis_commandf(f->cmd, on_watch_reply, f->watch_out, "PING");
+    }
+    arm_watch(f);
+}
+
+/* ------------------------------------------------------------ public */
 
 struct agw_fleet *
 agw_fleet_new(struct event_base *base, struct agw_redis *cmd,
@@ -808,6 +898,12 @@ agw_fleet_new(struct event_base *base, struct agw_redis *cmd,
     }
     f->prefix = strdup(prefix != NULL ? prefix : "");
     if (f->prefix == NULL) {
+        free(f);
+        return NULL;
+    }
+    f->watch_timer = evtimer_new(base, on_watch_timer, f);
+    if (f->watch_timer == NULL) {
+        free(f->prefix);
         free(f);
         return NULL;
     }
@@ -843,6 +939,10 @@ redis_fleet_free(struct agw_fleet *fleet)
     while (f->claims != NULL) {
         remove_claim(f, f->claims);
     }
+    if (f->watch_out != NULL) {
+        f->watch_out->f = NULL; /* its reply frees it */
+    }
+    event_free(f->watch_timer);
     free(f->prefix);
     free(f);
 }
@@ -883,6 +983,7 @@ redis_fleet_join(struct agw_fleet *fleet, const char *key, agw_fleet_cb cb,
         defer_outcome(w, AGW_FLEET_UNAVAILABLE);
     } else {
         send_claim(w);
+        arm_watch(f);
     }
     return w;
 }

@@ -65,6 +65,14 @@ struct agw_fleet *agw_fleet_new(struct event_base *base, struct agw_redis *cmd,
                                 struct agw_redis *sub, const char *prefix,
                                 int claim_ttl_ms);
 
+/*
+ * Redis fleets (others, and NULL: nothing): a connection of FLEET went
+ * down, so every wait still open ends UNAVAILABLE now (an answer or
+ * takeover may never come through it). Call it from the connections'
+ * state callback.
+ */
+void agw_fleet_redis_down(struct agw_fleet *fleet);
+
 /* FLEET may be NULL. Waits still open end without their callback. */
 static inline void
 agw_fleet_free(struct agw_fleet *fleet)
@@ -81,9 +89,11 @@ agw_fleet_free(struct agw_fleet *fleet)
  * Waiting has no deadline of its own: it ends with an answer, a takeover
  * (LEAD) when the claim expires unanswered (or is abandoned), or
  * UNAVAILABLE when the fleet cannot coordinate (Redis down at join, a
- * command failing, or SUB dropping while waiting: messages in between
- * would be lost). Returns the handle (never NULL), owned by the fleet: it
- * is invalid once CB ran.
+ * command failing, SUB dropping while waiting: messages in between would
+ * be lost, or agw_fleet_redis_down()). While waits are open the fleet
+ * keeps a PING going on CMD, so a Redis that stops answering fails them
+ * within CMD's command timeout. Returns the handle (never NULL), owned by
+ * the fleet: it is invalid once CB ran.
  */
 static inline struct agw_fleet_wait *
 agw_fleet_join(struct agw_fleet *fleet, const char *key, agw_fleet_cb cb,

@@ -12,11 +12,13 @@
 struct agw_limiter;
 
 /*
- * GRANTED: the call may start after WAIT_US (0: now); its slot is taken.
- * Not GRANTED: the slot is WAIT_US away, past the caller's max wait;
- * nothing was taken.
+ * GRANTED: the call may start after WAIT_US (0: now); its slot is taken,
+ * and valid only while the limiter's epoch() is still EPOCH: a slot of a
+ * limiter no longer in force is asked for again (SPEC §4). Not GRANTED:
+ * the slot is WAIT_US away, past the caller's max wait; nothing was taken.
  */
-typedef void (*agw_rl_cb)(bool granted, int64_t wait_us, void *arg);
+typedef void (*agw_rl_cb)(bool granted, int64_t wait_us, uint64_t epoch,
+                          void *arg);
 
 struct agw_rl_state {
     int limit;     /* RateLimit-Limit */
@@ -48,8 +50,11 @@ struct agw_limiter_ops {
     /* Headers for a caller that waits at most MAX_WAIT_US. */
     void (*state)(struct agw_limiter *rl, int64_t max_wait_us,
                   struct agw_rl_state *out);
-    /* A reload changed the rate or burst: granted slots stay granted. */
+    /* A reload changed the rate or burst: granted slots stay granted
+     * (the departure guard applies a lower rate to them at once). */
     void (*reconfigure)(struct agw_limiter *rl, double rate, int burst);
+    /* Which limiter is in force now (see agw_rl_cb); NULL: always 0. */
+    uint64_t (*epoch)(struct agw_limiter *rl);
     void (*destroy)(struct agw_limiter *rl);
 };
 
@@ -85,5 +90,14 @@ struct agw_limiter *agw_limiter_fleet_new(struct event_base *base,
  * burst go through reconfigure()). Does nothing for other limiters. */
 void agw_limiter_fleet_reload(struct agw_limiter *rl,
                               const struct agw_config *cfg);
+
+/*
+ * Fleet limiters only (others: nothing): CB(ARG) runs on RL's loop soon
+ * after the process's limiter in force changed (Redis left or came back;
+ * epoch() moved on), so that calls waiting on a slot of the other one can
+ * ask again at once rather than at their slot's time.
+ */
+void agw_limiter_fleet_on_change(struct agw_limiter *rl, void (*cb)(void *arg),
+                                 void *arg);
 
 #endif

@@ -48,7 +48,7 @@ local_acquire(struct agw_limiter *rl, int64_t max_wait_us, agw_rl_cb cb,
 
     /* A pause already raised the TAT, so no grant starts before it. */
     granted = agw_gcra_reserve(&l->gcra, agw_now_us(), max_wait_us, &wait_us);
-    cb(granted, wait_us, arg);
+    cb(granted, wait_us, 0, arg);
 }
 
 static void

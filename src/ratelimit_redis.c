@@ -26,6 +26,17 @@
  * otherwise stall or overflow the limiter; see gcra_reply_ok() and
  * pause_ok(). A GCRA reply out of range counts as Redis failing (the call
  * goes on the local fallback); other replies out of range are ignored.
+ *
+ * Transitions (SPEC §4): the limiter in force is one per process (the
+ * shared one, or the process's fallback as soon as one worker cannot reach
+ * Redis), and each change of it starts an epoch: a slot granted in one
+ * epoch is void in the next, so calls waiting across the change ask the
+ * limiter then in force again instead of leaving together. Instances
+ * return from an outage one by one: until every instance the fallback
+ * counted heartbeats again (or REJOIN_US passed), the returned ones space
+ * their shared grants at the rate minus the fallback shares of those still
+ * away, so the fleet keeps to the rate while it moves between modes. A
+ * worker goes back to the shared limiter only once it has counted them.
  */
 #include "ratelimit.h"
 
@@ -51,6 +62,10 @@
 #define HEARTBEAT_TTL_MS 3000
 #define HEARTBEAT_EVERY_MS 1000
 #define HEARTBEAT_FIRST_MS 100
+/* On the fallback or rejoining, the heartbeat (with the probe, or the
+ * count of instances back) goes this often: an outage ends as soon as
+ * Redis answers, and the fleet's rejoin as soon as everyone is back. */
+#define HEARTBEAT_TRANSITION_MS 200
 /* While this instance has granted calls waiting for their slot, it reads
  * the pause key this often, so a pause set by another instance stops them
  * too (a script reply carries the pause as well and counts as a read). */
@@ -62,6 +77,21 @@
 /* A script answering out of range is said at warn at most this often
  * (a planted key answers the same on every call), else at debug. */
 #define BAD_REPLY_WARN_EVERY_US (60 * 1000000LL)
+/* Longest an instance back from an outage waits for the others before it
+ * takes the whole fleet rate: their reconnect backoff (2 s at most) and
+ * first heartbeat (1 s), with room to spare. An instance not back by then
+ * is taken for gone. */
+#define REJOIN_US 5000000
+/* A heartbeat renewed this recently means the instance reaches Redis
+ * (each renews every HEARTBEAT_EVERY_MS). */
+#define FRESH_HEARTBEAT_MS 1500
+/* Back from an outage, a worker announces itself (a heartbeat) and waits
+ * this long before it counts the instances back: instances that lost
+ * Redis together get it back within moments of each other. */
+#define REJOIN_SETTLE_US 100000
+/* On the fallback with calls coming, Redis is probed at most this often
+ * (besides the heartbeat's probe). */
+#define PROBE_EVERY_US 50000
 
 /*
  * KEYS: TAT, pause. ARGV: emission interval T (us), tolerance tau (us),
@@ -117,6 +147,16 @@ static const char heartbeat_lua[] =
     "redis.call('PEXPIRE', KEYS[1], ARGV[2])\n"
     "return redis.call('ZCARD', KEYS[1])\n";
 
+/* KEYS: heartbeat set. ARGV: heartbeat TTL (ms), window (ms). How many
+ * instances renewed their heartbeat within the window: those reaching
+ * Redis now (ZCARD also counts, for a TTL, those that just lost it). */
+static const char fresh_lua[] =
+    "local t = redis.call('TIME')\n"
+    "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+    "local min = now + tonumber(ARGV[1]) - tonumber(ARGV[2])\n"
+    "return redis.call('ZCOUNT', KEYS[1], string.format('%.0f', min), "
+    "'+inf')\n";
+
 struct script {
     const char *name; /* for logs */
     const char *text;
@@ -138,7 +178,7 @@ struct limiter_fleet {
     bool dead;
     char *key_tat, *key_pause, *key_hb;
     char id[33]; /* the process's instance id for the heartbeat */
-    struct script gcra, pause, heartbeat;
+    struct script gcra, pause, heartbeat, fresh;
     double rate;
     int burst;
     double cfg_fallback_rate; /* 0: rate / live instances */
@@ -165,6 +205,23 @@ struct limiter_fleet {
     struct event *heartbeat_timer;
     struct event *poll_timer;
     uint64_t seq;         /* script commands sent so far */
+    /* The process's mode (mode_epoch) as this loop last took note of it,
+     * and as last told to ON_CHANGE. MODE_EVENT is made active by the
+     * worker that changes the mode. */
+    uint64_t epoch_seen, epoch_told;
+    struct event *mode_event;
+    void (*on_change)(void *arg);
+    void *on_change_arg;
+    struct limiter_fleet *next_in_process; /* under mode_lock */
+    /* Back from an outage (rejoining() until REJOIN_US or everyone is):
+     * the instances the fallback counted, and those heartbeating again
+     * (counted before this worker goes back, then on each heartbeat). */
+    long outage_n;
+    long rejoin_k;
+    int64_t rejoin_until_us;   /* 0: not rejoining */
+    int64_t answered_since_us; /* on the fallback, Redis answers; 0: not */
+    int64_t probe_sent_us;
+    bool count_out;
 };
 
 /* One script call, kept until its reply so it can be retried once. */
@@ -257,8 +314,33 @@ failure_text(const redisReply *reply, const char *error)
 /* ------------------------------------------------------ local fallback */
 
 static char process_id[33];
-/* Workers of this process whose limiter is on the local fallback. */
-static atomic_int workers_on_fallback;
+
+/*
+ * The process's mode. Every worker's limiter follows it: a process on
+ * both limiters at once would spend its fallback share on top of shared
+ * grants. Even epochs are shared, odd ones the fallback; the epoch moves
+ * on (under MODE_LOCK) when the first worker goes to the fallback and
+ * when the last one leaves it.
+ */
+static pthread_mutex_t mode_lock = PTHREAD_MUTEX_INITIALIZER;
+static int workers_on_fallback;                /* under mode_lock */
+static struct limiter_fleet *process_limiters; /* under mode_lock */
+static atomic_uint_fast64_t mode_epoch;
+/* After a reload lowered the rate, the departure guard holds the process
+ * to its share of the new rate until then (hold_to_share()); 0: not. */
+static _Atomic int64_t share_until_us;
+
+static uint64_t
+current_epoch(void)
+{
+    return atomic_load(&mode_epoch);
+}
+
+static bool
+epoch_shared(uint64_t epoch)
+{
+    return (epoch & 1) == 0;
+}
 
 static void
 draw_process_id(void)
@@ -286,6 +368,12 @@ fallback_settings(const struct limiter_fleet *f, double *rate, int *burst,
 {
     long n = f->live_seen > 0 ? f->live_seen : f->expected_instances;
 
+    /* In an outage, or back from one, heartbeats count only those back so
+     * far: the fleet is as large as before it. */
+    if (f->outage_n > n &&
+        (f->rejoin_until_us != 0 || !epoch_shared(f->epoch_seen))) {
+        n = f->outage_n;
+    }
     if (n < 1) {
         n = 1;
     }
@@ -313,8 +401,29 @@ update_fallback(struct limiter_fleet *f)
               rate, burst, n, n == 1 ? "" : "s");
 }
 
-/* Switches between the shared limiter and the local fallback; logs each
- * switch once. */
+/* Counts this worker in or out of those on the fallback: true when that
+ * changed the process's mode (every worker's limiter is then told). */
+static bool
+count_worker(bool on_fallback)
+{
+    bool changed;
+
+    pthread_mutex_lock(&mode_lock);
+    workers_on_fallback += on_fallback ? 1 : -1;
+    changed = workers_on_fallback == (on_fallback ? 1 : 0);
+    if (changed) {
+        atomic_fetch_add(&mode_epoch, 1);
+        for (struct limiter_fleet *l = process_limiters; l != NULL;
+             l = l->next_in_process) {
+            event_active(l->mode_event, EV_TIMEOUT, 0);
+        }
+    }
+    pthread_mutex_unlock(&mode_lock);
+    return changed;
+}
+
+/* Switches this worker between the shared limiter and the local fallback;
+ * logs each change of the process's mode once. */
 static void
 set_shared(struct limiter_fleet *f, bool shared, const char *why)
 {
@@ -326,10 +435,7 @@ set_shared(struct limiter_fleet *f, bool shared, const char *why)
         return;
     }
     f->shared = shared;
-    /* Said once per instance: by its first worker to switch to the
-     * fallback, and by its last one to switch back. */
-    if (atomic_fetch_add(&workers_on_fallback, shared ? -1 : 1) !=
-        (shared ? 1 : 0)) {
+    if (!count_worker(!shared)) {
         return;
     }
     if (shared) {
@@ -350,6 +456,113 @@ set_shared(struct limiter_fleet *f, bool shared, const char *why)
                  f->live_seen > 0 ? "as last seen in Redis"
                                   : "expected_instances");
     }
+}
+
+/* -------------------------------------------------------- transitions */
+
+/* After an outage: true while the instances the fallback counted are not
+ * all back (and REJOIN_US has not passed); ends the rejoin otherwise. */
+static bool
+rejoining(struct limiter_fleet *f)
+{
+    if (f->rejoin_until_us == 0) {
+        return false;
+    }
+    if (agw_now_us() < f->rejoin_until_us && f->rejoin_k < f->outage_n) {
+        return true;
+    }
+    log_debug("ratelimit: %ld of %ld instances back on the shared limit: "
+              "this one takes the whole fleet rate again",
+              f->rejoin_k, f->outage_n);
+    f->rejoin_until_us = 0;
+    update_fallback(f); /* the heartbeats count the fleet again */
+    return false;
+}
+
+/*
+ * The rate this instance spaces its shared grants at. While rejoining, the
+ * N - K instances still on their fallback may each send its fallback
+ * share, so the K instances back share what is left of the rate (at least
+ * one fallback share: what this instance sent while away).
+ */
+static double
+shared_rate(struct limiter_fleet *f, int *burst)
+{
+    long n = f->outage_n, k = f->rejoin_k;
+    double rate;
+
+    *burst = f->burst;
+    if (!rejoining(f)) {
+        return f->rate;
+    }
+    rate = f->rate - (double)(n - k) * f->fb_rate;
+    if (rate < f->fb_rate) {
+        rate = f->fb_rate;
+    }
+    *burst = (int)(f->burst * k / n);
+    return rate;
+}
+
+/* This loop takes note of the process's mode: going to the fallback
+ * remembers how many instances it counted; coming back starts a rejoin. */
+static void
+observe_mode(struct limiter_fleet *f)
+{
+    uint64_t epoch = current_epoch();
+    double rate;
+    int burst;
+    long n;
+
+    if (epoch == f->epoch_seen) {
+        return;
+    }
+    f->epoch_seen = epoch;
+    if (!epoch_shared(epoch)) {
+        fallback_settings(f, &rate, &burst, &n);
+        f->outage_n = n;
+        f->rejoin_k = 1; /* this one, until counted again */
+        f->rejoin_until_us = 0;
+        f->answered_since_us = 0;
+        return;
+    }
+    f->rejoin_until_us = f->outage_n > 1 ? agw_now_us() + REJOIN_US : 0;
+}
+
+/* Made active by the worker that changed the process's mode. */
+static void
+on_mode_event(evutil_socket_t fd, short what, void *arg)
+{
+    struct limiter_fleet *f = arg;
+
+    observe_mode(f);
+    if (f->epoch_told != f->epoch_seen && f->on_change != NULL) {
+        f->epoch_told = f->epoch_seen;
+        f->on_change(f->on_change_arg);
+    }
+}
+
+static void
+join_process(struct limiter_fleet *f)
+{
+    pthread_mutex_lock(&mode_lock);
+    f->next_in_process = process_limiters;
+    process_limiters = f;
+    f->epoch_seen = f->epoch_told = current_epoch();
+    pthread_mutex_unlock(&mode_lock);
+}
+
+static void
+leave_process(struct limiter_fleet *f)
+{
+    pthread_mutex_lock(&mode_lock);
+    for (struct limiter_fleet **p = &process_limiters; *p != NULL;
+         p = &(*p)->next_in_process) {
+        if (*p == f) {
+            *p = f->next_in_process;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&mode_lock);
 }
 
 /* ------------------------------------------------------ script calls */
@@ -512,6 +725,29 @@ struct gcra_reply {
     long long wait_us, backlog_us, pause_ms;
 };
 
+/* The widest spacing any instance's grants may have: while instances
+ * rejoin after an outage they space theirs as far as one fallback share
+ * of the rate (shared_rate()), and the fleet was as large as outage_n. */
+static int64_t
+widest_interval_us(const struct limiter_fleet *f)
+{
+    struct agw_gcra g;
+    double rate;
+    int burst;
+    long n;
+
+    fallback_settings(f, &rate, &burst, &n);
+    if (f->outage_n > n) {
+        n = f->outage_n;
+    }
+    if (f->rate / n < rate) {
+        rate = f->rate / n;
+    }
+    agw_gcra_init_margin(&g, rate, 0, ARRIVAL_JITTER_MARGIN_US);
+    return g.interval_us > f->shadow.interval_us ? g.interval_us
+                                                 : f->shadow.interval_us;
+}
+
 /*
  * The GCRA script's reply {granted, wait, backlog, pause}, within what
  * its arithmetic can produce for a caller waiting at most MAX_WAIT_US
@@ -519,8 +755,9 @@ struct gcra_reply {
  *   granted  0 or 1
  *   wait     granted: 0 to MAX_WAIT_US; refused: above MAX_WAIT_US;
  *            never above backlog (wait = TAT - tau - now)
- *   backlog  TAT - now: 0 to max_wait_ms + max_pause_ms + tau + T (no
- *            grant is made further out; a pause lifts TAT to its end + tau)
+ *   backlog  TAT - now: 0 to max_wait_ms + max_pause_ms + tau + the
+ *            widest spacing (no grant is made further out; a pause lifts
+ *            TAT to its end + tau)
  *   pause    0 to max_pause_ms (no instance pauses longer)
  * False, with the field in *WHY (NULL: not the script's shape at all),
  * for anything else.
@@ -530,7 +767,7 @@ gcra_reply_ok(const struct limiter_fleet *f, int64_t max_wait_us,
               const redisReply *r, struct gcra_reply *out, const char **why)
 {
     int64_t backlog_max = f->max_wait_us + f->max_pause_us +
-                          f->shadow.tolerance_us + f->shadow.interval_us;
+                          f->shadow.tolerance_us + widest_interval_us(f);
     long long granted;
 
     *why = NULL;
@@ -562,6 +799,35 @@ gcra_reply_ok(const struct limiter_fleet *f, int64_t max_wait_us,
     return *why == NULL;
 }
 
+static void send_fresh_count(struct limiter_fleet *f);
+static void send_heartbeat(struct limiter_fleet *f);
+
+/*
+ * Redis answers this worker again. Back from an outage of a fleet, it
+ * announces itself, lets the others that lost Redis with it do the same
+ * (REJOIN_SETTLE_US), then counts the instances back, so that its first
+ * shared grants already leave room for those still away (shared_rate()).
+ */
+static void
+come_back(struct limiter_fleet *f)
+{
+    int64_t now = agw_now_us();
+
+    if (f->shared) {
+        return;
+    }
+    observe_mode(f); /* the outage's count of instances */
+    if (f->outage_n <= 1) {
+        set_shared(f, true, NULL);
+    } else if (f->answered_since_us == 0) {
+        f->answered_since_us = now;
+        send_heartbeat(f);
+    } else if (now - f->answered_since_us >= REJOIN_SETTLE_US &&
+               !f->count_out) {
+        send_fresh_count(f);
+    }
+}
+
 /* A reply of the GCRA script: the shared state as of now. */
 static void
 learn_gcra(struct limiter_fleet *f, const struct gcra_reply *r)
@@ -570,7 +836,7 @@ learn_gcra(struct limiter_fleet *f, const struct gcra_reply *r)
 
     f->shadow.tat_us = now + r->backlog_us;
     learn_pause(f, now, r->pause_ms);
-    set_shared(f, true, NULL);
+    come_back(f);
 }
 
 static void poll_arm(struct limiter_fleet *f);
@@ -588,11 +854,57 @@ note_queued(struct limiter_fleet *f, int64_t wait_us)
 
 /* --------------------------------------------------------- acquire */
 
+struct fallback_grant {
+    bool granted;
+    int64_t wait_us;
+};
+
+static void
+on_fallback_grant(bool granted, int64_t wait_us, uint64_t epoch, void *arg)
+{
+    *(struct fallback_grant *)arg = (struct fallback_grant){granted, wait_us};
+}
+
+/* The fallback decides before acquire() returns (ratelimit_shared.h); its
+ * grants belong to the fallback's epoch. */
 static void
 fallback_acquire(struct limiter_fleet *f, int64_t max_wait_us, agw_rl_cb cb,
                  void *arg)
 {
-    f->fallback->ops->acquire(f->fallback, max_wait_us, cb, arg);
+    uint64_t epoch = current_epoch() | 1;
+    struct fallback_grant g = {false, 0};
+
+    f->fallback->ops->acquire(f->fallback, max_wait_us, on_fallback_grant, &g);
+    cb(g.granted, g.wait_us, epoch, arg);
+}
+
+/*
+ * The script granted or refused the call: valid only if the process is
+ * on the shared limiter now (another worker may have left it meanwhile),
+ * and only if the slot is still within the caller's max wait now that the
+ * reply is here (a slow reply). Otherwise the slot taken in Redis goes
+ * unused.
+ */
+static void
+grant_shared(struct op *op, const struct gcra_reply *r)
+{
+    struct limiter_fleet *f = op->f;
+    uint64_t epoch = current_epoch();
+    int64_t late_us = agw_now_us() - op->sent_us;
+
+    observe_mode(f);
+    if (!epoch_shared(epoch)) {
+        fallback_acquire(f, op->max_wait_us - late_us, op->cb, op->arg);
+        return;
+    }
+    if (r->granted && r->wait_us + late_us > op->max_wait_us) {
+        op->cb(false, r->wait_us + late_us, epoch, op->arg);
+        return;
+    }
+    if (r->granted && r->wait_us > 0) {
+        note_queued(f, r->wait_us);
+    }
+    op->cb(r->granted, r->wait_us, epoch, op->arg);
 }
 
 static void
@@ -620,10 +932,7 @@ acquire_done(struct op *op, const redisReply *reply, const char *error)
         return;
     }
     learn_gcra(f, &r);
-    if (r.granted && r.wait_us > 0) {
-        note_queued(f, r.wait_us);
-    }
-    op->cb(r.granted, r.wait_us, op->arg);
+    grant_shared(op, &r);
 }
 
 static struct op *
@@ -631,18 +940,36 @@ gcra_op(struct limiter_fleet *f, int64_t max_wait_us,
         void (*done)(struct op *, const redisReply *, const char *))
 {
     struct op *op = op_new(f, &f->gcra, done);
+    struct agw_gcra g;
+    int burst;
+    double rate = shared_rate(f, &burst);
 
+    agw_gcra_init_margin(&g, rate, burst, ARRIVAL_JITTER_MARGIN_US);
     op->nkeys = 2;
     op->keys[0] = f->key_tat;
     op->keys[1] = f->key_pause;
     op->nargs = 3;
     snprintf(op->args[0], sizeof(op->args[0]), "%lld",
-             (long long)f->shadow.interval_us);
+             (long long)g.interval_us);
     snprintf(op->args[1], sizeof(op->args[1]), "%lld",
-             (long long)f->shadow.tolerance_us);
+             (long long)g.tolerance_us);
     snprintf(op->args[2], sizeof(op->args[2]), "%lld", (long long)max_wait_us);
     op->max_wait_us = max_wait_us;
     return op;
+}
+
+static void probe_done(struct op *op, const redisReply *reply,
+                       const char *error);
+
+static void
+probe_soon(struct limiter_fleet *f)
+{
+    int64_t now = agw_now_us();
+
+    if (!f->shared && now - f->probe_sent_us >= PROBE_EVERY_US) {
+        f->probe_sent_us = now;
+        op_send(gcra_op(f, -1, probe_done));
+    }
 }
 
 static void
@@ -652,8 +979,16 @@ fleet_acquire(struct agw_limiter *rl, int64_t max_wait_us, agw_rl_cb cb,
     struct limiter_fleet *f = fleet_of(rl);
     struct op *op;
 
+    observe_mode(f);
     if (!agw_redis_is_up(f->redis)) {
         set_shared(f, false, "Redis is unreachable");
+        fallback_acquire(f, max_wait_us, cb, arg);
+        return;
+    }
+    if (!epoch_shared(current_epoch())) {
+        /* Granted by the fallback until the process is back; a probe,
+         * which takes no slot, finds out whether Redis answers again. */
+        probe_soon(f);
         fallback_acquire(f, max_wait_us, cb, arg);
         return;
     }
@@ -819,28 +1154,70 @@ probe_done(struct op *op, const redisReply *reply, const char *error)
     }
 }
 
+/* Rejoining: how many instances are back (heartbeating again). */
 static void
-on_heartbeat_timer(evutil_socket_t fd, short what, void *arg)
+fresh_count_done(struct op *op, const redisReply *reply, const char *error)
 {
-    struct limiter_fleet *f = arg;
-    struct timeval tv = {HEARTBEAT_EVERY_MS / 1000,
-                         (HEARTBEAT_EVERY_MS % 1000) * US_PER_MS};
-    struct op *op;
+    struct limiter_fleet *f = op->f;
 
-    evtimer_add(f->heartbeat_timer, &tv);
-    if (!agw_redis_is_up(f->redis)) {
-        set_shared(f, false, "Redis is unreachable");
+    f->count_out = false;
+    if (reply == NULL || reply->type != REDIS_REPLY_INTEGER ||
+        reply->integer < 1 || reply->integer > INT32_MAX) {
+        log_debug("ratelimit: counting the instances back failed: %s",
+                  failure_text(reply, error));
         return;
     }
-    op = op_new(f, &f->heartbeat, heartbeat_done);
+    f->rejoin_k = (long)reply->integer;
+    set_shared(f, true, NULL); /* if it was not: counted, it goes back */
+}
+
+/* Sent after this instance's own heartbeat, which it therefore counts. */
+static void
+send_fresh_count(struct limiter_fleet *f)
+{
+    struct op *op = op_new(f, &f->fresh, fresh_count_done);
+
+    f->count_out = true;
+    op->nkeys = 1;
+    op->keys[0] = f->key_hb;
+    op->nargs = 2;
+    snprintf(op->args[0], sizeof(op->args[0]), "%d", HEARTBEAT_TTL_MS);
+    snprintf(op->args[1], sizeof(op->args[1]), "%d", FRESH_HEARTBEAT_MS);
+    op_send(op);
+}
+
+static void
+send_heartbeat(struct limiter_fleet *f)
+{
+    struct op *op = op_new(f, &f->heartbeat, heartbeat_done);
+
     op->nkeys = 1;
     op->keys[0] = f->key_hb;
     op->nargs = 2;
     snprintf(op->args[0], sizeof(op->args[0]), "%s", f->id);
     snprintf(op->args[1], sizeof(op->args[1]), "%d", HEARTBEAT_TTL_MS);
     op_send(op);
+}
+
+static void
+on_heartbeat_timer(evutil_socket_t fd, short what, void *arg)
+{
+    struct limiter_fleet *f = arg;
+    int every_ms = f->shared && !rejoining(f) ? HEARTBEAT_EVERY_MS
+                                              : HEARTBEAT_TRANSITION_MS;
+    struct timeval tv = {every_ms / 1000, (every_ms % 1000) * US_PER_MS};
+
+    evtimer_add(f->heartbeat_timer, &tv);
+    if (!agw_redis_is_up(f->redis)) {
+        set_shared(f, false, "Redis is unreachable");
+        return;
+    }
+    send_heartbeat(f);
     if (!f->shared) {
         op_send(gcra_op(f, -1, probe_done));
+    }
+    if (rejoining(f) && !f->count_out) {
+        send_fresh_count(f);
     }
 }
 
@@ -850,8 +1227,15 @@ static int64_t
 fleet_leave(struct agw_limiter *rl)
 {
     struct limiter_fleet *f = fleet_of(rl);
-    struct agw_limiter *g = f->shared ? f->guard : f->fallback;
+    struct agw_limiter *g =
+        epoch_shared(current_epoch()) ? f->guard : f->fallback;
+    int64_t until = atomic_load(&share_until_us);
 
+    /* The slots the old rate gave have passed: the whole rate again. */
+    if (until != 0 && agw_now_us() >= until &&
+        atomic_compare_exchange_strong(&share_until_us, &until, 0)) {
+        f->guard->ops->reconfigure(f->guard, f->rate, f->burst);
+    }
     return g->ops->leave(g);
 }
 
@@ -872,7 +1256,7 @@ fleet_state(struct agw_limiter *rl, int64_t max_wait_us,
 {
     struct limiter_fleet *f = fleet_of(rl);
 
-    if (!f->shared) {
+    if (!epoch_shared(current_epoch())) {
         f->fallback->ops->state(f->fallback, max_wait_us, out);
         return;
     }
@@ -881,17 +1265,48 @@ fleet_state(struct agw_limiter *rl, int64_t max_wait_us,
                    &out->reset_s);
 }
 
+/*
+ * A reload lowered the rate. The calls granted already keep the slots the
+ * old rate gave them, booked up to BOOKED_UNTIL_US (the shared TAT as last
+ * seen); until then the departure guard holds this process to its share
+ * of the new rate, so that the fleet keeps to the new rate as its
+ * instances reload. Grants after that are at the new rate.
+ */
+static void
+hold_to_share(struct limiter_fleet *f, int64_t booked_until_us)
+{
+    double rate;
+    int burst;
+    long n;
+    int64_t until = atomic_load(&share_until_us);
+
+    if (booked_until_us <= agw_now_us()) {
+        return;
+    }
+    while (until < booked_until_us &&
+           !atomic_compare_exchange_weak(&share_until_us, &until,
+                                         booked_until_us)) {
+    }
+    fallback_settings(f, &rate, &burst, &n);
+    f->guard->ops->reconfigure(f->guard, f->rate / (double)n,
+                               (int)(f->burst / n));
+}
+
 static void
 fleet_reconfigure(struct agw_limiter *rl, double rate, int burst)
 {
     struct limiter_fleet *f = fleet_of(rl);
     int64_t tat = f->shadow.tat_us;
+    bool lower = rate < f->rate;
 
     f->rate = rate;
     f->burst = burst;
     agw_gcra_init_margin(&f->shadow, rate, burst, ARRIVAL_JITTER_MARGIN_US);
     f->shadow.tat_us = tat;
     f->guard->ops->reconfigure(f->guard, rate, burst);
+    if (lower) {
+        hold_to_share(f, tat);
+    }
     update_fallback(f);
 }
 
@@ -919,12 +1334,37 @@ agw_limiter_fleet_reload(struct agw_limiter *rl, const struct agw_config *cfg)
     update_fallback(f);
 }
 
+static uint64_t
+fleet_epoch(struct agw_limiter *rl)
+{
+    return current_epoch();
+}
+
+void
+agw_limiter_fleet_on_change(struct agw_limiter *rl, void (*cb)(void *arg),
+                            void *arg)
+{
+    struct limiter_fleet *f;
+
+    if (rl == NULL || rl->ops != &fleet_ops) {
+        return;
+    }
+    f = fleet_of(rl);
+    f->on_change = cb;
+    f->on_change_arg = arg;
+}
+
 static void
 fleet_destroy(struct agw_limiter *rl)
 {
     struct limiter_fleet *f = fleet_of(rl);
 
     f->dead = true;
+    if (f->mode_event != NULL) {
+        leave_process(f);
+        event_free(f->mode_event);
+        f->mode_event = NULL;
+    }
     if (f->heartbeat_timer != NULL) {
         event_free(f->heartbeat_timer);
     }
@@ -951,6 +1391,7 @@ static const struct agw_limiter_ops fleet_ops = {
     .left = fleet_left,
     .state = fleet_state,
     .reconfigure = fleet_reconfigure,
+    .epoch = fleet_epoch,
     .destroy = fleet_destroy,
 };
 
@@ -980,13 +1421,17 @@ fleet_init(struct limiter_fleet *f, struct event_base *base,
     }
     f->heartbeat_timer = evtimer_new(base, on_heartbeat_timer, f);
     f->poll_timer = evtimer_new(base, on_poll_timer, f);
+    f->mode_event = event_new(base, -1, 0, on_mode_event, f);
     if (f->key_tat == NULL || f->key_pause == NULL || f->key_hb == NULL ||
         f->guard == NULL || f->fallback == NULL || f->heartbeat_timer == NULL ||
-        f->poll_timer == NULL || !script_init(&f->gcra, "GCRA", gcra_lua) ||
+        f->poll_timer == NULL || f->mode_event == NULL ||
+        !script_init(&f->gcra, "GCRA", gcra_lua) ||
         !script_init(&f->pause, "pause", pause_lua) ||
-        !script_init(&f->heartbeat, "heartbeat", heartbeat_lua)) {
+        !script_init(&f->heartbeat, "heartbeat", heartbeat_lua) ||
+        !script_init(&f->fresh, "fresh heartbeats", fresh_lua)) {
         return false;
     }
+    join_process(f);
     evtimer_add(f->heartbeat_timer, &first);
     return true;
 }

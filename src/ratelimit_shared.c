@@ -21,6 +21,7 @@ struct grant {
     bool answered;
     bool granted;
     int64_t wait_us;
+    uint64_t epoch;
 };
 
 static struct limiter_shared *
@@ -30,11 +31,11 @@ shared_of(struct agw_limiter *rl)
 }
 
 static void
-on_inner_grant(bool granted, int64_t wait_us, void *arg)
+on_inner_grant(bool granted, int64_t wait_us, uint64_t epoch, void *arg)
 {
     struct grant *g = arg;
 
-    *g = (struct grant){true, granted, wait_us};
+    *g = (struct grant){true, granted, wait_us, epoch};
 }
 
 static void
@@ -42,13 +43,13 @@ shared_acquire(struct agw_limiter *rl, int64_t max_wait_us, agw_rl_cb cb,
                void *arg)
 {
     struct limiter_shared *s = shared_of(rl);
-    struct grant g = {false, false, 0};
+    struct grant g = {false, false, 0, 0};
 
     pthread_mutex_lock(&s->lock);
     s->inner->ops->acquire(s->inner, max_wait_us, on_inner_grant, &g);
     pthread_mutex_unlock(&s->lock);
     /* INNER decides before acquire() returns (agw_limiter_shared_new). */
-    cb(g.answered && g.granted, g.wait_us, arg);
+    cb(g.answered && g.granted, g.wait_us, g.epoch, arg);
 }
 
 static void

@@ -34,6 +34,12 @@ struct agw_store_ops {
     /* Stores a copy of BODY under KEY for TTL_S seconds, replacing any. */
     void (*put)(struct agw_store *store, const char *key, int status,
                 const char *body, size_t len, long ttl_s);
+    /* Optional (NULL: nothing to do). An answer this instance served that
+     * another instance stored (a fleet flight's): keeps the copy a
+     * put() would keep for outages (store_tiered.h), without writing the
+     * shared store again. */
+    void (*keep)(struct agw_store *store, const char *key, int status,
+                 const char *body, size_t len, long ttl_s);
     void (*destroy)(struct agw_store *store);
 };
 
@@ -42,10 +48,12 @@ struct agw_store {
 };
 
 /*
- * In-process store: at most MAX_ENTRIES answers; the least recently used
- * one is evicted to make room; expired ones are never returned.
+ * In-process store: at most MAX_ENTRIES answers and MAX_BYTES bytes (key,
+ * body and the entry's own bookkeeping, about 90 bytes); the least
+ * recently used one is evicted to make room (an answer bigger than
+ * MAX_BYTES is not kept); expired ones are never returned.
  */
-struct agw_store *agw_store_memory_new(long max_entries);
+struct agw_store *agw_store_memory_new(long max_entries, size_t max_bytes);
 
 /* Entries held now (expired ones not yet evicted included). */
 long agw_store_memory_count(const struct agw_store *store);

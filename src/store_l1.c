@@ -442,6 +442,18 @@ l1_put(struct agw_store *store, const char *key, int status, const char *body,
     pthread_mutex_unlock(&t->lock);
 }
 
+/* Only INNER keeps anything for outages; L1 is no place for it. */
+static void
+l1_keep(struct agw_store *store, const char *key, int status, const char *body,
+        size_t len, long ttl_s)
+{
+    struct agw_store *inner = front_of(store)->inner;
+
+    if (inner->ops->keep != NULL) {
+        inner->ops->keep(inner, key, status, body, len, ttl_s);
+    }
+}
+
 static void
 table_free(struct l1_table *t)
 {
@@ -483,6 +495,7 @@ static const struct agw_store_ops l1_ops = {
     .get = l1_get,
     .peek = l1_peek,
     .put = l1_put,
+    .keep = l1_keep,
     .destroy = l1_destroy,
 };
 

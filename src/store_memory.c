@@ -21,6 +21,7 @@ struct entry {
     char *key;  /* owned */
     char *body; /* owned; LEN bytes plus a NUL */
     size_t len;
+    size_t cost; /* counted against max_bytes */
     int status;
     int64_t expires_us;
 };
@@ -31,6 +32,8 @@ struct store_memory {
     size_t nbuckets; /* a power of two */
     long count;
     long max_entries;
+    size_t bytes;
+    size_t max_bytes;
     struct entry *mru; /* head of the LRU list */
     struct entry *lru; /* tail: evicted first */
     int64_t (*now_us)(void);
@@ -112,6 +115,7 @@ remove_at(struct store_memory *m, struct entry **slot)
     *slot = e->chain;
     lru_unlink(m, e);
     m->count--;
+    m->bytes -= e->cost;
     entry_free(e);
 }
 
@@ -197,6 +201,7 @@ entry_new(const char *key, uint64_t hash, int status, const char *body,
     }
     e->body[len] = '\0';
     e->len = len;
+    e->cost = sizeof(*e) + strlen(key) + 1 + len + 1;
     e->hash = hash;
     e->status = status;
     return e;
@@ -222,11 +227,11 @@ mem_put(struct agw_store *store, const char *key, int status, const char *body,
     if (*slot_of(m, key, hash) != NULL) {
         remove_at(m, slot_of(m, key, hash));
     }
-    if (ttl_s <= 0 || m->max_entries <= 0) {
-        entry_free(e); /* would never be returned */
+    if (ttl_s <= 0 || m->max_entries <= 0 || e->cost > m->max_bytes) {
+        entry_free(e); /* would never be returned, or never fit */
         return;
     }
-    while (m->count >= m->max_entries) {
+    while (m->count >= m->max_entries || m->bytes + e->cost > m->max_bytes) {
         evict_lru(m);
     }
     if ((size_t)m->count >= m->nbuckets - m->nbuckets / 4) {
@@ -238,6 +243,7 @@ mem_put(struct agw_store *store, const char *key, int status, const char *body,
     m->buckets[hash & (m->nbuckets - 1)] = e;
     lru_push_front(m, e);
     m->count++;
+    m->bytes += e->cost;
 }
 
 static void
@@ -265,7 +271,7 @@ static const struct agw_store_ops memory_ops = {
 };
 
 struct agw_store *
-agw_store_memory_new(long max_entries)
+agw_store_memory_new(long max_entries, size_t max_bytes)
 {
     struct store_memory *m = calloc(1, sizeof(*m));
 
@@ -280,6 +286,7 @@ agw_store_memory_new(long max_entries)
     m->base.ops = &memory_ops;
     m->nbuckets = INITIAL_BUCKETS;
     m->max_entries = max_entries;
+    m->max_bytes = max_bytes;
     m->now_us = agw_now_us;
     return &m->base;
 }

@@ -1,7 +1,10 @@
 /*
  * store_tiered.c - routes each store operation to Redis or, while Redis
  * is down, to the local memory store. A Redis failure during a lookup
- * falls back to the local store for that lookup too.
+ * falls back to the local store for that lookup too. While Redis is up,
+ * what it answers and what is written to it is copied to the local store
+ * (stale-if-error: an asset's create answer does not go stale); the copy
+ * is read only when Redis cannot answer, so Redis stays the truth.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +18,7 @@ struct store_tiered {
     struct agw_store *shared;
     struct agw_store *local;
     const struct agw_redis *redis;
+    long copy_ttl_s;
 };
 
 struct lookup {
@@ -39,6 +43,10 @@ on_shared_get(enum agw_store_result result, int status, const char *body,
     if (result == AGW_STORE_ERROR) {
         l->t->local->ops->get(l->t->local, l->key, l->cb, l->arg);
     } else {
+        if (result == AGW_STORE_HIT) {
+            l->t->local->ops->put(l->t->local, l->key, status, body, len,
+                                  l->t->copy_ttl_s);
+        }
         l->cb(result, status, body, len, l->arg);
     }
     free(l->key);
@@ -70,9 +78,20 @@ tiered_put(struct agw_store *store, const char *key, int status,
            const char *body, size_t len, long ttl_s)
 {
     struct store_tiered *t = tiered_of(store);
-    struct agw_store *target = agw_redis_is_up(t->redis) ? t->shared : t->local;
 
-    target->ops->put(target, key, status, body, len, ttl_s);
+    if (agw_redis_is_up(t->redis)) {
+        t->shared->ops->put(t->shared, key, status, body, len, ttl_s);
+    }
+    t->local->ops->put(t->local, key, status, body, len, ttl_s);
+}
+
+static void
+tiered_keep(struct agw_store *store, const char *key, int status,
+            const char *body, size_t len, long ttl_s)
+{
+    struct store_tiered *t = tiered_of(store);
+
+    t->local->ops->put(t->local, key, status, body, len, ttl_s);
 }
 
 static void
@@ -89,12 +108,13 @@ static const struct agw_store_ops tiered_ops = {
     .name = "redis",
     .get = tiered_get,
     .put = tiered_put,
+    .keep = tiered_keep,
     .destroy = tiered_destroy,
 };
 
 struct agw_store *
 agw_store_tiered_new(struct agw_store *shared, struct agw_store *local,
-                     const struct agw_redis *redis)
+                     const struct agw_redis *redis, long copy_ttl_s)
 {
     struct store_tiered *t = calloc(1, sizeof(*t));
 
@@ -105,5 +125,6 @@ agw_store_tiered_new(struct agw_store *shared, struct agw_store *local,
     t->shared = shared;
     t->local = local;
     t->redis = redis;
+    t->copy_ttl_s = copy_ttl_s;
     return &t->base;
 }

@@ -65,6 +65,10 @@ on_redis_state(bool up, void *arg)
     bool all_up = agw_redis_is_up(w->gw.redis) &&
                   agw_redis_is_up(w->gw.redis_sub);
 
+    if (!up) {
+        /* Calls waiting on another instance's flight go on locally now. */
+        agw_fleet_redis_down(w->gw.fleet);
+    }
     if (all_up == w->redis_up) {
         return;
     }
@@ -141,7 +145,7 @@ start_store(struct agw_worker *w, struct agw_shared *shared, char *err,
                     ? NULL
                     : agw_store_tiered_new(redis_store,
                                            agw_store_shared_ref(shared->memory),
-                                           gw->redis);
+                                           gw->redis, cfg->cache_ttl_s);
     gw->store = add_l1(gw->store, cfg, shared);
     if (gw->fleet == NULL || gw->store == NULL) {
         snprintf(err, errlen, "out of memory");
@@ -154,8 +158,8 @@ start_store(struct agw_worker *w, struct agw_shared *shared, char *err,
 static bool
 start_shared(const struct agw_config *cfg, struct agw_shared *shared)
 {
-    shared->memory =
-        agw_store_shared_new(agw_store_memory_new(cfg->cache_max_entries));
+    shared->memory = agw_store_shared_new(agw_store_memory_new(
+        cfg->cache_max_entries, (size_t)cfg->cache_max_bytes));
     if (agw_config_workers(cfg) > 1) {
         shared->flights = agw_flights_new();
     }
@@ -187,6 +191,10 @@ start_stages(struct agw_worker *w, struct agw_shared *shared, char *err,
                                     agw_limiter_shared_ref(shared->limiter),
                                     agw_limiter_shared_ref(shared->fallback))
             : agw_limiter_shared_ref(shared->limiter);
+    /* Calls waiting for a slot ask again when the limiter in force
+     * changes (SPEC §4). */
+    agw_limiter_fleet_on_change(gw->limiter, agw_create_on_limiter_change,
+                                gw);
     if (shared->flights != NULL) {
         gw->local_fleet = agw_fleet_local_new(gw->base, shared->flights);
     }

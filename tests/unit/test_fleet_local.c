@@ -267,7 +267,7 @@ on_get(enum agw_store_result result, int status, const char *body,
 }
 
 static void
-on_grant(bool granted, int64_t wait_us, void *arg)
+on_grant(bool granted, int64_t wait_us, uint64_t epoch, void *arg)
 {
     struct hammer *hm = arg;
 
@@ -301,7 +301,7 @@ static void
 test_shared_store_and_limiter_from_threads(void **state)
 {
     struct agw_store *store =
-        agw_store_shared_new(agw_store_memory_new(1000));
+        agw_store_shared_new(agw_store_memory_new(1000, SIZE_MAX));
     struct agw_limiter *rl =
         agw_limiter_shared_new(agw_limiter_local_new(10, 0));
     struct hammer hm[THREADS];

@@ -400,7 +400,7 @@ struct rl_result {
 };
 
 static void
-on_rl(bool granted, int64_t wait_us, void *arg)
+on_rl(bool granted, int64_t wait_us, uint64_t epoch, void *arg)
 {
     struct rl_result *r = arg;
 

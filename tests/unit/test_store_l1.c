@@ -860,7 +860,7 @@ counting_new(long *gets)
 
     assert_non_null(c);
     c->base.ops = &counting_ops;
-    c->mem = agw_store_memory_new(100);
+    c->mem = agw_store_memory_new(100, SIZE_MAX);
     assert_non_null(c->mem);
     c->gets = gets;
     return &c->base;

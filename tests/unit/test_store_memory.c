@@ -72,7 +72,7 @@ has(struct agw_store *st, const char *key)
 static int
 setup(void **state)
 {
-    struct agw_store *st = agw_store_memory_new(3);
+    struct agw_store *st = agw_store_memory_new(3, SIZE_MAX);
 
     if (st == NULL) {
         return -1;
@@ -282,7 +282,7 @@ test_put_from_callback(void **state)
 static void
 test_many_keys(void **state)
 {
-    struct agw_store *st = agw_store_memory_new(20000);
+    struct agw_store *st = agw_store_memory_new(20000, SIZE_MAX);
     char key[64];
     char body[64];
     struct seen s;
@@ -310,7 +310,7 @@ test_many_keys(void **state)
 static void
 test_many_keys_capped(void **state)
 {
-    struct agw_store *st = agw_store_memory_new(1000);
+    struct agw_store *st = agw_store_memory_new(1000, SIZE_MAX);
     char key[64];
     int hits = 0;
 
@@ -335,13 +335,44 @@ test_many_keys_capped(void **state)
 static void
 test_zero_capacity(void **state)
 {
-    struct agw_store *st = agw_store_memory_new(0);
+    struct agw_store *st = agw_store_memory_new(0, SIZE_MAX);
 
     (void)state;
     assert_non_null(st);
     put(st, "k", "v", 60);
     assert_int_equal(agw_store_memory_count(st), 0);
     assert_false(has(st, "k"));
+    st->ops->destroy(st);
+}
+
+/* Bytes bound the store too: 1000-byte bodies in 4 KiB keep the newest
+ * few; one bigger than the bound is never kept. */
+static void
+test_bytes_bound(void **state)
+{
+    struct agw_store *st = agw_store_memory_new(1000, 4096);
+    char body[1001];
+    char key[16];
+    char big[5000];
+
+    (void)state;
+    assert_non_null(st);
+    memset(body, 'x', sizeof(body) - 1);
+    body[sizeof(body) - 1] = '\0';
+    for (int i = 0; i < 10; i++) {
+        snprintf(key, sizeof(key), "k%d", i);
+        put(st, key, body, 60);
+    }
+    /* Each costs 1000 + key + ~90: three fit, a fourth would not. */
+    assert_int_equal(agw_store_memory_count(st), 3);
+    assert_true(has(st, "k9"));
+    assert_true(has(st, "k7"));
+    assert_false(has(st, "k6"));
+    memset(big, 'y', sizeof(big) - 1);
+    big[sizeof(big) - 1] = '\0';
+    put(st, "big", big, 60);
+    assert_false(has(st, "big"));
+    assert_true(has(st, "k9")); /* nothing evicted for it */
     st->ops->destroy(st);
 }
 
@@ -370,6 +401,7 @@ main(void)
         cmocka_unit_test(test_many_keys),
         cmocka_unit_test(test_many_keys_capped),
         cmocka_unit_test(test_zero_capacity),
+        cmocka_unit_test(test_bytes_bound),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,0 +1,558 @@
+"""Fleet guarantees through transitions (issue #12, SPEC sections 4 and
+8): Redis killed, restarted or frozen while calls wait for a slot, for a
+lookup or for another instance's flight; an upstream 429 and a SIGHUP
+changing the rate while calls wait.
+
+Each scenario starts from a clean state (its own redis-server, sandbox
+counters reset, its own key_prefix, its own gateways) and can run alone:
+  test_transitions.py [scenario ...]
+
+Bounds and the slack they allow:
+* the sandbox sees at most rate + burst + 1 calls in any 1 s window, also
+  while instances move between Redis and their fallbacks;
+* a call's limiter wait (access line ratelimit_wait_ms) is at most
+  max_wait_ms + WAIT_SLACK_MS (timer lateness and one Redis round trip,
+  on a loaded 2-core machine); the client sees at most that plus the
+  upstream time and CLIENT_SLACK_MS (lookups, claims, the test's own
+  threads);
+* every call is answered 200, or 429 code 8 with Retry-After >= 1.
+The sandbox runs with --rate 1000: its own limit never interferes.
+"""
+
+import collections
+import json
+import math
+import os
+import re
+import shutil
+import signal
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness as H  # noqa: E402
+
+WAIT_SLACK_MS = 300
+CLIENT_SLACK_MS = 1000
+RELOAD_WAIT_S = 5
+
+
+# -------------------------------------------------------------- helpers
+
+def fleet(h, sb, rd, prefix, n, ratelimit, extra=None):
+    """N gateways on RD sharing PREFIX, with RATELIMIT and EXTRA
+    ({section: {key: value}}) over the base config."""
+    gws = []
+    for _ in range(n):
+        over = {"store": {"backend": "redis", "redis_url": rd.url(),
+                          "key_prefix": prefix},
+                "ratelimit": dict(ratelimit)}
+        for section, keys in (extra or {}).items():
+            over.setdefault(section, {}).update(keys)
+        gws.append(H.Gateway(h, sb, overrides=over))
+    return gws
+
+
+def stop_gateways(t, gws):
+    for g in gws:
+        H.check_json_log(t, g)
+        g.stop()
+
+
+def wait_until(pred, timeout, step=0.05):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return True
+        time.sleep(step)
+    return pred()
+
+
+def readyz(gw):
+    r = gw.get("/readyz", timeout=3)
+    return (r.json or {}).get("status") if r.status in (200, 503) else None
+
+
+def live_seen(gw):
+    seen = re.findall(r"live instances sharing the limit: (\d+)",
+                      gw.log_text())
+    return int(seen[-1]) if seen else None
+
+
+def wait_fleet(gws):
+    """Until every gateway saw all of them in Redis's heartbeats."""
+    return wait_until(lambda: all(live_seen(g) == len(gws) for g in gws), 8)
+
+
+def kill_redis(rd):
+    rd.proc.signal(signal.SIGKILL)
+    rd.proc.wait(5)
+
+
+def arrivals(sb):
+    return sorted(c["t"] for c in sb.call_list())
+
+
+def access(gw):
+    out = []
+    for ln in gw.log_text().splitlines():
+        try:
+            j = json.loads(ln)
+        except ValueError:
+            continue
+        if isinstance(j, dict) and j.get("type") == "access" and \
+                j.get("method") == "POST":
+            out.append(j)
+    return out
+
+
+def status_counts(res):
+    return collections.Counter(r.status if isinstance(r, H.Resp)
+                               else type(r).__name__ for r in res)
+
+
+def bad_answers(res):
+    """Answers that are neither 200 nor 429 code 8 with Retry-After."""
+    bad = []
+    for r in res:
+        if not isinstance(r, H.Resp):
+            bad.append(repr(r))
+        elif r.status == 429:
+            ra = r.header("retry-after") or ""
+            if (r.json or {}).get("code") != 8 or \
+                    not re.fullmatch(r"[1-9][0-9]*", ra):
+                bad.append(r.short())
+        elif r.status != 200:
+            bad.append(r.short())
+    return bad
+
+
+class Load:
+    """Distinct creates at RATE per second for SECONDS, spread over GWS
+    in turn, each in a thread of its own: [(sent, done, Resp)]."""
+
+    def __init__(self, gws, rate, seconds, uri, timeout=40):
+        self.gws, self.rate, self.seconds = gws, rate, seconds
+        self.uri, self.timeout = uri, timeout
+        self.out = []
+        self.lock = threading.Lock()
+        self.threads = []
+        self.pacer = threading.Thread(target=self._pace, daemon=True)
+
+    def _one(self, i):
+        t0 = time.monotonic()
+        r = self.gws[i % len(self.gws)].create({"uri": self.uri(i)},
+                                               timeout=self.timeout)
+        with self.lock:
+            self.out.append((t0, time.monotonic(), r))
+
+    def _pace(self):
+        t0 = time.monotonic()
+        n = int(self.rate * self.seconds)
+        for i in range(n):
+            delay = t0 + i / self.rate - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            th = threading.Thread(target=self._one, args=(i,), daemon=True)
+            th.start()
+            self.threads.append(th)
+
+    def start(self):
+        self.pacer.start()
+        return self
+
+    def join(self):
+        self.pacer.join(self.seconds + 10)
+        deadline = time.monotonic() + self.timeout + 10
+        for th in list(self.threads):
+            th.join(max(0.0, deadline - time.monotonic()))
+        with self.lock:
+            return list(self.out)
+
+
+def burst(gws, uris, timeout=40):
+    """All of URIS at once, spread over GWS in turn, in the background;
+    the result's join() gives [(sent, done, Resp)]."""
+    load = Load(gws, 1e6, len(uris) / 1e6, lambda i: uris[i], timeout)
+    return load.start()
+
+
+def check_windows(t, ts, limit, desc, since=None):
+    """No 1 s window of arrival times TS (from SINCE on) holds more than
+    LIMIT; returns the worst count."""
+    sel = [x for x in ts if since is None or x >= since]
+    worst, members = H.worst_window(sel)
+    t.check(worst <= limit, "%s: at most %d arrivals in any 1 s window "
+            "(worst %d)" % (desc, limit, worst),
+            "window, ms after its first arrival: %s" % [
+                round((x - members[0]) * 1000) for x in members])
+    return worst
+
+
+def check_waits(t, gws, max_wait_ms, desc):
+    """Every access line's ratelimit_wait_ms within max_wait + slack."""
+    waits = [j.get("ratelimit_wait_ms", 0) for g in gws for j in access(g)]
+    worst = max(waits) if waits else 0
+    t.check(worst <= max_wait_ms + WAIT_SLACK_MS, "%s: no call waited for "
+            "the limiter past max_wait_ms %d + %d ms (worst %.0f ms over "
+            "%d calls)" % (desc, max_wait_ms, WAIT_SLACK_MS, worst,
+                           len(waits)))
+
+
+def check_latency(t, gws, out, max_wait_ms, desc):
+    """Client time within max_wait + the call's upstream time + slack."""
+    up = {}
+    for g in gws:
+        for j in access(g):
+            up[j.get("request_id")] = j.get("upstream_ms", 0)
+    late = []
+    for sent, done, r in out:
+        if not isinstance(r, H.Resp):
+            continue
+        rid = r.header("x-request-id")
+        allowed = max_wait_ms + up.get(rid, 0) + CLIENT_SLACK_MS
+        if (done - sent) * 1000 > allowed:
+            late.append("%d %s (request %s) after %.0f ms (allowed %.0f)"
+                        % (r.status, r.header("x-cache"), rid,
+                           (done - sent) * 1000, allowed))
+    t.check(not late, "%s: every caller answered within max_wait_ms + its "
+            "upstream time + %d ms (%d calls)" % (desc, CLIENT_SLACK_MS,
+                                                  len(out)),
+            "\n".join(late[:5]))
+
+
+def check_answers(t, out, desc):
+    res = [r for _, _, r in out]
+    bad = bad_answers(res)
+    t.check(res and not bad, "%s: every call answered 200 or 429 code 8 "
+            "with Retry-After (%r)" % (desc, dict(status_counts(res))),
+            "\n".join(bad[:5]))
+    return res
+
+
+def summary(t, ts, since, desc):
+    """Diagnostic: arrivals per second from SINCE."""
+    if not ts:
+        return
+    per = collections.Counter(math.floor(x - since) for x in ts
+                              if x >= since - 3)
+    t.diag("%s: arrivals per second from the event: %s" % (
+        desc, " ".join("%+d:%d" % (k, per[k]) for k in sorted(per))))
+
+
+# ------------------------------------------------------------ scenarios
+
+def test_recovery_burst(h):
+    """(a) Calls queued on the fallback while Redis is down are re-granted
+    by the shared limiter when it returns, never released together."""
+    t = h.t
+    rd, sb = H.Redis(h), H.Sandbox(h, rate=1000)
+    rate, max_wait = 20, 3000
+    gws = fleet(h, sb, rd, "tr-a:", 3, {"rate": rate,
+                                        "max_wait_ms": max_wait})
+    t.check(wait_fleet(gws), "(a) 3 gateways see each other in Redis")
+    kill_redis(rd)
+    t.check(wait_until(lambda: all(readyz(g) == "degraded" for g in gws), 5),
+            "(a) Redis killed: every gateway degraded")
+    load = Load(gws, 45, 7.0, lambda i: sb.sample("tr-a-%04d.png" % i))
+    load.start()
+    time.sleep(2.5)  # the fallbacks' queues fill up to max_wait_ms
+    rd.start()
+    t_back = time.monotonic()
+    out = load.join()
+    ts = arrivals(sb)
+    summary(t, ts, t_back, "(a) Redis back")
+    check_windows(t, ts, rate + 1, "(a) outage and recovery at rate %d"
+                  % rate)
+    check_answers(t, out, "(a)")
+    check_waits(t, gws, max_wait, "(a)")
+    t.check(sum(1 for x in ts if x >= t_back) >= rate,
+            "(a) calls go on after Redis is back",
+            "%d after" % sum(1 for x in ts if x >= t_back))
+    stop_gateways(t, gws)
+    rd.stop()
+    sb.stop()
+
+
+def test_wait_bound(h):
+    """(b) Calls waiting for a slot when Redis is killed, and when it
+    returns, never wait past max_wait_ms in all."""
+    t = h.t
+    rd, sb = H.Redis(h), H.Sandbox(h, rate=1000)
+    rate, max_wait = 10, 2000
+    gws = fleet(h, sb, rd, "tr-b:", 2, {"rate": rate,
+                                        "max_wait_ms": max_wait})
+    t.check(wait_fleet(gws), "(b) 2 gateways see each other in Redis")
+    load = Load(gws, 25, 7.0, lambda i: sb.sample("tr-b-%04d.png" % i))
+    load.start()
+    time.sleep(2.0)  # the shared queue fills up to max_wait_ms
+    kill_redis(rd)
+    t_down = time.monotonic()
+    time.sleep(2.5)
+    rd.start()
+    t_back = time.monotonic()
+    out = load.join()
+    ts = arrivals(sb)
+    summary(t, ts, t_down, "(b) Redis killed")
+    summary(t, ts, t_back, "(b) Redis back")
+    check_answers(t, out, "(b)")
+    check_waits(t, gws, max_wait, "(b) across both changes of mode")
+    check_latency(t, gws, out, max_wait, "(b)")
+    check_windows(t, ts, rate + 1, "(b) rate %d, Redis killed and back"
+                  % rate)
+    stop_gateways(t, gws)
+    rd.stop()
+    sb.stop()
+
+
+def in_background(fn):
+    box = {}
+
+    def run():
+        t0 = time.monotonic()
+        box["r"] = fn()
+        box["t"] = time.monotonic() - t0
+        box["done"] = time.monotonic()
+
+    th = threading.Thread(target=run, daemon=True)
+    th.start()
+    return th, box
+
+
+def test_inflight(h):
+    """(c) A call waiting on another instance's flight (or on a lookup)
+    when Redis is frozen or killed goes on degraded within
+    redis_command_timeout_ms: never a 504 for Redis's sake."""
+    t = h.t
+    rd, sb = H.Redis(h), H.Sandbox(h, rate=1000)
+    up_ms, cmd_ms = 2000, 500
+    a, b = fleet(h, sb, rd, "tr-c:", 2, {"rate": 50},
+                 {"store": {"redis_command_timeout_ms": cmd_ms},
+                  "upstream": {"request_timeout_ms": 6000},
+                  "server": {"request_deadline_ms": 12000}})
+    t.check(wait_fleet([a, b]), "(c) 2 gateways see each other in Redis")
+    sb.faults(latency_ms=up_ms)
+    bound = (cmd_ms + up_ms + CLIENT_SLACK_MS) / 1000.0
+    for how in ("SIGSTOP", "SIGKILL"):
+        u = sb.sample("tr-c-%s.png" % how.lower())
+        ta, ra = in_background(lambda: a.create({"uri": u}, timeout=20))
+        time.sleep(0.4)  # A holds the claim and is calling upstream
+        tb, rb = in_background(lambda: b.create({"uri": u}, timeout=20))
+        time.sleep(0.4)  # B waits for A's answer on the channel
+        u2 = sb.sample("tr-c-%s-new.png" % how.lower())
+        t_fail = time.monotonic()
+        rd.proc.signal(getattr(signal, how))
+        # A call arriving while Redis fails: its lookup and claim fail
+        # within redis_command_timeout_ms.
+        tn, rn = in_background(lambda: b.create({"uri": u2}, timeout=20))
+        for th in (ta, tb, tn):
+            th.join(25)
+        for name, box in (("holder A", ra), ("waiter B", rb),
+                          ("new call on B", rn)):
+            r = box.get("r")
+            t.check(isinstance(r, H.Resp) and r.status == 200,
+                    "(c) %s: %s -> 200, not a 504" % (how, name),
+                    r.short() if isinstance(r, H.Resp) else repr(r))
+        took = rb.get("done", 1e9) - t_fail
+        t.check(took <= bound, "(c) %s: the waiter on another instance's "
+                "flight is answered within redis_command_timeout_ms + the "
+                "upstream time + %d ms (%.2f s <= %.2f s)"
+                % (how, CLIENT_SLACK_MS, took, bound))
+        took = rn.get("done", 1e9) - t_fail
+        t.check(took <= bound, "(c) %s: a call arriving as Redis fails is "
+                "answered within redis_command_timeout_ms + the upstream "
+                "time + %d ms (%.2f s)" % (how, CLIENT_SLACK_MS, took))
+        if how == "SIGSTOP":
+            rd.proc.signal(signal.SIGCONT)
+        else:
+            rd.start()
+        t.check(wait_until(lambda: readyz(a) == "ready" and
+                           readyz(b) == "ready", 8),
+                "(c) %s: Redis back, both gateways ready" % how)
+    n504 = sum(1 for g in (a, b) for j in access(g) if j["status"] == 504)
+    t.eq(n504, 0, "(c) no access line with status 504")
+    stop_gateways(t, [a, b])
+    rd.stop()
+    sb.stop()
+
+
+def test_recovery_dedupe(h):
+    """(d) A create admitted during the outage that goes upstream after
+    Redis is back takes part in the fleet's single flight first."""
+    t = h.t
+    rd, sb = H.Redis(h), H.Sandbox(h, rate=1000)
+    a, b = fleet(h, sb, rd, "tr-d:", 2, {"rate": 4, "max_wait_ms": 8000})
+    t.check(wait_fleet([a, b]), "(d) 2 gateways see each other in Redis")
+    kill_redis(rd)
+    t.check(wait_until(lambda: readyz(a) == "degraded", 5),
+            "(d) Redis killed: A degraded")
+    # A's fallback grants 2/s: eight fillers put K about 4 s out.
+    fill = burst([a], [sb.sample("tr-d-fill-%d.png" % i) for i in range(8)])
+    time.sleep(0.2)
+    k = sb.sample("tr-d-key.png")
+    tk, rk = in_background(lambda: a.create({"uri": k}, timeout=30))
+    time.sleep(0.5)
+    rd.start()
+    t.check(wait_until(lambda: readyz(b) == "ready", 5),
+            "(d) Redis back: B ready")
+    rb = b.create({"uri": k}, timeout=30)
+    tk.join(30)
+    fill.join()
+    ra = rk.get("r")
+    ok = [r for r in (ra, rb) if isinstance(r, H.Resp) and r.status == 200]
+    t.eq(len(ok), 2, "(d) A's create from the outage and B's after it -> "
+         "both 200")
+    calls = [c for c in sb.call_list() if c.get("uri") == k]
+    t.eq(len(calls), 1, "(d) one upstream call for the key between them "
+         "(A asked the fleet's flight before going upstream)")
+    t.eq(sorted(r.header("x-cache") for r in ok), ["HIT", "MISS"],
+         "(d) one of them MISS, the other HIT")
+    stop_gateways(t, [a, b])
+    rd.stop()
+    sb.stop()
+
+
+def test_stale_if_error(h):
+    """(e) Answers an instance served or stored while Redis was up are
+    still served by it during an outage, long after l1_ttl_ms."""
+    t = h.t
+    rd, sb = H.Redis(h), H.Sandbox(h, rate=1000)
+    a, b = fleet(h, sb, rd, "tr-e:", 2, {"rate": 50},
+                 {"store": {"l1_ttl_ms": 200}})
+    mine = [sb.sample("tr-e-a-%d.png" % i) for i in range(4)]
+    theirs = [sb.sample("tr-e-b-%d.png" % i) for i in range(4)]
+    res = [a.create({"uri": u}) for u in mine]
+    res += [b.create({"uri": u}) for u in theirs]
+    served = [a.create({"uri": u}) for u in theirs]
+    t.check(all(r.status == 200 for r in res) and
+            all(r.status == 200 and r.header("x-cache") == "HIT"
+                for r in served),
+            "(e) A stores 4 answers, B 4 more that A then serves as HITs",
+            "\n".join(r.short() for r in res + served))
+    # A waits on B's flight for a fifth: B's answer reaches A on the
+    # channel, never through A's own lookup.
+    flown = sb.sample("tr-e-flight.png")
+    sb.faults(latency_ms=600)
+    tb, rb = in_background(lambda: b.create({"uri": flown}))
+    time.sleep(0.3)
+    ra = a.create({"uri": flown})
+    tb.join(10)
+    sb.faults(latency_ms=0)
+    t.check(ra.status == 200 and ra.header("x-cache") == "HIT" and
+            sb.calls() == 9,
+            "(e) A waits on B's flight for a ninth key and serves its answer",
+            "%s; %d upstream calls" % (ra.short(), sb.calls()))
+    mine.append(flown)
+    before = sb.calls()
+    time.sleep(0.5)  # past l1_ttl_ms
+    kill_redis(rd)
+    t.check(wait_until(lambda: readyz(a) == "degraded", 5),
+            "(e) Redis killed: A degraded")
+    during = [a.create({"uri": u}) for u in mine + theirs]
+    hits = [r for r in during if r.status == 200 and
+            r.header("x-cache") == "HIT"]
+    t.eq(len(hits), 9, "(e) during the outage A answers all 9 as HITs")
+    t.eq(sb.calls() - before, 0, "(e) no upstream call for them")
+    rd.start()
+    stop_gateways(t, [a, b])
+    rd.stop()
+    sb.stop()
+
+
+def write_rate(gw, rate):
+    cfg = json.loads(json.dumps(gw.cfg))
+    cfg["ratelimit"]["rate"] = str(rate)
+    with open(gw.conf_path, "w") as f:
+        f.write(H.render_config(cfg))
+
+
+def reloaded(gw, n):
+    return len(re.findall(r"configuration reloaded", gw.log_text())) >= n
+
+
+def test_sighup_rate(h):
+    """(f) A reload lowering the rate while calls wait: the new rate holds
+    within moments, no call is released in bulk or waits past max_wait."""
+    t = h.t
+    rd, sb = H.Redis(h), H.Sandbox(h, rate=1000)
+    old, new, max_wait = 20, 6, 3000
+    gws = fleet(h, sb, rd, "tr-f1:", 2, {"rate": old,
+                                         "max_wait_ms": max_wait})
+    t.check(wait_fleet(gws), "(f) 2 gateways see each other in Redis")
+    load = burst(gws, [sb.sample("tr-f1-%03d.png" % i) for i in range(60)])
+    time.sleep(0.6)
+    for g in gws:
+        write_rate(g, new)
+        g.proc.signal(signal.SIGHUP)
+    t_hup = time.monotonic()
+    t.check(wait_until(lambda: all(reloaded(g, 1) for g in gws),
+                       RELOAD_WAIT_S),
+            "(f) both gateways reloaded rate %d -> %d" % (old, new))
+    out = load.join()
+    ts = arrivals(sb)
+    summary(t, ts, t_hup, "(f) SIGHUP rate %d -> %d" % (old, new))
+    check_windows(t, ts, old + 1, "(f) no bulk release around the reload")
+    check_windows(t, ts, new + 1, "(f) from 0.3 s after the reload, the new "
+                  "rate %d" % new, since=t_hup + 0.3)
+    check_answers(t, out, "(f) reload")
+    check_waits(t, gws, max_wait, "(f) reload")
+    stop_gateways(t, gws)
+    rd.stop()
+    sb.stop()
+
+
+def test_pause_while_waiting(h):
+    """(f) An upstream 429 pauses the fleet while calls wait for their
+    slots: they are re-granted after it at the rate, within max_wait."""
+    t = h.t
+    rd, sb = H.Redis(h), H.Sandbox(h, rate=1000)
+    rate, max_wait = 20, 3000
+    gws = fleet(h, sb, rd, "tr-f2:", 2, {"rate": rate,
+                                         "max_wait_ms": max_wait})
+    t.check(wait_fleet(gws), "(f) 2 gateways see each other in Redis")
+    load = burst(gws, [sb.sample("tr-f2-%03d.png" % i) for i in range(60)])
+    time.sleep(0.5)
+    sb.faults(status=429, retry_after=1, status_count=1)
+    out = load.join()
+    calls = sb.call_list()
+    hit = [c["t"] for c in calls if c["status"] == 429]
+    t.eq(len(hit), 1, "(f) the sandbox answered one 429")
+    ts = sorted(c["t"] for c in calls)
+    if hit:
+        during = [x for x in ts if hit[0] < x < hit[0] + 0.95]
+        summary(t, ts, hit[0], "(f) upstream 429")
+        t.check(len(during) <= 3, "(f) at most a few calls (in flight) "
+                "reach the sandbox during the 1 s pause (%d)" % len(during))
+    check_windows(t, ts, rate + 1, "(f) the pause ends without a bulk "
+                  "release")
+    check_answers(t, out, "(f) pause")
+    check_waits(t, gws, max_wait, "(f) pause")
+    stop_gateways(t, gws)
+    rd.stop()
+    sb.stop()
+
+
+SCENARIOS = [test_recovery_burst, test_wait_bound, test_inflight,
+             test_recovery_dedupe, test_stale_if_error, test_sighup_rate,
+             test_pause_while_waiting]
+
+
+def main(h):
+    only = set(sys.argv[1:])
+    t0 = time.monotonic()
+    for fn in SCENARIOS:
+        if only and fn.__name__ not in only:
+            continue
+        s0 = time.monotonic()
+        fn(h)
+        h.t.diag("%s took %.1f s" % (fn.__name__, time.monotonic() - s0))
+        H.stop_all()
+    h.t.diag("scenarios took %.1f s" % (time.monotonic() - t0))
+
+
+if __name__ == "__main__":
+    if shutil.which("redis-server") is None:
+        print("1..0 # SKIP redis-server not installed")
+        sys.exit(0)
+    H.run(main)
