@@ -1,8 +1,9 @@
 #!/bin/sh
 # The whole test suite: unit and integration tests (`make check`) on a plain
-# build and on an AddressSanitizer+UBSan build, the unit tests under
-# valgrind, and each libFuzzer target for FUZZ_SECONDS (60). Installs what
-# it needs first. Ends with "N passed, N failed".
+# build and on an AddressSanitizer+UBSan build, the soak test for
+# SOAK_SECONDS (45) on the plain build, the unit tests under valgrind, and
+# each libFuzzer target for FUZZ_SECONDS (60). Installs what it needs
+# first. Ends with "N passed, N failed".
 set -u
 top=$(cd "$(dirname "$0")/.." && pwd)
 out=${AGW_TEST_DIR:-$top/build}
@@ -73,7 +74,25 @@ run_fuzz() { # scripts/fuzz.sh ends with its own "N passed, N failed"
     failed=$((failed + f))
 }
 
+run_soak() { # tests/soak/soak.py prints its report and "N passed, N failed"
+    echo "=== soak: ${SOAK_SECONDS:-45} s on the plain build"
+    AGW_BUILDDIR="$out/plain" AGW_SRCDIR="$top" PYTHONDONTWRITEBYTECODE=1 \
+        python3 "$top/tests/soak/soak.py" --seconds "${SOAK_SECONDS:-45}" \
+        >"$out/soak.out" 2>&1
+    cat "$out/soak.out"
+    line=$(tail -n 1 "$out/soak.out")
+    p=$(echo "$line" | sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\1/p')
+    f=$(echo "$line" | sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\2/p')
+    if [ -z "$p" ]; then
+        failed=$((failed + 1))
+        return
+    fi
+    passed=$((passed + p))
+    failed=$((failed + f))
+}
+
 run_check plain "$out/plain"
+run_soak
 run_check sanitizers "$out/asan" --enable-sanitizers
 run_valgrind
 run_fuzz
