@@ -913,6 +913,13 @@ class Soak:
         best = worst_by_class(spans, wins)
         strict = rate + BURST + 1
         loose = rate + BURST + n
+        # Where the limiter stands apart from the transitions (diagnosis).
+        far = [c for t, c in wins if spans.window_class(t) == "up" and
+               not any(d0 - 1.0 <= t <= s + 10.0 for (d0, _, _), s in
+                       zip(spans.down, spans.settled))]
+        self.t.diag("worst 1 s upstream window with Redis up and no Redis "
+                    "fault within 10 s: %d (bound %d)" % (max(far or [0]),
+                                                          strict))
         for cls, bound, desc in (
                 ("up", strict, "worst 1 s upstream window with Redis up"),
                 ("reconnection", strict, "worst 1 s upstream window "
@@ -1053,7 +1060,8 @@ class Soak:
                    "max growth %d kB" % max(
                        [l[1] - fi[1] for fi, l in self.monitor.rss.values()
                         if l is not None] or [0]),
-                   "%d kB" % RSS_GROWTH_BOUND_KB, not bad,
+                   "not applied under AddressSanitizer" if self.monitor.asan
+                   else "%d kB" % RSS_GROWTH_BOUND_KB, not bad,
                    "resident memory growth per gateway process (leak "
                    "tripwire)")
 
