@@ -24,6 +24,7 @@ import os
 import queue
 import random
 import select
+import shutil
 import signal
 import sys
 import threading
@@ -1144,7 +1145,7 @@ def main():
 
 
 if __name__ == "__main__":
-    if H.shutil.which("redis-server") is None:
+    if shutil.which("redis-server") is None:
         print("1..0 # SKIP redis-server not installed")
         sys.exit(0)
     main()
