@@ -1,9 +1,10 @@
 #!/bin/sh
 # The whole test suite: unit and integration tests (`make check`) on a plain
-# build and on an AddressSanitizer+UBSan build, the unit tests under
-# valgrind, each libFuzzer target for FUZZ_SECONDS (60), and the Debian
-# packages (scripts/package-test.sh). Installs what it needs first. Ends
-# with "N passed, N failed".
+# build and on an AddressSanitizer+UBSan build, the soak test for
+# SOAK_SECONDS (45) on the plain build, the unit tests under valgrind,
+# each libFuzzer target for FUZZ_SECONDS (60), and the Debian packages
+# (scripts/package-test.sh). Installs what it needs first. Ends with
+# "N passed, N failed".
 set -u
 top=$(cd "$(dirname "$0")/.." && pwd)
 out=${AGW_TEST_DIR:-$top/build}
@@ -58,20 +59,33 @@ run_valgrind() { # unit tests of the plain build under memcheck
     done
 }
 
-run_fuzz() { # scripts/fuzz.sh ends with its own "N passed, N failed"
-    echo "=== fuzz: ${FUZZ_SECONDS:-60} s per target"
-    sh "$top/scripts/fuzz.sh" "$out/fuzz" >"$out/fuzz.out" 2>&1
-    grep -E '^(ok|not ok|kept input)' "$out/fuzz.out" || tail -n 40 "$out/fuzz.out"
-    line=$(tail -n 1 "$out/fuzz.out")
+add_summary() { # adds FILE's closing "N passed, N failed" (none: 1 failed)
+    line=$(tail -n 1 "$1")
     p=$(echo "$line" | sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\1/p')
     f=$(echo "$line" | sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\2/p')
     if [ -z "$p" ]; then
-        tail -n 40 "$out/fuzz.out"
+        tail -n 40 "$1"
         failed=$((failed + 1))
         return
     fi
     passed=$((passed + p))
     failed=$((failed + f))
+}
+
+run_fuzz() { # scripts/fuzz.sh ends with its own "N passed, N failed"
+    echo "=== fuzz: ${FUZZ_SECONDS:-60} s per target"
+    sh "$top/scripts/fuzz.sh" "$out/fuzz" >"$out/fuzz.out" 2>&1
+    grep -E '^(ok|not ok|kept input)' "$out/fuzz.out" || tail -n 40 "$out/fuzz.out"
+    add_summary "$out/fuzz.out"
+}
+
+run_soak() { # tests/soak/soak.py prints its report and "N passed, N failed"
+    echo "=== soak: ${SOAK_SECONDS:-45} s on the plain build"
+    AGW_BUILDDIR="$out/plain" AGW_SRCDIR="$top" PYTHONDONTWRITEBYTECODE=1 \
+        python3 "$top/tests/soak/soak.py" --seconds "${SOAK_SECONDS:-45}" \
+        >"$out/soak.out" 2>&1
+    cat "$out/soak.out"
+    add_summary "$out/soak.out"
 }
 
 run_package() { # Debian packages: scripts/package-test.sh, when it can build
@@ -82,18 +96,11 @@ run_package() { # Debian packages: scripts/package-test.sh, when it can build
     echo "=== package: build, lintian, install into Debian 12 minbase, purge"
     sh "$top/scripts/package-test.sh" "$out/package" >"$out/package.out" 2>&1
     cat "$out/package.out"
-    line=$(tail -n 1 "$out/package.out")
-    p=$(echo "$line" | sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\1/p')
-    f=$(echo "$line" | sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\2/p')
-    if [ -z "$p" ]; then
-        failed=$((failed + 1))
-        return
-    fi
-    passed=$((passed + p))
-    failed=$((failed + f))
+    add_summary "$out/package.out"
 }
 
 run_check plain "$out/plain"
+run_soak
 run_check sanitizers "$out/asan" --enable-sanitizers
 run_valgrind
 run_fuzz
