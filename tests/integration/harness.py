@@ -805,6 +805,46 @@ class _SourceServer(ThreadingHTTPServer):
 
 # ------------------------------------------------------------- checks
 
+
+# ------------------------------------------------------- shared checks
+
+def metric(gw, name, **labels):
+    """Value of asset_gateway_NAME{LABELS} on GW now (0 when absent)."""
+    r = gw.get("/metrics")
+    if r.status != 200:
+        raise RuntimeError("GET /metrics failed: %s" % r.short())
+    lab = ",".join('%s="%s"' % kv for kv in sorted(labels.items()))
+    want = "asset_gateway_%s%s " % (name, "{%s}" % lab if lab else "")
+    for ln in r.body.decode("utf-8", "replace").splitlines():
+        if ln.startswith(want):
+            return float(ln[len(want):])
+    return 0.0
+
+
+def log_records(gw):
+    """GW's JSON log lines as dicts, in order (other lines skipped)."""
+    out = []
+    for ln in gw.log_text().splitlines():
+        try:
+            j = json.loads(ln)
+        except ValueError:
+            continue
+        if isinstance(j, dict):
+            out.append(j)
+    return out
+
+
+def wait_until(pred, timeout, step=0.02):
+    """Polls PRED until it is true or TIMEOUT seconds pass; its last
+    value."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return True
+        time.sleep(step)
+    return pred()
+
+
 def check_error(t, r, status, code, desc, field=None):
     """R is STATUS with {"code": CODE, "message": "XASSET.<NAME>: ..."}
     (naming FIELD, or one of a tuple of FIELDs, when given)."""

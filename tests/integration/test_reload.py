@@ -17,20 +17,10 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness as H  # noqa: E402
 
+metric, records, wait_until = H.metric, H.log_records, H.wait_until
+
 RELOAD_WAIT_S = 5.0
 
-
-def metric(gw, name, **labels):
-    """Value of asset_gateway_NAME{LABELS} now (0 when absent)."""
-    r = gw.get("/metrics")
-    if r.status != 200:
-        raise RuntimeError("GET /metrics failed: %s" % r.short())
-    lab = ",".join('%s="%s"' % kv for kv in sorted(labels.items()))
-    want = "asset_gateway_%s%s " % (name, "{%s}" % lab if lab else "")
-    for ln in r.body.decode("utf-8").splitlines():
-        if ln.startswith(want):
-            return float(ln[len(want):])
-    return 0.0
 
 
 def reloads(gw):
@@ -69,17 +59,6 @@ def write_key(path, key):
         f.write(key + "\n")
 
 
-def records(gw):
-    out = []
-    for ln in gw.log_text().splitlines():
-        try:
-            j = json.loads(ln)
-        except ValueError:
-            continue
-        if isinstance(j, dict):
-            out.append(j)
-    return out
-
 
 def new_lines(gw, since):
     return records(gw)[since:]
@@ -97,14 +76,6 @@ def in_thread(fn):
     th.start()
     return th, box
 
-
-def wait_until(cond, timeout):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(0.02)
-    return cond()
 
 
 def short(r):

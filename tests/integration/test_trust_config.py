@@ -16,21 +16,11 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness as H  # noqa: E402
 
+metric = H.metric
+
 RELOAD_WAIT_S = 5.0
 START_TIMEOUT_S = 10
 
-
-def metric(gw, name, **labels):
-    """Value of asset_gateway_NAME{LABELS} now (0 when absent)."""
-    r = gw.get("/metrics")
-    if r.status != 200:
-        raise RuntimeError("GET /metrics failed: %s" % r.short())
-    lab = ",".join('%s="%s"' % kv for kv in sorted(labels.items()))
-    want = "asset_gateway_%s%s " % (name, "{%s}" % lab if lab else "")
-    for ln in r.body.decode("utf-8").splitlines():
-        if ln.startswith(want):
-            return float(ln[len(want):])
-    return 0.0
 
 
 def reloads(gw):

@@ -27,6 +27,8 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness as H  # noqa: E402
 
+metric = H.metric
+
 READ_S = 3.0           # how long a raw exchange waits for answers
 EARLY_S = 2.0          # an early refusal comes within this
 TOKEN = "trust-http-token-" + os.urandom(8).hex()
@@ -116,15 +118,6 @@ def exchange(port, data, wait=READ_S, then=None):
                 then = None
     return parse_answers(buf), closed, first
 
-
-def metric(gw, name, **labels):
-    r = gw.get("/metrics")
-    lab = ",".join('%s="%s"' % kv for kv in sorted(labels.items()))
-    want = "asset_gateway_%s%s " % (name, "{%s}" % lab if lab else "")
-    for ln in r.body.decode("utf-8").splitlines():
-        if ln.startswith(want):
-            return float(ln[len(want):])
-    return 0.0
 
 
 def check_refused(t, got, status, code, desc, names=None):
