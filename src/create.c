@@ -65,6 +65,7 @@ struct agw_call {
     int64_t start_us;
     int64_t deadline_us;
     int64_t waited_us; /* time spent waiting for rate-limit slots */
+    int64_t paused_us; /* upstream 429 pauses: not counted as waiting */
     int64_t wait_since_us; /* waiting for a slot since; 0: not waiting */
     uint64_t slot_epoch;   /* the limiter epoch its slot was granted in */
     int attempts;      /* upstream attempts sent */
@@ -105,12 +106,14 @@ remaining_us(const struct agw_call *call)
 }
 
 /* What is left of the call's limiter budget: max_wait_ms for all its
- * slot waits together (SPEC §4), and never past its deadline. */
+ * slot waits together (SPEC §4), and never past its deadline. The pause
+ * after the call's own upstream 429 does not count: such a call is
+ * retried once the pause ends, if its deadline allows. */
 static int64_t
 wait_left_us(const struct agw_call *call)
 {
-    int64_t left =
-        (int64_t)call->cfg->max_wait_ms * US_PER_MS - call->waited_us;
+    int64_t left = (int64_t)call->cfg->max_wait_ms * US_PER_MS +
+                   call->paused_us - call->waited_us;
     int64_t deadline_left = remaining_us(call);
 
     if (call->wait_since_us > 0) {
@@ -489,6 +492,7 @@ on_upstream_429(struct agw_call *call, int retry_after_s)
               (long long)(pause_us / US_PER_MS));
     rl->ops->pause(rl, pause_us);
     if (pause_us < remaining_us(call)) {
+        call->paused_us += pause_us;
         acquire_slot(call);
         return;
     }
