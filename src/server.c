@@ -491,9 +491,15 @@ set_policy(struct agw_server *srv, const struct agw_config *cfg)
 static void
 apply_limits(struct evhttp *http, const struct agw_config *cfg)
 {
+    /* Idle and slow callers are cut by conns.c's sweep at
+     * client_timeout_ms, which knows when a request is being answered;
+     * evhttp's own timeout runs from when it last enabled reading, also
+     * while a call is in progress, so it is only the backstop: a call may
+     * take request_deadline_ms after the caller's idle time. */
+    int64_t ms = (int64_t)cfg->client_timeout_ms + cfg->request_deadline_ms;
     struct timeval idle = {
-        .tv_sec = cfg->client_timeout_ms / 1000,
-        .tv_usec = (cfg->client_timeout_ms % 1000) * 1000,
+        .tv_sec = (time_t)(ms / 1000),
+        .tv_usec = (suseconds_t)(ms % 1000) * 1000,
     };
     ev_ssize_t body_cap = (ev_ssize_t)cfg->max_body_bytes * 4;
 

@@ -16,6 +16,7 @@ tab). A chunk-size line is hex digits and its CRLF only: no blanks
 before or after, no chunk extensions, no trailer fields.
 """
 
+import http.client
 import json
 import os
 import re
@@ -549,6 +550,41 @@ def hostile_memory(h, sb):
     gw.stop()
 
 
+def slow_call_after_idle(h, sb):
+    """A keep-alive caller idle for most of client_timeout_ms, then a call
+    that takes longer than the rest of it: the call is answered (the idle
+    cut applies between requests, not while one is answered)."""
+    t = h.t
+    gw = H.Gateway(h, sb, overrides={
+        "server": {"client_timeout_ms": 2000, "workers": 1},
+        "upstream": {"request_timeout_ms": 5000}})
+    conn = http.client.HTTPConnection("127.0.0.1", gw.port, timeout=10)
+
+    def post(name):
+        body = json.dumps({"uri": sb.sample(name)})
+        conn.request("POST", H.create_path(), body,
+                     {"Content-Type": "application/json"})
+        r = conn.getresponse()
+        r.read()
+        return r.status
+
+    first = post("idle-first.png")
+    time.sleep(1.5)
+    sb.faults(latency_ms=2000)
+    t0 = time.monotonic()
+    try:
+        got = post("idle-slow.png")
+    except (OSError, http.client.HTTPException) as e:
+        got = repr(e)
+    sb.reset()
+    t.check(first == 200 and got == 200, "idle 1.5 s of client_timeout_ms "
+            "2 s, then a 2 s call on the same connection -> answered 200",
+            "first %r, second %r after %.2f s" % (
+                first, got, time.monotonic() - t0))
+    conn.close()
+    gw.stop()
+
+
 def main(h):
     sb = H.Sandbox(h)
     max_body = 65536
@@ -571,6 +607,7 @@ def main(h):
     cap_at_accept(h, sb)
     hostile_memory(h, sb)
     budget(h, sb)
+    slow_call_after_idle(h, sb)
 
 
 if __name__ == "__main__":
