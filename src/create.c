@@ -814,7 +814,6 @@ on_fleet(enum agw_fleet_outcome outcome, const struct agw_response *resp,
     struct agw_call *call = arg;
 
     call->fleet_wait = NULL;
-    evtimer_del(call->timer); /* leave_fleet_wait */
     switch (outcome) {
     case AGW_FLEET_ANSWER:
         keep_copy(call, resp);
@@ -833,42 +832,6 @@ on_fleet(enum agw_fleet_outcome outcome, const struct agw_response *resp,
     }
 }
 
-/* The fleet's flight did not answer in time: the call goes upstream
- * itself, without it, and does not ask it again. */
-static void
-leave_fleet_wait(struct agw_call *call)
-{
-    agw_fleet_cancel(call->gw->fleet, call->fleet_wait);
-    call->fleet_wait = NULL;
-    call->without_fleet = true;
-    call->rejoined = true;
-    rlog_debug(call->request_id, "no answer from the fleet's single flight "
-                                 "in time: calling Connectly without it");
-    go_upstream(call);
-}
-
-/*
- * Waits on another instance's flight, but never so long that no attempt
- * of its own fits before the deadline: a claim may have no live holder
- * (its release was lost when Redis failed, or a claim sent while Redis
- * was frozen ran after the sender gave up) and last its whole TTL. The
- * call keeps request_timeout_ms for its attempt, or half its time left if
- * that is more (a deadline barely above the attempt still dedupes).
- */
-static void
-wait_on_fleet(struct agw_call *call)
-{
-    int64_t left = remaining_us(call);
-    int64_t wait_us = left - (int64_t)call->cfg->request_timeout_ms * US_PER_MS;
-
-    if (wait_us < left / 2) {
-        wait_us = left / 2;
-    }
-    call->fleet_wait = agw_fleet_join(call->gw->fleet, call->create.dedupe_key,
-                                      on_fleet, call);
-    wait_then(call, wait_us > 0 ? wait_us : 0, leave_fleet_wait);
-}
-
 /* Leads the flight in this process: now the fleet's, if there is one. */
 static void
 join_fleet_wide(struct agw_call *call)
@@ -877,7 +840,8 @@ join_fleet_wide(struct agw_call *call)
         lead_everywhere(call);
         return;
     }
-    wait_on_fleet(call);
+    call->fleet_wait = agw_fleet_join(call->gw->fleet, call->create.dedupe_key,
+                                      on_fleet, call);
 }
 
 static void
@@ -907,7 +871,9 @@ join_fleet(struct agw_call *call)
                                           call->create.dedupe_key,
                                           on_local_fleet, call);
     } else if (call->gw->fleet != NULL) {
-        wait_on_fleet(call);
+        call->fleet_wait = agw_fleet_join(call->gw->fleet,
+                                          call->create.dedupe_key, on_fleet,
+                                          call);
     } else {
         go_upstream(call);
     }
