@@ -55,16 +55,23 @@
 #define BAD_REPLY_WARN_EVERY_US (60 * 1000000LL)
 /* While waits are open, a PING this often (one at a time). */
 #define WATCH_EVERY_MS 50
+/* A live holder renews its claim every third of its TTL; a claim not
+ * renewed for a third of claim_ttl_ms and this much more has no live
+ * holder (see orphan). */
+#define RENEW_SLACK_MS 1000
 
 /*
  * Claim, or learn who holds the claim. KEYS: lock, done. ARGV: our new
- * token, claim TTL (ms), the holder we waited on ("" on the first try).
+ * token, claim TTL (ms), the holder we waited on ("" on the first try),
+ * a holder found orphaned ("" if none): its claim is replaced.
  * {1}: ours. {0, holder, pttl}: held. {2, answer}: the holder we waited
  * on answered and its claim is gone (we missed the message).
  */
 static const char claim_lua[] =
     "local cur = redis.call('GET', KEYS[1])\n"
-    "if cur then return {0, cur, redis.call('PTTL', KEYS[1])} end\n"
+    "if cur and (ARGV[4] == '' or cur ~= ARGV[4]) then\n"
+    "  return {0, cur, redis.call('PTTL', KEYS[1])}\n"
+    "end\n"
     "if ARGV[3] ~= '' then\n"
     "  local d = redis.call('GET', KEYS[2])\n"
     "  if d and string.sub(d, 1, string.len(ARGV[3]) + 1) == ARGV[3] .. "
@@ -156,6 +163,9 @@ struct agw_fleet_wait {
     bool copy_checked;          /* the copy was read after the subscription */
     char holder[TOKEN_LEN + 1]; /* the claim waited on; "" when unknown */
     char token[TOKEN_LEN + 1];  /* our latest claim attempt */
+    char orphan[TOKEN_LEN + 1]; /* HOLDER, once found not renewing */
+    long long seen_pttl;        /* HOLDER's PTTL when last renewed... */
+    int64_t seen_us;            /* ...as far as we know: read then */
     bool deferred;              /* TIMER delivers DEFERRED_OUTCOME */
     enum agw_fleet_outcome deferred_outcome;
     struct event *timer;
@@ -561,16 +571,62 @@ check_copy(struct agw_fleet_wait *w)
     free(done);
 }
 
+/*
+ * How long a live holder leaves its claim unrenewed at most: a third of
+ * its TTL, plus slack. Its TTL is ours, or longer (a reload lengthened
+ * it); it is at most 3/2 of the PTTL read just after a renewal, since a
+ * live holder's PTTL never falls below 2/3 of its TTL.
+ */
+static long long
+renew_bound_ms(const struct agw_fleet_wait *w)
+{
+    long long ours = w->fleet->claim_ttl_ms / 3;
+    long long theirs = w->seen_pttl / 2;
+
+    return (ours > theirs ? ours : theirs) + RENEW_SLACK_MS;
+}
+
+/* Looks again when the claim expires, or sooner, when a live holder
+ * must have renewed it (orphan). */
 static void
 arm_recheck(struct agw_fleet_wait *w, long long pttl)
 {
+    long long every = renew_bound_ms(w);
     struct timeval tv;
 
     if (pttl < 0) {
         pttl = w->fleet->claim_ttl_ms; /* no TTL: someone else's key */
     }
-    tv = ms_tv((long)pttl + RECHECK_SLACK_MS);
+    tv = ms_tv((long)(pttl < every ? pttl : every) + RECHECK_SLACK_MS);
     evtimer_add(w->timer, &tv);
+}
+
+/*
+ * Whether HOLDER's claim went unrenewed longer than a live holder lets
+ * it: its release was lost when Redis failed, or it is a claim sent
+ * while Redis was frozen that ran after its sender gave up. Such a claim
+ * would hold its waiters for its whole TTL, past their deadlines. A
+ * holder renews every third of its TTL (renew_bound_ms).
+ */
+static bool
+orphan(struct agw_fleet_wait *w, const redisReply *holder, long long pttl)
+{
+    int64_t now = agw_now_us();
+    long long elapsed_ms;
+
+    if (strlen(w->holder) != holder->len ||
+        memcmp(w->holder, holder->str, holder->len) != 0) {
+        w->seen_pttl = pttl; /* a new holder: start watching it */
+        w->seen_us = now;
+        return false;
+    }
+    elapsed_ms = (now - w->seen_us) / 1000;
+    if (pttl > w->seen_pttl - elapsed_ms) {
+        w->seen_pttl = pttl; /* renewed since */
+        w->seen_us = now;
+        return false;
+    }
+    return elapsed_ms >= renew_bound_ms(w);
 }
 
 static void
@@ -582,6 +638,14 @@ become_waiter(struct agw_fleet_wait *w, const redisReply *holder,
 
     if (!agw_redis_is_up(f->sub)) {
         deliver(w, AGW_FLEET_UNAVAILABLE, NULL);
+        return;
+    }
+    if (orphan(w, holder, pttl)) {
+        log_debug("fleet: the claim on %.16s... has not been renewed in "
+                  "%lld ms: taking it over", w->key,
+                  (long long)((agw_now_us() - w->seen_us) / 1000));
+        copy_token(w->orphan, holder->str, holder->len);
+        send_claim(w);
         return;
     }
     copy_token(w->holder, holder->str, holder->len);
@@ -677,17 +741,17 @@ send_claim(struct agw_fleet_wait *w)
     char *lock = join_str(f->prefix, "lock:", w->key);
     char *done = join_str(f->prefix, "done:", w->key);
     char ttl[16];
-    const char *argv[8] = {"EVAL", claim_lua, "2", lock,
-                           done,   w->token,  ttl, w->holder};
-    size_t argvlen[8];
+    const char *argv[9] = {"EVAL", claim_lua, "2",       lock,    done,
+                           w->token, ttl,     w->holder, w->orphan};
+    size_t argvlen[9];
 
     agw_request_id_new(w->token); /* 32 random hex characters */
     snprintf(ttl, sizeof(ttl), "%d", f->claim_ttl_ms);
-    for (int i = 0; i < 8; i++) {
+    for (int i = 0; i < 9; i++) {
         argvlen[i] = strlen(argv[i]);
     }
     w->refs++;
-    agw_redis_command(f->cmd, on_claim, w, 8, argv, argvlen);
+    agw_redis_command(f->cmd, on_claim, w, 9, argv, argvlen);
     free(lock);
     free(done);
 }

@@ -533,9 +533,56 @@ def test_pause_while_waiting(h):
     sb.stop()
 
 
+def test_orphan_claim(h):
+    """(h) A claim with no live holder (its release was lost when Redis
+    failed, or a claim sent while Redis was frozen ran after its sender
+    gave up) is never renewed: a waiter takes it over once a live holder
+    would have renewed it, not when it expires past the deadline."""
+    t = h.t
+    rd, sb = H.Redis(h), H.Sandbox(h, rate=1000)
+    a, b = fleet(h, sb, rd, "tr-h:", 2, {"rate": 100},
+               {"server": {"request_deadline_ms": 4000},
+                "upstream": {"request_timeout_ms": 1500}})
+    u = sb.sample("tr-h-key.png")
+    sb.faults(latency_ms=800)
+    tk, rk = in_background(lambda: a.create({"uri": u}, timeout=10))
+    locks = []
+    wait_until(lambda: locks.extend(rd.keys("tr-h:lock:*")) or locks, 3)
+    tk.join(10)
+    sb.faults(latency_ms=0)
+    t.check(len(locks) == 1 and isinstance(rk.get("r"), H.Resp) and
+            rk.get("r").status == 200,
+            "(h) a first create took the fleet's claim and was answered",
+            "locks %r, answer %r" % (locks, rk.get("r")))
+    if len(locks) != 1:
+        stop_gateways(t, [a, b])
+        rd.stop()
+        sb.stop()
+        return
+    dkey = locks[0][len("tr-h:lock:"):]
+    # Forget the answer (B has no copy in memory) and plant a claim
+    # nobody holds, as a lost release leaves it: a fresh claim TTL
+    # (request 1500 + connect 2000 + 1000 ms), longer than the deadline.
+    for k in rd.keys("tr-h:*"):
+        if dkey in k:
+            rd.cmd("DEL", k)
+    rd.cmd("SET", locks[0], "0123456789abcdef0123456789abcdef", "PX", "4500")
+    t0 = time.monotonic()
+    r = b.create({"uri": u}, timeout=10)
+    ms = (time.monotonic() - t0) * 1000
+    t.check(isinstance(r, H.Resp) and r.status == 200 and ms < 3900,
+            "(h) a create waiting on a claim nobody holds (not renewed) "
+            "takes it over in time -> 200 within the 4 s deadline",
+            "answer %r after %.0f ms" % (getattr(r, "status", r), ms))
+    t.diag("(h) answered after %.0f ms (deadline 4000, attempt 1500)" % ms)
+    stop_gateways(t, [a, b])
+    rd.stop()
+    sb.stop()
+
+
 SCENARIOS = [test_recovery_burst, test_wait_bound, test_inflight,
              test_recovery_dedupe, test_stale_if_error, test_sighup_rate,
-             test_pause_while_waiting]
+             test_pause_while_waiting, test_orphan_claim]
 
 
 def main(h):

@@ -119,7 +119,8 @@ class Fleet:
                       "redis_command_timeout_ms": REDIS_COMMAND_TIMEOUT_MS},
             "ratelimit": {"rate": self.args.rate, "burst": BURST,
                           "max_wait_ms": MAX_WAIT_MS},
-            "log": {"level": "info", "format": "json"},
+            "log": {"level": os.environ.get("AGW_SOAK_LOG_LEVEL", "info"),
+                    "format": "json"},
         })
 
     def event(self, text):
