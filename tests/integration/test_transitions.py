@@ -61,12 +61,7 @@ def stop_gateways(t, gws):
 
 
 def wait_until(pred, timeout, step=0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(step)
-    return pred()
+    return H.wait_until(pred, timeout, step)
 
 
 def readyz(gw):
@@ -95,16 +90,9 @@ def arrivals(sb):
 
 
 def access(gw):
-    out = []
-    for ln in gw.log_text().splitlines():
-        try:
-            j = json.loads(ln)
-        except ValueError:
-            continue
-        if isinstance(j, dict) and j.get("type") == "access" and \
-                j.get("method") == "POST":
-            out.append(j)
-    return out
+    """GW's access lines of creates."""
+    return [j for j in H.log_records(gw)
+            if j.get("type") == "access" and j.get("method") == "POST"]
 
 
 def status_counts(res):
