@@ -918,9 +918,10 @@ def check_sanitizers(t):
             "started" % len(procs), "\n".join(bad[:20]))
 
 
-def run(main):
+def run(main, summary=False):
     """Runs MAIN(h) with TAP framing and cleanup. Exit status is 0 unless
-    an unexpected exception bailed out."""
+    an unexpected exception bailed out. SUMMARY: end with the plain line
+    "N passed, N failed" (for runs outside automake's TAP driver)."""
     h = Harness()
     status = 0
     try:
@@ -938,4 +939,7 @@ def run(main):
             h.t.plan()
             if h.t.failed:
                 h.t.diag("%d of %d checks failed" % (h.t.failed, h.t.n))
+            if summary:
+                print("%d passed, %d failed" % (h.t.n - h.t.failed,
+                                                h.t.failed), flush=True)
     sys.exit(status)

@@ -29,7 +29,6 @@ import signal
 import sys
 import threading
 import time
-import traceback
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "integration"))
@@ -1125,24 +1124,7 @@ def parse_args(argv):
 
 def main():
     args = parse_args(sys.argv[1:])
-    h = H.Harness()
-    status = 0
-    try:
-        h.check_binaries()
-        Soak(h, args).run()
-        H.stop_all()
-        H.check_sanitizers(h.t)
-    except Exception:
-        h.t.bail("unexpected exception", traceback.format_exc())
-        status = 1
-    finally:
-        try:
-            h.cleanup()
-        finally:
-            h.t.plan()
-            print("%d passed, %d failed" % (h.t.n - h.t.failed, h.t.failed),
-                  flush=True)
-    sys.exit(status)
+    H.run(lambda h: Soak(h, args).run(), summary=True)
 
 
 if __name__ == "__main__":
