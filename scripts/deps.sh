@@ -6,7 +6,7 @@ set -eu
 PACKAGES="build-essential autoconf automake pkg-config libevent-dev
 libssl-dev libjson-c-dev libhiredis-dev libinih-dev libcmocka-dev
 redis-server curl python3 openssl ca-certificates"
-[ "${1:-}" = "--test" ] && PACKAGES="$PACKAGES valgrind"
+[ "${1:-}" = "--test" ] && PACKAGES="$PACKAGES valgrind clang-format"
 
 missing=""
 for p in $PACKAGES; do

@@ -1,11 +1,11 @@
 #!/bin/sh
 # The whole test suite: unit and integration tests (`make check`) on a plain
-# build and on an AddressSanitizer+UBSan build, the unit tests under
-# valgrind, each libFuzzer target for FUZZ_SECONDS (60), and the Debian
-# packages (scripts/package-test.sh); with SOAK_SECONDS set, the soak test
-# for that long on the plain build (off by default until it passes every
-# run: issue #12). Installs what it needs first. Ends with "N passed, N
-# failed".
+# build and on an AddressSanitizer+UBSan build, `make format-check`, the
+# unit tests under valgrind, each libFuzzer target for FUZZ_SECONDS (60),
+# and the Debian packages (scripts/package-test.sh); with SOAK_SECONDS set,
+# the soak test for that long on the plain build (off by default until it
+# passes every run: issue #12). Installs what it needs first. Ends with
+# "N passed, N failed".
 set -u
 top=$(cd "$(dirname "$0")/.." && pwd)
 out=${AGW_TEST_DIR:-$top/build}
@@ -104,7 +104,20 @@ run_package() { # Debian packages: scripts/package-test.sh, when it can build
     add_summary "$out/package.out"
 }
 
+run_format() { # the .clang-format style, checked like any other test
+    echo "=== format: make format-check"
+    if make -C "$out/plain" -s format-check >"$out/format.out" 2>&1; then
+        echo "ok - make format-check"
+        passed=$((passed + 1))
+    else
+        echo "not ok - make format-check ('make format' fixes it)"
+        head -n 40 "$out/format.out"
+        failed=$((failed + 1))
+    fi
+}
+
 run_check plain "$out/plain"
+run_format
 run_soak
 run_check sanitizers "$out/asan" --enable-sanitizers
 run_valgrind

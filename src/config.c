@@ -126,8 +126,8 @@ static const struct key_def keys[] = {
      1, MS_HOUR, F_RELOAD,
      .doc = "Budget of one create call (ms): limiter wait, upstream "
             "attempts, backoff."},
-    {"server", "max_connections", T_INT, OFF(max_clients), "10000", 1,
-     1000000, F_RELOAD,
+    {"server", "max_connections", T_INT, OFF(max_clients), "10000", 1, 1000000,
+     F_RELOAD,
      .doc = "Caller connections served at once; past it a new one gets 503 "
             "and is closed."},
     {"server", "max_buffered_bytes", T_LONG, OFF(max_buffered_bytes),
@@ -194,8 +194,7 @@ static const struct key_def keys[] = {
      64L * 1024 * 1024 * 1024, 0,
      .doc = "Most bytes those answers take (keys, bodies, ~90 bytes "
             "overhead each)."},
-    {"store", "l1_entries", T_LONG, OFF(l1_entries), "10000", 0, 100000000,
-     0,
+    {"store", "l1_entries", T_LONG, OFF(l1_entries), "10000", 0, 100000000, 0,
      .doc = "backend = redis: answers kept in process in front of Redis; 0 "
             "turns the L1 off."},
     {"store", "l1_bytes", T_LONG, OFF(l1_bytes), "16777216", 1,
@@ -223,8 +222,8 @@ static const struct key_def keys[] = {
      1000000, F_RELOAD,
      .doc = "Local rate while Redis is down; 0: rate divided by live "
             "instances."},
-    {"ratelimit", "max_pause_ms", T_INT, OFF(max_pause_ms), "60000", 1,
-     MS_HOUR, F_RELOAD,
+    {"ratelimit", "max_pause_ms", T_INT, OFF(max_pause_ms), "60000", 1, MS_HOUR,
+     F_RELOAD,
      .doc = "Longest fleet-wide pause after an upstream 429, whatever its "
             "Retry-After says (ms)."},
     /* [auth] */

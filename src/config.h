@@ -17,7 +17,7 @@ enum agw_log_format { AGW_LOGFMT_TEXT, AGW_LOGFMT_JSON };
 struct agw_config {
     /* [server] */
     char *listen; /* "host:port" */
-    int workers; /* 0: auto; agw_config_workers() resolves it */
+    int workers;  /* 0: auto; agw_config_workers() resolves it */
     long max_body_bytes;
     int client_timeout_ms;
     int drain_timeout_ms;
@@ -41,7 +41,7 @@ struct agw_config {
     long cache_ttl_s;
     long cache_max_entries;
     long cache_max_bytes; /* the memory store's bound with the above */
-    long l1_entries; /* 0: no L1 in front of Redis */
+    long l1_entries;      /* 0: no L1 in front of Redis */
     long l1_bytes;
     int l1_ttl_ms; /* how stale an L1 answer may be (store_l1.h) */
     /* [ratelimit] */
@@ -57,7 +57,7 @@ struct agw_config {
     /* [security] */
     bool allow_private_sources;
     /* [log] */
-    int log_level; /* enum agw_log_level */
+    int log_level;  /* enum agw_log_level */
     int log_format; /* enum agw_log_format */
     char *log_file; /* NULL: stderr */
 

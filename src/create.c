@@ -59,16 +59,16 @@ struct agw_call {
     char request_id[AGW_REQUEST_ID_MAX + 1];
     struct agw_create create;
     char upstream_path[96];
-    char business_id[48]; /* as sent, for the access log */
+    char business_id[48];               /* as sent, for the access log */
     char caller[AGW_AUTH_NAME_MAX + 1]; /* "-" when mode = none */
-    int64_t upstream_us;  /* time spent in upstream attempts */
+    int64_t upstream_us;                /* time spent in upstream attempts */
     int64_t start_us;
     int64_t deadline_us;
-    int64_t waited_us; /* time spent waiting for rate-limit slots */
-    int64_t paused_us; /* upstream 429 pauses: not counted as waiting */
+    int64_t waited_us;     /* time spent waiting for rate-limit slots */
+    int64_t paused_us;     /* upstream 429 pauses: not counted as waiting */
     int64_t wait_since_us; /* waiting for a slot since; 0: not waiting */
     uint64_t slot_epoch;   /* the limiter epoch its slot was granted in */
-    int attempts;      /* upstream attempts sent */
+    int attempts;          /* upstream attempts sent */
     int upstream_status;
     bool no_cache;
     bool in_transit; /* let go by the limiter's departure guard */
@@ -93,7 +93,7 @@ struct agw_call {
     bool local_leader;                 /* holds the process-wide claim */
     struct agw_fleet_wait *fleet_wait; /* waiting on another instance */
     bool fleet_leader;                 /* holds the fleet-wide claim */
-    struct agw_call *prev, *next; /* gw->leaders */
+    struct agw_call *prev, *next;      /* gw->leaders */
 };
 
 static void acquire_slot(struct agw_call *call);
@@ -145,14 +145,12 @@ random_unit(void)
 
 /* The RateLimit-* headers into H (3 of them), their values into TEXT. */
 static void
-ratelimit_headers(struct agw_call *call, struct agw_header *h,
-                  char text[3][21])
+ratelimit_headers(struct agw_call *call, struct agw_header *h, char text[3][21])
 {
     struct agw_limiter *rl = call->gw->limiter;
     struct agw_rl_state state;
 
-    rl->ops->state(rl, (int64_t)call->cfg->max_wait_ms * US_PER_MS,
-                   &state);
+    rl->ops->state(rl, (int64_t)call->cfg->max_wait_ms * US_PER_MS, &state);
     agw_fmt_long(state.limit, text[0]);
     agw_fmt_long(state.remaining, text[1]);
     agw_fmt_long(state.reset_s, text[2]);
@@ -245,7 +243,8 @@ answer(struct agw_call *call, const struct agw_response *resp,
     if (resp->status >= 200 && resp->status < 300) {
         extra[n++] = (struct agw_header){"X-Cache", cache};
     }
-    if (call->gw->draining && evhttp_find_header(headers, "Connection") == NULL) {
+    if (call->gw->draining &&
+        evhttp_find_header(headers, "Connection") == NULL) {
         evhttp_add_header(headers, "Connection", "close");
     }
     ratelimit_headers(call, extra + n, text);
@@ -347,8 +346,7 @@ end_transit(struct agw_call *call, int64_t sent_us)
  */
 static void
 end_claim(struct agw_fleet *fleet, struct agw_fleet_wait **wait, bool *leader,
-          const char *key, const struct agw_response *resp,
-          bool shutting_down)
+          const char *key, const struct agw_response *resp, bool shutting_down)
 {
     if (*wait != NULL) {
         agw_fleet_cancel(fleet, *wait);
@@ -373,8 +371,8 @@ end_fleet_flight(struct agw_call *call, const struct agw_response *resp,
                   resp, shutting_down);
     }
     if (call->gw->local_fleet != NULL) {
-        end_claim(call->gw->local_fleet, &call->local_wait,
-                  &call->local_leader, key, resp, shutting_down);
+        end_claim(call->gw->local_fleet, &call->local_wait, &call->local_leader,
+                  key, resp, shutting_down);
     }
 }
 
@@ -453,14 +451,12 @@ on_deadline(evutil_socket_t fd, short what, void *arg)
 
 /* After a failed attempt: schedules the next one if the rules allow. */
 static bool
-retry_later(struct agw_call *call, enum agw_attempt_outcome outcome,
-            int status)
+retry_later(struct agw_call *call, enum agw_attempt_outcome outcome, int status)
 {
     int64_t backoff;
 
     if (!agw_retry_allowed(outcome, status, call->attempts,
-                           call->cfg->max_retries,
-                           call->create.id != NULL)) {
+                           call->cfg->max_retries, call->create.id != NULL)) {
         return false;
     }
     backoff = agw_backoff_us(call->attempts, random_unit());
@@ -525,8 +521,7 @@ on_upstream_response(struct agw_call *call,
                    "Connectly refused the gateway's API key (status %d)",
                    res->status);
         finish_error(call, 502, AGW_CODE_INTERNAL,
-                     "the gateway's credentials were refused by Connectly",
-                     -1);
+                     "the gateway's credentials were refused by Connectly", -1);
     } else if (res->status >= 500) {
         if (!retry_later(call, res->outcome, res->status)) {
             snprintf(message, sizeof(message),
@@ -571,8 +566,8 @@ on_upstream(const struct agw_upstream_result *res, void *arg)
         finish_error(call, 504, AGW_CODE_DEADLINE_EXCEEDED, message, -1);
         return;
     }
-    snprintf(message, sizeof(message),
-             "Connectly is unreachable (%d attempts)", call->attempts);
+    snprintf(message, sizeof(message), "Connectly is unreachable (%d attempts)",
+             call->attempts);
     finish_error(call, 502, AGW_CODE_UNAVAILABLE, message, -1);
 }
 
@@ -794,8 +789,7 @@ keep_copy(struct agw_call *call, const struct agw_response *resp)
 {
     struct agw_store *store = call->gw->store;
 
-    if (resp->status >= 200 && resp->status < 300 &&
-        store->ops->keep != NULL) {
+    if (resp->status >= 200 && resp->status < 300 && store->ops->keep != NULL) {
         store->ops->keep(store, call->create.dedupe_key, resp->status,
                          resp->body, resp->len, call->cfg->cache_ttl_s);
     }
@@ -849,8 +843,8 @@ join_fleet_wide(struct agw_call *call)
 }
 
 static void
-on_local_fleet(enum agw_fleet_outcome outcome,
-               const struct agw_response *resp, void *arg)
+on_local_fleet(enum agw_fleet_outcome outcome, const struct agw_response *resp,
+               void *arg)
 {
     struct agw_call *call = arg;
 
@@ -871,13 +865,12 @@ static void
 join_fleet(struct agw_call *call)
 {
     if (call->gw->local_fleet != NULL) {
-        call->local_wait = agw_fleet_join(call->gw->local_fleet,
-                                          call->create.dedupe_key,
-                                          on_local_fleet, call);
+        call->local_wait =
+            agw_fleet_join(call->gw->local_fleet, call->create.dedupe_key,
+                           on_local_fleet, call);
     } else if (call->gw->fleet != NULL) {
-        call->fleet_wait = agw_fleet_join(call->gw->fleet,
-                                          call->create.dedupe_key, on_fleet,
-                                          call);
+        call->fleet_wait = agw_fleet_join(
+            call->gw->fleet, call->create.dedupe_key, on_fleet, call);
     } else {
         go_upstream(call);
     }
@@ -992,8 +985,7 @@ authenticate(struct agw_call *call, const char *business_id)
         return false;
     case AGW_AUTH_UNKNOWN:
         evhttp_add_header(evhttp_request_get_output_headers(call->req),
-                          "WWW-Authenticate",
-                          "Bearer error=\"invalid_token\"");
+                          "WWW-Authenticate", "Bearer error=\"invalid_token\"");
         answer_error(call, 401, AGW_CODE_UNAUTHENTICATED,
                      "the bearer token is not valid");
         return false;
@@ -1034,8 +1026,8 @@ parse_call(struct agw_call *call, const char *business_id)
 }
 
 static void
-on_peek(enum agw_store_result result, int status, const char *body,
-        size_t len, void *arg)
+on_peek(enum agw_store_result result, int status, const char *body, size_t len,
+        void *arg)
 {
     struct agw_response resp = {
         .status = status,
@@ -1079,8 +1071,8 @@ handle(struct agw_gateway *gw, struct evhttp_request *req,
     call->cfg = agw_config_ref(gw->cfg);
     call->req = req;
     call->start_us = agw_now_us();
-    call->deadline_us = call->start_us +
-                        (int64_t)call->cfg->request_deadline_ms * US_PER_MS;
+    call->deadline_us =
+        call->start_us + (int64_t)call->cfg->request_deadline_ms * US_PER_MS;
     /* At most 40 bytes of whatever the path held, for the access log. */
     memcpy(call->business_id, business_id, strnlen(business_id, 40));
     call->caller[0] = '-';

@@ -278,8 +278,7 @@ decode_answer(const char *data, size_t len, char token[TOKEN_LEN + 1],
     const char *nl3 = nl2 != NULL ? memchr(nl2 + 1, '\n', end - nl2 - 1) : NULL;
 
     if (nl3 == NULL || !token_ok(data, (size_t)(nl1 - data)) ||
-        !number_in(nl1 + 1, (size_t)(nl2 - nl1 - 1), 100, 599,
-                   &resp->status) ||
+        !number_in(nl1 + 1, (size_t)(nl2 - nl1 - 1), 100, 599, &resp->status) ||
         !number_in(nl2 + 1, (size_t)(nl3 - nl2 - 1), -1, RETRY_AFTER_MAX_S,
                    &resp->retry_after_s) ||
         (size_t)(end - nl3 - 1) > AGW_RESPONSE_MAX_BYTES) {
@@ -642,8 +641,8 @@ become_waiter(struct agw_fleet_wait *w, const redisReply *holder,
     }
     if (orphan(w, holder, pttl)) {
         log_debug("fleet: the claim on %.16s... has not been renewed in "
-                  "%lld ms: taking it over", w->key,
-                  (long long)((agw_now_us() - w->seen_us) / 1000));
+                  "%lld ms: taking it over",
+                  w->key, (long long)((agw_now_us() - w->seen_us) / 1000));
         copy_token(w->orphan, holder->str, holder->len);
         send_claim(w);
         return;
@@ -741,8 +740,8 @@ send_claim(struct agw_fleet_wait *w)
     char *lock = join_str(f->prefix, "lock:", w->key);
     char *done = join_str(f->prefix, "done:", w->key);
     char ttl[16];
-    const char *argv[9] = {"EVAL", claim_lua, "2",       lock,    done,
-                           w->token, ttl,     w->holder, w->orphan};
+    const char *argv[9] = {"EVAL",   claim_lua, "2",       lock,     done,
+                           w->token, ttl,       w->holder, w->orphan};
     size_t argvlen[9];
 
     agw_request_id_new(w->token); /* 32 random hex characters */
@@ -1074,8 +1073,7 @@ on_renewed(struct redisReply *reply, const char *error, void *arg)
                   error);
     } else if (reply->type != REDIS_REPLY_INTEGER ||
                (reply->integer != 0 && reply->integer != 1)) {
-        log_warn("fleet: renewing the claim on %.16s... failed: %.200s",
-                 c->key,
+        log_warn("fleet: renewing the claim on %.16s... failed: %.200s", c->key,
                  reply->type == REDIS_REPLY_ERROR ? reply->str
                                                   : "unexpected reply");
     } else if (reply->integer == 0 && c->held && !c->lost) {

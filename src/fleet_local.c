@@ -163,8 +163,7 @@ on_wake(evutil_socket_t fd, short what, void *arg)
 }
 
 static struct agw_fleet_wait *
-local_join(struct agw_fleet *fleet, const char *key, agw_fleet_cb cb,
-           void *arg)
+local_join(struct agw_fleet *fleet, const char *key, agw_fleet_cb cb, void *arg)
 {
     struct local_fleet *f = local_of(fleet);
     size_t klen = strlen(key);

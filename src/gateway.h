@@ -35,8 +35,8 @@ struct agw_gateway {
     /* workers > 1 (else NULL): flights across this process's workers,
      * joined before the fleet's */
     struct agw_fleet *local_fleet;
-    bool draining;  /* stop taking new creates: answer 503 */
-    long inflight;  /* create calls accepted and not yet answered */
+    bool draining;            /* stop taking new creates: answer 503 */
+    long inflight;            /* create calls accepted and not yet answered */
     struct agw_call *leaders; /* calls leading a flight: create.c's list */
 };
 

@@ -85,8 +85,8 @@ agw_log_setup(int level, int format, const char *program)
 static void
 from_libevent(int severity, const char *msg)
 {
-    int level = severity == EVENT_LOG_DEBUG ? AGW_LOG_DEBUG
-                : severity == EVENT_LOG_MSG ? AGW_LOG_INFO
+    int level = severity == EVENT_LOG_DEBUG  ? AGW_LOG_DEBUG
+                : severity == EVENT_LOG_MSG  ? AGW_LOG_INFO
                 : severity == EVENT_LOG_WARN ? AGW_LOG_WARN
                                              : AGW_LOG_ERROR;
 

@@ -50,11 +50,11 @@ struct agw_access {
     const char *method;
     const char *path;
     int status;
-    const char *cache;       /* "HIT", "MISS" or "-" */
-    int upstream_status;     /* 0: no upstream answer */
+    const char *cache;   /* "HIT", "MISS" or "-" */
+    int upstream_status; /* 0: no upstream answer */
     int attempts;
-    double upstream_ms;      /* time in upstream attempts */
-    double wait_ms;          /* rate-limit wait */
+    double upstream_ms; /* time in upstream attempts */
+    double wait_ms;     /* rate-limit wait */
     double total_ms;
     bool probe; /* health check or scrape: logged at debug level only */
 };
@@ -67,11 +67,11 @@ int agw_log_level_parse(const char *name);
 void agw_log_write(int level, const char *request_id, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-#define AGW_LOG_AT(lvl, rid, ...)                                            \
-    do {                                                                     \
-        if (agw_log_level >= (lvl)) {                                        \
-            agw_log_write((lvl), (rid), __VA_ARGS__);                        \
-        }                                                                    \
+#define AGW_LOG_AT(lvl, rid, ...)                                              \
+    do {                                                                       \
+        if (agw_log_level >= (lvl)) {                                          \
+            agw_log_write((lvl), (rid), __VA_ARGS__);                          \
+        }                                                                      \
     } while (0)
 
 #define log_error(...) AGW_LOG_AT(AGW_LOG_ERROR, NULL, __VA_ARGS__)

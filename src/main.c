@@ -34,8 +34,8 @@ struct daemon {
     struct event *sigterm, *sigint, *sighup, *sigusr1;
     struct agw_shared shared;
     struct agw_worker *workers;
-    int nworkers;  /* initialised */
-    int nexited;   /* loops that have ended */
+    int nworkers; /* initialised */
+    int nexited;  /* loops that have ended */
     bool draining;
 };
 

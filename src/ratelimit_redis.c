@@ -204,7 +204,7 @@ struct limiter_fleet {
     struct agw_limiter *fallback;
     struct event *heartbeat_timer;
     struct event *poll_timer;
-    uint64_t seq;         /* script commands sent so far */
+    uint64_t seq; /* script commands sent so far */
     /* The process's mode (mode_epoch) as this loop last took note of it,
      * and as last told to ON_CHANGE. MODE_EVENT is made active by the
      * worker that changes the mode. */
@@ -794,7 +794,8 @@ gcra_reply_ok(const struct limiter_fleet *f, int64_t max_wait_us,
         *why = "a TAT out of range";
     } else if (out->wait_us < 0 || out->wait_us > out->backlog_us ||
                out->granted != (out->wait_us <= max_wait_us)) {
-        *why = out->granted ? "a grant past max_wait_ms" : "a wait out of range";
+        *why =
+            out->granted ? "a grant past max_wait_ms" : "a wait out of range";
     }
     return *why == NULL;
 }
@@ -921,11 +922,11 @@ acquire_done(struct op *op, const redisReply *reply, const char *error)
             log_debug("ratelimit: the GCRA script failed: %s",
                       failure_text(reply, error));
         }
-        set_shared(f, false, why != NULL
-                                 ? "Redis answered the rate-limit script "
-                                   "out of range"
-                                 : "Redis did not answer the rate-limit "
-                                   "script");
+        set_shared(f, false,
+                   why != NULL ? "Redis answered the rate-limit script "
+                                 "out of range"
+                               : "Redis did not answer the rate-limit "
+                                 "script");
         /* Time already spent waiting for Redis counts. */
         fallback_acquire(f, op->max_wait_us - (agw_now_us() - op->sent_us),
                          op->cb, op->arg);
@@ -1069,9 +1070,8 @@ on_pttl(struct redisReply *reply, const char *error, void *arg)
         return;
     }
     /* -2: no pause key; -1: one without a TTL, which no instance writes. */
-    if (reply->integer >= -2 && pause_ok(f, reply->integer < 0
-                                                 ? 0
-                                                 : reply->integer)) {
+    if (reply->integer >= -2 &&
+        pause_ok(f, reply->integer < 0 ? 0 : reply->integer)) {
         learn_pause(f, agw_now_us(), reply->integer);
     } else {
         bad_reply(&f->pause, "a pause longer than max_pause_ms (PTTL)");
@@ -1313,8 +1313,8 @@ fleet_reconfigure(struct agw_limiter *rl, double rate, int burst)
 static void
 set_reply_bounds(struct limiter_fleet *f, const struct agw_config *cfg)
 {
-    f->max_wait_us = (int64_t)(cfg->max_wait_ms > 0 ? cfg->max_wait_ms : 0) *
-                     US_PER_MS;
+    f->max_wait_us =
+        (int64_t)(cfg->max_wait_ms > 0 ? cfg->max_wait_ms : 0) * US_PER_MS;
     f->max_pause_us =
         (int64_t)(cfg->max_pause_ms > 0 ? cfg->max_pause_ms : 0) * US_PER_MS;
 }

@@ -59,8 +59,8 @@ replace_runs(const char *body, size_t len, const bool *mark, char *out)
 }
 
 int
-agw_redact(const char *body, size_t len, const char *const *secrets,
-           size_t n, char **out, size_t *out_len)
+agw_redact(const char *body, size_t len, const char *const *secrets, size_t n,
+           char **out, size_t *out_len)
 {
     bool *mark = NULL;
     size_t olen;

@@ -159,8 +159,8 @@ parse_userinfo(const char *s, size_t len, struct agw_redis_url *out, char *err,
 
     if (colon == NULL) {
         agw_set_err(err, errlen,
-                "a user name without a password; write "
-                "redis://:PASSWORD@host or redis://USER:PASSWORD@host");
+                    "a user name without a password; write "
+                    "redis://:PASSWORD@host or redis://USER:PASSWORD@host");
         return false;
     }
     ulen = (size_t)(colon - s);
@@ -263,7 +263,7 @@ parse_hostport(const char *s, size_t len, struct agw_redis_url *out, char *err,
         }
         if (!host_name_ok(s, hlen)) {
             agw_set_err(err, errlen, "bad host \"%.*s\"",
-                    (int)(hlen > 64 ? 64 : hlen), s);
+                        (int)(hlen > 64 ? 64 : hlen), s);
             return false;
         }
     }
@@ -274,7 +274,7 @@ parse_hostport(const char *s, size_t len, struct agw_redis_url *out, char *err,
     if (p < end) {
         if (!parse_number(p + 1, (size_t)(end - p - 1), 1, 65535, &port)) {
             agw_set_err(err, errlen, "bad port \"%.*s\" (want 1-65535)",
-                    (int)(end - p - 1 > 16 ? 16 : end - p - 1), p + 1);
+                        (int)(end - p - 1 > 16 ? 16 : end - p - 1), p + 1);
             return false;
         }
         out->port = (int)port;
@@ -295,8 +295,8 @@ parse_db(const char *s, size_t len, struct agw_redis_url *out, char *err,
 
     if (!parse_number(s, len, 0, MAX_DB, &db)) {
         agw_set_err(err, errlen,
-                "bad database number \"%.*s\" (want a number, e.g. /0)",
-                (int)(len > 16 ? 16 : len), s);
+                    "bad database number \"%.*s\" (want a number, e.g. /0)",
+                    (int)(len > 16 ? 16 : len), s);
         return false;
     }
     out->db = (int)db;
@@ -326,7 +326,7 @@ parse_tcp(const char *rest, struct agw_redis_url *out, char *err, size_t errlen)
     }
     if (*tail == '?' || *tail == '#') {
         agw_set_err(err, errlen,
-                "query or fragment not supported in redis:// URLs");
+                    "query or fragment not supported in redis:// URLs");
         return false;
     }
     if (dblen > 0) {
@@ -352,12 +352,12 @@ parse_unix(const char *rest, struct agw_redis_url *out, char *err,
     }
     if (plen < 2 || path[0] != '/') {
         agw_set_err(err, errlen,
-                "the socket path is missing (want unix:///path/to/socket)");
+                    "the socket path is missing (want unix:///path/to/socket)");
         return false;
     }
     if (plen >= sizeof(sa.sun_path)) {
         agw_set_err(err, errlen, "the socket path is longer than %zu bytes",
-                sizeof(sa.sun_path) - 1);
+                    sizeof(sa.sun_path) - 1);
         return false;
     }
     if (*q == '#' || (*q == '?' && strncmp(q, "?db=", 4) != 0)) {
@@ -396,8 +396,8 @@ agw_redis_url_parse(const char *url, struct agw_redis_url *out, char *err,
         ok = false;
     } else {
         agw_set_err(err, errlen,
-                "want redis://[[user]:password@]host[:port][/db] or "
-                "unix://[[user]:password@]/path[?db=N]");
+                    "want redis://[[user]:password@]host[:port][/db] or "
+                    "unix://[[user]:password@]/path[?db=N]");
         ok = false;
     }
     if (!ok) {

@@ -151,8 +151,7 @@ agw_reply_send(struct evhttp_request *req, const struct agw_response *resp)
  * evbuffer); evhttp sends what is there when given no buffer of its own.
  */
 void
-agw_reply_send_with(struct evhttp_request *req,
-                    const struct agw_response *resp,
+agw_reply_send_with(struct evhttp_request *req, const struct agw_response *resp,
                     const struct agw_header *extra, size_t n)
 {
     struct evkeyvalq *headers = evhttp_request_get_output_headers(req);
@@ -197,8 +196,8 @@ request_id_acceptable(const char *id)
     for (; id[n] != '\0'; n++) {
         char c = id[n];
         bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-                  (c >= '0' && c <= '9') || c == '.' || c == '_' ||
-                  c == ':' || c == '-';
+                  (c >= '0' && c <= '9') || c == '.' || c == '_' || c == ':' ||
+                  c == '-';
         if (!ok || n >= AGW_REQUEST_ID_MAX) {
             return 0;
         }

@@ -29,8 +29,8 @@ enum agw_grpc_code {
 
 /* An answer to a create call, whoever produced it. */
 struct agw_response {
-    int status;        /* HTTP status */
-    char *body;        /* JSON; owned by whoever holds the struct */
+    int status; /* HTTP status */
+    char *body; /* JSON; owned by whoever holds the struct */
     size_t len;
     int retry_after_s; /* Retry-After to send, or -1 */
 };
@@ -46,7 +46,8 @@ void agw_response_error(struct agw_response *resp, int status, int code,
                         const char *message);
 
 /* Deep copy into DST (DST->body malloc'd). */
-void agw_response_copy(struct agw_response *dst, const struct agw_response *src);
+void agw_response_copy(struct agw_response *dst,
+                       const struct agw_response *src);
 
 void agw_response_clear(struct agw_response *resp);
 
@@ -54,7 +55,8 @@ void agw_response_clear(struct agw_response *resp);
  * Sends RESP on REQ with Content-Type: application/json (and Retry-After
  * when set). Headers already added to REQ's output stay. Copies the body.
  */
-void agw_reply_send(struct evhttp_request *req, const struct agw_response *resp);
+void agw_reply_send(struct evhttp_request *req,
+                    const struct agw_response *resp);
 
 /* A header to add; both strings are borrowed. */
 struct agw_header {

@@ -134,7 +134,7 @@ parse_body(json_tokener *tok, const char *body, size_t len, json_object **out,
     json_tokener_reset(tok);
     if (jerr == json_tokener_error_depth) {
         agw_set_err(err, errlen, "request body nests deeper than %d levels",
-                AGW_JSON_MAX_DEPTH);
+                    AGW_JSON_MAX_DEPTH);
     } else {
         agw_set_err(err, errlen, MSG_NOT_OBJECT);
     }
@@ -225,8 +225,8 @@ take_id(struct fields *f, json_object *root, char *err, size_t errlen)
     }
     if (!id_is_valid(v)) {
         agw_set_err(err, errlen,
-                "id must be 1-%d characters of A-Z a-z 0-9 . _ : -",
-                AGW_ID_MAX_LEN);
+                    "id must be 1-%d characters of A-Z a-z 0-9 . _ : -",
+                    AGW_ID_MAX_LEN);
         return false;
     }
     f->id = json_object_get_string(v);
@@ -271,9 +271,9 @@ take_metadata(struct fields *f, json_object *root, char *err, size_t errlen)
     }
     f->access = access_type_of(v);
     if (f->access == NULL) {
-        agw_set_err(err, errlen,
-                "metadata.accessControlType must be one of %s, %s, %s",
-                agw_access_types[0], agw_access_types[1], agw_access_types[2]);
+        agw_set_err(
+            err, errlen, "metadata.accessControlType must be one of %s, %s, %s",
+            agw_access_types[0], agw_access_types[1], agw_access_types[2]);
         return false;
     }
     f->access_given = true;
@@ -313,8 +313,7 @@ json_c_upstream_body(const struct fields *f)
          (f->id == NULL || add_string(obj, "id", f->id));
     if (ok && f->access_given) {
         meta = json_object_new_object();
-        ok = meta != NULL &&
-             add_string(meta, "accessControlType", f->access) &&
+        ok = meta != NULL && add_string(meta, "accessControlType", f->access) &&
              json_object_object_add(obj, "metadata", meta) == 0;
         if (!ok) {
             json_object_put(meta);

@@ -19,13 +19,13 @@ extern const char *const agw_access_types[3]; /* PUBLIC first: the default */
  */
 struct agw_create {
     char business_id[37];
-    char *uri;            /* as the caller sent it */
+    char *uri; /* as the caller sent it */
     char *uri_normalized;
-    char *id;             /* NULL when absent */
-    const char *access;   /* effective type: static string */
-    bool access_given;    /* whether the caller named it */
-    char *upstream_body;  /* canonical JSON for Connectly */
-    char dedupe_key[65];  /* SHA-256 hex */
+    char *id;            /* NULL when absent */
+    const char *access;  /* effective type: static string */
+    bool access_given;   /* whether the caller named it */
+    char *upstream_body; /* canonical JSON for Connectly */
+    char dedupe_key[65]; /* SHA-256 hex */
 };
 
 /*

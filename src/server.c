@@ -203,11 +203,13 @@ handle_readyz(struct agw_server *srv, struct evhttp_request *req,
         return;
     }
     if (srv->gw->redis == NULL) {
-        reply_json_text(req, rid, 200, "{\"status\":\"ready\",\"store\":\"memory\"}");
+        reply_json_text(req, rid, 200,
+                        "{\"status\":\"ready\",\"store\":\"memory\"}");
     } else if (agw_metrics_gauge_get(AGW_M_REDIS_UP) == 1) {
         /* Every worker's connections, not only the ones of the worker
          * that took this probe. */
-        reply_json_text(req, rid, 200, "{\"status\":\"ready\",\"store\":\"redis\"}");
+        reply_json_text(req, rid, 200,
+                        "{\"status\":\"ready\",\"store\":\"redis\"}");
     } else {
         /* Still doing its job, on the local fallback (SPEC §4). */
         reply_json_text(req, rid, 200,
@@ -561,8 +563,8 @@ listen_on(struct agw_server *srv, const char *host, int port,
     evutil_socket_t fd;
 
     if (share == NULL) {
-        srv->listener = evhttp_bind_socket_with_handle(srv->http, host,
-                                                       (ev_uint16_t)port);
+        srv->listener =
+            evhttp_bind_socket_with_handle(srv->http, host, (ev_uint16_t)port);
         return srv->listener != NULL;
     }
     /* Every worker's evhttp accepts on the same socket; the copy lets each

@@ -29,8 +29,8 @@ struct agw_store_ops {
     /* Optional (NULL: none). A hit found without I/O: CB runs with it
      * before peek() returns true. Anything else (a miss, or an answer
      * that needs I/O) returns false without calling CB: ask get(). */
-    bool (*peek)(struct agw_store *store, const char *key,
-                 agw_store_get_cb cb, void *arg);
+    bool (*peek)(struct agw_store *store, const char *key, agw_store_get_cb cb,
+                 void *arg);
     /* Stores a copy of BODY under KEY for TTL_S seconds, replacing any. */
     void (*put)(struct agw_store *store, const char *key, int status,
                 const char *body, size_t len, long ttl_s);
@@ -70,6 +70,7 @@ struct agw_store *agw_store_redis_new(struct agw_redis *redis,
                                       const char *key_prefix);
 
 /* For tests: replace the monotonic microsecond clock. */
-void agw_store_memory_set_clock(struct agw_store *store, int64_t (*now_us)(void));
+void agw_store_memory_set_clock(struct agw_store *store,
+                                int64_t (*now_us)(void));
 
 #endif

@@ -35,10 +35,10 @@
 struct store_redis {
     struct agw_store base; /* first: the ops receive &base */
     struct agw_redis *redis;
-    char *prefix;     /* KEY_PREFIX "a:" */
-    bool put_failing; /* warn once per run of failed writes */
+    char *prefix;          /* KEY_PREFIX "a:" */
+    bool put_failing;      /* warn once per run of failed writes */
     int64_t bad_warned_us; /* the last warn of a value not ours */
-    int refs;         /* the owner until destroy(), plus each op out */
+    int refs;              /* the owner until destroy(), plus each op out */
 };
 
 /* One lookup in flight; holds a reference on the store. */

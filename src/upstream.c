@@ -96,8 +96,8 @@ struct agw_upstream_call {
     struct event *ev; /* the attempt deadline, then the delivery */
     agw_upstream_cb cb;
     void *arg;
-    char *uri;        /* prefix + path */
-    char *request_id; /* may be NULL */
+    char *uri;            /* prefix + path */
+    char *request_id;     /* may be NULL */
     struct used_key *key; /* the key it was posted with; a ref */
     int timeout_ms;
     struct timeval stall_tv; /* libevent's read/write bound: timeout_ms */
@@ -194,8 +194,8 @@ key_unref(struct agw_upstream *up, struct used_key *gone)
 }
 
 int
-agw_upstream_redact(const struct agw_upstream *up, const char *body,
-                    size_t len, char **out, size_t *out_len)
+agw_upstream_redact(const struct agw_upstream *up, const char *body, size_t len,
+                    char **out, size_t *out_len)
 {
     const char *few[4] = {NULL};
     const char **keys = few;
@@ -754,8 +754,8 @@ redact_body(struct agw_upstream_call *call, size_t *len)
 {
     char *clean = NULL;
     size_t clean_len = 0;
-    int rc = agw_upstream_redact(call->up, call->body, *len, &clean,
-                                 &clean_len);
+    int rc =
+        agw_upstream_redact(call->up, call->body, *len, &clean, &clean_len);
 
     if (rc <= 0) {
         return rc == 0;

@@ -20,11 +20,11 @@ struct agw_upstream_call;
 
 struct agw_upstream_result {
     enum agw_attempt_outcome outcome;
-    int status;          /* HTTP status when outcome is RESPONSE, else 0 */
-    const char *body;    /* response body (NUL-terminated), valid in the cb */
+    int status;       /* HTTP status when outcome is RESPONSE, else 0 */
+    const char *body; /* response body (NUL-terminated), valid in the cb */
     size_t len;
-    int retry_after_s;   /* the Retry-After header, -1 when absent */
-    const char *detail;  /* for logs, e.g. TLS verify error; never secret */
+    int retry_after_s;  /* the Retry-After header, -1 when absent */
+    const char *detail; /* for logs, e.g. TLS verify error; never secret */
 };
 
 typedef void (*agw_upstream_cb)(const struct agw_upstream_result *res,
@@ -74,8 +74,8 @@ void agw_upstream_free(struct agw_upstream *up);
 
 /* One attempt's request; every pointer is only read during the post. */
 struct agw_upstream_request {
-    const char *path;       /* after base_url's path prefix */
-    const char *body;       /* JSON, LEN bytes */
+    const char *path; /* after base_url's path prefix */
+    const char *body; /* JSON, LEN bytes */
     size_t len;
     const char *request_id; /* X-Request-Id; may be NULL */
     const char *api_key;    /* the caller's snapshot; NULL: the current */

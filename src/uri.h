@@ -14,8 +14,8 @@ enum agw_uri_status {
     AGW_URI_OK = 0,
     AGW_URI_EMPTY,
     AGW_URI_TOO_LONG,
-    AGW_URI_MALFORMED,   /* not parseable, or not absolute */
-    AGW_URI_BAD_SCHEME,  /* not http or https */
+    AGW_URI_MALFORMED,  /* not parseable, or not absolute */
+    AGW_URI_BAD_SCHEME, /* not http or https */
     AGW_URI_NO_HOST,
     AGW_URI_PRIVATE_HOST /* not globally reachable (SPEC §2), see below */
 };

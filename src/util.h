@@ -73,7 +73,6 @@ struct agw_span {
 };
 
 /* SHA-256 of the concatenation of the N spans in PARTS, as hex. */
-void agw_sha256_hex_parts(const struct agw_span *parts, size_t n,
-                          char out[65]);
+void agw_sha256_hex_parts(const struct agw_span *parts, size_t n, char out[65]);
 
 #endif

@@ -62,8 +62,8 @@ static void
 on_redis_state(bool up, void *arg)
 {
     struct agw_worker *w = arg;
-    bool all_up = agw_redis_is_up(w->gw.redis) &&
-                  agw_redis_is_up(w->gw.redis_sub);
+    bool all_up =
+        agw_redis_is_up(w->gw.redis) && agw_redis_is_up(w->gw.redis_sub);
 
     if (!up) {
         /* Calls waiting on another instance's flight go on locally now. */
@@ -77,8 +77,7 @@ on_redis_state(bool up, void *arg)
 }
 
 static struct agw_redis *
-connect_redis(struct agw_worker *w, const char *name, char *err,
-              size_t errlen)
+connect_redis(struct agw_worker *w, const char *name, char *err, size_t errlen)
 {
     const struct agw_config *cfg = w->gw.cfg;
     struct agw_redis_options opts = {
@@ -107,8 +106,8 @@ add_l1(struct agw_store *inner, const struct agw_config *cfg,
     if (shared->l1 != NULL) {
         return agw_store_l1_share(shared->l1, inner);
     }
-    shared->l1 = agw_store_l1_new(inner, cfg->l1_entries,
-                                  (size_t)cfg->l1_bytes, cfg->l1_ttl_ms);
+    shared->l1 = agw_store_l1_new(inner, cfg->l1_entries, (size_t)cfg->l1_bytes,
+                                  cfg->l1_ttl_ms);
     return shared->l1;
 }
 
@@ -136,10 +135,9 @@ start_store(struct agw_worker *w, struct agw_shared *shared, char *err,
         return false;
     }
     count_redis_down(1); /* until both are up */
-    gw->fleet = agw_fleet_new(gw->base, gw->redis, gw->redis_sub,
-                              cfg->key_prefix,
-                              cfg->request_timeout_ms +
-                                  cfg->connect_timeout_ms + 1000);
+    gw->fleet =
+        agw_fleet_new(gw->base, gw->redis, gw->redis_sub, cfg->key_prefix,
+                      cfg->request_timeout_ms + cfg->connect_timeout_ms + 1000);
     redis_store = agw_store_redis_new(gw->redis, cfg->key_prefix);
     gw->store = redis_store == NULL
                     ? NULL
@@ -165,8 +163,8 @@ start_shared(const struct agw_config *cfg, struct agw_shared *shared)
     }
     /* Memory: the process's limiter. Redis: the departure guard of the
      * fleet limiter (at rate; a fallback's settings come from Redis). */
-    shared->limiter = agw_limiter_shared_new(
-        agw_limiter_local_new(cfg->rate, cfg->burst));
+    shared->limiter =
+        agw_limiter_shared_new(agw_limiter_local_new(cfg->rate, cfg->burst));
     if (cfg->store_backend == AGW_STORE_REDIS) {
         shared->fallback = agw_limiter_shared_new(
             agw_limiter_local_new(cfg->rate, cfg->burst));
@@ -193,8 +191,7 @@ start_stages(struct agw_worker *w, struct agw_shared *shared, char *err,
             : agw_limiter_shared_ref(shared->limiter);
     /* Calls waiting for a slot ask again when the limiter in force
      * changes (SPEC §4). */
-    agw_limiter_fleet_on_change(gw->limiter, agw_create_on_limiter_change,
-                                gw);
+    agw_limiter_fleet_on_change(gw->limiter, agw_create_on_limiter_change, gw);
     if (shared->flights != NULL) {
         gw->local_fleet = agw_fleet_local_new(gw->base, shared->flights);
     }
@@ -224,12 +221,13 @@ agw_worker_init(struct agw_worker *w, int index, struct agw_config *cfg,
     gw->cfg = agw_config_ref(cfg);
     gw->auth = agw_auth_ref(auth);
     gw->base = event_base_new();
-    gw->dns = gw->base == NULL ? NULL
-                               : evdns_base_new(gw->base,
-                                                EVDNS_BASE_INITIALIZE_NAMESERVERS);
+    gw->dns = gw->base == NULL
+                  ? NULL
+                  : evdns_base_new(gw->base, EVDNS_BASE_INITIALIZE_NAMESERVERS);
     if (gw->dns == NULL) {
-        snprintf(err, errlen, "cannot make an event loop with a resolver "
-                              "(is /etc/resolv.conf readable?)");
+        snprintf(err, errlen,
+                 "cannot make an event loop with a resolver "
+                 "(is /etc/resolv.conf readable?)");
         return false;
     }
     if (index == 0 && !start_shared(cfg, shared)) {

@@ -225,11 +225,11 @@ enum sbx_fault_action {
 
 struct sbx_fault_decision {
     enum sbx_fault_action action;
-    int status;      /* SBX_FAULT_STATUS: the HTTP status */
+    int status;       /* SBX_FAULT_STATUS: the HTTP status */
     long retry_after; /* seconds for a forced 429, -1 = no header */
-    long latency_ms; /* delay for the answer, 0 = none */
-    int echo_key;    /* the answer quotes the request's X-API-Key (tests
-                        of a gateway that must redact it) */
+    long latency_ms;  /* delay for the answer, 0 = none */
+    int echo_key;     /* the answer quotes the request's X-API-Key (tests
+                         of a gateway that must redact it) */
 };
 
 struct sbx_faults *sbx_faults_new(void);

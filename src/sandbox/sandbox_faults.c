@@ -206,6 +206,7 @@ sbx_faults_describe(const struct sbx_faults *faults)
                                : json_object_new_int64(faults->retry_after));
     json_object_object_add(o, "drop_count",
                            json_object_new_int64(faults->drop_count));
-    json_object_object_add(o, "echo_key", json_object_new_int(faults->echo_key));
+    json_object_object_add(o, "echo_key",
+                           json_object_new_int(faults->echo_key));
     return o;
 }

@@ -252,8 +252,8 @@ struct hammer {
 };
 
 static void
-on_get(enum agw_store_result result, int status, const char *body,
-       size_t len, void *arg)
+on_get(enum agw_store_result result, int status, const char *body, size_t len,
+       void *arg)
 {
     struct hammer *hm = arg;
 
@@ -351,8 +351,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_cancelled_waiter_is_never_called,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(
-            test_abandon_and_cancelled_lead_hand_the_claim_on, setup,
-            teardown),
+            test_abandon_and_cancelled_lead_hand_the_claim_on, setup, teardown),
         cmocka_unit_test_setup_teardown(test_freeing_a_holder_passes_its_claim,
                                         setup, teardown),
         cmocka_unit_test(test_shared_store_and_limiter_from_threads),

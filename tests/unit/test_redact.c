@@ -49,10 +49,11 @@ test_every_occurrence(void **state)
 {
     const char *keys[] = {"K3y-abc"};
     size_t len;
-    char *out = run("{\"m\":\"K3y-abc\",\"again\":\"xK3y-abcK3y-abcy\"}",
-                    keys, 1, &len);
+    char *out = run("{\"m\":\"K3y-abc\",\"again\":\"xK3y-abcK3y-abcy\"}", keys,
+                    1, &len);
 
-    assert_string_equal(out, "{\"m\":\"[REDACTED]\",\"again\":\"x[REDACTED]y\"}");
+    assert_string_equal(out,
+                        "{\"m\":\"[REDACTED]\",\"again\":\"x[REDACTED]y\"}");
     free(out);
     out = run("K3y-abc", keys, 1, &len);
     assert_string_equal(out, "[REDACTED]");

@@ -883,8 +883,7 @@ parse_in_thread(void *arg)
         size_t len = numbered_body(body, sizeof(body), n, 0);
 
         snprintf(want, sizeof(want), "https://example.com/%d.png", n);
-        if (!agw_create_parse(&req, BIZ, body, len, false, err,
-                              sizeof(err)) ||
+        if (!agw_create_parse(&req, BIZ, body, len, false, err, sizeof(err)) ||
             strcmp(req.uri, want) != 0) {
             run->failures++;
         }
@@ -904,9 +903,8 @@ test_parse_threads(void **state)
     (void)state;
     for (i = 0; i < N_ELEMS(th); i++) {
         runs[i] = (struct thread_run){(int)i * 25, 0};
-        assert_int_equal(pthread_create(&th[i], NULL, parse_in_thread,
-                                        &runs[i]),
-                         0);
+        assert_int_equal(
+            pthread_create(&th[i], NULL, parse_in_thread, &runs[i]), 0);
     }
     for (i = 0; i < N_ELEMS(th); i++) {
         assert_int_equal(pthread_join(th[i], NULL), 0);
@@ -935,7 +933,8 @@ test_upstream_body_is_json_c_output(void **state)
                 json_object *want = json_object_new_object();
                 char body[1024];
                 struct agw_create req;
-                int n = snprintf(body, sizeof(body), "{\"uri\":\"%s\"", uris[i]);
+                int n =
+                    snprintf(body, sizeof(body), "{\"uri\":\"%s\"", uris[i]);
 
                 json_object_object_add(want, "uri",
                                        json_object_new_string(uris[i]));
@@ -1046,7 +1045,7 @@ all_distinct(char (*ids)[33], size_t n)
 static void *
 ids_in_thread(void *arg)
 {
-    char (*ids)[33] = arg;
+    char(*ids)[33] = arg;
     int i;
 
     for (i = 0; i < 100; i++) {
