@@ -763,6 +763,10 @@ on_lead_lookup(enum agw_store_result result, int status, const char *body,
         finish_hit(call, status, body, len);
         return;
     }
+    rlog_debug(call->request_id,
+               "leads the flight for %.16s...: no stored "
+               "answer, asking for a rate-limit slot",
+               call->create.dedupe_key);
     go_upstream(call);
 }
 
@@ -818,6 +822,8 @@ on_fleet(enum agw_fleet_outcome outcome, const struct agw_response *resp,
         take_answer(call, resp);
         return;
     case AGW_FLEET_LEAD:
+        rlog_debug(call->request_id, "holds the fleet's claim on %.16s...",
+                   call->create.dedupe_key);
         call->fleet_leader = true;
         lead_everywhere(call);
         return;
@@ -849,6 +855,10 @@ on_local_fleet(enum agw_fleet_outcome outcome, const struct agw_response *resp,
     struct agw_call *call = arg;
 
     call->local_wait = NULL;
+    rlog_debug(call->request_id, "%s in this process for %.16s...",
+               outcome == AGW_FLEET_ANSWER ? "answered by another worker"
+                                           : "leads the flight",
+               call->create.dedupe_key);
     if (outcome == AGW_FLEET_ANSWER) {
         take_answer(call, resp);
         return;

@@ -648,6 +648,8 @@ become_waiter(struct agw_fleet_wait *w, const redisReply *holder,
         return;
     }
     copy_token(w->holder, holder->str, holder->len);
+    log_debug("fleet: %.16s... is claimed by %.8s... (PTTL %lld ms): waiting",
+              w->key, w->holder, pttl);
     if (!w->subscribed) {
         ks = ksub_ref(f, w->key);
         w->subscribed = true;
