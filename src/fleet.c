@@ -26,12 +26,22 @@
  * connection goes down, and while waits are open a command is kept going
  * on the command connection, so a Redis that stops answering (frozen) is
  * noticed within redis_command_timeout_ms, when it times out.
+ *
+ * A claim whose command got no reply may still be in Redis with nobody to
+ * release it: a frozen Redis runs the commands it had read when it wakes,
+ * after their sender gave up on them (a claim, or a renewal that keeps a
+ * claim alive after its holder's release failed). Such leftovers are
+ * released as soon as the command connection is up again, while they are
+ * still ours: the answer published if there is one, else a message that
+ * sends the waiters back to claiming. Waiters elsewhere are not held until
+ * the claim expires, nor until they find it unrenewed.
  */
 #include "fleet.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 
 #include <event2/event.h>
 #include <hiredis/hiredis.h>
@@ -59,6 +69,11 @@
  * renewed for a third of claim_ttl_ms and this much more has no live
  * holder (see orphan). */
 #define RENEW_SLACK_MS 1000
+/* Leftover claims kept for release at most: past that many, the oldest
+ * is left to expire (a waiter then takes it over). */
+#define LEFTOVERS_MAX 4096
+/* A message on an answer channel that is not an answer: "<token>\n"
+ * alone says that claim is gone without one; its waiters claim again. */
 
 /*
  * Claim, or learn who holds the claim. KEYS: lock, done. ARGV: our new
@@ -93,6 +108,20 @@ static const char release_lua[] =
     "end\n"
     "return 1\n";
 
+/* KEYS: lock, done. ARGV: token, answer ("<token>\n" alone: none), copy
+ * TTL (ms). A leftover claim, released only while it is still ours: an
+ * answer is kept and published, a bare token published. */
+static const char leftover_lua[] =
+    "if redis.call('GET', KEYS[1]) ~= ARGV[1] then\n"
+    "  return 0\n"
+    "end\n"
+    "if string.len(ARGV[2]) > string.len(ARGV[1]) + 1 then\n"
+    "  redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])\n"
+    "end\n"
+    "redis.call('PUBLISH', KEYS[2], ARGV[2])\n"
+    "redis.call('DEL', KEYS[1])\n"
+    "return 1\n";
+
 /* KEYS: lock. ARGV: token, TTL (ms). 1 when still ours and extended. */
 static const char renew_lua[] =
     "if redis.call('GET', KEYS[1]) == ARGV[1] then\n"
@@ -117,6 +146,19 @@ struct claim {
     struct claim *next;
 };
 
+/* A claim of ours that may be left in Redis (see the top of the file),
+ * with the answer to publish when it is released ("<token>\n": none). */
+struct leftover {
+    struct redis_fleet *fleet; /* NULL once the fleet is freed */
+    char *key;
+    char token[TOKEN_LEN + 1];
+    char *answer;
+    size_t len;
+    bool sent; /* a release is out for it */
+    TAILQ_ENTRY(leftover) link;
+};
+TAILQ_HEAD(leftover_list, leftover);
+
 /* This instance's subscription to one key's channel, shared by its
  * waiters. */
 struct ksub {
@@ -140,6 +182,8 @@ struct redis_fleet {
     int64_t bad_warned_us; /* the last warn of a reply out of shape */
     struct event *watch_timer;
     struct watch_op *watch_out; /* the PING out, if any */
+    struct leftover_list leftovers;
+    int nleftovers;
 };
 
 /* A watch PING out; F is NULL once the fleet is freed. */
@@ -170,11 +214,6 @@ struct agw_fleet_wait {
     enum agw_fleet_outcome deferred_outcome;
     struct event *timer;
     struct agw_fleet_wait *prev, *next;
-};
-
-/* A release or renew in flight: only the key, for the log. */
-struct note_op {
-    char key[80];
 };
 
 static void send_claim(struct agw_fleet_wait *w);
@@ -392,6 +431,130 @@ ksub_unref(struct redis_fleet *f, const char *key)
     *p = ks->next;
     agw_redis_unsubscribe(f->sub, ks->channel);
     ksub_free(ks);
+}
+
+/* ---------------------------------------------------------- leftovers */
+
+static void
+leftover_free(struct leftover *lo)
+{
+    free(lo->key);
+    free(lo->answer);
+    free(lo);
+}
+
+static void
+leftover_unlink(struct redis_fleet *f, struct leftover *lo)
+{
+    TAILQ_REMOVE(&f->leftovers, lo, link);
+    f->nleftovers--;
+}
+
+/* The reply to a release: the leftover is done with, unless nothing came
+ * back (Redis down or frozen): then it waits for the connection to come
+ * back up (agw_fleet_redis_state). */
+static void
+on_leftover_reply(struct redisReply *reply, const char *error, void *arg)
+{
+    struct leftover *lo = arg;
+    struct redis_fleet *f = lo->fleet;
+
+    lo->sent = false;
+    if (f == NULL) {
+        leftover_free(lo); /* the fleet was freed meanwhile */
+        return;
+    }
+    if (reply == NULL) {
+        log_warn("fleet: releasing the claim on %.16s... failed: %.200s; "
+                 "released when Redis answers again",
+                 lo->key, error);
+        return;
+    }
+    if (reply->type != REDIS_REPLY_INTEGER) {
+        log_warn(
+            "fleet: releasing the claim on %.16s... failed: %.200s", lo->key,
+            reply->type == REDIS_REPLY_ERROR ? reply->str : "unexpected reply");
+    }
+    leftover_unlink(f, lo);
+    leftover_free(lo);
+}
+
+/* RELEASE: the holder's release (publishes its answer whatever became of
+ * the claim); else a leftover's, only while the claim is still ours. */
+static void
+send_leftover(struct redis_fleet *f, struct leftover *lo, bool release)
+{
+    char *lock = join_str(f->prefix, "lock:", lo->key);
+    char *done = join_str(f->prefix, "done:", lo->key);
+    const char *argv[8] = {"EVAL",     release ? release_lua : leftover_lua,
+                           "2",        lock,
+                           done,       lo->token,
+                           lo->answer, COPY_TTL_MS};
+    size_t argvlen[8];
+
+    for (int i = 0; i < 8; i++) {
+        argvlen[i] = i == 6 ? lo->len : strlen(argv[i]);
+    }
+    lo->sent = true;
+    agw_redis_command(f->cmd, on_leftover_reply, lo, 8, argv, argvlen);
+    free(lock);
+    free(done);
+}
+
+/* Keeps TOKEN's claim on KEY for release, with ANSWER (LEN bytes, taken
+ * over; NULL: none). Past LEFTOVERS_MAX the oldest not out is let go. */
+static struct leftover *
+leftover_add(struct redis_fleet *f, const char *key, const char *token,
+             char *answer, size_t len)
+{
+    struct leftover *lo = calloc(1, sizeof(*lo));
+    struct leftover *old;
+
+    if (answer == NULL) {
+        answer = join_str(token, "\n", "");
+        len = strlen(answer);
+    }
+    if (lo == NULL || (lo->key = strdup(key)) == NULL) {
+        log_error("fleet: out of memory");
+        abort();
+    }
+    lo->fleet = f;
+    snprintf(lo->token, sizeof(lo->token), "%s", token);
+    lo->answer = answer;
+    lo->len = len;
+    if (f->nleftovers >= LEFTOVERS_MAX) {
+        TAILQ_FOREACH(old, &f->leftovers, link)
+        {
+            if (!old->sent) {
+                log_debug("fleet: too many leftover claims: the one on "
+                          "%.16s... is left to expire",
+                          old->key);
+                leftover_unlink(f, old);
+                leftover_free(old);
+                break;
+            }
+        }
+    }
+    TAILQ_INSERT_TAIL(&f->leftovers, lo, link);
+    f->nleftovers++;
+    return lo;
+}
+
+/* The command connection is up: every leftover not out yet is sent. */
+static void
+release_leftovers(struct redis_fleet *f)
+{
+    struct leftover *lo;
+
+    TAILQ_FOREACH(lo, &f->leftovers, link)
+    {
+        if (!lo->sent) {
+            log_debug("fleet: releasing the claim on %.16s... left when "
+                      "Redis failed",
+                      lo->key);
+            send_leftover(f, lo, false);
+        }
+    }
 }
 
 /* ------------------------------------------------------------- waits */
@@ -695,6 +858,16 @@ on_claim(struct redisReply *reply, const char *error, void *arg)
     struct agw_response resp;
     char token[TOKEN_LEN + 1];
 
+    if (w->fleet != NULL &&
+        (reply == NULL || (!w->live && claim_reply_ok(reply) &&
+                           reply->element[0]->integer == 1))) {
+        /* Redis may run the claim yet (frozen), or ran it for a wait
+         * cancelled meanwhile: nobody would release it. */
+        leftover_add(w->fleet, w->key, w->token, NULL, 0);
+        if (reply != NULL) {
+            release_leftovers(w->fleet);
+        }
+    }
     if (!reply_for_live(w)) {
         return;
     }
@@ -809,6 +982,25 @@ release_snapshot(struct agw_fleet_wait **ws, size_t n)
     free(ws);
 }
 
+/* HOLDER's claim on KEY is gone without an answer: its waiters claim
+ * again now rather than when they would have looked. */
+static void
+claim_again(struct redis_fleet *f, const char *key, const char *holder)
+{
+    size_t n;
+    struct agw_fleet_wait **ws = snapshot(f, key, &n);
+
+    for (size_t i = 0; i < n; i++) {
+        struct agw_fleet_wait *w = ws[i];
+
+        if (w->live && strncmp(w->holder, holder, TOKEN_LEN) == 0) {
+            evtimer_del(w->timer);
+            send_claim(w);
+        }
+    }
+    release_snapshot(ws, n);
+}
+
 static void
 on_message(const char *channel, const char *data, size_t len, void *arg)
 {
@@ -820,6 +1012,11 @@ on_message(const char *channel, const char *data, size_t len, void *arg)
     size_t n;
 
     if (ks == NULL) {
+        return;
+    }
+    if (len == TOKEN_LEN + 1 && data[TOKEN_LEN] == '\n' &&
+        token_ok(data, TOKEN_LEN)) {
+        claim_again(f, ks->key, data);
         return;
     }
     if (!decode_answer(data, len, token, &resp)) {
@@ -900,10 +1097,18 @@ fail_waits(struct redis_fleet *f)
 }
 
 void
-agw_fleet_redis_down(struct agw_fleet *fleet)
+agw_fleet_redis_state(struct agw_fleet *fleet, bool up)
 {
-    if (fleet != NULL && fleet->ops == &redis_fleet_ops) {
-        fail_waits(redis_of(fleet));
+    struct redis_fleet *f;
+
+    if (fleet == NULL || fleet->ops != &redis_fleet_ops) {
+        return;
+    }
+    f = redis_of(fleet);
+    if (!up) {
+        fail_waits(f);
+    } else if (agw_redis_is_up(f->cmd)) {
+        release_leftovers(f);
     }
 }
 
@@ -977,6 +1182,7 @@ agw_fleet_new(struct event_base *base, struct agw_redis *cmd,
     f->cmd = cmd;
     f->sub = sub;
     f->claim_ttl_ms = claim_ttl_ms > 0 ? claim_ttl_ms : 1;
+    TAILQ_INIT(&f->leftovers);
     agw_redis_set_subscriber(sub, on_message, on_subscribed, on_sub_state, f);
     return &f->base_ops;
 }
@@ -1003,6 +1209,15 @@ redis_fleet_free(struct agw_fleet *fleet)
     }
     while (f->claims != NULL) {
         remove_claim(f, f->claims);
+    }
+    while (!TAILQ_EMPTY(&f->leftovers)) {
+        struct leftover *lo = TAILQ_FIRST(&f->leftovers);
+
+        leftover_unlink(f, lo);
+        lo->fleet = NULL;
+        if (!lo->sent) {
+            leftover_free(lo); /* else its reply frees it */
+        }
     }
     if (f->watch_out != NULL) {
         f->watch_out->f = NULL; /* its reply frees it */
@@ -1117,19 +1332,6 @@ on_renew_timer(evutil_socket_t fd, short what, void *arg)
     arm_renewal(c);
 }
 
-static struct note_op *
-note_new(const char *key)
-{
-    struct note_op *op = malloc(sizeof(*op));
-
-    if (op == NULL) {
-        log_error("fleet: out of memory");
-        abort();
-    }
-    snprintf(op->key, sizeof(op->key), "%s", key);
-    return op;
-}
-
 static void
 redis_fleet_renew(struct agw_fleet *fleet, const char *key, int ttl_ms)
 {
@@ -1145,34 +1347,16 @@ redis_fleet_renew(struct agw_fleet *fleet, const char *key, int ttl_ms)
     arm_renewal(c);
 }
 
-static void
-on_released(struct redisReply *reply, const char *error, void *arg)
-{
-    struct note_op *op = arg;
-
-    if (reply == NULL || reply->type != REDIS_REPLY_INTEGER ||
-        reply->integer != 1) {
-        log_warn("fleet: publishing the answer for %.16s... failed: %.200s; "
-                 "waiters elsewhere take over when the claim expires",
-                 op->key,
-                 reply == NULL                      ? error
-                 : reply->type == REDIS_REPLY_ERROR ? reply->str
-                                                    : "unexpected reply");
-    }
-    free(op);
-}
-
+/* The holder's answer for its waiters; if Redis does not take it, a
+ * leftover released when Redis answers again. */
 static void
 redis_fleet_release(struct agw_fleet *fleet, const char *key,
                     const struct agw_response *resp)
 {
     struct redis_fleet *f = redis_of(fleet);
     struct claim *c = find_claim(f, key);
-    char *lock, *done, *answer;
+    char *answer;
     size_t alen;
-    const char *argv[8] = {"EVAL", release_lua, "2",  NULL,
-                           NULL,   NULL,        NULL, COPY_TTL_MS};
-    size_t argvlen[8];
 
     if (c == NULL) {
         log_debug("fleet: release of %.16s...: no claim held", key);
@@ -1180,25 +1364,11 @@ redis_fleet_release(struct agw_fleet *fleet, const char *key,
     }
     answer = encode_answer(c->token, resp, &alen);
     if (answer == NULL) {
-        log_warn("fleet: answer for %.16s... not published: out of memory",
-                 key);
-        remove_claim(f, c);
-        return;
+        log_error("fleet: out of memory");
+        abort();
     }
-    lock = join_str(f->prefix, "lock:", key);
-    done = join_str(f->prefix, "done:", key);
-    argv[3] = lock;
-    argv[4] = done;
-    argv[5] = c->token;
-    argv[6] = answer;
-    for (int i = 0; i < 8; i++) {
-        argvlen[i] = i == 6 ? alen : strlen(argv[i]);
-    }
-    agw_redis_command(f->cmd, on_released, note_new(key), 8, argv, argvlen);
+    send_leftover(f, leftover_add(f, key, c->token, answer, alen), true);
     remove_claim(f, c);
-    free(lock);
-    free(done);
-    free(answer);
 }
 
 /* The claim is left to expire; a waiter elsewhere then takes over. */

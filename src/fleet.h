@@ -66,12 +66,13 @@ struct agw_fleet *agw_fleet_new(struct event_base *base, struct agw_redis *cmd,
                                 int claim_ttl_ms);
 
 /*
- * Redis fleets (others, and NULL: nothing): a connection of FLEET went
- * down, so every wait still open ends UNAVAILABLE now (an answer or
- * takeover may never come through it). Call it from the connections'
- * state callback.
+ * Redis fleets (others, and NULL: nothing): call it from the state
+ * callback of both connections. Down: every wait still open ends
+ * UNAVAILABLE now (an answer or takeover may never come through it). Up:
+ * claims this instance may have left in Redis when it failed (fleet.c)
+ * are released.
  */
-void agw_fleet_redis_down(struct agw_fleet *fleet);
+void agw_fleet_redis_state(struct agw_fleet *fleet, bool up);
 
 /* FLEET may be NULL. Waits still open end without their callback. */
 static inline void

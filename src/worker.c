@@ -65,10 +65,9 @@ on_redis_state(bool up, void *arg)
     bool all_up =
         agw_redis_is_up(w->gw.redis) && agw_redis_is_up(w->gw.redis_sub);
 
-    if (!up) {
-        /* Calls waiting on another instance's flight go on locally now. */
-        agw_fleet_redis_down(w->gw.fleet);
-    }
+    /* Down: calls waiting on another instance's flight go on locally
+     * now. Up: claims left when Redis failed are released. */
+    agw_fleet_redis_state(w->gw.fleet, up);
     if (all_up == w->redis_up) {
         return;
     }

@@ -568,9 +568,63 @@ def test_orphan_claim(h):
     sb.stop()
 
 
+def test_leftover_claims(h):
+    """(i) Claims left in Redis by a freeze are released by their instance
+    as soon as Redis answers again, not when they expire: the release of a
+    holder that finished while Redis was frozen (a renewal Redis ran after
+    waking would otherwise keep the claim alive), and a claim sent to the
+    frozen Redis that its sender gave up on (Redis runs it on waking)."""
+    t = h.t
+    rd, sb = H.Redis(h), H.Sandbox(h, rate=1000)
+    # Claims live request 6000 + connect 2000 + 1000 ms: far longer than
+    # the freeze and the reconnect, so only a release removes them here.
+    a, b = fleet(h, sb, rd, "tr-i:", 2, {"rate": 100},
+                 {"store": {"redis_command_timeout_ms": 300},
+                  "upstream": {"request_timeout_ms": 6000},
+                  "server": {"request_deadline_ms": 12000}})
+    t.check(wait_fleet([a, b]), "(i) 2 gateways see each other in Redis")
+    u1, u2 = sb.sample("tr-i-held.png"), sb.sample("tr-i-sent.png")
+    sb.faults(latency_ms=1200)
+    t1, r1 = in_background(lambda: a.create({"uri": u1}, timeout=20))
+    t.check(wait_until(lambda: rd.keys("tr-i:lock:*"), 3),
+            "(i) the first create holds the fleet's claim")
+    rd.proc.signal(signal.SIGSTOP)
+    # Sent to the frozen Redis: its claim times out, the call goes on
+    # locally; Redis runs the claim when it wakes.
+    t2, r2 = in_background(lambda: a.create({"uri": u2}, timeout=20))
+    for th in (t1, t2):
+        th.join(20)
+    rd.proc.signal(signal.SIGCONT)
+    for name, box in (("holder", r1), ("call sent while frozen", r2)):
+        r = box.get("r")
+        t.check(isinstance(r, H.Resp) and r.status == 200,
+                "(i) %s -> 200" % name,
+                r.short() if isinstance(r, H.Resp) else repr(r))
+    t.check(wait_until(lambda: readyz(a) == "ready", 8),
+            "(i) Redis back: the gateway is ready")
+    t_ready = time.monotonic()
+    gone = wait_until(lambda: not rd.keys("tr-i:lock:*"), 2)
+    t.check(gone, "(i) no claim is left in Redis 2 s after the gateway "
+            "is back (claims live 9 s)",
+            "left: %r after %.1f s" % (rd.keys("tr-i:lock:*"),
+                                       time.monotonic() - t_ready))
+    sb.faults(latency_ms=0)
+    t0 = time.monotonic()
+    r = b.create({"uri": u1}, timeout=20)
+    took = time.monotonic() - t0
+    t.check(isinstance(r, H.Resp) and r.status == 200 and took < 2.0,
+            "(i) another instance's create for the held key is not held "
+            "by a claim nobody renews -> 200 within 2 s",
+            "%r after %.2f s" % (getattr(r, "status", r), took))
+    stop_gateways(t, [a, b])
+    rd.stop()
+    sb.stop()
+
+
 SCENARIOS = [test_recovery_burst, test_wait_bound, test_inflight,
              test_recovery_dedupe, test_stale_if_error, test_sighup_rate,
-             test_pause_while_waiting, test_orphan_claim]
+             test_pause_while_waiting, test_orphan_claim,
+             test_leftover_claims]
 
 
 def main(h):
