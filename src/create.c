@@ -699,6 +699,10 @@ on_slot(bool granted, int64_t wait_us, uint64_t epoch, void *arg)
         return;
     }
     agw_metrics_observe(AGW_M_RATELIMIT_WAIT, (double)wait_us / US_PER_S);
+    rlog_debug(call->request_id,
+               "rate-limit slot in %lld ms (limiter epoch "
+               "%llu)",
+               (long long)(wait_us / US_PER_MS), (unsigned long long)epoch);
     call->slot_epoch = epoch;
     if (wait_us <= 0) {
         send_attempt(call);

@@ -69,6 +69,11 @@
  * renewed for a third of claim_ttl_ms and this much more has no live
  * holder (see orphan). */
 #define RENEW_SLACK_MS 1000
+/* A PTTL read twice differs from the time between the reads by Redis's
+ * rounding to the ms and the replies' varying delays: up to this much
+ * (or a sixth of the claim TTL, half of a renewal's rise, if less) it is
+ * not a renewal. */
+#define PTTL_JITTER_MS 200
 /* Leftover claims kept for release at most: past that many, the oldest
  * is left to expire (a waiter then takes it over). */
 #define LEFTOVERS_MAX 4096
@@ -774,7 +779,7 @@ static bool
 orphan(struct agw_fleet_wait *w, const redisReply *holder, long long pttl)
 {
     int64_t now = agw_now_us();
-    long long elapsed_ms;
+    long long elapsed_ms, jitter_ms;
 
     if (strlen(w->holder) != holder->len ||
         memcmp(w->holder, holder->str, holder->len) != 0) {
@@ -783,7 +788,11 @@ orphan(struct agw_fleet_wait *w, const redisReply *holder, long long pttl)
         return false;
     }
     elapsed_ms = (now - w->seen_us) / 1000;
-    if (pttl > w->seen_pttl - elapsed_ms) {
+    jitter_ms = w->fleet->claim_ttl_ms / 6;
+    if (jitter_ms > PTTL_JITTER_MS) {
+        jitter_ms = PTTL_JITTER_MS;
+    }
+    if (pttl > w->seen_pttl - elapsed_ms + jitter_ms) {
         w->seen_pttl = pttl; /* renewed since */
         w->seen_us = now;
         return false;

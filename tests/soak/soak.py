@@ -853,7 +853,7 @@ class Soak:
 
     def check_5xx(self, spans, recs, access):
         f = self.fleet
-        outside, by_redis = [], []
+        outside, by_redis, orphans = [], [], []
         for r in recs:
             if r.status is None or r.status < 500:
                 continue
@@ -868,17 +868,23 @@ class Soak:
                 by_redis.append(r)
             elif not (redis or up or draining or orphan):
                 outside.append(r)
+            elif orphan:
+                orphans.append(r)
         # A waiter handed its flight holder's error (cache "-") at the
-        # moment a Redis-caused 5xx for the same key was answered shares
-        # that cause, even if the waiter came after the fault.
-        held = collections.defaultdict(list)
-        for r in by_redis:
-            held[r.key].append(r.done)
-        handed = [r for r in outside
-                  if access.get(r.rid, {}).get("cache") == "-" and any(
-                      abs(r.done - t) < 0.5 for t in held[r.key])]
+        # moment an excused 5xx for the same key was answered shares that
+        # cause, even if the waiter came after the fault: a Redis-caused
+        # one counts as Redis's, an instance kill's is excused.
+        def handed_by(rs):
+            held = collections.defaultdict(list)
+            for r in rs:
+                held[r.key].append(r.done)
+            return [r for r in outside
+                    if access.get(r.rid, {}).get("cache") == "-" and any(
+                        abs(r.done - t) < 0.5 for t in held[r.key])]
+        handed = handed_by(by_redis)
         outside = [r for r in outside if r not in handed]
         by_redis += handed
+        outside = [r for r in outside if r not in handed_by(orphans)]
 
         def show(rs):
             # cache "-": a waiter given its flight holder's error.
