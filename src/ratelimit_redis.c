@@ -15,6 +15,9 @@
  *                      sorted set rather than one key per instance: a
  *                      count is then one ZCARD after trimming, where a
  *                      SCAN would walk the whole cache keyspace.
+ *   PREFIX "hb:fallback"  the same, for the instances whose heartbeat
+ *                      says they are still on their local fallback: a
+ *                      rejoining instance counts them as away.
  *
  * The scripts are called with EVALSHA (the SHA-1 is computed here); on
  * NOSCRIPT the script is loaded with SCRIPT LOAD and the call is retried
@@ -135,27 +138,45 @@ static const char pause_lua[] =
     "redis.call('SET', KEYS[1], '1', 'PX', ARGV[1])\n"
     "return ms\n";
 
-/* KEYS: heartbeat set. ARGV: instance id, TTL (ms). Renews this instance,
- * drops the expired ones, returns how many are live (this one included). */
+/* KEYS: heartbeat set, fallback set. ARGV: instance id, TTL (ms), "1"
+ * when the instance is on its fallback. Renews this instance (in the
+ * fallback set too, or out of it), drops the expired ones, returns how
+ * many are live (this one included). */
 static const char heartbeat_lua[] =
     "local t = redis.call('TIME')\n"
     "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
-    "local ttl = tonumber(ARGV[2])\n"
-    "redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', string.format('%.0f', "
-    "now))\n"
-    "redis.call('ZADD', KEYS[1], string.format('%.0f', now + ttl), ARGV[1])\n"
+    "local expiry = string.format('%.0f', now + tonumber(ARGV[2]))\n"
+    "local past = string.format('%.0f', now)\n"
+    "redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', past)\n"
+    "redis.call('ZADD', KEYS[1], expiry, ARGV[1])\n"
     "redis.call('PEXPIRE', KEYS[1], ARGV[2])\n"
+    "redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', past)\n"
+    "if ARGV[3] == '1' then\n"
+    "  redis.call('ZADD', KEYS[2], expiry, ARGV[1])\n"
+    "  redis.call('PEXPIRE', KEYS[2], ARGV[2])\n"
+    "else\n"
+    "  redis.call('ZREM', KEYS[2], ARGV[1])\n"
+    "end\n"
     "return redis.call('ZCARD', KEYS[1])\n";
 
-/* KEYS: heartbeat set. ARGV: heartbeat TTL (ms), window (ms). How many
- * instances renewed their heartbeat within the window: those reaching
- * Redis now (ZCARD also counts, for a TTL, those that just lost it). */
+/* KEYS: heartbeat set, fallback set. ARGV: heartbeat TTL (ms), window
+ * (ms), the counting instance's id. How many instances are back on the
+ * shared limit: those that renewed their heartbeat within the window
+ * (reaching Redis now: ZCARD also counts, for a TTL, those that just
+ * lost it), less those whose heartbeat said they are still on their
+ * fallback; the counting instance, about to go back, counts as back. */
 static const char fresh_lua[] =
     "local t = redis.call('TIME')\n"
     "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
     "local min = now + tonumber(ARGV[1]) - tonumber(ARGV[2])\n"
-    "return redis.call('ZCOUNT', KEYS[1], string.format('%.0f', min), "
-    "'+inf')\n";
+    "local from = string.format('%.0f', min)\n"
+    "local back = redis.call('ZCOUNT', KEYS[1], from, '+inf')\n"
+    "local away = redis.call('ZCOUNT', KEYS[2], from, '+inf')\n"
+    "local own = redis.call('ZSCORE', KEYS[2], ARGV[3])\n"
+    "if own and tonumber(own) >= min then\n"
+    "  away = away - 1\n"
+    "end\n"
+    "return back - away\n";
 
 struct script {
     const char *name; /* for logs */
@@ -176,7 +197,7 @@ struct limiter_fleet {
      * finds the struct (marked dead) and is dropped. */
     int refs;
     bool dead;
-    char *key_tat, *key_pause, *key_hb;
+    char *key_tat, *key_pause, *key_hb, *key_hb_fallback;
     char id[33]; /* the process's instance id for the heartbeat */
     struct script gcra, pause, heartbeat, fresh;
     double rate;
@@ -288,6 +309,7 @@ fleet_unref(struct limiter_fleet *f)
     free(f->key_tat);
     free(f->key_pause);
     free(f->key_hb);
+    free(f->key_hb_fallback);
     free(f);
 }
 
@@ -1178,11 +1200,13 @@ send_fresh_count(struct limiter_fleet *f)
     struct op *op = op_new(f, &f->fresh, fresh_count_done);
 
     f->count_out = true;
-    op->nkeys = 1;
+    op->nkeys = 2;
     op->keys[0] = f->key_hb;
-    op->nargs = 2;
+    op->keys[1] = f->key_hb_fallback;
+    op->nargs = 3;
     snprintf(op->args[0], sizeof(op->args[0]), "%d", HEARTBEAT_TTL_MS);
     snprintf(op->args[1], sizeof(op->args[1]), "%d", FRESH_HEARTBEAT_MS);
+    snprintf(op->args[2], sizeof(op->args[2]), "%s", f->id);
     op_send(op);
 }
 
@@ -1191,11 +1215,15 @@ send_heartbeat(struct limiter_fleet *f)
 {
     struct op *op = op_new(f, &f->heartbeat, heartbeat_done);
 
-    op->nkeys = 1;
+    op->nkeys = 2;
     op->keys[0] = f->key_hb;
-    op->nargs = 2;
+    op->keys[1] = f->key_hb_fallback;
+    op->nargs = 3;
     snprintf(op->args[0], sizeof(op->args[0]), "%s", f->id);
     snprintf(op->args[1], sizeof(op->args[1]), "%d", HEARTBEAT_TTL_MS);
+    /* The process's mode: its workers share one id. */
+    snprintf(op->args[2], sizeof(op->args[2]), "%d",
+             epoch_shared(current_epoch()) ? 0 : 1);
     op_send(op);
 }
 
@@ -1408,6 +1436,7 @@ fleet_init(struct limiter_fleet *f, struct event_base *base,
     f->key_tat = join2(prefix, "rl");
     f->key_pause = join2(prefix, "rl:pause");
     f->key_hb = join2(prefix, "hb");
+    f->key_hb_fallback = join2(prefix, "hb:fallback");
     fallback_settings(f, &rate, &burst, &n);
     f->fb_rate = rate;
     f->fb_burst = burst;
@@ -1423,9 +1452,9 @@ fleet_init(struct limiter_fleet *f, struct event_base *base,
     f->poll_timer = evtimer_new(base, on_poll_timer, f);
     f->mode_event = event_new(base, -1, 0, on_mode_event, f);
     if (f->key_tat == NULL || f->key_pause == NULL || f->key_hb == NULL ||
-        f->guard == NULL || f->fallback == NULL || f->heartbeat_timer == NULL ||
-        f->poll_timer == NULL || f->mode_event == NULL ||
-        !script_init(&f->gcra, "GCRA", gcra_lua) ||
+        f->key_hb_fallback == NULL || f->guard == NULL || f->fallback == NULL ||
+        f->heartbeat_timer == NULL || f->poll_timer == NULL ||
+        f->mode_event == NULL || !script_init(&f->gcra, "GCRA", gcra_lua) ||
         !script_init(&f->pause, "pause", pause_lua) ||
         !script_init(&f->heartbeat, "heartbeat", heartbeat_lua) ||
         !script_init(&f->fresh, "fresh heartbeats", fresh_lua)) {

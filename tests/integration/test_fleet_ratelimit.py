@@ -277,7 +277,13 @@ def test_fallback(h, sb, rd):
     rd.start()
     t.check(wait_until(lambda: readyz_status(g) == "ready", 8),
             "Redis back -> /readyz ready", repr(readyz_status(g)))
-    time.sleep(0.3)
+    # Until every instance is back on the shared limit (not merely
+    # heartbeating: still on its fallback counts as away), each one back
+    # takes only what the others' fallbacks leave of the rate.
+    t.check(wait_until(lambda: log_lines(g, "takes the whole fleet rate "
+                                            "again"), 6),
+            "instance 0 counts every instance back on the shared limit",
+            g.log_text()[-1500:])
     sb.reset()
     n = 60
     uris = [sb.sample("back-%02d.png" % i) for i in range(n)]
