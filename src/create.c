@@ -2,8 +2,11 @@
  * create.c - the Create Asset pipeline. A call travels one way: validate
  * -> join the single flight -> (leader only) store lookup -> rate-limit
  * slot -> upstream attempt, with retries -> store write -> answer the
- * leader and every waiter. Each stage ends by calling the next one or
- * finish(); finish() is the only way out, so every call is answered once.
+ * leader and every waiter. With Redis, the fleet's claim script does the
+ * store lookup and its release the store write (fleet.h): a miss is
+ * three round trips (claim, slot, release) and a hit at most one. Each stage
+ * ends by calling the next one or finish(); finish() is the only way out, so
+ * every call is answered once.
  *
  * Waiting for a slot (SPEC §4): a call's limiter waits add up to at most
  * max_wait_ms, whatever happens meanwhile (a grant, a re-grant, a hold at
@@ -346,7 +349,8 @@ end_transit(struct agw_call *call, int64_t sent_us)
  */
 static void
 end_claim(struct agw_fleet *fleet, struct agw_fleet_wait **wait, bool *leader,
-          const char *key, const struct agw_response *resp, bool shutting_down)
+          const char *key, const struct agw_response *resp, bool shutting_down,
+          long store_ttl_s)
 {
     if (*wait != NULL) {
         agw_fleet_cancel(fleet, *wait);
@@ -354,25 +358,43 @@ end_claim(struct agw_fleet *fleet, struct agw_fleet_wait **wait, bool *leader,
     }
     if (*leader && shutting_down) {
         agw_fleet_abandon(fleet, key);
+    } else if (*leader && store_ttl_s > 0) {
+        agw_fleet_release_storing(fleet, key, resp, store_ttl_s);
     } else if (*leader) {
         agw_fleet_release(fleet, key, resp);
     }
     *leader = false;
 }
 
+/* The fleet's claim script looks the store up too, and its release
+ * writes the store (fleet.h): a miss then asks Redis neither before the
+ * claim nor after it. */
+static bool
+fleet_sees_store(const struct agw_call *call)
+{
+    return call->gw->fleet != NULL && agw_fleet_sees_store(call->gw->fleet);
+}
+
+/*
+ * A fleet holder that finishes with a 2xx got it from upstream (a
+ * stored or coalesced answer takes no claim): its release stores it
+ * (store_answer() kept only the in-process copies).
+ */
 static void
 end_fleet_flight(struct agw_call *call, const struct agw_response *resp,
                  bool shutting_down)
 {
     const char *key = call->create.dedupe_key;
+    bool ok = resp->status >= 200 && resp->status < 300;
 
     if (call->gw->fleet != NULL) {
         end_claim(call->gw->fleet, &call->fleet_wait, &call->fleet_leader, key,
-                  resp, shutting_down);
+                  resp, shutting_down,
+                  ok && fleet_sees_store(call) ? call->cfg->cache_ttl_s : 0);
     }
     if (call->gw->local_fleet != NULL) {
         end_claim(call->gw->local_fleet, &call->local_wait, &call->local_leader,
-                  key, resp, shutting_down);
+                  key, resp, shutting_down, 0);
     }
 }
 
@@ -497,6 +519,23 @@ on_upstream_429(struct agw_call *call, int retry_after_s)
                  pause_s > 0 ? pause_s : 1);
 }
 
+/* Upstream's 2xx: the fleet's holder writes Redis with its release
+ * (end_fleet_flight()) and keeps the in-process copies now; any other
+ * call writes it through the store. */
+static void
+store_answer(struct agw_call *call, const struct agw_upstream_result *res)
+{
+    struct agw_store *store = call->gw->store;
+
+    if (!call->fleet_leader || !fleet_sees_store(call)) {
+        store->ops->put(store, call->create.dedupe_key, res->status, res->body,
+                        res->len, call->cfg->cache_ttl_s);
+    } else if (store->ops->keep != NULL) {
+        store->ops->keep(store, call->create.dedupe_key, res->status, res->body,
+                         res->len, call->cfg->cache_ttl_s);
+    }
+}
+
 static void
 on_upstream_response(struct agw_call *call,
                      const struct agw_upstream_result *res)
@@ -510,9 +549,7 @@ on_upstream_response(struct agw_call *call,
     char message[96];
 
     if (res->status >= 200 && res->status < 300) {
-        call->gw->store->ops->put(call->gw->store, call->create.dedupe_key,
-                                  res->status, res->body, res->len,
-                                  call->cfg->cache_ttl_s);
+        store_answer(call, res);
         finish(call, &resp, "MISS");
     } else if (res->status == 429) {
         on_upstream_429(call, res->retry_after_s);
@@ -775,11 +812,13 @@ on_lead_lookup(enum agw_store_result result, int status, const char *body,
 }
 
 /*
- * Won every claim: a flight may have ended between the first lookup and
- * the claim, so look again (not for no-cache calls, which refresh).
+ * The store's answer, else upstream (no-cache calls refresh: upstream).
+ * After winning every claim without the fleet's lookup, since a flight
+ * may have ended between the first lookup and the claim; or when the
+ * fleet could not look (Redis failing), in the store's fallback.
  */
 static void
-lead_everywhere(struct agw_call *call)
+look_up_then_upstream(struct agw_call *call)
 {
     if (call->no_cache) {
         go_upstream(call);
@@ -790,8 +829,9 @@ lead_everywhere(struct agw_call *call)
                               on_lead_lookup, call);
 }
 
-/* Another instance's answer, served here: kept for Redis outages as this
- * instance's own answers are (SPEC §4), not written to Redis again. */
+/* Another instance's answer, or the stored one the fleet found, served
+ * here: kept in process (L1, and for Redis outages as this instance's
+ * own answers are: SPEC §4), not written to Redis again. */
 static void
 keep_copy(struct agw_call *call, const struct agw_response *resp)
 {
@@ -821,6 +861,10 @@ on_fleet(enum agw_fleet_outcome outcome, const struct agw_response *resp,
 
     call->fleet_wait = NULL;
     switch (outcome) {
+    case AGW_FLEET_STORED:
+        keep_copy(call, resp);
+        finish_hit(call, resp->status, resp->body, resp->len);
+        return;
     case AGW_FLEET_ANSWER:
         keep_copy(call, resp);
         take_answer(call, resp);
@@ -829,15 +873,36 @@ on_fleet(enum agw_fleet_outcome outcome, const struct agw_response *resp,
         rlog_debug(call->request_id, "holds the fleet's claim on %.16s...",
                    call->create.dedupe_key);
         call->fleet_leader = true;
-        lead_everywhere(call);
+        if (fleet_sees_store(call)) {
+            go_upstream(call); /* the claim looked the store up */
+        } else {
+            look_up_then_upstream(call);
+        }
         return;
     default:
         rlog_debug(call->request_id, "fleet single flight unavailable: "
                                      "deduplicating on this instance only");
         call->without_fleet = true;
-        go_upstream(call);
+        if (fleet_sees_store(call)) {
+            look_up_then_upstream(call); /* the claim could not look */
+        } else {
+            go_upstream(call);
+        }
         return;
     }
+}
+
+/* Joins the fleet's flight, with the stored answer looked up in the
+ * same round trip unless the call refreshes it. */
+static struct agw_fleet_wait *
+ask_fleet(struct agw_call *call)
+{
+    struct agw_fleet *fleet = call->gw->fleet;
+
+    if (!call->no_cache && fleet_sees_store(call)) {
+        return agw_fleet_lookup(fleet, call->create.dedupe_key, on_fleet, call);
+    }
+    return agw_fleet_join(fleet, call->create.dedupe_key, on_fleet, call);
 }
 
 /* Leads the flight in this process: now the fleet's, if there is one. */
@@ -845,11 +910,10 @@ static void
 join_fleet_wide(struct agw_call *call)
 {
     if (call->gw->fleet == NULL) {
-        lead_everywhere(call);
+        look_up_then_upstream(call);
         return;
     }
-    call->fleet_wait = agw_fleet_join(call->gw->fleet, call->create.dedupe_key,
-                                      on_fleet, call);
+    call->fleet_wait = ask_fleet(call);
 }
 
 static void
@@ -883,8 +947,7 @@ join_fleet(struct agw_call *call)
             agw_fleet_join(call->gw->local_fleet, call->create.dedupe_key,
                            on_local_fleet, call);
     } else if (call->gw->fleet != NULL) {
-        call->fleet_wait = agw_fleet_join(
-            call->gw->fleet, call->create.dedupe_key, on_fleet, call);
+        call->fleet_wait = ask_fleet(call);
     } else {
         go_upstream(call);
     }
@@ -949,7 +1012,7 @@ lead(struct agw_call *call)
         gw->leaders->prev = call;
     }
     gw->leaders = call;
-    if (call->no_cache) {
+    if (call->no_cache || fleet_sees_store(call)) {
         if (arm_timers(call, true)) {
             join_fleet(call);
         }

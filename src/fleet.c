@@ -10,6 +10,10 @@
  *   PREFIX "done:" KEY  pub/sub channel of the answer, and a copy of the
  *                       last answer kept 10 s for waiters that subscribed
  *                       after it was published.
+ *   PREFIX "a:" KEY     the stored answer (store_redis.c's layout): the
+ *                       claim script of a lookup join reads it, so a miss
+ *                       is one round trip; the release script of a 2xx
+ *                       writes it with the answer's publication.
  * Answer encoding: "<token>\n<status>\n<retry_after or -1>\n<body>", where
  * token is the claim that produced it. A waiter trusts any message (it was
  * published while it listened, so it answers its request), but a copy
@@ -21,6 +25,13 @@
  * claim can have past CLAIM_TTL_MAX_MS, an answer decodes field by field
  * (decode_answer). Anything else counts as Redis failing: the call goes
  * on locally (UNAVAILABLE) instead of waiting on a claim nobody holds.
+ * A stored answer the claim script returns is checked as a GET of it is
+ * (agw_store_redis_decode); one out of shape is UNAVAILABLE too, and the
+ * caller's own lookup then refuses it as well (and warns).
+ *
+ * Scripts go as EVALSHA (agw_redis_script_call): a miss sends the claim
+ * and the release, and a renewal only when the holder keeps its claim
+ * longer than a third of its TTL or an attempt needs a longer one.
  *
  * A wait never outlives Redis (SPEC §4): it ends UNAVAILABLE when either
  * connection goes down, and while waits are open a command is kept going
@@ -49,6 +60,7 @@
 #include "log.h"
 #include "redis.h"
 #include "reply.h"
+#include "store.h"
 #include "util.h"
 
 #define TOKEN_LEN 32
@@ -81,13 +93,21 @@
  * alone says that claim is gone without one; its waiters claim again. */
 
 /*
- * Claim, or learn who holds the claim. KEYS: lock, done. ARGV: our new
- * token, claim TTL (ms), the holder we waited on ("" on the first try),
- * a holder found orphaned ("" if none): its claim is replaced.
- * {1}: ours. {0, holder, pttl}: held. {2, answer}: the holder we waited
- * on answered and its claim is gone (we missed the message).
+ * Claim, or learn who holds the claim. KEYS: lock, done, stored answer.
+ * ARGV: our new token, claim TTL (ms), the holder we waited on ("" on
+ * the first try), a holder found orphaned ("" if none): its claim is
+ * replaced, "1" to look the stored answer up first ("" not to).
+ * {3, stored}: the store holds an answer (no claim taken). {1}: ours.
+ * {0, holder, pttl}: held. {2, answer}: the holder we waited on answered
+ * and its claim is gone (we missed the message).
  */
 static const char claim_lua[] =
+    "if ARGV[5] ~= '' then\n"
+    "  local a = redis.call('GET', KEYS[3])\n"
+    "  if a then\n"
+    "    return {3, a}\n"
+    "  end\n"
+    "end\n"
     "local cur = redis.call('GET', KEYS[1])\n"
     "if cur and (ARGV[4] == '' or cur ~= ARGV[4]) then\n"
     "  return {0, cur, redis.call('PTTL', KEYS[1])}\n"
@@ -102,10 +122,16 @@ static const char claim_lua[] =
     "redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])\n"
     "return {1}\n";
 
-/* KEYS: lock, done. ARGV: token, answer, copy TTL (ms). The claim is
- * deleted only while it is still ours (it may have expired and been
- * taken over); the answer is published either way. */
+/* KEYS: lock, done, stored answer. ARGV: token, answer, copy TTL (ms),
+ * the value to store and its TTL (s) ("" and "": nothing to store). The
+ * answer is stored before the claim goes, so a caller that finds no
+ * claim finds the answer. The claim is deleted only while it is still
+ * ours (it may have expired and been taken over); the answer is
+ * published either way. */
 static const char release_lua[] =
+    "if ARGV[5] ~= '' then\n"
+    "  redis.call('SET', KEYS[3], ARGV[4], 'EX', ARGV[5])\n"
+    "end\n"
     "redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])\n"
     "redis.call('PUBLISH', KEYS[2], ARGV[2])\n"
     "if redis.call('GET', KEYS[1]) == ARGV[1] then\n"
@@ -113,12 +139,14 @@ static const char release_lua[] =
     "end\n"
     "return 1\n";
 
-/* KEYS: lock, done. ARGV: token, answer ("<token>\n" alone: none), copy
- * TTL (ms). A leftover claim, released only while it is still ours: an
- * answer is kept and published, a bare token published. */
+/* As release_lua, for a leftover claim (the answer "<token>\n" alone:
+ * none), and only while the claim is still ours. */
 static const char leftover_lua[] =
     "if redis.call('GET', KEYS[1]) ~= ARGV[1] then\n"
     "  return 0\n"
+    "end\n"
+    "if ARGV[5] ~= '' then\n"
+    "  redis.call('SET', KEYS[3], ARGV[4], 'EX', ARGV[5])\n"
     "end\n"
     "if string.len(ARGV[2]) > string.len(ARGV[1]) + 1 then\n"
     "  redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])\n"
@@ -143,7 +171,7 @@ struct claim {
     struct redis_fleet *fleet; /* valid while HELD */
     char *key;
     char token[TOKEN_LEN + 1];
-    int ttl_ms;          /* what a renewal asks for */
+    int ttl_ms;          /* what a renewal asks for: the longest asked */
     struct event *timer; /* the next renewal, while HELD */
     bool held;           /* on fleet->claims */
     bool lost;           /* a renewal found another holder: stop */
@@ -159,7 +187,10 @@ struct leftover {
     char token[TOKEN_LEN + 1];
     char *answer;
     size_t len;
-    bool sent; /* a release is out for it */
+    char *value; /* the answer as the store keeps it; NULL: not stored */
+    size_t vlen;
+    char ttl[24]; /* the stored answer's TTL (s), or "" */
+    bool sent;    /* a release is out for it */
     TAILQ_ENTRY(leftover) link;
 };
 TAILQ_HEAD(leftover_list, leftover);
@@ -181,6 +212,8 @@ struct redis_fleet {
     struct agw_redis *sub;
     char *prefix;
     int claim_ttl_ms;
+    struct agw_redis_script claim_script, release_script, renew_script;
+    struct agw_redis_script leftover_script;
     struct agw_fleet_wait *waits; /* live waits */
     struct ksub *ksubs;
     struct claim *claims;
@@ -210,6 +243,7 @@ struct agw_fleet_wait {
     bool live;
     bool subscribed;            /* holds a reference on its ksub */
     bool copy_checked;          /* the copy was read after the subscription */
+    bool lookup;                /* the claim script looks the store up */
     char holder[TOKEN_LEN + 1]; /* the claim waited on; "" when unknown */
     char token[TOKEN_LEN + 1];  /* our latest claim attempt */
     char orphan[TOKEN_LEN + 1]; /* HOLDER, once found not renewing */
@@ -445,6 +479,7 @@ leftover_free(struct leftover *lo)
 {
     free(lo->key);
     free(lo->answer);
+    free(lo->value);
     free(lo);
 }
 
@@ -491,19 +526,27 @@ send_leftover(struct redis_fleet *f, struct leftover *lo, bool release)
 {
     char *lock = join_str(f->prefix, "lock:", lo->key);
     char *done = join_str(f->prefix, "done:", lo->key);
-    const char *argv[8] = {"EVAL",     release ? release_lua : leftover_lua,
-                           "2",        lock,
-                           done,       lo->token,
-                           lo->answer, COPY_TTL_MS};
+    char *stored = join_str(f->prefix, AGW_STORE_REDIS_KEY, lo->key);
+    const char *argv[8] = {lock,
+                           done,
+                           stored,
+                           lo->token,
+                           lo->answer,
+                           COPY_TTL_MS,
+                           lo->value != NULL ? lo->value : "",
+                           lo->ttl};
     size_t argvlen[8];
 
     for (int i = 0; i < 8; i++) {
-        argvlen[i] = i == 6 ? lo->len : strlen(argv[i]);
+        argvlen[i] = i == 4 ? lo->len : i == 6 ? lo->vlen : strlen(argv[i]);
     }
     lo->sent = true;
-    agw_redis_command(f->cmd, on_leftover_reply, lo, 8, argv, argvlen);
+    agw_redis_script_call(f->cmd,
+                          release ? &f->release_script : &f->leftover_script,
+                          on_leftover_reply, lo, 3, 8, argv, argvlen);
     free(lock);
     free(done);
+    free(stored);
 }
 
 /* Keeps TOKEN's claim on KEY for release, with ANSWER (LEN bytes, taken
@@ -835,10 +878,10 @@ become_waiter(struct agw_fleet_wait *w, const redisReply *holder,
 /*
  * The claim script's reply: {1} ours; {0, holder, pttl} with holder one
  * of our tokens and pttl 0 to CLAIM_TTL_MAX_MS (every claim has a TTL);
- * {2, answer} (decoded by the caller).
+ * {2, answer} and {3, stored} (decoded by the caller; 3 only when asked).
  */
 static bool
-claim_reply_ok(const redisReply *r)
+claim_reply_ok(const redisReply *r, bool w_lookup)
 {
     if (r->type != REDIS_REPLY_ARRAY || r->elements < 1 ||
         r->element[0]->type != REDIS_REPLY_INTEGER) {
@@ -855,9 +898,36 @@ claim_reply_ok(const redisReply *r)
                r->element[2]->integer <= CLAIM_TTL_MAX_MS;
     case 2:
         return r->elements == 2 && r->element[1]->type == REDIS_REPLY_STRING;
+    case 3:
+        return w_lookup && r->elements == 2 &&
+               r->element[1]->type == REDIS_REPLY_STRING;
     default:
         return false;
     }
+}
+
+/*
+ * The stored answer the claim script found: served as a GET of it is
+ * (store_redis.c), or refused like one. Refused, the caller's own lookup
+ * that follows UNAVAILABLE refuses it again and says so at warn: here
+ * only at debug, so as not to spend bad_reply()'s warn on it.
+ */
+static void
+deliver_stored(struct agw_fleet_wait *w, const redisReply *stored)
+{
+    struct agw_response resp = {.retry_after_s = -1};
+    const char *body;
+
+    if (!agw_store_redis_decode(stored->str, stored->len, &resp.status, &body,
+                                &resp.len)) {
+        log_debug("fleet: the stored answer for %.16s... is out of shape: "
+                  "not served",
+                  w->key);
+        deliver(w, AGW_FLEET_UNAVAILABLE, NULL);
+        return;
+    }
+    resp.body = (char *)body;
+    deliver(w, AGW_FLEET_STORED, &resp);
 }
 
 static void
@@ -868,7 +938,7 @@ on_claim(struct redisReply *reply, const char *error, void *arg)
     char token[TOKEN_LEN + 1];
 
     if (w->fleet != NULL &&
-        (reply == NULL || (!w->live && claim_reply_ok(reply) &&
+        (reply == NULL || (!w->live && claim_reply_ok(reply, w->lookup) &&
                            reply->element[0]->integer == 1))) {
         /* Redis may run the claim yet (frozen), or ran it for a wait
          * cancelled meanwhile: nobody would release it. */
@@ -890,7 +960,7 @@ on_claim(struct redisReply *reply, const char *error, void *arg)
         deliver(w, AGW_FLEET_UNAVAILABLE, NULL);
         return;
     }
-    if (!claim_reply_ok(reply)) {
+    if (!claim_reply_ok(reply, w->lookup)) {
         bad_reply(w->fleet, "the claim script answered out of shape (a "
                             "holder that is not a token, a TTL missing or "
                             "too long)");
@@ -911,6 +981,9 @@ on_claim(struct redisReply *reply, const char *error, void *arg)
         }
         deliver(w, AGW_FLEET_ANSWER, &resp);
         break;
+    case 3:
+        deliver_stored(w, reply->element[1]);
+        break;
     default:
         become_waiter(w, reply->element[1], reply->element[2]->integer);
         break;
@@ -923,20 +996,23 @@ send_claim(struct agw_fleet_wait *w)
     struct redis_fleet *f = w->fleet;
     char *lock = join_str(f->prefix, "lock:", w->key);
     char *done = join_str(f->prefix, "done:", w->key);
+    char *stored = join_str(f->prefix, AGW_STORE_REDIS_KEY, w->key);
     char ttl[16];
-    const char *argv[9] = {"EVAL",   claim_lua, "2",       lock,     done,
-                           w->token, ttl,       w->holder, w->orphan};
-    size_t argvlen[9];
+    const char *argv[8] = {lock, done,      stored,    w->token,
+                           ttl,  w->holder, w->orphan, w->lookup ? "1" : ""};
+    size_t argvlen[8];
 
     agw_request_id_new(w->token); /* 32 random hex characters */
     snprintf(ttl, sizeof(ttl), "%d", f->claim_ttl_ms);
-    for (int i = 0; i < 9; i++) {
+    for (int i = 0; i < 8; i++) {
         argvlen[i] = strlen(argv[i]);
     }
     w->refs++;
-    agw_redis_command(f->cmd, on_claim, w, 9, argv, argvlen);
+    agw_redis_script_call(f->cmd, &f->claim_script, on_claim, w, 3, 8, argv,
+                          argvlen);
     free(lock);
     free(done);
+    free(stored);
 }
 
 static void
@@ -1181,7 +1257,14 @@ agw_fleet_new(struct event_base *base, struct agw_redis *cmd,
         return NULL;
     }
     f->watch_timer = evtimer_new(base, on_watch_timer, f);
-    if (f->watch_timer == NULL) {
+    if (f->watch_timer == NULL ||
+        !agw_redis_script_init(&f->claim_script, claim_lua) ||
+        !agw_redis_script_init(&f->release_script, release_lua) ||
+        !agw_redis_script_init(&f->renew_script, renew_lua) ||
+        !agw_redis_script_init(&f->leftover_script, leftover_lua)) {
+        if (f->watch_timer != NULL) {
+            event_free(f->watch_timer);
+        }
         free(f->prefix);
         free(f);
         return NULL;
@@ -1247,8 +1330,8 @@ defer_outcome(struct agw_fleet_wait *w, enum agw_fleet_outcome outcome)
 }
 
 static struct agw_fleet_wait *
-redis_fleet_join(struct agw_fleet *fleet, const char *key, agw_fleet_cb cb,
-                 void *arg)
+join_with(struct agw_fleet *fleet, const char *key, bool lookup,
+          agw_fleet_cb cb, void *arg)
 {
     struct redis_fleet *f = redis_of(fleet);
     struct agw_fleet_wait *w = calloc(1, sizeof(*w));
@@ -1263,6 +1346,7 @@ redis_fleet_join(struct agw_fleet *fleet, const char *key, agw_fleet_cb cb,
     w->arg = arg;
     w->refs = 1;
     w->live = true;
+    w->lookup = lookup;
     w->next = f->waits;
     if (f->waits != NULL) {
         f->waits->prev = w;
@@ -1275,6 +1359,20 @@ redis_fleet_join(struct agw_fleet *fleet, const char *key, agw_fleet_cb cb,
         arm_watch(f);
     }
     return w;
+}
+
+static struct agw_fleet_wait *
+redis_fleet_join(struct agw_fleet *fleet, const char *key, agw_fleet_cb cb,
+                 void *arg)
+{
+    return join_with(fleet, key, false, cb, arg);
+}
+
+static struct agw_fleet_wait *
+redis_fleet_lookup(struct agw_fleet *fleet, const char *key, agw_fleet_cb cb,
+                   void *arg)
+{
+    return join_with(fleet, key, true, cb, arg);
 }
 
 static void
@@ -1317,15 +1415,16 @@ send_renewal(struct claim *c)
     struct redis_fleet *f = c->fleet;
     char *lock = join_str(f->prefix, "lock:", c->key);
     char ttl[16];
-    const char *argv[6] = {"EVAL", renew_lua, "1", lock, c->token, ttl};
-    size_t argvlen[6];
+    const char *argv[3] = {lock, c->token, ttl};
+    size_t argvlen[3];
 
     snprintf(ttl, sizeof(ttl), "%d", c->ttl_ms);
-    for (int i = 0; i < 6; i++) {
+    for (int i = 0; i < 3; i++) {
         argvlen[i] = strlen(argv[i]);
     }
     c->refs++;
-    agw_redis_command(f->cmd, on_renewed, c, 6, argv, argvlen);
+    agw_redis_script_call(f->cmd, &f->renew_script, on_renewed, c, 1, 3, argv,
+                          argvlen);
     free(lock);
 }
 
@@ -1351,19 +1450,25 @@ redis_fleet_renew(struct agw_fleet *fleet, const char *key, int ttl_ms)
         log_debug("fleet: renew of %.16s...: no claim held", key);
         return;
     }
-    c->ttl_ms = ttl_ms > 0 ? ttl_ms : f->claim_ttl_ms;
+    /* The renewal timer keeps at least 2/3 of c->ttl_ms ahead of the
+     * claim: only a longer TTL needs a round trip now. */
+    if (ttl_ms <= c->ttl_ms) {
+        return;
+    }
+    c->ttl_ms = ttl_ms;
     send_renewal(c);
     arm_renewal(c);
 }
 
-/* The holder's answer for its waiters; if Redis does not take it, a
- * leftover released when Redis answers again. */
+/* Publishes RESP and, with TTL_S > 0, stores it: one script. If Redis
+ * does not take it, a leftover released when Redis answers again. */
 static void
-redis_fleet_release(struct agw_fleet *fleet, const char *key,
-                    const struct agw_response *resp)
+release_storing(struct agw_fleet *fleet, const char *key,
+                const struct agw_response *resp, long ttl_s)
 {
     struct redis_fleet *f = redis_of(fleet);
     struct claim *c = find_claim(f, key);
+    struct leftover *lo;
     char *answer;
     size_t alen;
 
@@ -1376,8 +1481,25 @@ redis_fleet_release(struct agw_fleet *fleet, const char *key,
         log_error("fleet: out of memory");
         abort();
     }
-    send_leftover(f, leftover_add(f, key, c->token, answer, alen), true);
+    lo = leftover_add(f, key, c->token, answer, alen);
+    if (ttl_s > 0) {
+        lo->value = agw_store_redis_encode(resp->status, resp->body, resp->len,
+                                           &lo->vlen);
+        if (lo->value == NULL) {
+            log_error("fleet: out of memory");
+            abort();
+        }
+        snprintf(lo->ttl, sizeof(lo->ttl), "%ld", ttl_s);
+    }
+    send_leftover(f, lo, true);
     remove_claim(f, c);
+}
+
+static void
+redis_fleet_release(struct agw_fleet *fleet, const char *key,
+                    const struct agw_response *resp)
+{
+    release_storing(fleet, key, resp, 0);
 }
 
 /* The claim is left to expire; a waiter elsewhere then takes over. */
@@ -1399,4 +1521,6 @@ static const struct agw_fleet_ops redis_fleet_ops = {
     .release = redis_fleet_release,
     .abandon = redis_fleet_abandon,
     .free = redis_fleet_free,
+    .lookup = redis_fleet_lookup,
+    .release_storing = release_storing,
 };

@@ -23,9 +23,13 @@ enum agw_fleet_outcome {
                               then agw_fleet_release() */
     AGW_FLEET_ANSWER,      /* another instance answered: RESP */
     AGW_FLEET_UNAVAILABLE, /* Redis is down or failed: go on locally */
+    AGW_FLEET_STORED,      /* agw_fleet_lookup() only: the store holds an
+                              answer for the key (RESP, a 2xx); no claim
+                              was taken */
 };
 
-/* RESP is set for ANSWER only and valid only during the callback. */
+/* RESP is set for ANSWER and STORED only and valid only during the
+ * callback. */
 typedef void (*agw_fleet_cb)(enum agw_fleet_outcome outcome,
                              const struct agw_response *resp, void *arg);
 
@@ -44,6 +48,13 @@ struct agw_fleet_ops {
     /* NULL: nothing to do. */
     void (*abandon)(struct agw_fleet *fleet, const char *key);
     void (*free)(struct agw_fleet *fleet);
+    /* Optional (NULL: the fleet does not see the store, e.g. the
+     * in-process one): join and release that also read and write the
+     * store's answer for KEY, in the same round trip. */
+    struct agw_fleet_wait *(*lookup)(struct agw_fleet *fleet, const char *key,
+                                     agw_fleet_cb cb, void *arg);
+    void (*release_storing)(struct agw_fleet *fleet, const char *key,
+                            const struct agw_response *resp, long ttl_s);
 };
 
 struct agw_fleet {
@@ -56,7 +67,9 @@ struct agw_fleet {
  * (agw_redis_set_subscriber): give it a connection of its own.
  * Keys: PREFIX "lock:" KEY (the claim, value = owner token),
  * PREFIX "done:" KEY (channel, and a copy of the answer kept 10 s for
- * waiters that subscribe late). A claim is taken for CLAIM_TTL_MS and
+ * waiters that subscribe late), and the Redis store's answer (store.h;
+ * PREFIX must be the store's key_prefix), which lookups and storing
+ * releases read and write. A claim is taken for CLAIM_TTL_MS and
  * kept alive while it is held: renewed every third of its TTL, and to
  * the TTL each agw_fleet_renew() asks for. See fleet.c for the encoding
  * of answers.
@@ -118,7 +131,10 @@ agw_fleet_cancel(struct agw_fleet *fleet, struct agw_fleet_wait *wait)
  * from now (the attempt under the caller's own settings, which a reload
  * may have lengthened since the claim was taken) and, renewed every
  * TTL_MS / 3, for as long as it is held: it expires only when its holder
- * died or lost Redis. Fire and forget; failures are logged.
+ * died or lost Redis. Fire and forget; failures are logged. The Redis
+ * fleet sends a renewal now only when TTL_MS is longer than any asked
+ * before (or than the claim's own): its renewals every third of that
+ * keep at least two thirds of it ahead of the claim already.
  */
 static inline void
 agw_fleet_renew(struct agw_fleet *fleet, const char *key, int ttl_ms)
@@ -139,6 +155,46 @@ agw_fleet_release(struct agw_fleet *fleet, const char *key,
                   const struct agw_response *resp)
 {
     fleet->ops->release(fleet, key, resp);
+}
+
+/*
+ * Whether FLEET reads and writes the store's answers itself
+ * (agw_fleet_lookup, agw_fleet_release_storing): the Redis one does.
+ */
+static inline bool
+agw_fleet_sees_store(const struct agw_fleet *fleet)
+{
+    return fleet->ops->lookup != NULL;
+}
+
+/*
+ * agw_fleet_join() for a fleet that sees the store: when the store holds
+ * an answer for KEY, CB gets it (STORED) and no claim is taken; else as
+ * agw_fleet_join(), in the same round trip. Not for calls that refresh
+ * the stored answer (no-cache): they join.
+ */
+static inline struct agw_fleet_wait *
+agw_fleet_lookup(struct agw_fleet *fleet, const char *key, agw_fleet_cb cb,
+                 void *arg)
+{
+    return fleet->ops->lookup(fleet, key, cb, arg);
+}
+
+/*
+ * agw_fleet_release() that also stores RESP (a 2xx) for TTL_S seconds
+ * (> 0), before the claim goes: one round trip, or none without a claim
+ * held (then store it through the store). A fleet that does not see the
+ * store just releases.
+ */
+static inline void
+agw_fleet_release_storing(struct agw_fleet *fleet, const char *key,
+                          const struct agw_response *resp, long ttl_s)
+{
+    if (fleet->ops->release_storing != NULL) {
+        fleet->ops->release_storing(fleet, key, resp, ttl_s);
+    } else {
+        fleet->ops->release(fleet, key, resp);
+    }
 }
 
 /*

@@ -19,10 +19,9 @@
  *                      says they are still on their local fallback: a
  *                      rejoining instance counts them as away.
  *
- * The scripts are called with EVALSHA (the SHA-1 is computed here); on
- * NOSCRIPT the script is loaded with SCRIPT LOAD and the call is retried
- * once. Redis >= 5 is needed: the scripts write after calling TIME, which
- * needs effects replication (the default since 5.0).
+ * The scripts are called with EVALSHA (agw_redis_script_call: on NOSCRIPT
+ * the call is sent once more as EVAL). Redis >= 5 is needed: the scripts write
+ * after calling TIME, which needs effects replication (the default since 5.0).
  *
  * Replies are trusted only within the ranges the scripts' arithmetic can
  * produce (SPEC §8), since a key planted or corrupted in Redis would
@@ -51,7 +50,6 @@
 
 #include <event2/event.h>
 #include <hiredis/hiredis.h>
-#include <openssl/evp.h>
 
 #include "config.h"
 #include "gcra.h"
@@ -180,11 +178,7 @@ static const char fresh_lua[] =
 
 struct script {
     const char *name; /* for logs */
-    const char *text;
-    char sha[41];
-    /* The command sequence number of the last SCRIPT LOAD sent: a call
-     * sent before it may retry without loading again. */
-    uint64_t load_seq;
+    struct agw_redis_script rs;
     int64_t bad_warned_us; /* the last warn of a reply out of range */
 };
 
@@ -225,7 +219,6 @@ struct limiter_fleet {
     struct agw_limiter *fallback;
     struct event *heartbeat_timer;
     struct event *poll_timer;
-    uint64_t seq; /* script commands sent so far */
     /* The process's mode (mode_epoch) as this loop last took note of it,
      * and as last told to ON_CHANGE. MODE_EVENT is made active by the
      * worker that changes the mode. */
@@ -245,7 +238,7 @@ struct limiter_fleet {
     bool count_out;
 };
 
-/* One script call, kept until its reply so it can be retried once. */
+/* One script call, kept until its reply. */
 struct op {
     struct limiter_fleet *f;
     struct script *script;
@@ -254,8 +247,6 @@ struct op {
     void *arg;
     int64_t max_wait_us;
     int64_t sent_us;
-    uint64_t sent_seq;
-    bool retried;
     int nkeys, nargs;
     const char *keys[2];     /* f's strings */
     char args[MAX_ARGS][40]; /* numbers, or the 32-character id */
@@ -287,17 +278,8 @@ join2(const char *a, const char *b)
 static bool
 script_init(struct script *s, const char *name, const char *text)
 {
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int len = 0;
-
     s->name = name;
-    s->text = text;
-    if (EVP_Digest(text, strlen(text), md, &len, EVP_sha1(), NULL) != 1 ||
-        len != 20) {
-        return false;
-    }
-    agw_hex(md, len, s->sha);
-    return true;
+    return agw_redis_script_init(&s->rs, text);
 }
 
 static void
@@ -311,13 +293,6 @@ fleet_unref(struct limiter_fleet *f)
     free(f->key_hb);
     free(f->key_hb_fallback);
     free(f);
-}
-
-static bool
-is_noscript(const redisReply *reply)
-{
-    return reply != NULL && reply->type == REDIS_REPLY_ERROR &&
-           reply->str != NULL && strncmp(reply->str, "NOSCRIPT", 8) == 0;
 }
 
 /* Why a reply is not what the script returns, for a log line. */
@@ -621,15 +596,10 @@ op_free(struct op *op)
 static void
 op_send(struct op *op)
 {
-    const char *argv[3 + 2 + MAX_ARGS];
-    size_t argvlen[3 + 2 + MAX_ARGS];
-    char nkeys[8];
+    const char *argv[2 + MAX_ARGS];
+    size_t argvlen[2 + MAX_ARGS];
     int argc = 0;
 
-    snprintf(nkeys, sizeof(nkeys), "%d", op->nkeys);
-    argv[argc++] = "EVALSHA";
-    argv[argc++] = op->script->sha;
-    argv[argc++] = nkeys;
     for (int i = 0; i < op->nkeys; i++) {
         argv[argc++] = op->keys[i];
     }
@@ -640,47 +610,8 @@ op_send(struct op *op)
         argvlen[i] = strlen(argv[i]);
     }
     op->sent_us = agw_now_us();
-    op->sent_seq = ++op->f->seq;
-    agw_redis_command(op->f->redis, on_op_reply, op, argc, argv, argvlen);
-}
-
-static void
-on_loaded(struct redisReply *reply, const char *error, void *arg)
-{
-    struct script *s = arg;
-
-    if (reply == NULL || reply->type != REDIS_REPLY_STRING) {
-        log_warn("ratelimit: SCRIPT LOAD of the %s script failed: %s", s->name,
-                 failure_text(reply, error));
-    } else if (reply->len != 40 || memcmp(reply->str, s->sha, 40) != 0) {
-        log_warn("ratelimit: Redis names the %s script %.40s, not %s", s->name,
-                 reply->str, s->sha);
-    }
-}
-
-/*
- * NOSCRIPT (first use, or Redis restarted or flushed its scripts): loads
- * OP's script and sends OP again behind it. One connection keeps the
- * order, so the retry finds the script; calls that were sent before an
- * earlier load just retry. The load is an op too (DONE NULL): it holds a
- * reference on the limiter until its reply.
- */
-static void
-reload_and_retry(struct op *op)
-{
-    struct limiter_fleet *f = op->f;
-    struct script *s = op->script;
-    const char *argv[3] = {"SCRIPT", "LOAD", s->text};
-    size_t argvlen[3] = {6, 4, strlen(s->text)};
-
-    op->retried = true;
-    if (s->load_seq < op->sent_seq) {
-        log_debug("ratelimit: loading the %s script into Redis", s->name);
-        s->load_seq = ++f->seq;
-        agw_redis_command(f->redis, on_op_reply, op_new(f, s, NULL), 3, argv,
-                          argvlen);
-    }
-    op_send(op);
+    agw_redis_script_call(op->f->redis, &op->script->rs, on_op_reply, op,
+                          op->nkeys, argc, argv, argvlen);
 }
 
 static void
@@ -688,20 +619,9 @@ on_op_reply(struct redisReply *reply, const char *error, void *arg)
 {
     struct op *op = arg;
 
-    if (op->f->dead) {
-        op_free(op);
-        return;
+    if (!op->f->dead) {
+        op->done(op, reply, error);
     }
-    if (op->done == NULL) { /* a SCRIPT LOAD */
-        on_loaded(reply, error, op->script);
-        op_free(op);
-        return;
-    }
-    if (is_noscript(reply) && !op->retried) {
-        reload_and_retry(op);
-        return;
-    }
-    op->done(op, reply, error);
     op_free(op);
 }
 

@@ -22,6 +22,7 @@
 #include <hiredis/adapters/libevent.h>
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
+#include <openssl/evp.h>
 
 #include "log.h"
 #include "metrics.h"
@@ -733,6 +734,110 @@ agw_redis_commandf(struct agw_redis *r, agw_redis_cb cb, void *arg,
         return;
     }
     mark_sent(r, c);
+}
+
+/* ------------------------------------------------------------- scripts */
+
+bool
+agw_redis_script_init(struct agw_redis_script *s, const char *text)
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int len = 0;
+
+    s->text = text;
+    if (EVP_Digest(text, strlen(text), md, &len, EVP_sha1(), NULL) != 1 ||
+        len != 20) {
+        return false;
+    }
+    agw_hex(md, len, s->sha);
+    return true;
+}
+
+/* A script call kept until its reply, so that it can be sent once more
+ * as EVAL. ARGV[0] and ARGV[1] are "EVALSHA" and the SHA-1, then
+ * "EVAL" and the text. */
+struct script_call {
+    struct agw_redis *r;
+    const char *text;
+    char sha[41];
+    agw_redis_cb cb;
+    void *arg;
+    bool retried;
+    int argc;
+    const char **argv;
+    size_t *argvlen;
+};
+
+static bool
+is_noscript(const redisReply *reply)
+{
+    return reply != NULL && reply->type == REDIS_REPLY_ERROR &&
+           reply->str != NULL && strncmp(reply->str, "NOSCRIPT", 8) == 0;
+}
+
+static void
+on_script_reply(redisReply *reply, const char *error, void *arg)
+{
+    struct script_call *sc = arg;
+
+    if (is_noscript(reply) && !sc->retried) {
+        sc->retried = true;
+        sc->argv[0] = "EVAL";
+        sc->argvlen[0] = 4;
+        sc->argv[1] = sc->text;
+        sc->argvlen[1] = strlen(sc->text);
+        agw_redis_command(sc->r, on_script_reply, sc, sc->argc, sc->argv,
+                          sc->argvlen);
+        return;
+    }
+    sc->cb(reply, error, sc->arg);
+    free(sc);
+}
+
+void
+agw_redis_script_call(struct agw_redis *r, const struct agw_redis_script *s,
+                      agw_redis_cb cb, void *arg, int nkeys, int argc,
+                      const char **argv, const size_t *argvlen)
+{
+    int total = argc + 3;
+    size_t bytes = 0;
+    struct script_call *sc;
+    char *data;
+
+    for (int i = 0; i < argc; i++) {
+        bytes += argvlen[i];
+    }
+    /* One block: the struct, the argument vectors, then the bytes. */
+    sc = calloc(1, sizeof(*sc) +
+                       (size_t)total * (sizeof(char *) + sizeof(size_t)) +
+                       bytes + 16);
+    if (sc == NULL) {
+        log_error("redis: out of memory");
+        abort();
+    }
+    sc->r = r;
+    sc->text = s->text;
+    memcpy(sc->sha, s->sha, sizeof(sc->sha));
+    sc->cb = cb;
+    sc->arg = arg;
+    sc->argc = total;
+    sc->argv = (const char **)(sc + 1);
+    sc->argvlen = (size_t *)(sc->argv + total);
+    data = (char *)(sc->argvlen + total);
+    sc->argv[0] = "EVALSHA";
+    sc->argvlen[0] = 7;
+    sc->argv[1] = sc->sha;
+    sc->argvlen[1] = 40;
+    sc->argvlen[2] = (size_t)snprintf(data, 16, "%d", nkeys);
+    sc->argv[2] = data;
+    data += 16;
+    for (int i = 0; i < argc; i++) {
+        memcpy(data, argv[i], argvlen[i]);
+        sc->argv[3 + i] = data;
+        sc->argvlen[3 + i] = argvlen[i];
+        data += argvlen[i];
+    }
+    agw_redis_command(r, on_script_reply, sc, total, sc->argv, sc->argvlen);
 }
 
 /* ----------------------------------------------------- subscriber */

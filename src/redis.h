@@ -113,6 +113,33 @@ void agw_redis_command(struct agw_redis *r, agw_redis_cb cb, void *arg,
 void agw_redis_commandf(struct agw_redis *r, agw_redis_cb cb, void *arg,
                         const char *fmt, ...);
 
+/*
+ * A Lua script called with EVALSHA, so each call sends the script's
+ * SHA-1 rather than its text. Redis knows the script after the first
+ * EVAL of it (or a SCRIPT LOAD); it forgets it on restart or SCRIPT
+ * FLUSH, and then answers NOSCRIPT.
+ */
+struct agw_redis_script {
+    const char *text; /* borrowed: a string that lives as long (static) */
+    char sha[41];     /* lowercase hex */
+};
+
+/* Computes TEXT's SHA-1 into S; false only when the digest failed. */
+bool agw_redis_script_init(struct agw_redis_script *s, const char *text);
+
+/*
+ * Calls S with NKEYS keys then the other arguments (ARGC strings of
+ * ARGVLEN bytes, binary-safe; copied) as EVALSHA; on NOSCRIPT, sends the
+ * call once more as EVAL with the script's text, which also loads it
+ * for the next EVALSHA. CB runs exactly once, as for agw_redis_command:
+ * with the reply of the call that ran (a NOSCRIPT only if the EVAL
+ * answered it too).
+ */
+void agw_redis_script_call(struct agw_redis *r,
+                           const struct agw_redis_script *s, agw_redis_cb cb,
+                           void *arg, int nkeys, int argc, const char **argv,
+                           const size_t *argvlen);
+
 /* Subscriber connections only: (un)subscribe CHANNEL. Idempotent per
  * channel; kept across reconnects. */
 void agw_redis_subscribe(struct agw_redis *r, const char *channel);

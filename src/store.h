@@ -34,10 +34,11 @@ struct agw_store_ops {
     /* Stores a copy of BODY under KEY for TTL_S seconds, replacing any. */
     void (*put)(struct agw_store *store, const char *key, int status,
                 const char *body, size_t len, long ttl_s);
-    /* Optional (NULL: nothing to do). An answer this instance served that
-     * another instance stored (a fleet flight's): keeps the copy a
-     * put() would keep for outages (store_tiered.h), without writing the
-     * shared store again. */
+    /* Optional (NULL: nothing to do). An answer this instance served
+     * that the shared store holds already (another instance's flight's,
+     * or one the fleet read or wrote itself: fleet.h): keeps the copies
+     * a put() would keep (the L1's, the one for outages: store_tiered.h),
+     * without writing the shared store again. */
     void (*keep)(struct agw_store *store, const char *key, int status,
                  const char *body, size_t len, long ttl_s);
     void (*destroy)(struct agw_store *store);
@@ -68,6 +69,21 @@ struct agw_redis;
  */
 struct agw_store *agw_store_redis_new(struct agw_redis *redis,
                                       const char *key_prefix);
+
+/*
+ * The Redis store's layout, shared with the fleet's scripts (fleet.h),
+ * which read an answer in a miss's claim and write it in its release:
+ * key KEY_PREFIX AGW_STORE_REDIS_KEY KEY, value "<status>\n<body>".
+ * Encode returns a malloc'd value of *VALUE_LEN bytes (NULL: out of
+ * memory). Decode accepts only what the store serves (a 2xx status in
+ * at most 3 digits, a body of at most AGW_RESPONSE_MAX_BYTES); *BODY
+ * points into VALUE.
+ */
+#define AGW_STORE_REDIS_KEY "a:"
+char *agw_store_redis_encode(int status, const char *body, size_t len,
+                             size_t *value_len);
+bool agw_store_redis_decode(const char *value, size_t len, int *status,
+                            const char **body, size_t *body_len);
 
 /* For tests: replace the monotonic microsecond clock. */
 void agw_store_memory_set_clock(struct agw_store *store,

@@ -413,9 +413,11 @@ entry_for_put(struct l1_table *t, const char *key, uint64_t hash, int status,
     return e;
 }
 
+/* put() and keep() copy alike; INNER gets the same call (keep() only
+ * when INNER has one). */
 static void
-l1_put(struct agw_store *store, const char *key, int status, const char *body,
-       size_t len, long ttl_s)
+l1_copy(struct agw_store *store, const char *key, int status, const char *body,
+        size_t len, long ttl_s, bool put)
 {
     struct l1_front *f = front_of(store);
     struct l1_table *t = f->t;
@@ -428,7 +430,11 @@ l1_put(struct agw_store *store, const char *key, int status, const char *body,
         hash = fnv1a(key);
         e = entry_for_put(t, key, hash, status, body, len, ttl_s);
     }
-    f->inner->ops->put(f->inner, key, status, body, len, ttl_s);
+    if (put) {
+        f->inner->ops->put(f->inner, key, status, body, len, ttl_s);
+    } else if (f->inner->ops->keep != NULL) {
+        f->inner->ops->keep(f->inner, key, status, body, len, ttl_s);
+    }
     if (!keep) {
         return;
     }
@@ -442,16 +448,20 @@ l1_put(struct agw_store *store, const char *key, int status, const char *body,
     pthread_mutex_unlock(&t->lock);
 }
 
-/* Only INNER keeps anything for outages; L1 is no place for it. */
+static void
+l1_put(struct agw_store *store, const char *key, int status, const char *body,
+       size_t len, long ttl_s)
+{
+    l1_copy(store, key, status, body, len, ttl_s, true);
+}
+
+/* An answer Redis holds already (the fleet read or wrote it): L1 keeps
+ * it as a get() or put() through L1 would. */
 static void
 l1_keep(struct agw_store *store, const char *key, int status, const char *body,
         size_t len, long ttl_s)
 {
-    struct agw_store *inner = front_of(store)->inner;
-
-    if (inner->ops->keep != NULL) {
-        inner->ops->keep(inner, key, status, body, len, ttl_s);
-    }
+    l1_copy(store, key, status, body, len, ttl_s, false);
 }
 
 static void

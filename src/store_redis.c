@@ -86,9 +86,9 @@ full_key(const struct store_redis *s, const char *key, size_t *len)
 }
 
 /* "<2xx status>\n<body>": false when VALUE is not in that shape. */
-static bool
-decode(const char *value, size_t len, int *status, const char **body,
-       size_t *body_len)
+bool
+agw_store_redis_decode(const char *value, size_t len, int *status,
+                       const char **body, size_t *body_len)
 {
     const char *nl = memchr(value, '\n', len < 8 ? len : 8);
     int st = 0;
@@ -109,6 +109,26 @@ decode(const char *value, size_t len, int *status, const char **body,
     *body = nl + 1;
     *body_len = len - (size_t)(nl + 1 - value);
     return *body_len <= AGW_RESPONSE_MAX_BYTES;
+}
+
+char *
+agw_store_redis_encode(int status, const char *body, size_t len,
+                       size_t *value_len)
+{
+    char head[16];
+    int hlen = snprintf(head, sizeof(head), "%d\n", status);
+    char *value = malloc((size_t)hlen + len + 1);
+
+    if (value == NULL) {
+        return NULL;
+    }
+    memcpy(value, head, (size_t)hlen);
+    if (len > 0) {
+        memcpy(value + hlen, body, len);
+    }
+    value[hlen + len] = '\0';
+    *value_len = (size_t)hlen + len;
+    return value;
 }
 
 /* A value that is not ours: at warn now and then, never echoed (it may
@@ -146,7 +166,8 @@ on_get(struct redisReply *reply, const char *error, void *arg)
     } else if (reply->type == REDIS_REPLY_NIL) {
         op->cb(AGW_STORE_MISS, 0, NULL, 0, op->arg);
     } else if (reply->type == REDIS_REPLY_STRING &&
-               decode(reply->str, reply->len, &status, &body, &len)) {
+               agw_store_redis_decode(reply->str, reply->len, &status, &body,
+                                      &len)) {
         op->cb(AGW_STORE_HIT, status, body, len, op->arg);
     } else if (reply->type == REDIS_REPLY_STRING) {
         /* Not written by us (or by an incompatible version, or planted):
@@ -217,11 +238,10 @@ redis_put(struct agw_store *store, const char *key, int status,
 {
     struct store_redis *s = redis_of(store);
     struct put_op *op = calloc(1, sizeof(*op));
-    char head[16], ttl[24];
-    int hlen = snprintf(head, sizeof(head), "%d\n", status);
-    char *value = malloc((size_t)hlen + len + 1);
+    char ttl[24];
     const char *argv[5] = {"SET", NULL, NULL, "EX", ttl};
-    size_t argvlen[5] = {3, 0, (size_t)hlen + len, 2, 0};
+    size_t argvlen[5] = {3, 0, 0, 2, 0};
+    char *value = agw_store_redis_encode(status, body, len, &argvlen[2]);
     char *k = full_key(s, key, &argvlen[1]);
 
     if (op == NULL || value == NULL || k == NULL) {
@@ -234,10 +254,6 @@ redis_put(struct agw_store *store, const char *key, int status,
     op->store = s;
     s->refs++;
     snprintf(op->key, sizeof(op->key), "%s", key);
-    memcpy(value, head, (size_t)hlen);
-    if (len > 0) {
-        memcpy(value + hlen, body, len);
-    }
     argv[1] = k;
     argv[2] = value;
     argvlen[4] = (size_t)snprintf(ttl, sizeof(ttl), "%ld", ttl_s);
@@ -285,7 +301,7 @@ agw_store_redis_new(struct agw_redis *redis, const char *key_prefix)
         free(s);
         return NULL;
     }
-    sprintf(s->prefix, "%sa:", p);
+    sprintf(s->prefix, "%s" AGW_STORE_REDIS_KEY, p);
     s->base.ops = &redis_ops;
     s->redis = redis;
     s->refs = 1;
