@@ -1,9 +1,12 @@
 /*
  * store_memory.c - the in-process dedupe store (SPEC §3): the store
- * interface over one bounded LRU+TTL cache (lru.c).
+ * interface over one bounded LRU+TTL cache (lru.c), which takes its own
+ * lock when the store is shared by threads.
  */
 #include "store.h"
 
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stdlib.h>
 
 #include "lru.h"
@@ -14,6 +17,7 @@
 struct store_memory {
     struct agw_store base; /* first: the ops receive &base */
     struct agw_lru *lru;
+    atomic_int refs; /* destroy() drops one; the last frees */
 };
 
 static struct agw_lru *
@@ -41,6 +45,25 @@ mem_get(struct agw_store *store, const char *key, agw_store_get_cb cb,
     agw_lru_unref(v);
 }
 
+/* Every answer is found without I/O: a hit is a get's hit. */
+static bool
+mem_peek(struct agw_store *store, const char *key, agw_store_get_cb cb,
+         void *arg)
+{
+    const struct agw_lru_value *v;
+
+    if (key == NULL) {
+        return false;
+    }
+    v = agw_lru_get(lru_of(store), key, NULL);
+    if (v == NULL) {
+        return false;
+    }
+    cb(AGW_STORE_HIT, v->status, v->body, v->len, arg);
+    agw_lru_unref(v);
+    return true;
+}
+
 static void
 mem_put(struct agw_store *store, const char *key, int status, const char *body,
         size_t len, long ttl_s)
@@ -58,7 +81,11 @@ mem_put(struct agw_store *store, const char *key, int status, const char *body,
 static void
 mem_destroy(struct agw_store *store)
 {
-    if (store == NULL) {
+    struct store_memory *m = (struct store_memory *)store;
+
+    /* acq_rel: the last reference sees every other thread's writes. */
+    if (m == NULL ||
+        atomic_fetch_sub_explicit(&m->refs, 1, memory_order_acq_rel) != 1) {
         return;
     }
     agw_lru_free(lru_of(store));
@@ -68,25 +95,49 @@ mem_destroy(struct agw_store *store)
 static const struct agw_store_ops memory_ops = {
     .name = "memory",
     .get = mem_get,
+    .peek = mem_peek,
     .put = mem_put,
     .destroy = mem_destroy,
 };
 
-struct agw_store *
-agw_store_memory_new(long max_entries, size_t max_bytes)
+static struct agw_store *
+memory_new(long max_entries, size_t max_bytes, bool shared)
 {
     struct store_memory *m = calloc(1, sizeof(*m));
 
     if (m == NULL) {
         return NULL;
     }
-    m->lru = agw_lru_new(max_entries, max_bytes, false);
+    m->lru = agw_lru_new(max_entries, max_bytes, shared);
     if (m->lru == NULL) {
         free(m);
         return NULL;
     }
     m->base.ops = &memory_ops;
+    atomic_init(&m->refs, 1);
     return &m->base;
+}
+
+struct agw_store *
+agw_store_memory_new(long max_entries, size_t max_bytes)
+{
+    return memory_new(max_entries, max_bytes, false);
+}
+
+struct agw_store *
+agw_store_memory_shared_new(long max_entries, size_t max_bytes)
+{
+    return memory_new(max_entries, max_bytes, true);
+}
+
+struct agw_store *
+agw_store_memory_ref(struct agw_store *store)
+{
+    struct store_memory *m = (struct store_memory *)store;
+
+    /* Relaxed: the caller's own reference keeps the store alive. */
+    atomic_fetch_add_explicit(&m->refs, 1, memory_order_relaxed);
+    return store;
 }
 
 long

@@ -26,7 +26,6 @@
 #include "singleflight.h"
 #include "store.h"
 #include "store_l1.h"
-#include "store_shared.h"
 #include "store_tiered.h"
 #include "upstream.h"
 
@@ -126,7 +125,7 @@ start_store(struct agw_worker *w, struct agw_shared *shared, char *err,
     struct agw_store *redis_store;
 
     if (cfg->store_backend == AGW_STORE_MEMORY) {
-        gw->store = agw_store_shared_ref(shared->memory);
+        gw->store = agw_store_memory_ref(shared->memory);
         return true;
     }
     gw->redis = connect_redis(w, "store", err, errlen);
@@ -142,7 +141,7 @@ start_store(struct agw_worker *w, struct agw_shared *shared, char *err,
     gw->store = redis_store == NULL
                     ? NULL
                     : agw_store_tiered_new(redis_store,
-                                           agw_store_shared_ref(shared->memory),
+                                           agw_store_memory_ref(shared->memory),
                                            gw->redis, cfg->cache_ttl_s);
     gw->store = add_l1(gw->store, cfg, shared);
     if (gw->fleet == NULL || gw->store == NULL) {
@@ -156,8 +155,8 @@ start_store(struct agw_worker *w, struct agw_shared *shared, char *err,
 static bool
 start_shared(const struct agw_config *cfg, struct agw_shared *shared)
 {
-    shared->memory = agw_store_shared_new(agw_store_memory_new(
-        cfg->cache_max_entries, (size_t)cfg->cache_max_bytes));
+    shared->memory = agw_store_memory_shared_new(cfg->cache_max_entries,
+                                                 (size_t)cfg->cache_max_bytes);
     if (agw_config_workers(cfg) > 1) {
         shared->flights = agw_flights_new();
     }
