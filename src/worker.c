@@ -20,7 +20,6 @@
 #include "log.h"
 #include "metrics.h"
 #include "ratelimit.h"
-#include "ratelimit_shared.h"
 #include "redis.h"
 #include "server.h"
 #include "singleflight.h"
@@ -162,11 +161,9 @@ start_shared(const struct agw_config *cfg, struct agw_shared *shared)
     }
     /* Memory: the process's limiter. Redis: the departure guard of the
      * fleet limiter (at rate; a fallback's settings come from Redis). */
-    shared->limiter =
-        agw_limiter_shared_new(agw_limiter_local_new(cfg->rate, cfg->burst));
+    shared->limiter = agw_limiter_local_shared_new(cfg->rate, cfg->burst);
     if (cfg->store_backend == AGW_STORE_REDIS) {
-        shared->fallback = agw_limiter_shared_new(
-            agw_limiter_local_new(cfg->rate, cfg->burst));
+        shared->fallback = agw_limiter_local_shared_new(cfg->rate, cfg->burst);
     }
     return shared->memory != NULL && shared->limiter != NULL &&
            (cfg->store_backend != AGW_STORE_REDIS ||
@@ -185,9 +182,9 @@ start_stages(struct agw_worker *w, struct agw_shared *shared, char *err,
     gw->limiter =
         gw->redis != NULL
             ? agw_limiter_fleet_new(gw->base, gw->redis, gw->cfg,
-                                    agw_limiter_shared_ref(shared->limiter),
-                                    agw_limiter_shared_ref(shared->fallback))
-            : agw_limiter_shared_ref(shared->limiter);
+                                    agw_limiter_local_ref(shared->limiter),
+                                    agw_limiter_local_ref(shared->fallback))
+            : agw_limiter_local_ref(shared->limiter);
     /* Calls waiting for a slot ask again when the limiter in force
      * changes (SPEC §4). */
     agw_limiter_fleet_on_change(gw->limiter, agw_create_on_limiter_change, gw);
