@@ -1,8 +1,9 @@
 /*
  * fleet_local.c - in-process single flight across worker threads: one
- * board of flights under a mutex, and an inbox per worker through which
- * outcomes reach the worker's own loop (evhttp is not thread-safe, so a
- * waiter is always answered by the thread that owns its request).
+ * board of flights (a table.c table) under the board's own mutex, and a
+ * TAILQ inbox per worker through which outcomes reach the worker's own
+ * loop (evhttp is not thread-safe, so a waiter is always answered by the
+ * thread that owns its request).
  */
 #include "fleet_local.h"
 
@@ -11,6 +12,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 
 #include <event2/event.h>
 
@@ -18,11 +20,10 @@
 #include "log.h"
 #include "metrics.h"
 #include "reply.h"
-
-#define BOARD_BUCKETS 1024
+#include "table.h"
 
 enum wait_state {
-    W_WAITING,   /* on a flight's list */
+    W_WAITING,   /* on its flight's list */
     W_READY,     /* outcome decided, in its fleet's inbox */
     W_CANCELLED, /* in the inbox, but nobody wants the outcome any more */
 };
@@ -30,34 +31,35 @@ enum wait_state {
 struct local_fleet;
 
 struct local_wait {
-    struct local_fleet *fleet; /* whose loop runs CB */
+    TAILQ_ENTRY(local_wait) link; /* its flight's waiters, or the inbox */
+    struct local_fleet *fleet;    /* whose loop runs CB */
     agw_fleet_cb cb;
     void *arg;
     enum wait_state state;
     enum agw_fleet_outcome outcome;
     struct agw_response resp; /* ANSWER: a copy, owned */
-    struct local_wait *next;  /* flight's waiters, or the inbox */
     char key[];
 };
+
+TAILQ_HEAD(wait_list, local_wait);
 
 struct flight {
-    struct flight *chain;
     struct local_fleet *holder;
-    struct local_wait *waiters; /* in join order */
-    char key[];
+    struct wait_list waiters; /* in join order */
 };
 
-/* Everything here is guarded by LOCK, inboxes included. */
+/* Shared by the workers' threads: LOCK guards the table and every
+ * fleet's inbox. */
 struct agw_flights {
     pthread_mutex_t lock;
-    struct flight *buckets[BOARD_BUCKETS];
+    struct agw_table *flights; /* key -> struct flight */
 };
 
 struct local_fleet {
     struct agw_fleet base; /* first: the ops receive &base */
     struct agw_flights *board;
     struct event *wake; /* made active (from any thread) to read the inbox */
-    struct local_wait *inbox, *inbox_tail;
+    struct wait_list inbox;
 };
 
 static const struct agw_fleet_ops local_fleet_ops;
@@ -78,22 +80,6 @@ checked(void *p)
     return p;
 }
 
-static struct flight **
-slot_of(struct agw_flights *board, const char *key)
-{
-    uint64_t h = UINT64_C(14695981039346656037);
-    struct flight **p;
-
-    for (const char *s = key; *s != '\0'; s++) {
-        h = (h ^ (unsigned char)*s) * UINT64_C(1099511628211);
-    }
-    p = &board->buckets[h % BOARD_BUCKETS];
-    while (*p != NULL && strcmp((*p)->key, key) != 0) {
-        p = &(*p)->chain;
-    }
-    return p;
-}
-
 /* Under the lock: W's outcome is decided; its own loop will deliver it. */
 static void
 post(struct local_wait *w, enum agw_fleet_outcome outcome,
@@ -106,33 +92,36 @@ post(struct local_wait *w, enum agw_fleet_outcome outcome,
     if (resp != NULL) {
         agw_response_copy(&w->resp, resp);
     }
-    w->next = NULL;
-    if (f->inbox_tail != NULL) {
-        f->inbox_tail->next = w;
-    } else {
-        f->inbox = w;
-    }
-    f->inbox_tail = w;
+    TAILQ_INSERT_TAIL(&f->inbox, w, link);
     event_active(f->wake, EV_READ, 0);
 }
 
-/* Under the lock: the flight at SLOT loses its holder. The first waiter
- * takes over (as after an expired Redis claim); none left ends it. */
+/* Under the lock: the flight FL for KEY loses its holder. The first
+ * waiter takes over (as after an expired Redis claim); none left ends
+ * it. */
 static void
-hand_over(struct flight **slot)
+hand_over(struct agw_flights *board, const char *key, struct flight *fl)
 {
-    struct flight *fl = *slot;
-    struct local_wait *w = fl->waiters;
+    struct local_wait *w = TAILQ_FIRST(&fl->waiters);
 
     if (w == NULL) {
-        *slot = fl->chain;
+        agw_table_remove(board->flights, key);
         free(fl);
         return;
     }
-    fl->waiters = w->next;
+    TAILQ_REMOVE(&fl->waiters, w, link);
     fl->holder = w->fleet;
     agw_metrics_gauge_add(AGW_M_SINGLEFLIGHT_WAITERS, -1);
     post(w, AGW_FLEET_LEAD, NULL);
+}
+
+/* Under the lock: the flight for KEY if F holds it, else NULL. */
+static struct flight *
+held_by(struct local_fleet *f, const char *key)
+{
+    struct flight *fl = agw_table_get(f->board->flights, key);
+
+    return fl != NULL && fl->holder == f ? fl : NULL;
 }
 
 static void
@@ -146,14 +135,14 @@ static void
 on_wake(evutil_socket_t fd, short what, void *arg)
 {
     struct local_fleet *f = arg;
-    struct local_wait *w, *next;
+    struct wait_list ready = TAILQ_HEAD_INITIALIZER(ready);
+    struct local_wait *w;
 
     pthread_mutex_lock(&f->board->lock);
-    w = f->inbox;
-    f->inbox = f->inbox_tail = NULL;
+    TAILQ_CONCAT(&ready, &f->inbox, link);
     pthread_mutex_unlock(&f->board->lock);
-    for (; w != NULL; w = next) {
-        next = w->next;
+    while ((w = TAILQ_FIRST(&ready)) != NULL) {
+        TAILQ_REMOVE(&ready, w, link);
         if (w->state == W_READY) {
             w->cb(w->outcome, w->outcome == AGW_FLEET_ANSWER ? &w->resp : NULL,
                   w->arg);
@@ -168,23 +157,22 @@ local_join(struct agw_fleet *fleet, const char *key, agw_fleet_cb cb, void *arg)
     struct local_fleet *f = local_of(fleet);
     size_t klen = strlen(key);
     struct local_wait *w = checked(calloc(1, sizeof(*w) + klen + 1));
-    struct flight **slot, *fl;
-    struct local_wait **tail;
+    struct flight *fl;
 
     *w = (struct local_wait){.fleet = f, .cb = cb, .arg = arg};
     memcpy(w->key, key, klen + 1);
     pthread_mutex_lock(&f->board->lock);
-    slot = slot_of(f->board, key);
-    if (*slot == NULL) {
-        fl = checked(calloc(1, sizeof(*fl) + klen + 1));
+    fl = agw_table_get(f->board->flights, key);
+    if (fl == NULL) {
+        fl = checked(calloc(1, sizeof(*fl)));
         fl->holder = f;
-        memcpy(fl->key, key, klen + 1);
-        *slot = fl;
+        TAILQ_INIT(&fl->waiters);
+        if (!agw_table_put(f->board->flights, key, fl)) {
+            checked(NULL);
+        }
         post(w, AGW_FLEET_LEAD, NULL);
     } else {
-        for (tail = &(*slot)->waiters; *tail != NULL; tail = &(*tail)->next) {
-        }
-        *tail = w;
+        TAILQ_INSERT_TAIL(&fl->waiters, w, link);
         /* Waiting on another worker's call, as a single-flight waiter
          * waits on its own worker's. */
         agw_metrics_gauge_add(AGW_M_SINGLEFLIGHT_WAITERS, 1);
@@ -193,45 +181,27 @@ local_join(struct agw_fleet *fleet, const char *key, agw_fleet_cb cb, void *arg)
     return (struct agw_fleet_wait *)w;
 }
 
-/* Under the lock: takes W off its flight's list, if it is on one. */
-static bool
-unlink_waiter(struct agw_flights *board, struct local_wait *w)
-{
-    struct flight *fl = *slot_of(board, w->key);
-    struct local_wait **p;
-
-    if (fl == NULL) {
-        return false;
-    }
-    for (p = &fl->waiters; *p != NULL && *p != w; p = &(*p)->next) {
-    }
-    if (*p == NULL) {
-        return false;
-    }
-    *p = w->next;
-    agw_metrics_gauge_add(AGW_M_SINGLEFLIGHT_WAITERS, -1);
-    return true;
-}
-
 static void
 local_cancel(struct agw_fleet *fleet, struct agw_fleet_wait *handle)
 {
     struct local_fleet *f = local_of(fleet);
     struct local_wait *w = (struct local_wait *)handle;
-    struct flight **slot;
+    struct flight *fl;
     bool unlinked = false;
 
     pthread_mutex_lock(&f->board->lock);
     if (w->state == W_WAITING) {
-        unlinked = unlink_waiter(f->board, w);
+        /* Waiting means on the list of its key's flight. */
+        fl = agw_table_get(f->board->flights, w->key);
+        TAILQ_REMOVE(&fl->waiters, w, link);
+        agw_metrics_gauge_add(AGW_M_SINGLEFLIGHT_WAITERS, -1);
+        unlinked = true;
     } else if (w->state == W_READY) {
         /* Still in the inbox: on_wake frees it. A claim it was handed
          * must not be left without a holder. */
         w->state = W_CANCELLED;
-        slot = slot_of(f->board, w->key);
-        if (w->outcome == AGW_FLEET_LEAD && *slot != NULL &&
-            (*slot)->holder == f) {
-            hand_over(slot);
+        if (w->outcome == AGW_FLEET_LEAD && (fl = held_by(f, w->key)) != NULL) {
+            hand_over(f->board, w->key, fl);
         }
     }
     pthread_mutex_unlock(&f->board->lock);
@@ -251,16 +221,15 @@ local_release(struct agw_fleet *fleet, const char *key,
               const struct agw_response *resp)
 {
     struct local_fleet *f = local_of(fleet);
-    struct flight **slot, *fl;
-    struct local_wait *w, *next;
+    struct flight *fl;
+    struct local_wait *w;
 
     pthread_mutex_lock(&f->board->lock);
-    slot = slot_of(f->board, key);
-    fl = *slot;
-    if (fl != NULL && fl->holder == f) {
-        *slot = fl->chain;
-        for (w = fl->waiters; w != NULL; w = next) {
-            next = w->next;
+    fl = held_by(f, key);
+    if (fl != NULL) {
+        agw_table_remove(f->board->flights, key);
+        while ((w = TAILQ_FIRST(&fl->waiters)) != NULL) {
+            TAILQ_REMOVE(&fl->waiters, w, link);
             agw_metrics_gauge_add(AGW_M_SINGLEFLIGHT_WAITERS, -1);
             post(w, AGW_FLEET_ANSWER, resp);
         }
@@ -273,12 +242,12 @@ static void
 local_abandon(struct agw_fleet *fleet, const char *key)
 {
     struct local_fleet *f = local_of(fleet);
-    struct flight **slot;
+    struct flight *fl;
 
     pthread_mutex_lock(&f->board->lock);
-    slot = slot_of(f->board, key);
-    if (*slot != NULL && (*slot)->holder == f) {
-        hand_over(slot);
+    fl = held_by(f, key);
+    if (fl != NULL) {
+        hand_over(f->board, key, fl);
     }
     pthread_mutex_unlock(&f->board->lock);
 }
@@ -287,30 +256,25 @@ local_abandon(struct agw_fleet *fleet, const char *key)
 static void
 detach(struct local_fleet *f)
 {
-    for (size_t i = 0; i < BOARD_BUCKETS; i++) {
-        struct flight **slot = &f->board->buckets[i];
+    struct agw_table_iter it;
+    const char *key;
+    void *value;
 
-        while (*slot != NULL) {
-            struct flight *fl = *slot;
-            struct local_wait **p = &fl->waiters;
+    agw_table_iter_init(f->board->flights, &it);
+    while (agw_table_next(&it, &key, &value)) {
+        struct flight *fl = value;
+        struct local_wait *w, *next;
 
-            while (*p != NULL) {
-                struct local_wait *w = *p;
-
-                if (w->fleet == f) {
-                    *p = w->next;
-                    agw_metrics_gauge_add(AGW_M_SINGLEFLIGHT_WAITERS, -1);
-                    wait_free(w);
-                } else {
-                    p = &w->next;
-                }
+        for (w = TAILQ_FIRST(&fl->waiters); w != NULL; w = next) {
+            next = TAILQ_NEXT(w, link);
+            if (w->fleet == f) {
+                TAILQ_REMOVE(&fl->waiters, w, link);
+                agw_metrics_gauge_add(AGW_M_SINGLEFLIGHT_WAITERS, -1);
+                wait_free(w);
             }
-            if (fl->holder == f) {
-                hand_over(slot);
-            }
-            if (*slot == fl) {
-                slot = &fl->chain;
-            }
+        }
+        if (fl->holder == f) {
+            hand_over(f->board, key, fl); /* may remove this entry */
         }
     }
 }
@@ -319,15 +283,15 @@ static void
 local_free(struct agw_fleet *fleet)
 {
     struct local_fleet *f = local_of(fleet);
-    struct local_wait *w, *next;
+    struct wait_list left = TAILQ_HEAD_INITIALIZER(left);
+    struct local_wait *w;
 
     pthread_mutex_lock(&f->board->lock);
     detach(f);
-    w = f->inbox;
-    f->inbox = f->inbox_tail = NULL;
+    TAILQ_CONCAT(&left, &f->inbox, link);
     pthread_mutex_unlock(&f->board->lock);
-    for (; w != NULL; w = next) {
-        next = w->next;
+    while ((w = TAILQ_FIRST(&left)) != NULL) {
+        TAILQ_REMOVE(&left, w, link);
         wait_free(w);
     }
     event_free(f->wake);
@@ -353,6 +317,7 @@ agw_fleet_local_new(struct event_base *base, struct agw_flights *board)
     }
     f->base.ops = &local_fleet_ops;
     f->board = board;
+    TAILQ_INIT(&f->inbox);
     f->wake = event_new(base, -1, 0, on_wake, f);
     if (f->wake == NULL) {
         free(f);
@@ -366,9 +331,14 @@ agw_flights_new(void)
 {
     struct agw_flights *board = calloc(1, sizeof(*board));
 
-    if (board != NULL && pthread_mutex_init(&board->lock, NULL) != 0) {
+    if (board == NULL) {
+        return NULL;
+    }
+    board->flights = agw_table_new(0);
+    if (board->flights == NULL || pthread_mutex_init(&board->lock, NULL) != 0) {
+        agw_table_free(board->flights);
         free(board);
-        board = NULL;
+        return NULL;
     }
     return board;
 }
@@ -380,5 +350,6 @@ agw_flights_free(struct agw_flights *board)
         return;
     }
     pthread_mutex_destroy(&board->lock);
+    agw_table_free(board->flights);
     free(board);
 }

@@ -62,8 +62,21 @@ struct agw_limiter {
     const struct agw_limiter_ops *ops;
 };
 
-/* In-process GCRA at RATE calls/s with BURST extra. */
+/* In-process GCRA at RATE calls/s with BURST extra; acquire() decides
+ * before it returns. For one thread only. */
 struct agw_limiter *agw_limiter_local_new(double rate, int burst);
+
+/*
+ * The same, for the worker threads of one process to share, so that the
+ * process as a whole keeps the rate: it owns its mutex, held inside each
+ * call and released before acquire()'s callback runs. Both kinds are
+ * reference counted, starting at one: destroy() drops a reference, the
+ * last one frees the limiter. NULL when memory runs out.
+ */
+struct agw_limiter *agw_limiter_local_shared_new(double rate, int burst);
+
+/* Another reference to RL (a local limiter). Returns RL. */
+struct agw_limiter *agw_limiter_local_ref(struct agw_limiter *rl);
 
 struct event_base;
 struct agw_redis;
@@ -77,7 +90,7 @@ struct agw_config;
  * kept). BASE and REDIS are borrowed; destroy() it before freeing REDIS.
  * GUARD (the departure guard at rate) and FALLBACK are in-process
  * limiters for the instance as a whole, shared by its workers
- * (ratelimit_shared.h); the limiter owns the references given and
+ * (agw_limiter_local_shared_new); the limiter owns the references given and
  * reconfigures them. NULL: one of its own.
  */
 struct agw_limiter *agw_limiter_fleet_new(struct event_base *base,

@@ -1,9 +1,12 @@
 /*
  * ratelimit_local.c - the in-process limiter (SPEC §4): a GCRA on the
- * monotonic clock, used alone or as the fallback while Redis is away.
+ * monotonic clock, used alone or as the fallback while Redis is away;
+ * with its own mutex when the worker threads share it.
  */
 #include "ratelimit.h"
 
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 
 #include "gcra.h"
@@ -23,6 +26,9 @@
 
 struct limiter_local {
     struct agw_limiter base; /* first: the ops receive &base */
+    bool shared;             /* LOCK is used */
+    atomic_int refs;         /* destroy() drops one; the last frees */
+    pthread_mutex_t lock;    /* when SHARED, guards everything below */
     struct agw_gcra gcra;
     int64_t paused_until_us; /* agw_now_us() time; 0 when never paused */
     /* The last `cap` real departures, oldest first from `head`. They are
@@ -39,6 +45,23 @@ local_of(struct agw_limiter *rl)
 }
 
 static void
+lock(struct limiter_local *l)
+{
+    if (l->shared) {
+        pthread_mutex_lock(&l->lock);
+    }
+}
+
+static void
+unlock(struct limiter_local *l)
+{
+    if (l->shared) {
+        pthread_mutex_unlock(&l->lock);
+    }
+}
+
+/* Decided before it returns; CB runs with the lock released. */
+static void
 local_acquire(struct agw_limiter *rl, int64_t max_wait_us, agw_rl_cb cb,
               void *arg)
 {
@@ -46,8 +69,10 @@ local_acquire(struct agw_limiter *rl, int64_t max_wait_us, agw_rl_cb cb,
     int64_t wait_us = 0;
     bool granted;
 
+    lock(l);
     /* A pause already raised the TAT, so no grant starts before it. */
     granted = agw_gcra_reserve(&l->gcra, agw_now_us(), max_wait_us, &wait_us);
+    unlock(l);
     cb(granted, wait_us, 0, arg);
 }
 
@@ -60,18 +85,24 @@ local_pause(struct agw_limiter *rl, int64_t pause_us)
     if (pause_us < 0) {
         pause_us = 0;
     }
+    lock(l);
     agw_gcra_pause(&l->gcra, now, pause_us);
     if (now + pause_us > l->paused_until_us) {
         l->paused_until_us = now + pause_us;
     }
+    unlock(l);
 }
 
 static int64_t
 local_paused_until(struct agw_limiter *rl)
 {
     struct limiter_local *l = local_of(rl);
+    int64_t until;
 
-    return l->paused_until_us > agw_now_us() ? l->paused_until_us : 0;
+    lock(l);
+    until = l->paused_until_us;
+    unlock(l);
+    return until > agw_now_us() ? until : 0;
 }
 
 /* The N-th most recent real departure (N >= 1, N <= count). */
@@ -81,10 +112,10 @@ nth_latest(const struct limiter_local *l, int n)
     return l->departed[(l->head + l->count - n) % l->cap];
 }
 
+/* Locked: leave(). */
 static int64_t
-local_leave(struct agw_limiter *rl)
+hold_for(struct limiter_local *l)
 {
-    struct limiter_local *l = local_of(rl);
     int need = l->cap - l->in_transit;
     int64_t now = agw_now_us();
     int64_t allowed_at;
@@ -104,11 +135,22 @@ local_leave(struct agw_limiter *rl)
     return 0;
 }
 
-static void
-local_left(struct agw_limiter *rl, int64_t sent_us)
+static int64_t
+local_leave(struct agw_limiter *rl)
 {
     struct limiter_local *l = local_of(rl);
+    int64_t hold_us;
 
+    lock(l);
+    hold_us = hold_for(l);
+    unlock(l);
+    return hold_us;
+}
+
+/* Locked: left(). */
+static void
+record_departure(struct limiter_local *l, int64_t sent_us)
+{
     if (l->in_transit > 0) {
         l->in_transit--;
     }
@@ -124,14 +166,26 @@ local_left(struct agw_limiter *rl, int64_t sent_us)
 }
 
 static void
+local_left(struct agw_limiter *rl, int64_t sent_us)
+{
+    struct limiter_local *l = local_of(rl);
+
+    lock(l);
+    record_departure(l, sent_us);
+    unlock(l);
+}
+
+static void
 local_state(struct agw_limiter *rl, int64_t max_wait_us,
             struct agw_rl_state *out)
 {
     struct limiter_local *l = local_of(rl);
 
+    lock(l);
     out->limit = l->gcra.rate_per_s;
     agw_gcra_state(&l->gcra, agw_now_us(), max_wait_us, &out->remaining,
                    &out->reset_s);
+    unlock(l);
 }
 
 /* Sizes the departure log for RATE + BURST calls; keeps the newest. */
@@ -159,21 +213,38 @@ static void
 local_reconfigure(struct agw_limiter *rl, double rate, int burst)
 {
     struct limiter_local *l = local_of(rl);
-    int64_t tat = l->gcra.tat_us;
+    int64_t tat;
+    bool resized;
+    int cap;
 
+    lock(l);
+    tat = l->gcra.tat_us;
     agw_gcra_init_margin(&l->gcra, rate, burst, ARRIVAL_JITTER_MARGIN_US);
     l->gcra.tat_us = tat;
-    if (!resize_departures(l, l->gcra.rate_per_s + (burst > 0 ? burst : 0))) {
+    resized =
+        resize_departures(l, l->gcra.rate_per_s + (burst > 0 ? burst : 0));
+    cap = l->cap;
+    unlock(l);
+    if (!resized) {
         log_error("out of memory resizing the rate limiter; keeping %d slots",
-                  l->cap);
+                  cap);
     }
 }
 
 static void
 local_destroy(struct agw_limiter *rl)
 {
-    free(local_of(rl)->departed);
-    free(local_of(rl));
+    struct limiter_local *l = local_of(rl);
+
+    /* acq_rel: the last reference sees every other thread's writes. */
+    if (atomic_fetch_sub_explicit(&l->refs, 1, memory_order_acq_rel) != 1) {
+        return;
+    }
+    if (l->shared) {
+        pthread_mutex_destroy(&l->lock);
+    }
+    free(l->departed);
+    free(l);
 }
 
 static const struct agw_limiter_ops local_ops = {
@@ -188,8 +259,8 @@ static const struct agw_limiter_ops local_ops = {
     .destroy = local_destroy,
 };
 
-struct agw_limiter *
-agw_limiter_local_new(double rate, int burst)
+static struct agw_limiter *
+limiter_new(double rate, int burst, bool shared)
 {
     struct limiter_local *l = calloc(1, sizeof(*l));
 
@@ -197,10 +268,37 @@ agw_limiter_local_new(double rate, int burst)
         return NULL;
     }
     l->base.ops = &local_ops;
+    l->shared = shared;
+    atomic_init(&l->refs, 1);
     agw_gcra_init_margin(&l->gcra, rate, burst, ARRIVAL_JITTER_MARGIN_US);
     if (!resize_departures(l, l->gcra.rate_per_s + (burst > 0 ? burst : 0))) {
         free(l);
         return NULL;
     }
+    if (shared && pthread_mutex_init(&l->lock, NULL) != 0) {
+        free(l->departed);
+        free(l);
+        return NULL;
+    }
     return &l->base;
+}
+
+struct agw_limiter *
+agw_limiter_local_new(double rate, int burst)
+{
+    return limiter_new(rate, burst, false);
+}
+
+struct agw_limiter *
+agw_limiter_local_shared_new(double rate, int burst)
+{
+    return limiter_new(rate, burst, true);
+}
+
+struct agw_limiter *
+agw_limiter_local_ref(struct agw_limiter *rl)
+{
+    /* Relaxed: the caller's own reference keeps the limiter alive. */
+    atomic_fetch_add_explicit(&local_of(rl)->refs, 1, memory_order_relaxed);
+    return rl;
 }

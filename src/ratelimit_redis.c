@@ -808,7 +808,7 @@ on_fallback_grant(bool granted, int64_t wait_us, uint64_t epoch, void *arg)
     *(struct fallback_grant *)arg = (struct fallback_grant){granted, wait_us};
 }
 
-/* The fallback decides before acquire() returns (ratelimit_shared.h); its
+/* The fallback decides before acquire() returns (ratelimit.h); its
  * grants belong to the fallback's epoch. */
 static void
 fallback_acquire(struct limiter_fleet *f, int64_t max_wait_us, agw_rl_cb cb,

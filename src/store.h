@@ -49,12 +49,26 @@ struct agw_store {
 };
 
 /*
- * In-process store: at most MAX_ENTRIES answers and MAX_BYTES bytes (key,
- * body and the entry's own bookkeeping, about 90 bytes); the least
- * recently used one is evicted to make room (an answer bigger than
- * MAX_BYTES is not kept); expired ones are never returned.
+ * In-process store (an lru.h cache): at most MAX_ENTRIES answers and
+ * MAX_BYTES bytes (key, body and the entry's own bookkeeping, about 100
+ * bytes); the least recently used one is evicted to make room (an answer
+ * bigger than MAX_BYTES is not kept); expired ones are never returned.
+ * get() and peek() answer before they return, with no lock held during
+ * the callback (it may call the store again). For one thread only.
  */
 struct agw_store *agw_store_memory_new(long max_entries, size_t max_bytes);
+
+/*
+ * The same, for the worker threads of one process to share: it owns its
+ * lock (lru.h), so any thread may call it. Both kinds are reference
+ * counted, starting at one: destroy() drops a reference, the last one
+ * frees the store.
+ */
+struct agw_store *agw_store_memory_shared_new(long max_entries,
+                                              size_t max_bytes);
+
+/* Another reference to STORE (a memory store). Returns STORE. */
+struct agw_store *agw_store_memory_ref(struct agw_store *store);
 
 /* Entries held now (expired ones not yet evicted included). */
 long agw_store_memory_count(const struct agw_store *store);

@@ -65,7 +65,9 @@ struct agw_store_l1_stats {
     uint64_t evicted; /* entries dropped for room or age */
 };
 
-/* A consistent snapshot of the counters of STORE's table (any front). */
+/* A snapshot of the counters of STORE's table (any front): ENTRIES,
+ * BYTES and EVICTED are consistent with each other; HITS and MISSES are
+ * counted apart, without the lock. */
 void agw_store_l1_stats(struct agw_store *store,
                         struct agw_store_l1_stats *out);
 

@@ -20,13 +20,11 @@
 #include "log.h"
 #include "metrics.h"
 #include "ratelimit.h"
-#include "ratelimit_shared.h"
 #include "redis.h"
 #include "server.h"
 #include "singleflight.h"
 #include "store.h"
 #include "store_l1.h"
-#include "store_shared.h"
 #include "store_tiered.h"
 #include "upstream.h"
 
@@ -125,7 +123,7 @@ start_store(struct agw_worker *w, struct agw_shared *shared, char *err,
     struct agw_store *redis_store;
 
     if (cfg->store_backend == AGW_STORE_MEMORY) {
-        gw->store = agw_store_shared_ref(shared->memory);
+        gw->store = agw_store_memory_ref(shared->memory);
         return true;
     }
     gw->redis = connect_redis(w, "store", err, errlen);
@@ -141,7 +139,7 @@ start_store(struct agw_worker *w, struct agw_shared *shared, char *err,
     gw->store = redis_store == NULL
                     ? NULL
                     : agw_store_tiered_new(redis_store,
-                                           agw_store_shared_ref(shared->memory),
+                                           agw_store_memory_ref(shared->memory),
                                            gw->redis, cfg->cache_ttl_s);
     gw->store = add_l1(gw->store, cfg, shared);
     if (gw->fleet == NULL || gw->store == NULL) {
@@ -155,18 +153,16 @@ start_store(struct agw_worker *w, struct agw_shared *shared, char *err,
 static bool
 start_shared(const struct agw_config *cfg, struct agw_shared *shared)
 {
-    shared->memory = agw_store_shared_new(agw_store_memory_new(
-        cfg->cache_max_entries, (size_t)cfg->cache_max_bytes));
+    shared->memory = agw_store_memory_shared_new(cfg->cache_max_entries,
+                                                 (size_t)cfg->cache_max_bytes);
     if (agw_config_workers(cfg) > 1) {
         shared->flights = agw_flights_new();
     }
     /* Memory: the process's limiter. Redis: the departure guard of the
      * fleet limiter (at rate; a fallback's settings come from Redis). */
-    shared->limiter =
-        agw_limiter_shared_new(agw_limiter_local_new(cfg->rate, cfg->burst));
+    shared->limiter = agw_limiter_local_shared_new(cfg->rate, cfg->burst);
     if (cfg->store_backend == AGW_STORE_REDIS) {
-        shared->fallback = agw_limiter_shared_new(
-            agw_limiter_local_new(cfg->rate, cfg->burst));
+        shared->fallback = agw_limiter_local_shared_new(cfg->rate, cfg->burst);
     }
     return shared->memory != NULL && shared->limiter != NULL &&
            (cfg->store_backend != AGW_STORE_REDIS ||
@@ -185,9 +181,9 @@ start_stages(struct agw_worker *w, struct agw_shared *shared, char *err,
     gw->limiter =
         gw->redis != NULL
             ? agw_limiter_fleet_new(gw->base, gw->redis, gw->cfg,
-                                    agw_limiter_shared_ref(shared->limiter),
-                                    agw_limiter_shared_ref(shared->fallback))
-            : agw_limiter_shared_ref(shared->limiter);
+                                    agw_limiter_local_ref(shared->limiter),
+                                    agw_limiter_local_ref(shared->fallback))
+            : agw_limiter_local_ref(shared->limiter);
     /* Calls waiting for a slot ask again when the limiter in force
      * changes (SPEC §4). */
     agw_limiter_fleet_on_change(gw->limiter, agw_create_on_limiter_change, gw);

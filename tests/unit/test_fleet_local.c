@@ -19,10 +19,8 @@
 #include "fleet_local.h"
 #include "metrics.h"
 #include "ratelimit.h"
-#include "ratelimit_shared.h"
 #include "reply.h"
 #include "store.h"
-#include "store_shared.h"
 #include "util.h"
 
 #define WORKERS 3
@@ -300,10 +298,8 @@ hammer(void *arg)
 static void
 test_shared_store_and_limiter_from_threads(void **state)
 {
-    struct agw_store *store =
-        agw_store_shared_new(agw_store_memory_new(1000, SIZE_MAX));
-    struct agw_limiter *rl =
-        agw_limiter_shared_new(agw_limiter_local_new(10, 0));
+    struct agw_store *store = agw_store_memory_shared_new(1000, SIZE_MAX);
+    struct agw_limiter *rl = agw_limiter_local_shared_new(10, 0);
     struct hammer hm[THREADS];
     pthread_t th[THREADS];
     long granted = 0, hits = 0;
@@ -313,8 +309,8 @@ test_shared_store_and_limiter_from_threads(void **state)
     assert_non_null(store);
     assert_non_null(rl);
     for (int i = 0; i < THREADS; i++) {
-        hm[i] = (struct hammer){agw_store_shared_ref(store),
-                                agw_limiter_shared_ref(rl), i, 0, 0};
+        hm[i] = (struct hammer){agw_store_memory_ref(store),
+                                agw_limiter_local_ref(rl), i, 0, 0};
         assert_int_equal(pthread_create(&th[i], NULL, hammer, &hm[i]), 0);
     }
     for (int i = 0; i < THREADS; i++) {

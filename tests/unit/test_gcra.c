@@ -419,6 +419,26 @@ acquire(struct agw_limiter *rl, int64_t max_wait_us)
     return r;
 }
 
+/* The shared kind keeps one budget for all its references, and lives
+ * until the last one is dropped. */
+static void
+test_local_limiter_shared_references(void **state)
+{
+    struct agw_limiter *rl = agw_limiter_local_shared_new(10, 0);
+    struct agw_limiter *other;
+
+    (void)state;
+    assert_non_null(rl);
+    other = agw_limiter_local_ref(rl);
+    assert_ptr_equal(other, rl);
+    assert_true(acquire(rl, 0).granted);
+    rl->ops->destroy(rl);
+    assert_false(acquire(other, 0).granted); /* the same budget, still alive */
+    assert_int_equal(other->ops->leave(other), 0);
+    other->ops->left(other, 1);
+    other->ops->destroy(other); /* the last reference */
+}
+
 static void
 test_local_limiter(void **state)
 {
@@ -581,6 +601,7 @@ main(void)
         cmocka_unit_test(test_state_numbers),
         cmocka_unit_test(test_state_matches_reserve),
         cmocka_unit_test(test_local_limiter),
+        cmocka_unit_test(test_local_limiter_shared_references),
         cmocka_unit_test(test_local_limiter_pause),
         cmocka_unit_test(test_local_departure_guard),
     };

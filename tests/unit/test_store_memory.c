@@ -376,6 +376,29 @@ test_bytes_bound(void **state)
     st->ops->destroy(st);
 }
 
+/* peek answers a hit before returning and leaves a miss to get(); a
+ * second reference keeps the store alive after the first is dropped. */
+static void
+test_peek_and_references(void **state)
+{
+    struct agw_store *st = agw_store_memory_shared_new(10, 1 << 20);
+    struct seen s;
+
+    (void)state;
+    assert_non_null(st);
+    put(st, "k", "v", 60);
+    memset(&s, 0, sizeof(s));
+    assert_true(st->ops->peek(st, "k", record, &s));
+    assert_int_equal(s.calls, 1);
+    assert_int_equal(s.result, AGW_STORE_HIT);
+    assert_false(st->ops->peek(st, "absent", record, &s));
+    assert_int_equal(s.calls, 1);
+    assert_ptr_equal(agw_store_memory_ref(st), st);
+    st->ops->destroy(st);
+    assert_true(has(st, "k"));
+    st->ops->destroy(st); /* the last reference */
+}
+
 int
 main(void)
 {
@@ -402,6 +425,7 @@ main(void)
         cmocka_unit_test(test_many_keys_capped),
         cmocka_unit_test(test_zero_capacity),
         cmocka_unit_test(test_bytes_bound),
+        cmocka_unit_test(test_peek_and_references),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
