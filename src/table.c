@@ -23,8 +23,8 @@ struct agw_table {
     size_t count;
 };
 
-static uint64_t
-fnv1a(const char *s)
+uint64_t
+agw_table_hash(const char *s)
 {
     uint64_t h = UINT64_C(14695981039346656037);
 
@@ -92,7 +92,7 @@ agw_table_free(struct agw_table *t)
 void *
 agw_table_get(const struct agw_table *t, const char *key)
 {
-    struct agw_table_node *n = *slot_of(t, key, fnv1a(key));
+    struct agw_table_node *n = *slot_of(t, key, agw_table_hash(key));
 
     return n != NULL ? n->value : NULL;
 }
@@ -126,7 +126,7 @@ grow(struct agw_table *t)
 bool
 agw_table_put(struct agw_table *t, const char *key, void *value)
 {
-    uint64_t hash = fnv1a(key);
+    uint64_t hash = agw_table_hash(key);
     struct agw_table_node **slot = slot_of(t, key, hash);
     size_t klen;
 
@@ -153,7 +153,7 @@ agw_table_put(struct agw_table *t, const char *key, void *value)
 void *
 agw_table_remove(struct agw_table *t, const char *key)
 {
-    struct agw_table_node **slot = slot_of(t, key, fnv1a(key));
+    struct agw_table_node **slot = slot_of(t, key, agw_table_hash(key));
     struct agw_table_node *n = *slot;
     void *value;
 

@@ -8,6 +8,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 struct agw_table;
 struct agw_table_node;
@@ -47,6 +48,10 @@ void *agw_table_remove(struct agw_table *t, const char *key);
 
 /* Entries held. */
 size_t agw_table_count(const struct agw_table *t);
+
+/* The hash a key's bucket comes from (64-bit FNV-1a): the low bits of it
+ * pick the bucket. */
+uint64_t agw_table_hash(const char *key);
 
 /*
  * Iteration, in no particular order:
