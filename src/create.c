@@ -85,8 +85,8 @@ enum call_state {
 
 struct agw_call {
     struct agw_gateway *gw;
-    struct agw_config *cfg; /* the snapshot it started with; a ref */
-    struct evhttp_request *req;
+    struct agw_config *cfg;  /* the snapshot it started with; a ref */
+    struct agw_responder to; /* the caller's side: evhttp's, or a test's */
     char request_id[AGW_REQUEST_ID_MAX + 1];
     struct agw_create create;
     char upstream_path[96];
@@ -214,8 +214,7 @@ answer_error(struct agw_call *call, int status, int code, const char *message)
 static bool
 authenticate(struct agw_call *call, const char *business_id)
 {
-    const char *header = evhttp_find_header(
-        evhttp_request_get_input_headers(call->req), "Authorization");
+    const char *header = call->to.ops->header(call->to.conn, "Authorization");
     const char *name = NULL;
 
     if (call->gw->auth == NULL) {
@@ -231,14 +230,13 @@ authenticate(struct agw_call *call, const char *business_id)
                      "this caller may not act for this business");
         return false;
     case AGW_AUTH_UNKNOWN:
-        evhttp_add_header(evhttp_request_get_output_headers(call->req),
-                          "WWW-Authenticate", "Bearer error=\"invalid_token\"");
+        call->to.ops->add_header(call->to.conn, "WWW-Authenticate",
+                                 "Bearer error=\"invalid_token\"");
         answer_error(call, 401, AGW_CODE_UNAUTHENTICATED,
                      "the bearer token is not valid");
         return false;
     default:
-        evhttp_add_header(evhttp_request_get_output_headers(call->req),
-                          "WWW-Authenticate", "Bearer");
+        call->to.ops->add_header(call->to.conn, "WWW-Authenticate", "Bearer");
         answer_error(call, 401, AGW_CODE_UNAUTHENTICATED,
                      "missing Authorization: Bearer <token>");
         return false;
@@ -250,10 +248,9 @@ static bool
 parse_call(struct agw_call *call, const char *business_id)
 {
     const struct agw_config *cfg = call->cfg;
-    struct evbuffer *in = evhttp_request_get_input_buffer(call->req);
-    size_t len = evbuffer_get_length(in);
+    size_t len = 0;
+    const char *body = call->to.ops->body(call->to.conn, &len);
     char message[512];
-    const char *body;
 
     if (len > (size_t)cfg->max_body_bytes) {
         snprintf(message, sizeof(message),
@@ -262,7 +259,6 @@ parse_call(struct agw_call *call, const char *business_id)
         answer_error(call, 413, AGW_CODE_INVALID_ARGUMENT, message);
         return false;
     }
-    body = (const char *)evbuffer_pullup(in, -1);
     if (!agw_create_parse(&call->create, business_id, body != NULL ? body : "",
                           len, cfg->allow_private_sources, message,
                           sizeof(message))) {
@@ -273,10 +269,9 @@ parse_call(struct agw_call *call, const char *business_id)
 }
 
 static bool
-wants_no_cache(struct evhttp_request *req)
+wants_no_cache(struct agw_call *call)
 {
-    const char *value = evhttp_find_header(
-        evhttp_request_get_input_headers(req), "Cache-Control");
+    const char *value = call->to.ops->header(call->to.conn, "Cache-Control");
 
     return value != NULL && strcasestr(value, "no-cache") != NULL;
 }
@@ -328,18 +323,21 @@ on_flight_done(const struct agw_response *resp, void *arg)
 /* REFUSED: the guard refused the call and did not read its body; it is
  * answered so once its caller is authenticated. */
 static void
-handle(struct agw_gateway *gw, struct evhttp_request *req,
+handle(struct agw_gateway *gw, const struct agw_responder *to,
        const char *business_id, const struct agw_refusal *refused)
 {
     struct agw_call *call = calloc(1, sizeof(*call));
+    struct agw_response oom;
 
     if (call == NULL) {
-        agw_reply_error(req, 503, AGW_CODE_UNAVAILABLE, "out of memory");
+        agw_response_error(&oom, 503, AGW_CODE_UNAVAILABLE, "out of memory");
+        to->ops->send(to->conn, &oom, NULL, 0);
+        agw_response_clear(&oom);
         return;
     }
     call->gw = gw;
     call->cfg = agw_config_ref(gw->cfg);
-    call->req = req;
+    call->to = *to;
     call->state = CALL_RUNNING;
     call->start_us = agw_now_us();
     call->deadline_us =
@@ -347,7 +345,7 @@ handle(struct agw_gateway *gw, struct evhttp_request *req,
     /* At most 40 bytes of whatever the path held, for the access log. */
     memcpy(call->business_id, business_id, strnlen(business_id, 40));
     call->caller[0] = '-';
-    agw_reply_request_id(req, call->request_id);
+    to->ops->request_id(to->conn, call->request_id);
     gw->inflight++;
     agw_metrics_gauge_add(AGW_M_INFLIGHT, 1);
     if (gw->draining) {
@@ -365,7 +363,7 @@ handle(struct agw_gateway *gw, struct evhttp_request *req,
     if (!parse_call(call, business_id)) {
         return;
     }
-    call->no_cache = wants_no_cache(req);
+    call->no_cache = wants_no_cache(call);
     if (answered_at_once(call)) {
         return;
     }
@@ -1214,7 +1212,7 @@ log_access(const struct agw_call *call, int status, const char *cache)
         .caller = call->caller,
         .business_id = call->business_id,
         .method = "POST",
-        .path = evhttp_request_get_uri(call->req),
+        .path = call->to.ops->uri(call->to.conn),
         .status = status,
         .cache = cache,
         .upstream_status = call->upstream_status,
@@ -1266,7 +1264,6 @@ static void
 answer(struct agw_call *call, const struct agw_response *resp,
        const char *cache)
 {
-    struct evkeyvalq *headers = evhttp_request_get_output_headers(call->req);
     struct agw_response clean = {.body = NULL};
     struct agw_response oom;
     struct agw_header extra[4];
@@ -1282,14 +1279,13 @@ answer(struct agw_call *call, const struct agw_response *resp,
     if (resp->status >= 200 && resp->status < 300) {
         extra[n++] = (struct agw_header){"X-Cache", cache};
     }
-    if (call->gw->draining &&
-        evhttp_find_header(headers, "Connection") == NULL) {
-        evhttp_add_header(headers, "Connection", "close");
+    if (call->gw->draining) {
+        call->to.ops->add_header(call->to.conn, "Connection", "close");
     }
     ratelimit_headers(call, extra + n, text);
     n += 3;
     log_access(call, resp->status, cache);
-    agw_reply_send_with(call->req, resp, extra, n);
+    call->to.ops->send(call->to.conn, resp, extra, n);
     free(clean.body);
     if (resp == &oom) {
         agw_response_clear(&oom);
@@ -1302,17 +1298,83 @@ answer(struct agw_call *call, const struct agw_response *resp,
 /* ---- the module's entry points ---- */
 
 void
+agw_create_start(struct agw_gateway *gw, const struct agw_responder *to,
+                 const char *business_id, const struct agw_refusal *refused)
+{
+    handle(gw, to, business_id, refused);
+}
+
+/* The responder for an evhttp request (CONN). */
+
+static const char *
+ev_header(void *conn, const char *name)
+{
+    return evhttp_find_header(evhttp_request_get_input_headers(conn), name);
+}
+
+static const char *
+ev_body(void *conn, size_t *len)
+{
+    struct evbuffer *in = evhttp_request_get_input_buffer(conn);
+
+    *len = evbuffer_get_length(in);
+    return (const char *)evbuffer_pullup(in, -1);
+}
+
+static const char *
+ev_uri(void *conn)
+{
+    return evhttp_request_get_uri(conn);
+}
+
+static void
+ev_request_id(void *conn, char *out)
+{
+    agw_reply_request_id(conn, out);
+}
+
+static void
+ev_add_header_once(void *conn, const char *name, const char *value)
+{
+    struct evkeyvalq *headers = evhttp_request_get_output_headers(conn);
+
+    if (evhttp_find_header(headers, name) == NULL) {
+        evhttp_add_header(headers, name, value);
+    }
+}
+
+static void
+ev_send(void *conn, const struct agw_response *resp,
+        const struct agw_header *extra, size_t n)
+{
+    agw_reply_send_with(conn, resp, extra, n);
+}
+
+static const struct agw_responder_ops evhttp_responder = {
+    .header = ev_header,
+    .body = ev_body,
+    .uri = ev_uri,
+    .request_id = ev_request_id,
+    .add_header = ev_add_header_once,
+    .send = ev_send,
+};
+
+void
 agw_create_handle(struct agw_gateway *gw, struct evhttp_request *req,
                   const char *business_id)
 {
-    handle(gw, req, business_id, NULL);
+    struct agw_responder to = {&evhttp_responder, req};
+
+    handle(gw, &to, business_id, NULL);
 }
 
 void
 agw_create_refuse(struct agw_gateway *gw, struct evhttp_request *req,
                   const char *business_id, const struct agw_refusal *refused)
 {
-    handle(gw, req, business_id, refused);
+    struct agw_responder to = {&evhttp_responder, req};
+
+    handle(gw, &to, business_id, refused);
 }
 
 void
