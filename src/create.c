@@ -122,10 +122,28 @@ struct agw_call {
     struct agw_call *prev, *next;      /* gw->leaders */
 };
 
+/* The stages, in the order a call travels them. */
 static void lead(struct agw_call *call);
+static void join_fleet(struct agw_call *call);
+static void on_local_fleet(enum agw_fleet_outcome outcome,
+                           const struct agw_response *resp, void *arg);
 static void join_fleet_wide(struct agw_call *call);
+static struct agw_fleet_wait *ask_fleet(struct agw_call *call);
+static void on_fleet(enum agw_fleet_outcome outcome,
+                     const struct agw_response *resp, void *arg);
+static void look_up_then_upstream(struct agw_call *call);
+static void go_upstream(struct agw_call *call);
 static void acquire_slot(struct agw_call *call);
+static void on_slot(bool granted, int64_t wait_us, uint64_t epoch, void *arg);
 static void send_attempt(struct agw_call *call);
+static void on_upstream(const struct agw_upstream_result *res, void *arg);
+static void on_upstream_response(struct agw_call *call,
+                                 const struct agw_upstream_result *res);
+static void store_answer(struct agw_call *call,
+                         const struct agw_upstream_result *res);
+static void on_upstream_429(struct agw_call *call, int retry_after_s);
+static bool retry_later(struct agw_call *call, enum agw_attempt_outcome outcome,
+                        int status);
 static void finish(struct agw_call *call, const struct agw_response *resp,
                    const char *cache);
 static void finish_error(struct agw_call *call, int status, int code,
@@ -466,8 +484,6 @@ finish_hit(struct agw_call *call, int status, const char *body, size_t len)
     finish(call, &resp, "HIT");
 }
 
-static void join_fleet(struct agw_call *call);
-
 static void
 on_lookup(enum agw_store_result result, int status, const char *body,
           size_t len, void *arg)
@@ -513,11 +529,6 @@ lead(struct agw_call *call)
     set_state(call, CALL_LOOKUP);
     gw->store->ops->get(gw->store, call->create.dedupe_key, on_lookup, call);
 }
-
-static void on_local_fleet(enum agw_fleet_outcome outcome,
-                           const struct agw_response *resp, void *arg);
-static struct agw_fleet_wait *ask_fleet(struct agw_call *call);
-static void go_upstream(struct agw_call *call);
 
 /*
  * A miss here: another worker of this process, then another instance of
@@ -570,10 +581,6 @@ on_local_fleet(enum agw_fleet_outcome outcome, const struct agw_response *resp,
     call->local_leader = true;
     join_fleet_wide(call);
 }
-
-static void look_up_then_upstream(struct agw_call *call);
-static void on_fleet(enum agw_fleet_outcome outcome,
-                     const struct agw_response *resp, void *arg);
 
 /* Leads the flight in this process: now the fleet's, if there is one. */
 static void
@@ -734,8 +741,6 @@ go_upstream(struct agw_call *call)
     acquire_slot(call);
 }
 
-static void on_slot(bool granted, int64_t wait_us, uint64_t epoch, void *arg);
-
 /* Asks for a slot with what is left of the budget; the wait that started
  * with the first ask goes on through every ask until the call leaves. */
 static void
@@ -849,8 +854,6 @@ rejoin_fleet(struct agw_call *call)
     return true;
 }
 
-static void on_upstream(const struct agw_upstream_result *res, void *arg);
-
 static void
 send_attempt(struct agw_call *call)
 {
@@ -926,11 +929,6 @@ end_transit(struct agw_call *call, int64_t sent_us)
     }
 }
 
-static void on_upstream_response(struct agw_call *call,
-                                 const struct agw_upstream_result *res);
-static bool retry_later(struct agw_call *call, enum agw_attempt_outcome outcome,
-                        int status);
-
 static void
 on_upstream(const struct agw_upstream_result *res, void *arg)
 {
@@ -969,10 +967,6 @@ on_upstream(const struct agw_upstream_result *res, void *arg)
              call->attempts);
     finish_error(call, 502, AGW_CODE_UNAVAILABLE, message, -1);
 }
-
-static void on_upstream_429(struct agw_call *call, int retry_after_s);
-static void store_answer(struct agw_call *call,
-                         const struct agw_upstream_result *res);
 
 static void
 on_upstream_response(struct agw_call *call,
