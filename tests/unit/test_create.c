@@ -147,6 +147,8 @@ static const struct agw_store_ops store_ops = {
 static struct {
     struct agw_limiter base;
     bool defer;
+    int64_t wait_us; /* a grant for later: the call waits this long */
+    uint64_t epoch;  /* the limiter in force */
     agw_rl_cb cb;
     void *arg;
     int acquires;
@@ -162,7 +164,7 @@ rl_acquire(struct agw_limiter *rl, int64_t max_wait_us, agw_rl_cb cb, void *arg)
         limiter.arg = arg;
         return;
     }
-    cb(true, 0, 0, arg);
+    cb(true, limiter.wait_us, limiter.epoch, arg);
 }
 
 static void
@@ -188,6 +190,12 @@ rl_state(struct agw_limiter *rl, int64_t max_wait_us, struct agw_rl_state *out)
     *out = (struct agw_rl_state){.limit = 10, .remaining = 9, .reset_s = 0};
 }
 
+static uint64_t
+rl_epoch(struct agw_limiter *rl)
+{
+    return limiter.epoch;
+}
+
 static const struct agw_limiter_ops limiter_ops = {
     .name = "fake",
     .acquire = rl_acquire,
@@ -195,6 +203,7 @@ static const struct agw_limiter_ops limiter_ops = {
     .paused_until = rl_paused_until,
     .left = rl_left,
     .state = rl_state,
+    .epoch = rl_epoch,
 };
 
 /* ---- the fleet: keeps the callback; the test says the outcome ---- */
@@ -525,6 +534,60 @@ test_abort_all_with_lookup_out(void **state)
     assert_int_equal(limiter.acquires, 0);
 }
 
+static void
+test_slot_later(void **state)
+{
+    limiter.wait_us = 20000;
+    start_call();
+    assert_int_equal(up.posts, 0); /* QUEUED: on its timer */
+    run_until(attempt_out);
+    assert_int_equal(limiter.acquires, 1);
+    upstream_answers(AGW_ATTEMPT_RESPONSE, 200, -1);
+    assert_int_equal(caller.status, 200);
+}
+
+static void
+test_limiter_change_asks_again(void **state)
+{
+    limiter.wait_us = 1000000; /* would leave in 1 s */
+    start_call();
+    assert_int_equal(up.posts, 0);
+    limiter.epoch = 1; /* Redis came back, say: a new limiter */
+    limiter.wait_us = 0;
+    agw_create_on_limiter_change(&gw);
+    assert_int_equal(limiter.acquires, 2);
+    assert_int_equal(up.posts, 1); /* now, not on the old schedule */
+    upstream_answers(AGW_ATTEMPT_RESPONSE, 200, -1);
+    assert_int_equal(caller.status, 200);
+}
+
+static void
+test_deadline_in_flight(void **state)
+{
+    gw.cfg->request_deadline_ms = 30;
+    gw.fleet = &fleet.base;
+    start_call();
+    assert_int_equal(fleet.joins, 1);
+    run_until(answered);
+    assert_int_equal(caller.status, 504);
+    assert_int_equal(fleet.cancels, 1);
+    assert_int_equal(fleet.releases, 0);
+}
+
+static void
+test_5xx_backoff_then_success(void **state)
+{
+    caller.body = BODY_ID;
+    start_call();
+    upstream_answers(AGW_ATTEMPT_RESPONSE, 503, -1);
+    assert_int_equal(caller.sent, 0); /* BACKOFF: on its timer */
+    run_until(attempt_out);
+    assert_int_equal(up.posts, 2);
+    upstream_answers(AGW_ATTEMPT_RESPONSE, 200, -1);
+    assert_int_equal(caller.sent, 1);
+    assert_int_equal(caller.status, 200);
+}
+
 int
 main(void)
 {
@@ -544,6 +607,13 @@ main(void)
         cmocka_unit_test_setup_teardown(test_waiter_gets_leaders_answer, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_abort_all_with_lookup_out, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_slot_later, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_limiter_change_asks_again, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_deadline_in_flight, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_5xx_backoff_then_success, setup,
                                         teardown),
     };
 
