@@ -1,12 +1,19 @@
 /*
- * create.c - the Create Asset pipeline. A call travels one way: validate
- * -> join the single flight -> (leader only) store lookup -> rate-limit
- * slot -> upstream attempt, with retries -> store write -> answer the
- * leader and every waiter. With Redis, the fleet's claim script does the
- * store lookup and its release the store write (fleet.h): a miss is
- * three round trips (claim, slot, release) and a hit at most one. Each stage
- * ends by calling the next one or finish(); finish() is the only way out, so
- * every call is answered once.
+ * create.c - the Create Asset pipeline. A call travels one way, and this
+ * file reads in that order: validate -> peek at the in-process store ->
+ * join this loop's single flight (a waiter stops here) -> join the
+ * process's and then the fleet's flight -> (leader only) store lookup ->
+ * rate-limit slot -> upstream attempt, with retries -> store write ->
+ * answer the leader and every waiter. With Redis, the fleet's claim
+ * script does the store lookup and its release the store write
+ * (fleet.h): a miss is three round trips (claim, slot, release) and a
+ * hit at most one.
+ *
+ * A call is a state machine (enum call_state): the state says what it
+ * waits for. Every callback enters through resume(), which checks that
+ * the call is still in the state that callback belongs to; each stage
+ * ends by moving to the next state or by finish(), the only way out for
+ * a leader (answer() for the rest), so every call is answered once.
  *
  * Waiting for a slot (SPEC §4): a call's limiter waits add up to at most
  * max_wait_ms, whatever happens meanwhile (a grant, a re-grant, a hold at
@@ -55,16 +62,39 @@
  * said at warn at most this often per worker. */
 #define REDACTED_WARN_EVERY_US (60 * 1000000LL)
 
+/*
+ * What a call waits for. Store lookups and limiter requests have no
+ * cancel: a call answered (deadline, shutdown) in LOOKUP or SLOT becomes
+ * DONE and stays allocated until that one callback comes back; every
+ * other wait is cancelled by finish().
+ */
+enum call_state {
+    CALL_RUNNING, /* a step of it runs now: it waits for nothing */
+    CALL_WAITER,  /* waits for this loop's leader of its key (singleflight) */
+    CALL_LOOKUP,  /* leader: a store lookup is out */
+    CALL_FLIGHT,  /* leader here: waits on the process's or fleet's flight */
+    CALL_SLOT,    /* a rate-limit slot request is out */
+    CALL_QUEUED,  /* a timer: the slot granted later, or the departure guard */
+    CALL_ATTEMPT, /* an upstream attempt is out */
+    CALL_BACKOFF, /* a timer: the pause before the next attempt */
+    CALL_DONE,    /* answered; only its LOOKUP or SLOT callback is still due */
+};
+
+/* A set of states, for resume(). */
+#define IN(state) (1u << (state))
+
 struct agw_call {
     struct agw_gateway *gw;
-    struct agw_config *cfg; /* the snapshot it started with; a ref */
-    struct evhttp_request *req;
+    struct agw_config *cfg;  /* the snapshot it started with; a ref */
+    struct agw_responder to; /* the caller's side: evhttp's, or a test's */
     char request_id[AGW_REQUEST_ID_MAX + 1];
     struct agw_create create;
     char upstream_path[96];
     char business_id[48];               /* as sent, for the access log */
     char caller[AGW_AUTH_NAME_MAX + 1]; /* "-" when mode = none */
-    int64_t upstream_us;                /* time spent in upstream attempts */
+    enum call_state state;
+    enum call_state late; /* DONE only: the state whose callback is due */
+    int64_t upstream_us;  /* time spent in upstream attempts */
     int64_t start_us;
     int64_t deadline_us;
     int64_t waited_us;     /* time spent waiting for rate-limit slots */
@@ -74,39 +104,604 @@ struct agw_call {
     int attempts;          /* upstream attempts sent */
     int upstream_status;
     bool no_cache;
-    bool in_transit; /* let go by the limiter's departure guard */
-    bool queued;     /* waiting on a timer for its slot or the guard */
+    bool in_transit; /* ATTEMPT: let go by the limiter's departure guard */
     bool miss_counted;
     /* Goes upstream without the fleet's claim (Redis was away when it
      * asked); REJOINED once it asked the fleet again. */
     bool without_fleet;
     bool rejoined;
-    /* Store lookups and limiter requests have no cancel: a call answered
-     * (deadline, shutdown) while one is out stays allocated until its
-     * callback comes back and sees `answered`. */
-    int async_out;
-    bool answered;
     int64_t attempt_start_us;
     /* Leaders on the miss path only (arm_timers()): a hit needs neither. */
-    struct event *timer;    /* rate-limit wait or retry backoff */
-    struct event *deadline; /* request_deadline_ms after start_us */
-    void (*on_timer)(struct agw_call *call);
-    struct agw_upstream_call *upcall;
-    struct agw_fleet_wait *local_wait; /* waiting on another worker */
+    struct event *timer;               /* QUEUED and BACKOFF */
+    struct event *deadline;            /* request_deadline_ms after start_us */
+    struct agw_upstream_call *upcall;  /* ATTEMPT */
+    struct agw_fleet_wait *local_wait; /* FLIGHT: on another worker */
     bool local_leader;                 /* holds the process-wide claim */
-    struct agw_fleet_wait *fleet_wait; /* waiting on another instance */
+    struct agw_fleet_wait *fleet_wait; /* FLIGHT: on another instance */
     bool fleet_leader;                 /* holds the fleet-wide claim */
     struct agw_call *prev, *next;      /* gw->leaders */
 };
 
-static void acquire_slot(struct agw_call *call);
+/* The stages, in the order a call travels them. */
+static void lead(struct agw_call *call);
+static void join_fleet(struct agw_call *call);
+static void on_local_fleet(enum agw_fleet_outcome outcome,
+                           const struct agw_response *resp, void *arg);
 static void join_fleet_wide(struct agw_call *call);
+static struct agw_fleet_wait *ask_fleet(struct agw_call *call);
+static void on_fleet(enum agw_fleet_outcome outcome,
+                     const struct agw_response *resp, void *arg);
+static void look_up_then_upstream(struct agw_call *call);
+static void go_upstream(struct agw_call *call);
+static void acquire_slot(struct agw_call *call);
+static void on_slot(bool granted, int64_t wait_us, uint64_t epoch, void *arg);
+static void send_attempt(struct agw_call *call);
+static void on_upstream(const struct agw_upstream_result *res, void *arg);
+static void on_upstream_response(struct agw_call *call,
+                                 const struct agw_upstream_result *res);
+static void store_answer(struct agw_call *call,
+                         const struct agw_upstream_result *res);
+static void on_upstream_429(struct agw_call *call, int retry_after_s);
+static bool retry_later(struct agw_call *call, enum agw_attempt_outcome outcome,
+                        int status);
+static void finish(struct agw_call *call, const struct agw_response *resp,
+                   const char *cache);
+static void finish_error(struct agw_call *call, int status, int code,
+                         const char *message, int retry_after_s);
+static void answer(struct agw_call *call, const struct agw_response *resp,
+                   const char *cache);
+
+/* ---- the state machine ---- */
+
+static void
+release(struct agw_call *call)
+{
+    agw_config_unref(call->cfg);
+    agw_create_clear(&call->create);
+    free(call);
+}
+
+/* Moves CALL to state TO; QUEUED is what the queue-depth gauge counts. */
+static void
+set_state(struct agw_call *call, enum call_state to)
+{
+    if ((call->state == CALL_QUEUED) != (to == CALL_QUEUED)) {
+        agw_metrics_gauge_add(AGW_M_RATELIMIT_QUEUE_DEPTH,
+                              to == CALL_QUEUED ? 1 : -1);
+    }
+    call->state = to;
+}
+
+/*
+ * Every callback starts here, STATES being the states it belongs to:
+ * true when the call goes on (now RUNNING). A late one, the lookup or
+ * slot reply of a call answered meanwhile, finds it DONE and frees it:
+ * it was the last thing outstanding.
+ */
+static bool
+resume(struct agw_call *call, unsigned states)
+{
+    if (call->state == CALL_DONE) {
+        if (states == IN(call->late)) {
+            release(call);
+        }
+        return false;
+    }
+    if ((states & IN(call->state)) == 0) {
+        rlog_error(call->request_id, "a callback for another state (%d)",
+                   (int)call->state);
+        return false;
+    }
+    set_state(call, CALL_RUNNING);
+    return true;
+}
+
+/* The answer is out: frees CALL unless a callback of it is still due. */
+static void
+set_done(struct agw_call *call)
+{
+    enum call_state was = call->state;
+
+    set_state(call, CALL_DONE);
+    if (was == CALL_LOOKUP || was == CALL_SLOT) {
+        call->late = was;
+        return;
+    }
+    release(call);
+}
 
 static int64_t
 remaining_us(const struct agw_call *call)
 {
     return call->deadline_us - agw_now_us();
 }
+
+/* ---- intake: who, what, and an in-process hit ---- */
+
+static void
+answer_error(struct agw_call *call, int status, int code, const char *message)
+{
+    struct agw_response resp;
+
+    agw_response_error(&resp, status, code, message);
+    answer(call, &resp, "-");
+    agw_response_clear(&resp);
+}
+
+/* Who is calling (SPEC §2); answers 401/403 itself and returns false. */
+static bool
+authenticate(struct agw_call *call, const char *business_id)
+{
+    const char *header = call->to.ops->header(call->to.conn, "Authorization");
+    const char *name = NULL;
+
+    if (call->gw->auth == NULL) {
+        return true;
+    }
+    switch (agw_auth_check(call->gw->auth, header, business_id, &name)) {
+    case AGW_AUTH_OK:
+        snprintf(call->caller, sizeof(call->caller), "%s", name);
+        return true;
+    case AGW_AUTH_FORBIDDEN:
+        snprintf(call->caller, sizeof(call->caller), "%s", name);
+        answer_error(call, 403, AGW_CODE_PERMISSION_DENIED,
+                     "this caller may not act for this business");
+        return false;
+    case AGW_AUTH_UNKNOWN:
+        call->to.ops->add_header(call->to.conn, "WWW-Authenticate",
+                                 "Bearer error=\"invalid_token\"");
+        answer_error(call, 401, AGW_CODE_UNAUTHENTICATED,
+                     "the bearer token is not valid");
+        return false;
+    default:
+        call->to.ops->add_header(call->to.conn, "WWW-Authenticate", "Bearer");
+        answer_error(call, 401, AGW_CODE_UNAUTHENTICATED,
+                     "missing Authorization: Bearer <token>");
+        return false;
+    }
+}
+
+/* Reads and validates the body; answers 4xx itself and returns false. */
+static bool
+parse_call(struct agw_call *call, const char *business_id)
+{
+    const struct agw_config *cfg = call->cfg;
+    size_t len = 0;
+    const char *body = call->to.ops->body(call->to.conn, &len);
+    char message[512];
+
+    if (len > (size_t)cfg->max_body_bytes) {
+        snprintf(message, sizeof(message),
+                 "request body is %zu bytes; the limit is %ld", len,
+                 cfg->max_body_bytes);
+        answer_error(call, 413, AGW_CODE_INVALID_ARGUMENT, message);
+        return false;
+    }
+    if (!agw_create_parse(&call->create, business_id, body != NULL ? body : "",
+                          len, cfg->allow_private_sources, message,
+                          sizeof(message))) {
+        answer_error(call, 400, AGW_CODE_INVALID_ARGUMENT, message);
+        return false;
+    }
+    return true;
+}
+
+static bool
+wants_no_cache(struct agw_call *call)
+{
+    const char *value = call->to.ops->header(call->to.conn, "Cache-Control");
+
+    return value != NULL && strcasestr(value, "no-cache") != NULL;
+}
+
+static void
+on_peek(enum agw_store_result result, int status, const char *body, size_t len,
+        void *arg)
+{
+    struct agw_response resp = {
+        .status = status,
+        .body = (char *)body,
+        .len = len,
+        .retry_after_s = -1,
+    };
+
+    agw_metrics_count_cache(AGW_CACHE_HIT);
+    answer(arg, &resp, "HIT");
+}
+
+/*
+ * A store that holds the answer in process (the L1, the memory store)
+ * gives it here, before the call joins a flight: a hit needs none.
+ */
+static bool
+answered_at_once(struct agw_call *call)
+{
+    struct agw_store *store = call->gw->store;
+
+    if (call->no_cache || store->ops->peek == NULL) {
+        return false;
+    }
+    return store->ops->peek(store, call->create.dedupe_key, on_peek, call);
+}
+
+/* This loop's leader for the key answered (agw_sf_finish). */
+static void
+on_flight_done(const struct agw_response *resp, void *arg)
+{
+    struct agw_call *call = arg;
+    bool ok = resp->status >= 200 && resp->status < 300;
+
+    if (!resume(call, IN(CALL_WAITER))) {
+        return;
+    }
+    agw_metrics_gauge_add(AGW_M_SINGLEFLIGHT_WAITERS, -1);
+    answer(call, resp, ok ? "HIT" : "-");
+}
+
+/* REFUSED: the guard refused the call and did not read its body; it is
+ * answered so once its caller is authenticated. */
+static void
+handle(struct agw_gateway *gw, const struct agw_responder *to,
+       const char *business_id, const struct agw_refusal *refused)
+{
+    struct agw_call *call = calloc(1, sizeof(*call));
+    struct agw_response oom;
+
+    if (call == NULL) {
+        agw_response_error(&oom, 503, AGW_CODE_UNAVAILABLE, "out of memory");
+        to->ops->send(to->conn, &oom, NULL, 0);
+        agw_response_clear(&oom);
+        return;
+    }
+    call->gw = gw;
+    call->cfg = agw_config_ref(gw->cfg);
+    call->to = *to;
+    call->state = CALL_RUNNING;
+    call->start_us = agw_now_us();
+    call->deadline_us =
+        call->start_us + (int64_t)call->cfg->request_deadline_ms * US_PER_MS;
+    /* At most 40 bytes of whatever the path held, for the access log. */
+    memcpy(call->business_id, business_id, strnlen(business_id, 40));
+    call->caller[0] = '-';
+    to->ops->request_id(to->conn, call->request_id);
+    gw->inflight++;
+    agw_metrics_gauge_add(AGW_M_INFLIGHT, 1);
+    if (gw->draining) {
+        answer_error(call, 503, AGW_CODE_UNAVAILABLE,
+                     "the gateway is shutting down");
+        return;
+    }
+    if (!authenticate(call, business_id)) {
+        return;
+    }
+    if (refused != NULL) {
+        answer_error(call, refused->status, refused->code, refused->message);
+        return;
+    }
+    if (!parse_call(call, business_id)) {
+        return;
+    }
+    call->no_cache = wants_no_cache(call);
+    if (answered_at_once(call)) {
+        return;
+    }
+    if (agw_sf_join(gw->sf, call->create.dedupe_key, on_flight_done, call)) {
+        lead(call);
+        return;
+    }
+    set_state(call, CALL_WAITER);
+    agw_metrics_count_cache(AGW_CACHE_COALESCED);
+    agw_metrics_gauge_add(AGW_M_SINGLEFLIGHT_WAITERS, 1);
+}
+
+/* ---- the leader: a deadline, the store, the flights ---- */
+
+/* A leader's deadline, in any state but DONE (finish() frees it). */
+static void
+on_deadline(evutil_socket_t fd, short what, void *arg)
+{
+    struct agw_call *call = arg;
+    char message[96];
+
+    /* Not resume(): the deadline interrupts whatever the call waits for.
+     * finish() cancels what can be cancelled; a lookup or slot reply
+     * still due finds the call DONE. */
+    snprintf(message, sizeof(message),
+             "no answer from Connectly within %d ms (%d attempts)",
+             call->cfg->request_deadline_ms, call->attempts);
+    finish_error(call, 504, AGW_CODE_DEADLINE_EXCEEDED, message, -1);
+}
+
+/* A QUEUED call leaves now; a BACKOFF one asks for its next slot. */
+static void
+on_timer(evutil_socket_t fd, short what, void *arg)
+{
+    struct agw_call *call = arg;
+    enum call_state was = call->state;
+
+    if (!resume(call, IN(CALL_QUEUED) | IN(CALL_BACKOFF))) {
+        return;
+    }
+    if (was == CALL_QUEUED) {
+        send_attempt(call);
+    } else {
+        acquire_slot(call);
+    }
+}
+
+/*
+ * Makes the deadline (at start_us + request_deadline_ms, whenever it is
+ * armed) and, WITH_TIMER, the limiter's timer. Only calls that go past a
+ * store hit need them. False when memory ran out: the call is answered.
+ */
+static bool
+arm_timers(struct agw_call *call, bool with_timer)
+{
+    struct event_base *base = call->gw->base;
+    int64_t left = remaining_us(call);
+    struct timeval tv = {
+        .tv_sec = left > 0 ? (time_t)(left / US_PER_S) : 0,
+        .tv_usec = left > 0 ? (suseconds_t)(left % US_PER_S) : 0,
+    };
+
+    if (call->deadline == NULL) {
+        call->deadline = evtimer_new(base, on_deadline, call);
+        if (call->deadline != NULL) {
+            evtimer_add(call->deadline, &tv);
+        }
+    }
+    if (with_timer && call->timer == NULL) {
+        call->timer = evtimer_new(base, on_timer, call);
+    }
+    if (call->deadline == NULL || (with_timer && call->timer == NULL)) {
+        finish_error(call, 503, AGW_CODE_UNAVAILABLE, "out of memory", -1);
+        return false;
+    }
+    return true;
+}
+
+/* The fleet's claim script looks the store up too, and its release
+ * writes the store (fleet.h): a miss then asks Redis neither before the
+ * claim nor after it. */
+static bool
+fleet_sees_store(const struct agw_call *call)
+{
+    return call->gw->fleet != NULL && agw_fleet_sees_store(call->gw->fleet);
+}
+
+/* A stored answer (valid only now): the leader ends its flight with it. */
+static void
+finish_hit(struct agw_call *call, int status, const char *body, size_t len)
+{
+    struct agw_response resp = {
+        .status = status,
+        .body = (char *)body,
+        .len = len,
+        .retry_after_s = -1,
+    };
+
+    agw_metrics_count_cache(AGW_CACHE_HIT);
+    finish(call, &resp, "HIT");
+}
+
+static void
+on_lookup(enum agw_store_result result, int status, const char *body,
+          size_t len, void *arg)
+{
+    struct agw_call *call = arg;
+
+    if (!resume(call, IN(CALL_LOOKUP))) {
+        return;
+    }
+    if (result == AGW_STORE_HIT) {
+        finish_hit(call, status, body, len);
+        return;
+    }
+    if (arm_timers(call, true)) {
+        join_fleet(call);
+    }
+}
+
+/*
+ * Leads this loop's flight for its key. Without a fleet that looks the
+ * store up, the store is asked first (a store without I/O answers before
+ * get() returns: get() is the last thing done here).
+ */
+static void
+lead(struct agw_call *call)
+{
+    struct agw_gateway *gw = call->gw;
+
+    call->next = gw->leaders;
+    if (gw->leaders != NULL) {
+        gw->leaders->prev = call;
+    }
+    gw->leaders = call;
+    if (call->no_cache || fleet_sees_store(call)) {
+        if (arm_timers(call, true)) {
+            join_fleet(call);
+        }
+        return;
+    }
+    if (!arm_timers(call, false)) {
+        return;
+    }
+    set_state(call, CALL_LOOKUP);
+    gw->store->ops->get(gw->store, call->create.dedupe_key, on_lookup, call);
+}
+
+/*
+ * A miss here: another worker of this process, then another instance of
+ * the fleet, may be calling upstream for it already.
+ */
+static void
+join_fleet(struct agw_call *call)
+{
+    if (call->gw->local_fleet != NULL) {
+        set_state(call, CALL_FLIGHT);
+        call->local_wait =
+            agw_fleet_join(call->gw->local_fleet, call->create.dedupe_key,
+                           on_local_fleet, call);
+    } else if (call->gw->fleet != NULL) {
+        set_state(call, CALL_FLIGHT);
+        call->fleet_wait = ask_fleet(call);
+    } else {
+        go_upstream(call);
+    }
+}
+
+/* Another worker or instance answered: like a single-flight waiter. */
+static void
+take_answer(struct agw_call *call, const struct agw_response *resp)
+{
+    bool ok = resp->status >= 200 && resp->status < 300;
+
+    agw_metrics_count_cache(AGW_CACHE_COALESCED);
+    finish(call, resp, ok ? "HIT" : "-");
+}
+
+static void
+on_local_fleet(enum agw_fleet_outcome outcome, const struct agw_response *resp,
+               void *arg)
+{
+    struct agw_call *call = arg;
+
+    call->local_wait = NULL;
+    if (!resume(call, IN(CALL_FLIGHT))) {
+        return;
+    }
+    rlog_debug(call->request_id, "%s in this process for %.16s...",
+               outcome == AGW_FLEET_ANSWER ? "answered by another worker"
+                                           : "leads the flight",
+               call->create.dedupe_key);
+    if (outcome == AGW_FLEET_ANSWER) {
+        take_answer(call, resp);
+        return;
+    }
+    call->local_leader = true;
+    join_fleet_wide(call);
+}
+
+/* Leads the flight in this process: now the fleet's, if there is one. */
+static void
+join_fleet_wide(struct agw_call *call)
+{
+    if (call->gw->fleet == NULL) {
+        look_up_then_upstream(call);
+        return;
+    }
+    set_state(call, CALL_FLIGHT);
+    call->fleet_wait = ask_fleet(call);
+}
+
+/* Joins the fleet's flight, with the stored answer looked up in the
+ * same round trip unless the call refreshes it. */
+static struct agw_fleet_wait *
+ask_fleet(struct agw_call *call)
+{
+    struct agw_fleet *fleet = call->gw->fleet;
+
+    if (!call->no_cache && fleet_sees_store(call)) {
+        return agw_fleet_lookup(fleet, call->create.dedupe_key, on_fleet, call);
+    }
+    return agw_fleet_join(fleet, call->create.dedupe_key, on_fleet, call);
+}
+
+/* Another instance's answer, or the stored one the fleet found, served
+ * here: kept in process (L1, and for Redis outages as this instance's
+ * own answers are: SPEC §4), not written to Redis again. */
+static void
+keep_copy(struct agw_call *call, const struct agw_response *resp)
+{
+    struct agw_store *store = call->gw->store;
+
+    if (resp->status >= 200 && resp->status < 300 && store->ops->keep != NULL) {
+        store->ops->keep(store, call->create.dedupe_key, resp->status,
+                         resp->body, resp->len, call->cfg->cache_ttl_s);
+    }
+}
+
+static void
+on_fleet(enum agw_fleet_outcome outcome, const struct agw_response *resp,
+         void *arg)
+{
+    struct agw_call *call = arg;
+
+    call->fleet_wait = NULL;
+    if (!resume(call, IN(CALL_FLIGHT))) {
+        return;
+    }
+    switch (outcome) {
+    case AGW_FLEET_STORED:
+        keep_copy(call, resp);
+        finish_hit(call, resp->status, resp->body, resp->len);
+        return;
+    case AGW_FLEET_ANSWER:
+        keep_copy(call, resp);
+        take_answer(call, resp);
+        return;
+    case AGW_FLEET_LEAD:
+        rlog_debug(call->request_id, "holds the fleet's claim on %.16s...",
+                   call->create.dedupe_key);
+        call->fleet_leader = true;
+        if (fleet_sees_store(call)) {
+            go_upstream(call); /* the claim looked the store up */
+        } else {
+            look_up_then_upstream(call);
+        }
+        return;
+    default:
+        rlog_debug(call->request_id, "fleet single flight unavailable: "
+                                     "deduplicating on this instance only");
+        call->without_fleet = true;
+        if (fleet_sees_store(call)) {
+            look_up_then_upstream(call); /* the claim could not look */
+        } else {
+            go_upstream(call);
+        }
+        return;
+    }
+}
+
+static void
+on_lead_lookup(enum agw_store_result result, int status, const char *body,
+               size_t len, void *arg)
+{
+    struct agw_call *call = arg;
+
+    if (!resume(call, IN(CALL_LOOKUP))) {
+        return;
+    }
+    if (result == AGW_STORE_HIT) {
+        finish_hit(call, status, body, len);
+        return;
+    }
+    rlog_debug(call->request_id,
+               "leads the flight for %.16s...: no stored "
+               "answer, asking for a rate-limit slot",
+               call->create.dedupe_key);
+    go_upstream(call);
+}
+
+/*
+ * The store's answer, else upstream (no-cache calls refresh: upstream).
+ * After winning every claim without the fleet's lookup, since a flight
+ * may have ended between the first lookup and the claim; or when the
+ * fleet could not look (Redis failing), in the store's fallback.
+ */
+static void
+look_up_then_upstream(struct agw_call *call)
+{
+    if (call->no_cache) {
+        go_upstream(call);
+        return;
+    }
+    set_state(call, CALL_LOOKUP);
+    call->gw->store->ops->get(call->gw->store, call->create.dedupe_key,
+                              on_lead_lookup, call);
+}
+
+/* ---- the rate-limit slot ---- */
 
 /* What is left of the call's limiter budget: max_wait_ms for all its
  * slot waits together (SPEC §4), and never past its deadline. The pause
@@ -135,477 +730,31 @@ end_wait(struct agw_call *call)
     }
 }
 
-static double
-random_unit(void)
+/* The call leads at every level: it is the one that goes upstream. */
+static void
+go_upstream(struct agw_call *call)
 {
-    uint32_t r = 0;
-
-    if (RAND_bytes((unsigned char *)&r, sizeof(r)) != 1) {
-        r = (uint32_t)agw_now_us();
+    if (!call->miss_counted) {
+        call->miss_counted = true;
+        agw_metrics_count_cache(AGW_CACHE_MISS);
     }
-    return (double)r / 4294967296.0;
+    acquire_slot(call);
 }
 
-/* The RateLimit-* headers into H (3 of them), their values into TEXT. */
+/* Asks for a slot with what is left of the budget; the wait that started
+ * with the first ask goes on through every ask until the call leaves. */
 static void
-ratelimit_headers(struct agw_call *call, struct agw_header *h, char text[3][21])
+acquire_slot(struct agw_call *call)
 {
     struct agw_limiter *rl = call->gw->limiter;
-    struct agw_rl_state state;
+    int64_t left;
 
-    rl->ops->state(rl, (int64_t)call->cfg->max_wait_ms * US_PER_MS, &state);
-    agw_fmt_long(state.limit, text[0]);
-    agw_fmt_long(state.remaining, text[1]);
-    agw_fmt_long(state.reset_s, text[2]);
-    h[0] = (struct agw_header){"RateLimit-Limit", text[0]};
-    h[1] = (struct agw_header){"RateLimit-Remaining", text[1]};
-    h[2] = (struct agw_header){"RateLimit-Reset", text[2]};
-}
-
-static void
-log_access(const struct agw_call *call, int status, const char *cache)
-{
-    struct agw_access access = {
-        .request_id = call->request_id,
-        .caller = call->caller,
-        .business_id = call->business_id,
-        .method = "POST",
-        .path = evhttp_request_get_uri(call->req),
-        .status = status,
-        .cache = cache,
-        .upstream_status = call->upstream_status,
-        .attempts = call->attempts,
-        .upstream_ms = (double)call->upstream_us / US_PER_MS,
-        .wait_ms = (double)call->waited_us / US_PER_MS,
-        .total_ms = (double)(agw_now_us() - call->start_us) / US_PER_MS,
-    };
-
-    agw_log_access(&access);
-}
-
-static void
-release(struct agw_call *call)
-{
-    agw_config_unref(call->cfg);
-    agw_create_clear(&call->create);
-    free(call);
-}
-
-/*
- * The body as it may go out: a stored answer (or another instance's) can
- * predate the redaction of upstream bodies, so every key in use is taken
- * out here too (SPEC §8). Returns RESP, or CLEAN holding a redacted copy
- * (CLEAN->body to free); NULL when memory ran out.
- */
-static const struct agw_response *
-redacted(struct agw_call *call, const struct agw_response *resp,
-         struct agw_response *clean)
-{
-    static _Thread_local int64_t warned_us; /* this worker's last warn */
-    int rc = call->gw->upstream == NULL
-                 ? 0
-                 : agw_upstream_redact(call->gw->upstream, resp->body,
-                                       resp->len, &clean->body, &clean->len);
-
-    if (rc == 0) {
-        return resp;
+    if (call->wait_since_us == 0) {
+        call->wait_since_us = agw_now_us();
     }
-    if (rc < 0) {
-        return NULL;
-    }
-    if (warned_us == 0 || agw_now_us() - warned_us >= REDACTED_WARN_EVERY_US) {
-        warned_us = agw_now_us();
-        rlog_warn(call->request_id, "an answer to send held the API key (a "
-                                    "stored answer from before redaction?): "
-                                    "redacted");
-    }
-    clean->status = resp->status;
-    clean->retry_after_s = resp->retry_after_s;
-    return clean;
-}
-
-/* Sends RESP to this call's caller, logs the access line, frees CALL
- * (later, if an async request of it is still out). */
-static void
-answer(struct agw_call *call, const struct agw_response *resp,
-       const char *cache)
-{
-    struct evkeyvalq *headers = evhttp_request_get_output_headers(call->req);
-    struct agw_response clean = {.body = NULL};
-    struct agw_response oom;
-    struct agw_header extra[4];
-    char text[3][21];
-    size_t n = 0;
-
-    resp = redacted(call, resp, &clean);
-    if (resp == NULL) {
-        agw_response_error(&oom, 503, AGW_CODE_UNAVAILABLE, "out of memory");
-        resp = &oom;
-        cache = "-";
-    }
-    if (resp->status >= 200 && resp->status < 300) {
-        extra[n++] = (struct agw_header){"X-Cache", cache};
-    }
-    if (call->gw->draining &&
-        evhttp_find_header(headers, "Connection") == NULL) {
-        evhttp_add_header(headers, "Connection", "close");
-    }
-    ratelimit_headers(call, extra + n, text);
-    n += 3;
-    log_access(call, resp->status, cache);
-    agw_reply_send_with(call->req, resp, extra, n);
-    free(clean.body);
-    if (resp == &oom) {
-        agw_response_clear(&oom);
-    }
-    call->gw->inflight--;
-    agw_metrics_gauge_add(AGW_M_INFLIGHT, -1);
-    call->answered = true;
-    if (call->async_out == 0) {
-        release(call);
-    }
-}
-
-/* Marks an async store or limiter request as sent. */
-static void
-async_begin(struct agw_call *call)
-{
-    call->async_out++;
-}
-
-/* Its callback came back: false when the call was answered meanwhile
- * (and is now freed), so the callback must stop. */
-static bool
-async_end(struct agw_call *call)
-{
-    call->async_out--;
-    if (!call->answered) {
-        return true;
-    }
-    if (call->async_out == 0) {
-        release(call);
-    }
-    return false;
-}
-
-static void
-answer_error(struct agw_call *call, int status, int code, const char *message)
-{
-    struct agw_response resp;
-
-    agw_response_error(&resp, status, code, message);
-    answer(call, &resp, "-");
-    agw_response_clear(&resp);
-}
-
-static void
-on_flight_done(const struct agw_response *resp, void *arg)
-{
-    bool ok = resp->status >= 200 && resp->status < 300;
-
-    agw_metrics_gauge_add(AGW_M_SINGLEFLIGHT_WAITERS, -1);
-    answer(arg, resp, ok ? "HIT" : "-");
-}
-
-static void
-unlink_leader(struct agw_call *call)
-{
-    if (call->prev != NULL) {
-        call->prev->next = call->next;
-    } else {
-        call->gw->leaders = call->next;
-    }
-    if (call->next != NULL) {
-        call->next->prev = call->prev;
-    }
-}
-
-static void
-set_queued(struct agw_call *call, bool queued)
-{
-    if (call->queued != queued) {
-        call->queued = queued;
-        agw_metrics_gauge_add(AGW_M_RATELIMIT_QUEUE_DEPTH, queued ? 1 : -1);
-    }
-}
-
-/* Tells the limiter this call's departure is settled: SENT_US or never. */
-static void
-end_transit(struct agw_call *call, int64_t sent_us)
-{
-    struct agw_limiter *rl = call->gw->limiter;
-
-    if (call->in_transit) {
-        call->in_transit = false;
-        rl->ops->left(rl, sent_us);
-    }
-}
-
-/*
- * Ends the call's part in the flights of this process and of the fleet:
- * as their holder it hands its answer to the other workers' and
- * instances' waiters. Not a shutdown's 503, which is this instance's own
- * business: then the claims pass on (a Redis one when it expires).
- */
-static void
-end_claim(struct agw_fleet *fleet, struct agw_fleet_wait **wait, bool *leader,
-          const char *key, const struct agw_response *resp, bool shutting_down,
-          long store_ttl_s)
-{
-    if (*wait != NULL) {
-        agw_fleet_cancel(fleet, *wait);
-        *wait = NULL;
-    }
-    if (*leader && shutting_down) {
-        agw_fleet_abandon(fleet, key);
-    } else if (*leader && store_ttl_s > 0) {
-        agw_fleet_release_storing(fleet, key, resp, store_ttl_s);
-    } else if (*leader) {
-        agw_fleet_release(fleet, key, resp);
-    }
-    *leader = false;
-}
-
-/* The fleet's claim script looks the store up too, and its release
- * writes the store (fleet.h): a miss then asks Redis neither before the
- * claim nor after it. */
-static bool
-fleet_sees_store(const struct agw_call *call)
-{
-    return call->gw->fleet != NULL && agw_fleet_sees_store(call->gw->fleet);
-}
-
-/*
- * A fleet holder that finishes with a 2xx got it from upstream (a
- * stored or coalesced answer takes no claim): its release stores it
- * (store_answer() kept only the in-process copies).
- */
-static void
-end_fleet_flight(struct agw_call *call, const struct agw_response *resp,
-                 bool shutting_down)
-{
-    const char *key = call->create.dedupe_key;
-    bool ok = resp->status >= 200 && resp->status < 300;
-
-    if (call->gw->fleet != NULL) {
-        end_claim(call->gw->fleet, &call->fleet_wait, &call->fleet_leader, key,
-                  resp, shutting_down,
-                  ok && fleet_sees_store(call) ? call->cfg->cache_ttl_s : 0);
-    }
-    if (call->gw->local_fleet != NULL) {
-        end_claim(call->gw->local_fleet, &call->local_wait, &call->local_leader,
-                  key, resp, shutting_down, 0);
-    }
-}
-
-/* The leader's way out: ends the flight (answering its waiters too). */
-static void
-finish(struct agw_call *call, const struct agw_response *resp,
-       const char *cache)
-{
-    end_wait(call);
-    end_fleet_flight(call, resp, call->gw->draining && resp->status == 503);
-    unlink_leader(call);
-    end_transit(call, 0);
-    set_queued(call, false);
-    if (call->upcall != NULL) {
-        agw_upstream_cancel(call->upcall);
-    }
-    if (call->timer != NULL) {
-        event_free(call->timer);
-    }
-    if (call->deadline != NULL) {
-        event_free(call->deadline);
-    }
-    agw_sf_finish(call->gw->sf, call->create.dedupe_key, resp);
-    answer(call, resp, cache);
-}
-
-static void
-finish_error(struct agw_call *call, int status, int code, const char *message,
-             int retry_after_s)
-{
-    struct agw_response resp;
-
-    agw_response_error(&resp, status, code, message);
-    resp.retry_after_s = retry_after_s;
-    finish(call, &resp, "MISS");
-    agw_response_clear(&resp);
-}
-
-static void
-on_timer(evutil_socket_t fd, short what, void *arg)
-{
-    struct agw_call *call = arg;
-
-    set_queued(call, false);
-    call->on_timer(call);
-}
-
-static void
-wait_then(struct agw_call *call, int64_t wait_us,
-          void (*next)(struct agw_call *call))
-{
-    struct timeval tv = {
-        .tv_sec = (time_t)(wait_us / US_PER_S),
-        .tv_usec = (suseconds_t)(wait_us % US_PER_S),
-    };
-
-    call->on_timer = next;
-    /* libevent adds TV to the time cached at the start of this loop turn;
-     * refresh it, or a busy turn makes the timer fire early and calls
-     * leave before their rate-limit slot. */
-    event_base_update_cache_time(call->gw->base);
-    evtimer_add(call->timer, &tv);
-}
-
-static void
-on_deadline(evutil_socket_t fd, short what, void *arg)
-{
-    struct agw_call *call = arg;
-    char message[96];
-
-    snprintf(message, sizeof(message),
-             "no answer from Connectly within %d ms (%d attempts)",
-             call->cfg->request_deadline_ms, call->attempts);
-    finish_error(call, 504, AGW_CODE_DEADLINE_EXCEEDED, message, -1);
-}
-
-/* After a failed attempt: schedules the next one if the rules allow. */
-static bool
-retry_later(struct agw_call *call, enum agw_attempt_outcome outcome, int status)
-{
-    int64_t backoff;
-
-    if (!agw_retry_allowed(outcome, status, call->attempts,
-                           call->cfg->max_retries, call->create.id != NULL)) {
-        return false;
-    }
-    backoff = agw_backoff_us(call->attempts, random_unit());
-    if (backoff >= remaining_us(call)) {
-        return false;
-    }
-    agw_metrics_inc(AGW_M_UPSTREAM_RETRIES);
-    rlog_debug(call->request_id, "retrying in %lld ms after attempt %d",
-               (long long)(backoff / US_PER_MS), call->attempts);
-    wait_then(call, backoff, acquire_slot);
-    return true;
-}
-
-/* Connectly's 429 pauses the fleet for its Retry-After, but never longer
- * than max_pause_ms: one answer must not stop the fleet for an hour. */
-static void
-on_upstream_429(struct agw_call *call, int retry_after_s)
-{
-    struct agw_limiter *rl = call->gw->limiter;
-    int pause_s = retry_after_s >= 0 ? retry_after_s : UPSTREAM_PAUSE_DEFAULT_S;
-    int64_t pause_us = (int64_t)pause_s * US_PER_S;
-    int64_t max_us = (int64_t)call->cfg->max_pause_ms * US_PER_MS;
-
-    if (pause_us > max_us) {
-        pause_us = max_us;
-    }
-    pause_s = (int)((pause_us + US_PER_S - 1) / US_PER_S);
-    rlog_warn(call->request_id, "Connectly answered 429: pausing %lld ms",
-              (long long)(pause_us / US_PER_MS));
-    rl->ops->pause(rl, pause_us);
-    if (pause_us < remaining_us(call)) {
-        call->paused_us += pause_us;
-        acquire_slot(call);
-        return;
-    }
-    finish_error(call, 429, AGW_CODE_RESOURCE_EXHAUSTED,
-                 "Connectly's rate limit was reached; retry later",
-                 pause_s > 0 ? pause_s : 1);
-}
-
-/* Upstream's 2xx: the fleet's holder writes Redis with its release
- * (end_fleet_flight()) and keeps the in-process copies now; any other
- * call writes it through the store. */
-static void
-store_answer(struct agw_call *call, const struct agw_upstream_result *res)
-{
-    struct agw_store *store = call->gw->store;
-
-    if (!call->fleet_leader || !fleet_sees_store(call)) {
-        store->ops->put(store, call->create.dedupe_key, res->status, res->body,
-                        res->len, call->cfg->cache_ttl_s);
-    } else if (store->ops->keep != NULL) {
-        store->ops->keep(store, call->create.dedupe_key, res->status, res->body,
-                         res->len, call->cfg->cache_ttl_s);
-    }
-}
-
-static void
-on_upstream_response(struct agw_call *call,
-                     const struct agw_upstream_result *res)
-{
-    struct agw_response resp = {
-        .status = res->status,
-        .body = (char *)res->body,
-        .len = res->len,
-        .retry_after_s = -1,
-    };
-    char message[96];
-
-    if (res->status >= 200 && res->status < 300) {
-        store_answer(call, res);
-        finish(call, &resp, "MISS");
-    } else if (res->status == 429) {
-        on_upstream_429(call, res->retry_after_s);
-    } else if (res->status == 401 || res->status == 403) {
-        rlog_error(call->request_id,
-                   "Connectly refused the gateway's API key (status %d)",
-                   res->status);
-        finish_error(call, 502, AGW_CODE_INTERNAL,
-                     "the gateway's credentials were refused by Connectly", -1);
-    } else if (res->status >= 500) {
-        if (!retry_later(call, res->outcome, res->status)) {
-            snprintf(message, sizeof(message),
-                     "Connectly answered %d after %d attempts", res->status,
-                     call->attempts);
-            finish_error(call, 502, AGW_CODE_UNAVAILABLE, message, -1);
-        }
-    } else {
-        /* Connectly's own 4xx (e.g. an unfetchable source): its words. */
-        finish(call, &resp, "MISS");
-    }
-}
-
-static void
-on_upstream(const struct agw_upstream_result *res, void *arg)
-{
-    struct agw_call *call = arg;
-    char message[128];
-
-    call->upcall = NULL;
-    call->upstream_status = res->status;
-    end_transit(call, 0);
-    call->upstream_us += agw_now_us() - call->attempt_start_us;
-    agw_metrics_count_upstream(
-        res->outcome == AGW_ATTEMPT_RESPONSE ? res->status : 0);
-    agw_metrics_observe(AGW_M_UPSTREAM_DURATION,
-                        (double)(agw_now_us() - call->attempt_start_us) /
-                            US_PER_S);
-    if (res->outcome == AGW_ATTEMPT_RESPONSE) {
-        on_upstream_response(call, res);
-        return;
-    }
-    rlog_warn(call->request_id, "upstream attempt %d failed: %s",
-              call->attempts, res->detail != NULL ? res->detail : "");
-    if (retry_later(call, res->outcome, 0)) {
-        return;
-    }
-    if (res->outcome == AGW_ATTEMPT_TIMEOUT) {
-        snprintf(message, sizeof(message),
-                 "Connectly did not answer within %d ms",
-                 call->cfg->request_timeout_ms);
-        finish_error(call, 504, AGW_CODE_DEADLINE_EXCEEDED, message, -1);
-        return;
-    }
-    snprintf(message, sizeof(message), "Connectly is unreachable (%d attempts)",
-             call->attempts);
-    finish_error(call, 502, AGW_CODE_UNAVAILABLE, message, -1);
+    left = wait_left_us(call);
+    set_state(call, CALL_SLOT);
+    rl->ops->acquire(rl, left > 0 ? left : 0, on_slot, call);
 }
 
 /* No slot within what is left of the call's budget: 429, with the time
@@ -621,6 +770,48 @@ refuse_slot(struct agw_call *call, int64_t wait_us)
                  retry_after_s > 0 ? retry_after_s : 1);
 }
 
+/* Waits WAIT_US in state TO (QUEUED or BACKOFF): then on_timer(). */
+static void
+wait_then(struct agw_call *call, int64_t wait_us, enum call_state to)
+{
+    struct timeval tv = {
+        .tv_sec = (time_t)(wait_us / US_PER_S),
+        .tv_usec = (suseconds_t)(wait_us % US_PER_S),
+    };
+
+    set_state(call, to);
+    /* libevent adds TV to the time cached at the start of this loop turn;
+     * refresh it, or a busy turn makes the timer fire early and calls
+     * leave before their rate-limit slot. */
+    event_base_update_cache_time(call->gw->base);
+    evtimer_add(call->timer, &tv);
+}
+
+static void
+on_slot(bool granted, int64_t wait_us, uint64_t epoch, void *arg)
+{
+    struct agw_call *call = arg;
+
+    if (!resume(call, IN(CALL_SLOT))) {
+        return;
+    }
+    if (!granted) {
+        refuse_slot(call, wait_us);
+        return;
+    }
+    agw_metrics_observe(AGW_M_RATELIMIT_WAIT, (double)wait_us / US_PER_S);
+    rlog_debug(call->request_id,
+               "rate-limit slot in %lld ms (limiter epoch "
+               "%llu)",
+               (long long)(wait_us / US_PER_MS), (unsigned long long)epoch);
+    call->slot_epoch = epoch;
+    if (wait_us <= 0) {
+        send_attempt(call);
+        return;
+    }
+    wait_then(call, wait_us, CALL_QUEUED);
+}
+
 /* Granted by the limiter still in force (see agw_rl_cb). */
 static bool
 slot_valid(const struct agw_call *call)
@@ -629,6 +820,8 @@ slot_valid(const struct agw_call *call)
 
     return rl->ops->epoch == NULL || rl->ops->epoch(rl) == call->slot_epoch;
 }
+
+/* ---- the upstream attempt ---- */
 
 /* The call went on without the fleet's single flight (Redis was away),
  * and Redis is back. */
@@ -685,8 +878,7 @@ send_attempt(struct agw_call *call)
         return;
     }
     if (hold > 0) {
-        set_queued(call, true);
-        wait_then(call, hold, send_attempt);
+        wait_then(call, hold, CALL_QUEUED);
         return;
     }
     end_wait(call);
@@ -707,6 +899,7 @@ send_attempt(struct agw_call *call)
     }
     call->attempts++;
     call->attempt_start_us = agw_now_us();
+    set_state(call, CALL_ATTEMPT);
     call->upcall = agw_upstream_post(
         call->gw->upstream,
         &(struct agw_upstream_request){
@@ -719,482 +912,463 @@ send_attempt(struct agw_call *call)
         },
         on_upstream, call);
     if (call->upcall == NULL) {
+        set_state(call, CALL_RUNNING);
         finish_error(call, 503, AGW_CODE_UNAVAILABLE, "out of memory", -1);
     }
 }
 
+/* Tells the limiter this call's departure is settled: SENT_US or never. */
 static void
-on_slot(bool granted, int64_t wait_us, uint64_t epoch, void *arg)
-{
-    struct agw_call *call = arg;
-
-    if (!async_end(call)) {
-        return;
-    }
-    if (!granted) {
-        refuse_slot(call, wait_us);
-        return;
-    }
-    agw_metrics_observe(AGW_M_RATELIMIT_WAIT, (double)wait_us / US_PER_S);
-    rlog_debug(call->request_id,
-               "rate-limit slot in %lld ms (limiter epoch "
-               "%llu)",
-               (long long)(wait_us / US_PER_MS), (unsigned long long)epoch);
-    call->slot_epoch = epoch;
-    if (wait_us <= 0) {
-        send_attempt(call);
-        return;
-    }
-    set_queued(call, true);
-    wait_then(call, wait_us, send_attempt);
-}
-
-/* Asks for a slot with what is left of the budget; the wait that started
- * with the first ask goes on through every ask until the call leaves. */
-static void
-acquire_slot(struct agw_call *call)
+end_transit(struct agw_call *call, int64_t sent_us)
 {
     struct agw_limiter *rl = call->gw->limiter;
-    int64_t left;
 
-    if (call->wait_since_us == 0) {
-        call->wait_since_us = agw_now_us();
+    if (call->in_transit) {
+        call->in_transit = false;
+        rl->ops->left(rl, sent_us);
     }
-    left = wait_left_us(call);
-    async_begin(call);
-    rl->ops->acquire(rl, left > 0 ? left : 0, on_slot, call);
-}
-
-/* The call leads at every level: it is the one that goes upstream. */
-static void
-go_upstream(struct agw_call *call)
-{
-    if (!call->miss_counted) {
-        call->miss_counted = true;
-        agw_metrics_count_cache(AGW_CACHE_MISS);
-    }
-    acquire_slot(call);
-}
-
-/* A stored answer (valid only now): the leader ends its flight with it. */
-static void
-finish_hit(struct agw_call *call, int status, const char *body, size_t len)
-{
-    struct agw_response resp = {
-        .status = status,
-        .body = (char *)body,
-        .len = len,
-        .retry_after_s = -1,
-    };
-
-    agw_metrics_count_cache(AGW_CACHE_HIT);
-    finish(call, &resp, "HIT");
 }
 
 static void
-on_lead_lookup(enum agw_store_result result, int status, const char *body,
-               size_t len, void *arg)
+on_upstream(const struct agw_upstream_result *res, void *arg)
 {
     struct agw_call *call = arg;
+    char message[128];
 
-    if (!async_end(call)) {
+    call->upcall = NULL;
+    if (!resume(call, IN(CALL_ATTEMPT))) {
         return;
     }
-    if (result == AGW_STORE_HIT) {
-        finish_hit(call, status, body, len);
+    call->upstream_status = res->status;
+    end_transit(call, 0);
+    call->upstream_us += agw_now_us() - call->attempt_start_us;
+    agw_metrics_count_upstream(
+        res->outcome == AGW_ATTEMPT_RESPONSE ? res->status : 0);
+    agw_metrics_observe(AGW_M_UPSTREAM_DURATION,
+                        (double)(agw_now_us() - call->attempt_start_us) /
+                            US_PER_S);
+    if (res->outcome == AGW_ATTEMPT_RESPONSE) {
+        on_upstream_response(call, res);
         return;
     }
-    rlog_debug(call->request_id,
-               "leads the flight for %.16s...: no stored "
-               "answer, asking for a rate-limit slot",
-               call->create.dedupe_key);
-    go_upstream(call);
+    rlog_warn(call->request_id, "upstream attempt %d failed: %s",
+              call->attempts, res->detail != NULL ? res->detail : "");
+    if (retry_later(call, res->outcome, 0)) {
+        return;
+    }
+    if (res->outcome == AGW_ATTEMPT_TIMEOUT) {
+        snprintf(message, sizeof(message),
+                 "Connectly did not answer within %d ms",
+                 call->cfg->request_timeout_ms);
+        finish_error(call, 504, AGW_CODE_DEADLINE_EXCEEDED, message, -1);
+        return;
+    }
+    snprintf(message, sizeof(message), "Connectly is unreachable (%d attempts)",
+             call->attempts);
+    finish_error(call, 502, AGW_CODE_UNAVAILABLE, message, -1);
 }
 
-/*
- * The store's answer, else upstream (no-cache calls refresh: upstream).
- * After winning every claim without the fleet's lookup, since a flight
- * may have ended between the first lookup and the claim; or when the
- * fleet could not look (Redis failing), in the store's fallback.
- */
 static void
-look_up_then_upstream(struct agw_call *call)
+on_upstream_response(struct agw_call *call,
+                     const struct agw_upstream_result *res)
 {
-    if (call->no_cache) {
-        go_upstream(call);
-        return;
+    struct agw_response resp = {
+        .status = res->status,
+        .body = (char *)res->body,
+        .len = res->len,
+        .retry_after_s = -1,
+    };
+    char message[96];
+
+    if (res->status >= 200 && res->status < 300) {
+        store_answer(call, res);
+        finish(call, &resp, "MISS");
+    } else if (res->status == 429) {
+        on_upstream_429(call, res->retry_after_s);
+    } else if (res->status == 401 || res->status == 403) {
+        rlog_error(call->request_id,
+                   "Connectly refused the gateway's API key (status %d)",
+                   res->status);
+        finish_error(call, 502, AGW_CODE_INTERNAL,
+                     "the gateway's credentials were refused by Connectly", -1);
+    } else if (res->status >= 500) {
+        if (!retry_later(call, res->outcome, res->status)) {
+            snprintf(message, sizeof(message),
+                     "Connectly answered %d after %d attempts", res->status,
+                     call->attempts);
+            finish_error(call, 502, AGW_CODE_UNAVAILABLE, message, -1);
+        }
+    } else {
+        /* Connectly's own 4xx (e.g. an unfetchable source): its words. */
+        finish(call, &resp, "MISS");
     }
-    async_begin(call);
-    call->gw->store->ops->get(call->gw->store, call->create.dedupe_key,
-                              on_lead_lookup, call);
 }
 
-/* Another instance's answer, or the stored one the fleet found, served
- * here: kept in process (L1, and for Redis outages as this instance's
- * own answers are: SPEC §4), not written to Redis again. */
+/* Upstream's 2xx: the fleet's holder writes Redis with its release
+ * (end_fleet_flight()) and keeps the in-process copies now; any other
+ * call writes it through the store. */
 static void
-keep_copy(struct agw_call *call, const struct agw_response *resp)
+store_answer(struct agw_call *call, const struct agw_upstream_result *res)
 {
     struct agw_store *store = call->gw->store;
 
-    if (resp->status >= 200 && resp->status < 300 && store->ops->keep != NULL) {
-        store->ops->keep(store, call->create.dedupe_key, resp->status,
-                         resp->body, resp->len, call->cfg->cache_ttl_s);
+    if (!call->fleet_leader || !fleet_sees_store(call)) {
+        store->ops->put(store, call->create.dedupe_key, res->status, res->body,
+                        res->len, call->cfg->cache_ttl_s);
+    } else if (store->ops->keep != NULL) {
+        store->ops->keep(store, call->create.dedupe_key, res->status, res->body,
+                         res->len, call->cfg->cache_ttl_s);
     }
 }
 
-/* Another worker or instance answered: like a single-flight waiter. */
+/* Connectly's 429 pauses the fleet for its Retry-After, but never longer
+ * than max_pause_ms: one answer must not stop the fleet for an hour. */
 static void
-take_answer(struct agw_call *call, const struct agw_response *resp)
+on_upstream_429(struct agw_call *call, int retry_after_s)
 {
+    struct agw_limiter *rl = call->gw->limiter;
+    int pause_s = retry_after_s >= 0 ? retry_after_s : UPSTREAM_PAUSE_DEFAULT_S;
+    int64_t pause_us = (int64_t)pause_s * US_PER_S;
+    int64_t max_us = (int64_t)call->cfg->max_pause_ms * US_PER_MS;
+
+    if (pause_us > max_us) {
+        pause_us = max_us;
+    }
+    pause_s = (int)((pause_us + US_PER_S - 1) / US_PER_S);
+    rlog_warn(call->request_id, "Connectly answered 429: pausing %lld ms",
+              (long long)(pause_us / US_PER_MS));
+    rl->ops->pause(rl, pause_us);
+    if (pause_us < remaining_us(call)) {
+        call->paused_us += pause_us;
+        acquire_slot(call);
+        return;
+    }
+    finish_error(call, 429, AGW_CODE_RESOURCE_EXHAUSTED,
+                 "Connectly's rate limit was reached; retry later",
+                 pause_s > 0 ? pause_s : 1);
+}
+
+static double
+random_unit(void)
+{
+    uint32_t r = 0;
+
+    if (RAND_bytes((unsigned char *)&r, sizeof(r)) != 1) {
+        r = (uint32_t)agw_now_us();
+    }
+    return (double)r / 4294967296.0;
+}
+
+/* After a failed attempt: schedules the next one (BACKOFF) if the rules
+ * allow. */
+static bool
+retry_later(struct agw_call *call, enum agw_attempt_outcome outcome, int status)
+{
+    int64_t backoff;
+
+    if (!agw_retry_allowed(outcome, status, call->attempts,
+                           call->cfg->max_retries, call->create.id != NULL)) {
+        return false;
+    }
+    backoff = agw_backoff_us(call->attempts, random_unit());
+    if (backoff >= remaining_us(call)) {
+        return false;
+    }
+    agw_metrics_inc(AGW_M_UPSTREAM_RETRIES);
+    rlog_debug(call->request_id, "retrying in %lld ms after attempt %d",
+               (long long)(backoff / US_PER_MS), call->attempts);
+    wait_then(call, backoff, CALL_BACKOFF);
+    return true;
+}
+
+/* ---- the way out ---- */
+
+static void
+unlink_leader(struct agw_call *call)
+{
+    if (call->prev != NULL) {
+        call->prev->next = call->next;
+    } else {
+        call->gw->leaders = call->next;
+    }
+    if (call->next != NULL) {
+        call->next->prev = call->prev;
+    }
+}
+
+/*
+ * Ends the call's part in the flights of this process and of the fleet:
+ * as their holder it hands its answer to the other workers' and
+ * instances' waiters. Not a shutdown's 503, which is this instance's own
+ * business: then the claims pass on (a Redis one when it expires).
+ */
+static void
+end_claim(struct agw_fleet *fleet, struct agw_fleet_wait **wait, bool *leader,
+          const char *key, const struct agw_response *resp, bool shutting_down,
+          long store_ttl_s)
+{
+    if (*wait != NULL) {
+        agw_fleet_cancel(fleet, *wait);
+        *wait = NULL;
+    }
+    if (*leader && shutting_down) {
+        agw_fleet_abandon(fleet, key);
+    } else if (*leader && store_ttl_s > 0) {
+        agw_fleet_release_storing(fleet, key, resp, store_ttl_s);
+    } else if (*leader) {
+        agw_fleet_release(fleet, key, resp);
+    }
+    *leader = false;
+}
+
+/*
+ * A fleet holder that finishes with a 2xx got it from upstream (a
+ * stored or coalesced answer takes no claim): its release stores it
+ * (store_answer() kept only the in-process copies).
+ */
+static void
+end_fleet_flight(struct agw_call *call, const struct agw_response *resp,
+                 bool shutting_down)
+{
+    const char *key = call->create.dedupe_key;
     bool ok = resp->status >= 200 && resp->status < 300;
 
-    agw_metrics_count_cache(AGW_CACHE_COALESCED);
-    finish(call, resp, ok ? "HIT" : "-");
-}
-
-static void
-on_fleet(enum agw_fleet_outcome outcome, const struct agw_response *resp,
-         void *arg)
-{
-    struct agw_call *call = arg;
-
-    call->fleet_wait = NULL;
-    switch (outcome) {
-    case AGW_FLEET_STORED:
-        keep_copy(call, resp);
-        finish_hit(call, resp->status, resp->body, resp->len);
-        return;
-    case AGW_FLEET_ANSWER:
-        keep_copy(call, resp);
-        take_answer(call, resp);
-        return;
-    case AGW_FLEET_LEAD:
-        rlog_debug(call->request_id, "holds the fleet's claim on %.16s...",
-                   call->create.dedupe_key);
-        call->fleet_leader = true;
-        if (fleet_sees_store(call)) {
-            go_upstream(call); /* the claim looked the store up */
-        } else {
-            look_up_then_upstream(call);
-        }
-        return;
-    default:
-        rlog_debug(call->request_id, "fleet single flight unavailable: "
-                                     "deduplicating on this instance only");
-        call->without_fleet = true;
-        if (fleet_sees_store(call)) {
-            look_up_then_upstream(call); /* the claim could not look */
-        } else {
-            go_upstream(call);
-        }
-        return;
+    if (call->gw->fleet != NULL) {
+        end_claim(call->gw->fleet, &call->fleet_wait, &call->fleet_leader, key,
+                  resp, shutting_down,
+                  ok && fleet_sees_store(call) ? call->cfg->cache_ttl_s : 0);
     }
-}
-
-/* Joins the fleet's flight, with the stored answer looked up in the
- * same round trip unless the call refreshes it. */
-static struct agw_fleet_wait *
-ask_fleet(struct agw_call *call)
-{
-    struct agw_fleet *fleet = call->gw->fleet;
-
-    if (!call->no_cache && fleet_sees_store(call)) {
-        return agw_fleet_lookup(fleet, call->create.dedupe_key, on_fleet, call);
-    }
-    return agw_fleet_join(fleet, call->create.dedupe_key, on_fleet, call);
-}
-
-/* Leads the flight in this process: now the fleet's, if there is one. */
-static void
-join_fleet_wide(struct agw_call *call)
-{
-    if (call->gw->fleet == NULL) {
-        look_up_then_upstream(call);
-        return;
-    }
-    call->fleet_wait = ask_fleet(call);
-}
-
-static void
-on_local_fleet(enum agw_fleet_outcome outcome, const struct agw_response *resp,
-               void *arg)
-{
-    struct agw_call *call = arg;
-
-    call->local_wait = NULL;
-    rlog_debug(call->request_id, "%s in this process for %.16s...",
-               outcome == AGW_FLEET_ANSWER ? "answered by another worker"
-                                           : "leads the flight",
-               call->create.dedupe_key);
-    if (outcome == AGW_FLEET_ANSWER) {
-        take_answer(call, resp);
-        return;
-    }
-    call->local_leader = true;
-    join_fleet_wide(call);
-}
-
-/*
- * A miss here: another worker of this process, then another instance of
- * the fleet, may be calling upstream for it already.
- */
-static void
-join_fleet(struct agw_call *call)
-{
     if (call->gw->local_fleet != NULL) {
-        call->local_wait =
-            agw_fleet_join(call->gw->local_fleet, call->create.dedupe_key,
-                           on_local_fleet, call);
-    } else if (call->gw->fleet != NULL) {
-        call->fleet_wait = ask_fleet(call);
-    } else {
-        go_upstream(call);
+        end_claim(call->gw->local_fleet, &call->local_wait, &call->local_leader,
+                  key, resp, shutting_down, 0);
     }
 }
 
-/*
- * Makes the deadline (at start_us + request_deadline_ms, whenever it is
- * armed) and, WITH_TIMER, the limiter's timer. Only calls that go past a
- * store hit need them. False when memory ran out: the call is answered.
- */
-static bool
-arm_timers(struct agw_call *call, bool with_timer)
+/* The leader's way out: ends the flight (answering its waiters too) and
+ * cancels every wait of the call that can be cancelled. */
+static void
+finish(struct agw_call *call, const struct agw_response *resp,
+       const char *cache)
 {
-    struct event_base *base = call->gw->base;
-    int64_t left = remaining_us(call);
-    struct timeval tv = {
-        .tv_sec = left > 0 ? (time_t)(left / US_PER_S) : 0,
-        .tv_usec = left > 0 ? (suseconds_t)(left % US_PER_S) : 0,
-    };
-
-    if (call->deadline == NULL) {
-        call->deadline = evtimer_new(base, on_deadline, call);
-        if (call->deadline != NULL) {
-            evtimer_add(call->deadline, &tv);
-        }
+    end_wait(call);
+    end_fleet_flight(call, resp, call->gw->draining && resp->status == 503);
+    unlink_leader(call);
+    end_transit(call, 0);
+    if (call->upcall != NULL) {
+        agw_upstream_cancel(call->upcall);
+        call->upcall = NULL;
     }
-    if (with_timer && call->timer == NULL) {
-        call->timer = evtimer_new(base, on_timer, call);
+    if (call->timer != NULL) {
+        event_free(call->timer);
+        call->timer = NULL;
     }
-    if (call->deadline == NULL || (with_timer && call->timer == NULL)) {
-        finish_error(call, 503, AGW_CODE_UNAVAILABLE, "out of memory", -1);
-        return false;
+    if (call->deadline != NULL) {
+        event_free(call->deadline);
+        call->deadline = NULL;
     }
-    return true;
+    agw_sf_finish(call->gw->sf, call->create.dedupe_key, resp);
+    answer(call, resp, cache);
 }
 
 static void
-on_lookup(enum agw_store_result result, int status, const char *body,
-          size_t len, void *arg)
+finish_error(struct agw_call *call, int status, int code, const char *message,
+             int retry_after_s)
 {
-    struct agw_call *call = arg;
+    struct agw_response resp;
 
-    if (!async_end(call)) {
-        return;
-    }
-    if (result == AGW_STORE_HIT) {
-        finish_hit(call, status, body, len);
-        return;
-    }
-    if (arm_timers(call, true)) {
-        join_fleet(call);
-    }
+    agw_response_error(&resp, status, code, message);
+    resp.retry_after_s = retry_after_s;
+    finish(call, &resp, "MISS");
+    agw_response_clear(&resp);
+}
+
+/* The RateLimit-* headers into H (3 of them), their values into TEXT. */
+static void
+ratelimit_headers(struct agw_call *call, struct agw_header *h, char text[3][21])
+{
+    struct agw_limiter *rl = call->gw->limiter;
+    struct agw_rl_state state;
+
+    rl->ops->state(rl, (int64_t)call->cfg->max_wait_ms * US_PER_MS, &state);
+    agw_fmt_long(state.limit, text[0]);
+    agw_fmt_long(state.remaining, text[1]);
+    agw_fmt_long(state.reset_s, text[2]);
+    h[0] = (struct agw_header){"RateLimit-Limit", text[0]};
+    h[1] = (struct agw_header){"RateLimit-Remaining", text[1]};
+    h[2] = (struct agw_header){"RateLimit-Reset", text[2]};
 }
 
 static void
-lead(struct agw_call *call)
+log_access(const struct agw_call *call, int status, const char *cache)
 {
-    struct agw_gateway *gw = call->gw;
-
-    call->next = gw->leaders;
-    if (gw->leaders != NULL) {
-        gw->leaders->prev = call;
-    }
-    gw->leaders = call;
-    if (call->no_cache || fleet_sees_store(call)) {
-        if (arm_timers(call, true)) {
-            join_fleet(call);
-        }
-        return;
-    }
-    /*
-     * A store without I/O answers before get() returns, and a hit frees
-     * the call: a second async reference keeps it until we have looked.
-     * Only a lookup still out needs the deadline now.
-     */
-    async_begin(call);
-    async_begin(call);
-    gw->store->ops->get(gw->store, call->create.dedupe_key, on_lookup, call);
-    if (async_end(call) && call->async_out > 0) {
-        arm_timers(call, false);
-    }
-}
-
-static bool
-wants_no_cache(struct evhttp_request *req)
-{
-    const char *value = evhttp_find_header(
-        evhttp_request_get_input_headers(req), "Cache-Control");
-
-    return value != NULL && strcasestr(value, "no-cache") != NULL;
-}
-
-/* Who is calling (SPEC §2); answers 401/403 itself and returns false. */
-static bool
-authenticate(struct agw_call *call, const char *business_id)
-{
-    const char *header = evhttp_find_header(
-        evhttp_request_get_input_headers(call->req), "Authorization");
-    const char *name = NULL;
-
-    if (call->gw->auth == NULL) {
-        return true;
-    }
-    switch (agw_auth_check(call->gw->auth, header, business_id, &name)) {
-    case AGW_AUTH_OK:
-        snprintf(call->caller, sizeof(call->caller), "%s", name);
-        return true;
-    case AGW_AUTH_FORBIDDEN:
-        snprintf(call->caller, sizeof(call->caller), "%s", name);
-        answer_error(call, 403, AGW_CODE_PERMISSION_DENIED,
-                     "this caller may not act for this business");
-        return false;
-    case AGW_AUTH_UNKNOWN:
-        evhttp_add_header(evhttp_request_get_output_headers(call->req),
-                          "WWW-Authenticate", "Bearer error=\"invalid_token\"");
-        answer_error(call, 401, AGW_CODE_UNAUTHENTICATED,
-                     "the bearer token is not valid");
-        return false;
-    default:
-        evhttp_add_header(evhttp_request_get_output_headers(call->req),
-                          "WWW-Authenticate", "Bearer");
-        answer_error(call, 401, AGW_CODE_UNAUTHENTICATED,
-                     "missing Authorization: Bearer <token>");
-        return false;
-    }
-}
-
-/* Reads and validates the body; answers 4xx itself and returns false. */
-static bool
-parse_call(struct agw_call *call, const char *business_id)
-{
-    const struct agw_config *cfg = call->cfg;
-    struct evbuffer *in = evhttp_request_get_input_buffer(call->req);
-    size_t len = evbuffer_get_length(in);
-    char message[512];
-    const char *body;
-
-    if (len > (size_t)cfg->max_body_bytes) {
-        snprintf(message, sizeof(message),
-                 "request body is %zu bytes; the limit is %ld", len,
-                 cfg->max_body_bytes);
-        answer_error(call, 413, AGW_CODE_INVALID_ARGUMENT, message);
-        return false;
-    }
-    body = (const char *)evbuffer_pullup(in, -1);
-    if (!agw_create_parse(&call->create, business_id, body != NULL ? body : "",
-                          len, cfg->allow_private_sources, message,
-                          sizeof(message))) {
-        answer_error(call, 400, AGW_CODE_INVALID_ARGUMENT, message);
-        return false;
-    }
-    return true;
-}
-
-static void
-on_peek(enum agw_store_result result, int status, const char *body, size_t len,
-        void *arg)
-{
-    struct agw_response resp = {
+    struct agw_access access = {
+        .request_id = call->request_id,
+        .caller = call->caller,
+        .business_id = call->business_id,
+        .method = "POST",
+        .path = call->to.ops->uri(call->to.conn),
         .status = status,
-        .body = (char *)body,
-        .len = len,
-        .retry_after_s = -1,
+        .cache = cache,
+        .upstream_status = call->upstream_status,
+        .attempts = call->attempts,
+        .upstream_ms = (double)call->upstream_us / US_PER_MS,
+        .wait_ms = (double)call->waited_us / US_PER_MS,
+        .total_ms = (double)(agw_now_us() - call->start_us) / US_PER_MS,
     };
 
-    agw_metrics_count_cache(AGW_CACHE_HIT);
-    answer(arg, &resp, "HIT");
+    agw_log_access(&access);
 }
 
 /*
- * A store that holds the answer in process (the L1, the memory store)
- * gives it here, before the call joins a flight: a hit needs none.
+ * The body as it may go out: a stored answer (or another instance's) can
+ * predate the redaction of upstream bodies, so every key in use is taken
+ * out here too (SPEC §8). Returns RESP, or CLEAN holding a redacted copy
+ * (CLEAN->body to free); NULL when memory ran out.
  */
-static bool
-answered_at_once(struct agw_call *call)
+static const struct agw_response *
+redacted(struct agw_call *call, const struct agw_response *resp,
+         struct agw_response *clean)
 {
-    struct agw_store *store = call->gw->store;
+    static _Thread_local int64_t warned_us; /* this worker's last warn */
+    int rc = call->gw->upstream == NULL
+                 ? 0
+                 : agw_upstream_redact(call->gw->upstream, resp->body,
+                                       resp->len, &clean->body, &clean->len);
 
-    if (call->no_cache || store->ops->peek == NULL) {
-        return false;
+    if (rc == 0) {
+        return resp;
     }
-    return store->ops->peek(store, call->create.dedupe_key, on_peek, call);
+    if (rc < 0) {
+        return NULL;
+    }
+    if (warned_us == 0 || agw_now_us() - warned_us >= REDACTED_WARN_EVERY_US) {
+        warned_us = agw_now_us();
+        rlog_warn(call->request_id, "an answer to send held the API key (a "
+                                    "stored answer from before redaction?): "
+                                    "redacted");
+    }
+    clean->status = resp->status;
+    clean->retry_after_s = resp->retry_after_s;
+    return clean;
 }
 
-/* REFUSED: the guard refused the call and did not read its body; it is
- * answered so once its caller is authenticated. */
+/* Sends RESP to this call's caller, logs the access line, and makes the
+ * call DONE (freed now, or by the lookup or slot reply still due). */
 static void
-handle(struct agw_gateway *gw, struct evhttp_request *req,
-       const char *business_id, const struct agw_refusal *refused)
+answer(struct agw_call *call, const struct agw_response *resp,
+       const char *cache)
 {
-    struct agw_call *call = calloc(1, sizeof(*call));
+    struct agw_response clean = {.body = NULL};
+    struct agw_response oom;
+    struct agw_header extra[4];
+    char text[3][21];
+    size_t n = 0;
 
-    if (call == NULL) {
-        agw_reply_error(req, 503, AGW_CODE_UNAVAILABLE, "out of memory");
-        return;
+    resp = redacted(call, resp, &clean);
+    if (resp == NULL) {
+        agw_response_error(&oom, 503, AGW_CODE_UNAVAILABLE, "out of memory");
+        resp = &oom;
+        cache = "-";
     }
-    call->gw = gw;
-    call->cfg = agw_config_ref(gw->cfg);
-    call->req = req;
-    call->start_us = agw_now_us();
-    call->deadline_us =
-        call->start_us + (int64_t)call->cfg->request_deadline_ms * US_PER_MS;
-    /* At most 40 bytes of whatever the path held, for the access log. */
-    memcpy(call->business_id, business_id, strnlen(business_id, 40));
-    call->caller[0] = '-';
-    agw_reply_request_id(req, call->request_id);
-    gw->inflight++;
-    agw_metrics_gauge_add(AGW_M_INFLIGHT, 1);
-    if (gw->draining) {
-        answer_error(call, 503, AGW_CODE_UNAVAILABLE,
-                     "the gateway is shutting down");
-        return;
+    if (resp->status >= 200 && resp->status < 300) {
+        extra[n++] = (struct agw_header){"X-Cache", cache};
     }
-    if (!authenticate(call, business_id)) {
-        return;
+    if (call->gw->draining) {
+        call->to.ops->add_header(call->to.conn, "Connection", "close");
     }
-    if (refused != NULL) {
-        answer_error(call, refused->status, refused->code, refused->message);
-        return;
+    ratelimit_headers(call, extra + n, text);
+    n += 3;
+    log_access(call, resp->status, cache);
+    call->to.ops->send(call->to.conn, resp, extra, n);
+    free(clean.body);
+    if (resp == &oom) {
+        agw_response_clear(&oom);
     }
-    if (!parse_call(call, business_id)) {
-        return;
-    }
-    call->no_cache = wants_no_cache(req);
-    if (answered_at_once(call)) {
-        return;
-    }
-    if (agw_sf_join(gw->sf, call->create.dedupe_key, on_flight_done, call)) {
-        lead(call);
-        return;
-    }
-    agw_metrics_count_cache(AGW_CACHE_COALESCED);
-    agw_metrics_gauge_add(AGW_M_SINGLEFLIGHT_WAITERS, 1);
+    call->gw->inflight--;
+    agw_metrics_gauge_add(AGW_M_INFLIGHT, -1);
+    set_done(call);
 }
+
+/* ---- the module's entry points ---- */
+
+void
+agw_create_start(struct agw_gateway *gw, const struct agw_responder *to,
+                 const char *business_id, const struct agw_refusal *refused)
+{
+    handle(gw, to, business_id, refused);
+}
+
+/* The responder for an evhttp request (CONN). */
+
+static const char *
+ev_header(void *conn, const char *name)
+{
+    return evhttp_find_header(evhttp_request_get_input_headers(conn), name);
+}
+
+static const char *
+ev_body(void *conn, size_t *len)
+{
+    struct evbuffer *in = evhttp_request_get_input_buffer(conn);
+
+    *len = evbuffer_get_length(in);
+    return (const char *)evbuffer_pullup(in, -1);
+}
+
+static const char *
+ev_uri(void *conn)
+{
+    return evhttp_request_get_uri(conn);
+}
+
+static void
+ev_request_id(void *conn, char *out)
+{
+    agw_reply_request_id(conn, out);
+}
+
+static void
+ev_add_header_once(void *conn, const char *name, const char *value)
+{
+    struct evkeyvalq *headers = evhttp_request_get_output_headers(conn);
+
+    if (evhttp_find_header(headers, name) == NULL) {
+        evhttp_add_header(headers, name, value);
+    }
+}
+
+static void
+ev_send(void *conn, const struct agw_response *resp,
+        const struct agw_header *extra, size_t n)
+{
+    agw_reply_send_with(conn, resp, extra, n);
+}
+
+static const struct agw_responder_ops evhttp_responder = {
+    .header = ev_header,
+    .body = ev_body,
+    .uri = ev_uri,
+    .request_id = ev_request_id,
+    .add_header = ev_add_header_once,
+    .send = ev_send,
+};
 
 void
 agw_create_handle(struct agw_gateway *gw, struct evhttp_request *req,
                   const char *business_id)
 {
-    handle(gw, req, business_id, NULL);
+    struct agw_responder to = {&evhttp_responder, req};
+
+    handle(gw, &to, business_id, NULL);
 }
 
 void
 agw_create_refuse(struct agw_gateway *gw, struct evhttp_request *req,
                   const char *business_id, const struct agw_refusal *refused)
 {
-    handle(gw, req, business_id, refused);
+    struct agw_responder to = {&evhttp_responder, req};
+
+    handle(gw, &to, business_id, refused);
 }
 
 void
@@ -1214,11 +1388,12 @@ agw_create_on_limiter_change(void *arg)
     }
     for (; call != NULL; call = older) {
         older = call->prev; /* CALL may be answered and freed below */
-        if (!call->queued || (slot_valid(call) && !fleet_back(call))) {
+        if (call->state != CALL_QUEUED ||
+            (slot_valid(call) && !fleet_back(call))) {
             continue;
         }
         evtimer_del(call->timer);
-        set_queued(call, false);
+        set_state(call, CALL_RUNNING);
         if (!rejoin_fleet(call)) {
             acquire_slot(call);
         }

@@ -6,11 +6,47 @@
 #ifndef AGW_CREATE_H
 #define AGW_CREATE_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 struct evhttp_request;
 struct agw_gateway;
 struct agw_refusal;
+struct agw_response;
+struct agw_header;
+
+/*
+ * The caller's side of a create: what the pipeline reads of the request
+ * and how it answers. agw_create_handle() gives it an evhttp request;
+ * unit tests give it their own. CONN is the responder's.
+ */
+struct agw_responder_ops {
+    /* The request header NAME's value, or NULL. */
+    const char *(*header)(void *conn, const char *name);
+    /* The request body, *LEN bytes (need not end in NUL); NULL: none. */
+    const char *(*body)(void *conn, size_t *len);
+    /* The request's path and query, for the access log. */
+    const char *(*uri)(void *conn);
+    /* The request's id (see agw_reply_request_id()) into OUT (at least
+     * AGW_REQUEST_ID_MAX + 1 bytes), also set on the answer. */
+    void (*request_id)(void *conn, char *out);
+    /* Adds header NAME to the answer, unless it has one already. */
+    void (*add_header)(void *conn, const char *name, const char *value);
+    /* Sends RESP with the N headers in EXTRA: the call's one answer. */
+    void (*send)(void *conn, const struct agw_response *resp,
+                 const struct agw_header *extra, size_t n);
+};
+
+struct agw_responder {
+    const struct agw_responder_ops *ops;
+    void *conn;
+};
+
+/* agw_create_handle() and agw_create_refuse() (REFUSED may be NULL) for
+ * any responder: TO is copied. */
+void agw_create_start(struct agw_gateway *gw, const struct agw_responder *to,
+                      const char *business_id,
+                      const struct agw_refusal *refused);
 
 /* Handles POST /v1/businesses/BUSINESS_ID/assets on REQ. */
 void agw_create_handle(struct agw_gateway *gw, struct evhttp_request *req,
