@@ -438,6 +438,7 @@ class Harness:
         self.t.redact.append(self.api_key)
         self._seq = 0
         self._servers = []
+        self._sandbox = None  # the scenarios' shared sandbox, once started
 
     def name(self, prefix):
         self._seq += 1
@@ -475,6 +476,14 @@ class Harness:
         for b in (self.gateway_bin, self.sandbox_bin):
             if not os.access(b, os.X_OK):
                 raise RuntimeError("binary missing: %s (set AGW_BUILDDIR)" % b)
+
+    def sandbox(self):
+        """The sandbox shared by the scenarios of a file (default
+        arguments), started on first use; run() resets it (calls,
+        counters, faults) before each scenario."""
+        if self._sandbox is None or not self._sandbox.proc.alive():
+            self._sandbox = Sandbox(self)
+        return self._sandbox
 
     def source_server(self, files=None, port=0):
         """A small plain-HTTP source server: GET /samples/NAME answers
@@ -918,15 +927,98 @@ def check_sanitizers(t):
             "started" % len(procs), "\n".join(bad[:20]))
 
 
-def run(main, summary=False):
-    """Runs MAIN(h) with TAP framing and cleanup. Exit status is 0 unless
-    an unexpected exception bailed out. SUMMARY: end with the plain line
-    "N passed, N failed" (for runs outside automake's TAP driver)."""
+# ------------------------------------------------------------ scenarios
+
+_scenarios = []
+
+
+def scenario(fn):
+    """Decorator: FN(h) is a named scenario of this file, run by run() in
+    definition order. It starts from a reset sandbox (h.sandbox()); what
+    it starts itself (gateways, Redis, source servers) is stopped when it
+    ends, so no scenario sees another's processes or counters."""
+    _scenarios.append(fn)
+    return fn
+
+
+def _selection(argv):
+    """The -k patterns from ARGV ("-k NAME", "-kNAME", "-k=NAME"; several
+    allowed) plus those in $AGW_K (comma or space separated, for make
+    check); whether --list was given. Other arguments are an error."""
+    pats = (os.environ.get("AGW_K") or "").replace(",", " ").split()
+    listing = False
+    args = list(argv)
+    while args:
+        a = args.pop(0)
+        if a == "-k" and args:
+            pats.append(args.pop(0))
+        elif a.startswith("-k"):
+            pats.append(a[2:].lstrip("="))
+        elif a == "--list":
+            listing = True
+        else:
+            raise SystemExit("usage: %s [-k NAME]... [--list]\n"
+                             "  -k NAME  run only the scenarios whose name "
+                             "contains NAME" % sys.argv[0])
+    return pats, listing
+
+
+def _run_scenario(h, fn):
+    """Runs FN(h) from a reset sandbox; an exception is a failed check
+    with the traceback as diagnostics. Stops what FN started."""
+    with _procs_lock:
+        before = set(_procs)
+    nservers = len(h._servers)
+    h.t.diag("scenario %s" % fn.__name__)
+    try:
+        if h._sandbox is not None and h._sandbox.proc.alive():
+            h._sandbox.reset()
+        fn(h)
+    except Exception:
+        h.t.check(False, "scenario %s: ran to its end" % fn.__name__,
+                  traceback.format_exc())
+    keep = h._sandbox.proc if h._sandbox is not None else None
+    with _procs_lock:
+        started = [p for p in _procs if p not in before and p is not keep]
+    for p in started:
+        try:
+            p.stop()
+        except Exception:  # cleanup must go on
+            pass
+    for srv in h._servers[nservers:]:
+        srv.shutdown()
+        srv.server_close()
+    del h._servers[nservers:]
+
+
+def _run_scenarios(h, pats):
+    chosen = [fn for fn in _scenarios
+              if not pats or any(p in fn.__name__ for p in pats)]
+    if not chosen:
+        h.t.check(False, "-k %s matches a scenario" % " -k ".join(pats),
+                  "scenarios: " + " ".join(fn.__name__ for fn in _scenarios))
+    for fn in chosen:
+        _run_scenario(h, fn)
+
+
+def run(main=None, summary=False):
+    """Runs MAIN(h), or without MAIN the @scenario functions (those whose
+    name contains one of the -k NAME arguments, or all), with TAP framing
+    and cleanup. Exit status is 0 unless an unexpected exception bailed
+    out. SUMMARY: end with the plain line "N passed, N failed" (for runs
+    outside automake's TAP driver)."""
+    pats, listing = _selection(sys.argv[1:] if main is None else [])
+    if listing:
+        print("\n".join(fn.__name__ for fn in _scenarios))
+        sys.exit(0)
     h = Harness()
     status = 0
     try:
         h.check_binaries()
-        main(h)
+        if main is None:
+            _run_scenarios(h, pats)
+        else:
+            main(h)
         stop_all()
         check_sanitizers(h.t)
     except Exception:
