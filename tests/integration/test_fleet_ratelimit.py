@@ -46,15 +46,6 @@ def stop_all(gws):
         g.stop()
 
 
-def wait_until(pred, timeout, step=0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(step)
-    return pred()
-
-
 def live_instances(rd, prefix):
     """Members of the heartbeat set whose expiry is still ahead."""
     now_s, now_us = rd.cmd("TIME")
@@ -100,7 +91,8 @@ def test_fleet_limit(h, sb, rd):
     rate, n = 40, 240
     sb.reset()
     gws = fleet(h, sb, rd, "fl1:", rate, LONG_WAIT_MS)
-    wait_until(lambda: live_instances(rd, "fl1:") == INSTANCES, 5)
+    H.wait_until(lambda: live_instances(rd, "fl1:") == INSTANCES, 5,
+                 step=0.05)
     t.eq(live_instances(rd, "fl1:"), INSTANCES,
          "each instance keeps a heartbeat in the prefix's set")
     uris = [sb.sample("fleet-%03d.png" % i) for i in range(n)]
@@ -241,12 +233,14 @@ def test_fallback(h, sb, rd):
     sb.reset()
     gws = fleet(h, sb, rd, "fl4:", rate, LONG_WAIT_MS)
     g = gws[0]
-    t.check(wait_until(lambda: live_seen(g) == INSTANCES, 5),
+    t.check(H.wait_until(lambda: live_seen(g) == INSTANCES, 5,
+                         step=0.05),
             "instance 0 saw %d live instances through the heartbeats"
             % INSTANCES, "\n".join(log_lines(g, "live instances")))
     t.eq(readyz_status(g), "ready", "/readyz ready while Redis is up")
     rd.stop()
-    t.check(wait_until(lambda: readyz_status(g) == "degraded", 5),
+    t.check(H.wait_until(lambda: readyz_status(g) == "degraded", 5,
+                         step=0.05),
             "Redis stopped -> /readyz degraded", repr(readyz_status(g)))
     n = 60
     uris = [sb.sample("fallback-%02d.png" % i) for i in range(n)]
@@ -275,7 +269,8 @@ def test_fallback(h, sb, rd):
 
     # --- Redis back: the shared limiter again ----------------------------
     rd.start()
-    t.check(wait_until(lambda: readyz_status(g) == "ready", 8),
+    t.check(H.wait_until(lambda: readyz_status(g) == "ready", 8,
+                         step=0.05),
             "Redis back -> /readyz ready", repr(readyz_status(g)))
     time.sleep(0.3)
     sb.reset()
