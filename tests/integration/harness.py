@@ -79,6 +79,7 @@ class Tap:
 
     def bail(self, desc, diag=None):
         self.n += 1
+        self.failed += 1  # so the summary line counts it
         print("not ok %d - %s" % (self.n, self._clean(desc)), flush=True)
         if diag:
             self.diag(diag)
@@ -439,6 +440,8 @@ class Harness:
         self._seq = 0
         self._servers = []
         self._sandbox = None  # the scenarios' shared sandbox, once started
+        self._shared = {}  # key -> what shared() made
+        self._kept = set()  # processes and servers shared() started
 
     def name(self, prefix):
         self._seq += 1
@@ -482,8 +485,23 @@ class Harness:
         arguments), started on first use; run() resets it (calls,
         counters, faults) before each scenario."""
         if self._sandbox is None or not self._sandbox.proc.alive():
-            self._sandbox = Sandbox(self)
+            self._shared.pop("sandbox", None)
+            self._sandbox = self.shared("sandbox", Sandbox)
         return self._sandbox
+
+    def shared(self, key, make):
+        """MAKE(self), made once per file and kept under KEY: what it
+        starts (processes, source servers) outlives the scenario that
+        first asked for it and is stopped at the end of the file."""
+        if key not in self._shared:
+            with _procs_lock:
+                before = set(_procs)
+            nservers = len(self._servers)
+            self._shared[key] = make(self)
+            with _procs_lock:
+                self._kept.update(p for p in _procs if p not in before)
+            self._kept.update(self._servers[nservers:])
+        return self._shared[key]
 
     def source_server(self, files=None, port=0):
         """A small plain-HTTP source server: GET /samples/NAME answers
@@ -935,8 +953,9 @@ _scenarios = []
 def scenario(fn):
     """Decorator: FN(h) is a named scenario of this file, run by run() in
     definition order. It starts from a reset sandbox (h.sandbox()); what
-    it starts itself (gateways, Redis, source servers) is stopped when it
-    ends, so no scenario sees another's processes or counters."""
+    it starts itself (gateways, Redis, source servers; not what
+    h.shared() makes) is stopped when it ends, so no scenario sees
+    another's processes or counters."""
     _scenarios.append(fn)
     return fn
 
@@ -977,18 +996,18 @@ def _run_scenario(h, fn):
     except Exception:
         h.t.check(False, "scenario %s: ran to its end" % fn.__name__,
                   traceback.format_exc())
-    keep = h._sandbox.proc if h._sandbox is not None else None
     with _procs_lock:
-        started = [p for p in _procs if p not in before and p is not keep]
+        started = [p for p in _procs if p not in before
+                   and p not in h._kept]
     for p in started:
         try:
             p.stop()
         except Exception:  # cleanup must go on
             pass
-    for srv in h._servers[nservers:]:
+    for srv in [x for x in h._servers[nservers:] if x not in h._kept]:
         srv.shutdown()
         srv.server_close()
-    del h._servers[nservers:]
+        h._servers.remove(srv)
 
 
 def _run_scenarios(h, pats):
