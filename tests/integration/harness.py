@@ -989,6 +989,7 @@ def _run_scenario(h, fn):
         before = set(_procs)
     nservers = len(h._servers)
     h.t.diag("scenario %s" % fn.__name__)
+    t0 = time.monotonic()
     try:
         if h._sandbox is not None and h._sandbox.proc.alive():
             h._sandbox.reset()
@@ -996,6 +997,8 @@ def _run_scenario(h, fn):
     except Exception:
         h.t.check(False, "scenario %s: ran to its end" % fn.__name__,
                   traceback.format_exc())
+    h.t.diag("scenario %s took %.1f s" % (fn.__name__,
+                                          time.monotonic() - t0))
     with _procs_lock:
         started = [p for p in _procs if p not in before
                    and p not in h._kept]

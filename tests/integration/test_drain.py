@@ -92,6 +92,7 @@ def log_msgs(gw):
     return out
 
 
+@H.scenario
 def slow_call_drains(h):
     """SIGTERM with a 1.5 s call in flight: 200, then exit 0."""
     t = h.t
@@ -172,6 +173,7 @@ def slow_call_drains(h):
     sb.stop()
 
 
+@H.scenario
 def drain_timeout(h):
     """drain_timeout_ms 500, upstream 3000 ms: 503 code 14 at ~0.5 s."""
     t = h.t
@@ -260,6 +262,7 @@ def waiters_and_queue(h, drain_ms, sig, want_status):
     sb.stop()
 
 
+@H.scenario
 def idle_signals(h):
     t = h.t
     sb = H.Sandbox(h)
@@ -282,13 +285,15 @@ def idle_signals(h):
     sb.stop()
 
 
-def main(h):
-    slow_call_drains(h)
-    drain_timeout(h)
+@H.scenario
+def waiters_and_queue_sigterm(h):
     waiters_and_queue(h, 10000, signal.SIGTERM, 200)
+
+
+@H.scenario
+def waiters_and_queue_drain_timeout(h):
     waiters_and_queue(h, 300, signal.SIGINT, 503)
-    idle_signals(h)
 
 
 if __name__ == "__main__":
-    H.run(main)
+    H.run()

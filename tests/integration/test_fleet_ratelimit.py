@@ -5,7 +5,8 @@ max_wait_ms without calling upstream, pause together on an upstream 429,
 and fall back to a local limit of rate / live instances while Redis is
 down, returning to the shared one when it is back.
 
-Every scenario uses its own key_prefix, so no state leaks between them.
+Every scenario has its own redis-server and key_prefix, so no state leaks
+between them (-k NAME runs one alone).
 The sandbox runs with --rate 1000: its own limit never interferes.
 """
 
@@ -299,20 +300,25 @@ def test_fallback(h, sb, rd):
     stop_all(gws)
 
 
-def main(h):
-    rd = H.Redis(h)
-    sb = H.Sandbox(h, rate=1000)
-    t0 = time.monotonic()
-    test_fleet_limit(h, sb, rd)
-    test_over_max_wait(h, sb, rd)
-    test_fleet_pause(h, sb, rd)
-    test_fallback(h, sb, rd)
-    h.t.diag("scenarios took %.1f s" % (time.monotonic() - t0))
-    rd.stop()
+def scenario(test):
+    """TEST(h, sb, rd) as a scenario: the file's sandbox (--rate 1000)
+    reset, a redis-server of its own."""
+    def run(h):
+        sb = h.shared("sandbox-1000", lambda h: H.Sandbox(h, rate=1000))
+        sb.reset()
+        test(h, sb, H.Redis(h))
+    run.__name__ = test.__name__[len("test_"):]
+    return H.scenario(run)
+
+
+fleet_limit = scenario(test_fleet_limit)
+over_max_wait = scenario(test_over_max_wait)
+fleet_pause = scenario(test_fleet_pause)
+fallback = scenario(test_fallback)
 
 
 if __name__ == "__main__":
     if shutil.which("redis-server") is None:
         print("1..0 # SKIP redis-server not installed")
         sys.exit(0)
-    H.run(main)
+    H.run()
