@@ -969,16 +969,19 @@ def _selection(argv):
     args = list(argv)
     while args:
         a = args.pop(0)
-        if a == "-k" and args:
-            pats.append(args.pop(0))
-        elif a.startswith("-k"):
-            pats.append(a[2:].lstrip("="))
-        elif a == "--list":
+        if a == "--list":
             listing = True
-        else:
+            continue
+        pat = None
+        if a == "-k" and args:
+            pat = args.pop(0)
+        elif a.startswith("-k"):
+            pat = a[2:].lstrip("=")
+        if not pat:  # an empty pattern would select everything
             raise SystemExit("usage: %s [-k NAME]... [--list]\n"
                              "  -k NAME  run only the scenarios whose name "
                              "contains NAME" % sys.argv[0])
+        pats.append(pat)
     return pats, listing
 
 
