@@ -1,7 +1,10 @@
 #!/bin/sh
 # check_config_docs.sh - every key the binary knows (its --sample-config)
-# must be in conf/asset-gateway.conf under its section and named in the
-# README. Prints TAP; failures are "not ok" lines, not the exit status.
+# must be in conf/asset-gateway.conf under its section and documented in
+# the README's part for that section: from its "[section]" line to the next
+# "[...]" line or heading, as `key` followed by " (" (its default) or " —"
+# (its meaning); a bare word would not do, `rate` appears everywhere.
+# Prints TAP; failures are "not ok" lines, not the exit status.
 
 builddir=${AGW_BUILDDIR:-.}
 srcdir=${AGW_SRCDIR:-.}
@@ -33,6 +36,16 @@ if [ -z "$want" ]; then
 fi
 have=$(keys_of <"$conf" 2>/dev/null)
 
+# readme_part SECTION: the README's lines from "[SECTION]" up to the next
+# "[...]" line, "#" heading or "---"/"===" underline.
+readme_part() {
+    awk -v want="[$1]" '
+        $0 == want { on = 1; next }
+        on && (/^\[[A-Za-z0-9_]+\]$/ || /^#/ || /^(-+|=+)$/) { exit }
+        on { print }
+    ' "$readme" 2>/dev/null
+}
+
 n=0
 report() { # report OK DESCRIPTION [DIAGNOSTIC]
     n=$((n + 1))
@@ -55,8 +68,9 @@ report $? "README exists" "not readable: $readme"
 while read -r section key; do
     printf '%s\n' "$have" | grep -qxF "$section $key"
     report $? "conf has [$section] $key"
-    grep -qE "(^|[^A-Za-z0-9_])$key([^A-Za-z0-9_]|\$)" "$readme" 2>/dev/null
-    report $? "README mentions $key"
+    readme_part "$section" | grep -qE "\`$key\` (\(|—)"
+    report $? "README documents [$section] $key" \
+        "no \`$key\` ( or \`$key\` — under [$section] in the README"
 done <<EOF
 $want
 EOF

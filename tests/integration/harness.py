@@ -79,6 +79,7 @@ class Tap:
 
     def bail(self, desc, diag=None):
         self.n += 1
+        self.failed += 1  # so the summary line counts it
         print("not ok %d - %s" % (self.n, self._clean(desc)), flush=True)
         if diag:
             self.diag(diag)
@@ -438,6 +439,9 @@ class Harness:
         self.t.redact.append(self.api_key)
         self._seq = 0
         self._servers = []
+        self._sandbox = None  # the scenarios' shared sandbox, once started
+        self._shared = {}  # key -> what shared() made
+        self._kept = set()  # processes and servers shared() started
 
     def name(self, prefix):
         self._seq += 1
@@ -475,6 +479,29 @@ class Harness:
         for b in (self.gateway_bin, self.sandbox_bin):
             if not os.access(b, os.X_OK):
                 raise RuntimeError("binary missing: %s (set AGW_BUILDDIR)" % b)
+
+    def sandbox(self):
+        """The sandbox shared by the scenarios of a file (default
+        arguments), started on first use; run() resets it (calls,
+        counters, faults) before each scenario."""
+        if self._sandbox is None or not self._sandbox.proc.alive():
+            self._shared.pop("sandbox", None)
+            self._sandbox = self.shared("sandbox", Sandbox)
+        return self._sandbox
+
+    def shared(self, key, make):
+        """MAKE(self), made once per file and kept under KEY: what it
+        starts (processes, source servers) outlives the scenario that
+        first asked for it and is stopped at the end of the file."""
+        if key not in self._shared:
+            with _procs_lock:
+                before = set(_procs)
+            nservers = len(self._servers)
+            self._shared[key] = make(self)
+            with _procs_lock:
+                self._kept.update(p for p in _procs if p not in before)
+            self._kept.update(self._servers[nservers:])
+        return self._shared[key]
 
     def source_server(self, files=None, port=0):
         """A small plain-HTTP source server: GET /samples/NAME answers
@@ -918,15 +945,105 @@ def check_sanitizers(t):
             "started" % len(procs), "\n".join(bad[:20]))
 
 
-def run(main, summary=False):
-    """Runs MAIN(h) with TAP framing and cleanup. Exit status is 0 unless
-    an unexpected exception bailed out. SUMMARY: end with the plain line
-    "N passed, N failed" (for runs outside automake's TAP driver)."""
+# ------------------------------------------------------------ scenarios
+
+_scenarios = []
+
+
+def scenario(fn):
+    """Decorator: FN(h) is a named scenario of this file, run by run() in
+    definition order. It starts from a reset sandbox (h.sandbox()); what
+    it starts itself (gateways, Redis, source servers; not what
+    h.shared() makes) is stopped when it ends, so no scenario sees
+    another's processes or counters."""
+    _scenarios.append(fn)
+    return fn
+
+
+def _selection(argv):
+    """The -k patterns from ARGV ("-k NAME", "-kNAME", "-k=NAME"; several
+    allowed) plus those in $AGW_K (comma or space separated, for make
+    check); whether --list was given. Other arguments are an error."""
+    pats = (os.environ.get("AGW_K") or "").replace(",", " ").split()
+    listing = False
+    args = list(argv)
+    while args:
+        a = args.pop(0)
+        if a == "--list":
+            listing = True
+            continue
+        pat = None
+        if a == "-k" and args:
+            pat = args.pop(0)
+        elif a.startswith("-k"):
+            pat = a[2:].lstrip("=")
+        if not pat:  # an empty pattern would select everything
+            raise SystemExit("usage: %s [-k NAME]... [--list]\n"
+                             "  -k NAME  run only the scenarios whose name "
+                             "contains NAME" % sys.argv[0])
+        pats.append(pat)
+    return pats, listing
+
+
+def _run_scenario(h, fn):
+    """Runs FN(h) from a reset sandbox; an exception is a failed check
+    with the traceback as diagnostics. Stops what FN started."""
+    with _procs_lock:
+        before = set(_procs)
+    nservers = len(h._servers)
+    h.t.diag("scenario %s" % fn.__name__)
+    t0 = time.monotonic()
+    try:
+        if h._sandbox is not None and h._sandbox.proc.alive():
+            h._sandbox.reset()
+        fn(h)
+    except Exception:
+        h.t.check(False, "scenario %s: ran to its end" % fn.__name__,
+                  traceback.format_exc())
+    h.t.diag("scenario %s took %.1f s" % (fn.__name__,
+                                          time.monotonic() - t0))
+    with _procs_lock:
+        started = [p for p in _procs if p not in before
+                   and p not in h._kept]
+    for p in started:
+        try:
+            p.stop()
+        except Exception:  # cleanup must go on
+            pass
+    for srv in [x for x in h._servers[nservers:] if x not in h._kept]:
+        srv.shutdown()
+        srv.server_close()
+        h._servers.remove(srv)
+
+
+def _run_scenarios(h, pats):
+    chosen = [fn for fn in _scenarios
+              if not pats or any(p in fn.__name__ for p in pats)]
+    if not chosen:
+        h.t.check(False, "-k %s matches a scenario" % " -k ".join(pats),
+                  "scenarios: " + " ".join(fn.__name__ for fn in _scenarios))
+    for fn in chosen:
+        _run_scenario(h, fn)
+
+
+def run(main=None, summary=False):
+    """Runs MAIN(h), or without MAIN the @scenario functions (those whose
+    name contains one of the -k NAME arguments, or all), with TAP framing
+    and cleanup. Exit status is 0 unless an unexpected exception bailed
+    out. SUMMARY: end with the plain line "N passed, N failed" (for runs
+    outside automake's TAP driver)."""
+    pats, listing = _selection(sys.argv[1:] if main is None else [])
+    if listing:
+        print("\n".join(fn.__name__ for fn in _scenarios))
+        sys.exit(0)
     h = Harness()
     status = 0
     try:
         h.check_binaries()
-        main(h)
+        if main is None:
+            _run_scenarios(h, pats)
+        else:
+            main(h)
         stop_all()
         check_sanitizers(h.t)
     except Exception:

@@ -1,14 +1,13 @@
 """Caller authentication through the real gateway (SPEC section 2, issue
 #5): the Bearer token paths, per-caller businesses, the caller's name in
 the access log, the clients file checked by -t and reloaded on SIGHUP
-(a broken one refused), and the warning of mode = none."""
+(a broken one refused), and the warning of mode = none. Each scenario
+has its own gateway and clients file (-k NAME runs one alone)."""
 
 import hashlib
-import json
 import os
 import signal
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness as H  # noqa: E402
@@ -40,36 +39,13 @@ def bearer(tok):
 
 def access_lines(gw):
     """The JSON access-log lines of GW, by request id."""
-    out = {}
-    for ln in gw.log_text().splitlines():
-        try:
-            j = json.loads(ln)
-        except ValueError:
-            continue
-        if isinstance(j, dict) and j.get("type") == "access":
-            out[j.get("request_id")] = j
-    return out
+    return {j.get("request_id"): j for j in H.log_records(gw)
+            if j.get("type") == "access"}
 
 
-def log_records(gw):
-    out = []
-    for ln in gw.log_text().splitlines():
-        try:
-            j = json.loads(ln)
-        except ValueError:
-            continue
-        if isinstance(j, dict):
-            out.append(j)
-    return out
-
-
-def wait_until(pred, timeout=RELOAD_WAIT_S):
-    deadline = time.monotonic() + timeout
-    while True:
-        got = pred()
-        if got or time.monotonic() >= deadline:
-            return got
-        time.sleep(0.05)
+def new_errors(gw, n_err):
+    """GW's error records after its first N_ERR."""
+    return [j for j in H.log_records(gw) if j.get("level") == "error"][n_err:]
 
 
 def check_401(t, r, desc, invalid_token):
@@ -77,6 +53,53 @@ def check_401(t, r, desc, invalid_token):
     want = 'Bearer error="invalid_token"' if invalid_token else "Bearer"
     t.eq(r.header("www-authenticate"), want,
          "%s: WWW-Authenticate: %s" % (desc, want))
+
+
+def callers(h):
+    """The file's caller tokens, made (and redacted) once."""
+    if not hasattr(h, "auth_tokens"):
+        h.auth_tokens = {n: token(n) for n in ("billing", "media", "ops")}
+        h.t.redact += list(h.auth_tokens.values())
+    return h.auth_tokens
+
+
+def token_gateway(h, sb, toks):
+    """A gateway with mode = token and a clients file of its own for the
+    callers billing, media and ops; (gateway, clients file path)."""
+    clients = h.write(h.name("clients-") + ".ini", clients_text([
+        ("billing", toks["billing"], H.BIZ),
+        ("media", toks["media"], "%s, %s" % (H.BIZ2.upper(), BIZ3)),
+        ("ops", toks["ops"], "*"),
+    ]))
+    gw = H.Gateway(h, sb, overrides={
+        "auth": {"mode": "token", "clients_file": clients},
+        "log": {"level": "debug", "format": "json"}})
+    return gw, clients
+
+
+def check_end(t, gw, toks):
+    """No caller token in GW's output; a clean exit; a JSON log."""
+    text = gw.output_text()
+    t.check(not any(tok in text for tok in toks.values()),
+            "no caller token anywhere in %s's output" % gw.name,
+            "a token was found")
+    rc, killed = gw.stop()
+    t.check(rc == 0 and not killed, "%s exits 0 on SIGTERM" % gw.name,
+            "rc %r killed %r" % (rc, killed))
+    H.check_json_log(t, gw)
+
+
+@H.scenario
+def token_paths_and_access_log(h):
+    t, sb = h.t, h.sandbox()
+    toks = callers(h)
+    gw, _ = token_gateway(h, sb, toks)
+    t.check(not any(j.get("level") == "warn" and "mode = none" in
+                    (j.get("msg") or "") for j in H.log_records(gw)),
+            "mode = token: no mode = none warning", gw.log_text()[-800:])
+    expect = token_paths(h, sb, gw, toks)
+    check_access_log(h, gw, expect, toks)
+    check_end(t, gw, toks)
 
 
 def token_paths(h, sb, gw, toks):
@@ -206,8 +229,9 @@ def check_access_log(h, gw, expect, toks):
             "found for %r" % found)
 
 
-def check_config_test(h, sb):
-    t = h.t
+@H.scenario
+def clients_file_checked_by_t(h):
+    t, sb = h.t, h.sandbox()
     key = h.key_file()
     cases = [
         ("bad hex", ["[alpha]", "token_sha256 = " + "zz" * 32,
@@ -283,8 +307,12 @@ def check_config_test(h, sb):
             "rc %r stderr %r" % (rc, err[-600:]))
 
 
-def reloads(h, sb, gw, clients_path, toks):
-    t = h.t
+@H.scenario
+def clients_file_reloads(h):
+    """SIGHUP with a new clients file, a broken one, none at all"""
+    t, sb = h.t, h.sandbox()
+    toks = dict(callers(h))  # newbie joins this scenario's copy
+    gw, clients_path = token_gateway(h, sb, toks)
     newbie = token("newbie")
     t.redact.append(newbie)
     toks["newbie"] = newbie
@@ -298,10 +326,10 @@ def reloads(h, sb, gw, clients_path, toks):
         ("newbie", newbie, H.BIZ2),
     ]))
     gw.proc.signal(signal.SIGHUP)
-    r = wait_until(lambda: (lambda x: x if x.status == 200 else None)(
-        gw.create({"uri": sb.sample("newbie.png")}, business=H.BIZ2,
-                  headers=bearer(newbie))))
-    t.check(r is not None, "SIGHUP with a new clients file: the added "
+    ok = H.wait_until(lambda: gw.create(
+        {"uri": sb.sample("newbie.png")}, business=H.BIZ2,
+        headers=bearer(newbie)).status == 200, RELOAD_WAIT_S, step=0.05)
+    t.check(ok, "SIGHUP with a new clients file: the added "
             "caller's token now works (200)",
             gw.log_text()[-1500:])
     r = gw.create({"uri": sb.sample("media-after.png")}, business=H.BIZ2,
@@ -314,17 +342,17 @@ def reloads(h, sb, gw, clients_path, toks):
     r = gw.create({"uri": sb.sample("billing-after.png")},
                   headers=bearer(toks["billing"]))
     t.eq(r.status, 200, "after the reload: a kept caller still works")
-    t.check(any("reloaded" in (j.get("msg") or "") for j in log_records(gw)),
+    t.check(any("reloaded" in (j.get("msg") or "") for j in H.log_records(gw)),
             "the reload is logged", gw.log_text()[-1500:])
 
     # a broken file: refused, the old table stays
-    n_err = sum(1 for j in log_records(gw) if j.get("level") == "error")
+    n_err = sum(1 for j in H.log_records(gw) if j.get("level") == "error")
     h.write(os.path.basename(clients_path),
             clients_text([("billing", toks["billing"], H.BIZ)])
             + "\n[broken]\ntoken_sha256 = nothex\nbusinesses = *\n")
     gw.proc.signal(signal.SIGHUP)
-    errs = wait_until(lambda: [j for j in log_records(gw)
-                               if j.get("level") == "error"][n_err:])
+    H.wait_until(lambda: new_errors(gw, n_err), RELOAD_WAIT_S, step=0.05)
+    errs = new_errors(gw, n_err)
     t.check(errs and any(clients_path in (j.get("msg") or "")
                          for j in errs),
             "SIGHUP with a broken clients file logs an error naming it",
@@ -344,21 +372,23 @@ def reloads(h, sb, gw, clients_path, toks):
 
     # a vanished clients file: refused too
     os.unlink(clients_path)
-    n_err = sum(1 for j in log_records(gw) if j.get("level") == "error")
+    n_err = sum(1 for j in H.log_records(gw) if j.get("level") == "error")
     gw.proc.signal(signal.SIGHUP)
-    errs = wait_until(lambda: [j for j in log_records(gw)
-                               if j.get("level") == "error"][n_err:])
+    H.wait_until(lambda: new_errors(gw, n_err), RELOAD_WAIT_S, step=0.05)
+    errs = new_errors(gw, n_err)
     t.check(bool(errs), "SIGHUP with the clients file gone logs an error",
             gw.log_text()[-1000:])
     r = gw.create({"uri": sb.sample("billing-gone.png")},
                   headers=bearer(toks["billing"]))
     t.eq(r.status, 200, "clients file gone: the old table stays")
+    check_end(t, gw, toks)
 
 
-def mode_none(h, sb):
-    t = h.t
+@H.scenario
+def mode_none(h):
+    t, sb = h.t, h.sandbox()
     gw = H.Gateway(h, sb)  # the base config has mode = none
-    warns = [j for j in log_records(gw) if j.get("level") == "warn"
+    warns = [j for j in H.log_records(gw) if j.get("level") == "warn"
              and "mode = none" in (j.get("msg") or "")]
     t.check(len(warns) == 1, "mode = none: one warning at start naming it",
             gw.log_text()[-1500:])
@@ -370,40 +400,8 @@ def mode_none(h, sb):
     lines = access_lines(gw)
     t.check(lines and all(j.get("caller") == "-" for j in lines.values()),
             "mode = none: access lines say caller '-'", repr(lines)[-800:])
-    return gw
-
-
-def main(h):
-    t = h.t
-    toks = {n: token(n) for n in ("billing", "media", "ops")}
-    t.redact += list(toks.values())
-    sb = H.Sandbox(h)
-    clients = h.write("clients.ini", clients_text([
-        ("billing", toks["billing"], H.BIZ),
-        ("media", toks["media"], "%s, %s" % (H.BIZ2.upper(), BIZ3)),
-        ("ops", toks["ops"], "*"),
-    ]))
-    gw = H.Gateway(h, sb, overrides={
-        "auth": {"mode": "token", "clients_file": clients},
-        "log": {"level": "debug", "format": "json"}})
-    t.check(not any(j.get("level") == "warn" and "mode = none" in
-                    (j.get("msg") or "") for j in log_records(gw)),
-            "mode = token: no mode = none warning", gw.log_text()[-800:])
-    expect = token_paths(h, sb, gw, toks)
-    check_access_log(h, gw, expect, toks)
-    check_config_test(h, sb)
-    reloads(h, sb, gw, clients, toks)
-    gw_none = mode_none(h, sb)
-    text = gw.output_text() + gw_none.output_text()
-    t.check(not any(tok in text for tok in toks.values()),
-            "no caller token anywhere in the gateways' output",
-            "a token was found")
-    for g in (gw, gw_none):
-        rc, killed = g.stop()
-        t.check(rc == 0 and not killed, "%s exits 0 on SIGTERM" % g.name,
-                "rc %r killed %r" % (rc, killed))
-        H.check_json_log(t, g)
+    check_end(t, gw, callers(h))
 
 
 if __name__ == "__main__":
-    H.run(main)
+    H.run()

@@ -1,6 +1,7 @@
 """The command line and life cycle (SPEC section 6): -V, -h, -t with good
 and bad files (errors name file, line and key), the API key from a file
-or the environment, --sample-config, /healthz and /readyz, signals."""
+or the environment, --sample-config, /healthz and /readyz, signals. Each
+scenario starts what it needs itself (-k NAME runs one alone)."""
 
 import json
 import os
@@ -54,11 +55,22 @@ def check_bad(h, name, text, key, line_needle=None, what=None):
         "; ".join(probs) + "\noutput: " + msg[-800:])
 
 
-def main(h):
-    t = h.t
-    gwb = h.gateway_bin
+def busy_port(h):
+    """A listening socket on a free port and a config that listens there:
+    (socket, port, config path)."""
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    holder.listen(1)
+    busy = holder.getsockname()[1]
+    busy_conf = h.write(h.name("busy-") + ".conf", conf_text(h, {
+        "server": {"listen": "127.0.0.1:%d" % busy}}))
+    return holder, busy, busy_conf
 
-    # --- -V, -h -------------------------------------------------------------
+
+@H.scenario
+def version_and_usage(h):
+    """-V, -h"""
+    t, gwb = h.t, h.gateway_bin
     rc, out, err = H.run_cmd([gwb, "-V"])
     t.check(rc == 0 and re.search(r"\d+\.\d+", out + err),
             "-V prints a version and exits 0", "rc %r: %r" % (rc, out + err))
@@ -74,19 +86,19 @@ def main(h):
             "connectly-sandbox -h lists its options and exits 0",
             "rc %r: %r" % (rc, (out + err)[:500]))
 
-    # --- -t ------------------------------------------------------------------
+
+@H.scenario
+def config_test(h):
+    """-t with good and bad files"""
+    t, gwb = h.t, h.gateway_bin
     good = h.write("good.conf", conf_text(h))
     rc, out, err = H.run_cmd([gwb, "-t", "-c", good])
     t.check(rc == 0, "-t -c good.conf -> exit 0", "rc %r: %s" % (rc,
                                                                  out + err))
-    holder = socket.socket()
-    holder.bind(("127.0.0.1", 0))
-    holder.listen(1)
-    busy = holder.getsockname()[1]
-    busy_conf = h.write("busy.conf", conf_text(h, {"server": {
-        "listen": "127.0.0.1:%d" % busy}}))
+    holder, busy, busy_conf = busy_port(h)
     rc, out, err = H.run_cmd([gwb, "-t", "-c", busy_conf])
     t.eq(rc, 0, "-t does not bind the listen port")
+    holder.close()
 
     text = conf_text(h, extra_lines=["[server]", "bogus_key = 1"])
     check_bad(h, "unknown-key", text, "bogus_key", "bogus_key",
@@ -130,7 +142,11 @@ def main(h):
             "-t with a missing file -> non-zero naming it",
             "rc %r: %s" % (rc, out + err))
 
-    # --- the API key -------------------------------------------------------
+
+@H.scenario
+def api_key(h):
+    """the API key: none, or from the environment"""
+    t, gwb = h.t, h.gateway_bin
     nokey = h.write("nokey.conf", conf_text(h, {"upstream": {
         "api_key_file": None}}))
     p = H.Proc(h, "gw-nokey", [gwb, "-c", nokey])
@@ -142,15 +158,17 @@ def main(h):
             "rc %r: %s" % (rc, msg[-600:]))
     p.stop()
 
-    sb = H.Sandbox(h)
+    sb = h.sandbox()
     gw_env = H.Gateway(h, sb, key_file=False,
                        env={"ASSET_GATEWAY_API_KEY": h.api_key})
     r = gw_env.create({"uri": sb.sample("cli-env.png")})
     t.eq(r.status, 200, "ASSET_GATEWAY_API_KEY from the environment works "
          "(the sandbox accepted it)")
-    gw_env.stop()
 
-    # --- --sample-config -----------------------------------------------------
+
+@H.scenario
+def sample_config(h):
+    t, gwb = h.t, h.gateway_bin
     rc, out, err = H.run_cmd([gwb, "--sample-config"])
     t.check(rc == 0 and "[auth]" in out
             and re.search(r"(?m)^\s*mode\s*=\s*none\s*$", out),
@@ -177,7 +195,12 @@ def main(h):
     else:
         t.check(False, "conf/asset-gateway.conf exists", shipped)
 
-    # --- health, readiness ---------------------------------------------------
+
+@H.scenario
+def health_reload_and_drain(h):
+    """/healthz, /readyz; SIGHUP keeps it serving; SIGTERM with a call in
+    flight"""
+    t, sb = h.t, h.sandbox()
     gw = H.Gateway(h, sb, overrides={"server": {"drain_timeout_ms": 5000}})
     r = gw.get("/healthz")
     t.eq(r.status, 200, "/healthz -> 200")
@@ -185,18 +208,6 @@ def main(h):
     t.check(r.status == 200 and isinstance(r.json, dict),
             "/readyz -> 200 with a JSON object", r.short())
     t.diag("/readyz: %s" % r.body[:300])
-
-    # --- listen port taken ---------------------------------------------------
-    p = H.Proc(h, "gw-busy", [gwb, "-c", busy_conf])
-    rc = p.wait(5)
-    msg = p.stdout_text() + p.stderr_text()
-    t.check(rc not in (0, None) and str(busy) in msg,
-            "listen address in use -> non-zero exit naming it",
-            "rc %r: %s" % (rc, msg[-600:]))
-    p.stop()
-    holder.close()
-
-    # --- SIGHUP does not kill it ---------------------------------------------
     gw.proc.signal(signal.SIGHUP)
     time.sleep(0.5)
     r = gw.get("/healthz")
@@ -231,9 +242,25 @@ def main(h):
             "took %.2f s" % el)
     t.diag("SIGTERM with a 1.5 s call in flight: exit after %.2f s" % el)
     H.check_json_log(t, gw)
-    sb.reset()
 
-    # --- drain timeout shorter than the call ---------------------------------
+
+@H.scenario
+def listen_port_taken(h):
+    t, gwb = h.t, h.gateway_bin
+    holder, busy, busy_conf = busy_port(h)
+    p = H.Proc(h, "gw-busy", [gwb, "-c", busy_conf])
+    rc = p.wait(5)
+    msg = p.stdout_text() + p.stderr_text()
+    t.check(rc not in (0, None) and str(busy) in msg,
+            "listen address in use -> non-zero exit naming it",
+            "rc %r: %s" % (rc, msg[-600:]))
+    p.stop()
+    holder.close()
+
+
+@H.scenario
+def drain_timeout_shorter_than_call(h):
+    t, sb = h.t, h.sandbox()
     gw2 = H.Gateway(h, sb, overrides={
         "server": {"drain_timeout_ms": 700},
         "upstream": {"request_timeout_ms": 8000}})
@@ -256,15 +283,20 @@ def main(h):
     t.check(rc == 0 and el < 0.7 + 1.5,
             "exit 0 soon after drain_timeout_ms", "rc %r after %.2f s"
             % (rc, el))
-    sb.reset()
 
-    # --- SIGINT --------------------------------------------------------------
+
+@H.scenario
+def sigint(h):
+    t, sb = h.t, h.sandbox()
     gw3 = H.Gateway(h, sb)
     gw3.proc.signal(signal.SIGINT)
     rc = gw3.proc.wait(5)
     t.eq(rc, 0, "SIGINT with nothing in flight -> exit 0")
 
-    # --- text log format -----------------------------------------------------
+
+@H.scenario
+def text_log_format(h):
+    t, sb = h.t, h.sandbox()
     gw4 = H.Gateway(h, sb, overrides={"log": {"format": "text"}})
     gw4.create({"uri": sb.sample("cli-text.png")})
     gw4.stop()
@@ -281,4 +313,4 @@ def main(h):
 
 
 if __name__ == "__main__":
-    H.run(main)
+    H.run()

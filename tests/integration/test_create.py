@@ -1,6 +1,8 @@
 """Create Asset through the real gateway and sandbox: the three vendor
 examples, MISS then HIT, dedupe key equivalences, no-cache, upstream 400
-passed through and not cached, concurrent identical creates."""
+passed through and not cached, concurrent identical creates. Each
+scenario has its own gateway over the reset shared sandbox (-k NAME runs
+one alone)."""
 
 import os
 import sys
@@ -35,13 +37,26 @@ def check_asset(t, r, desc, uri, biz=H.BIZ, access=H.PUBLIC, asset_id=None):
                    + "\n" + r.short())
 
 
-def main(h):
-    t = h.t
-    sb = H.Sandbox(h)
+def start(h):
+    """The scenario's reset sandbox and its own gateway over it."""
+    sb = h.sandbox()
     gw = H.Gateway(h, sb)
-    t.diag("sandbox on %d, gateway on %d" % (sb.port, gw.port))
+    h.t.diag("sandbox on %d, gateway on %d" % (sb.port, gw.port))
+    return h.t, sb, gw
 
-    # --- vendor example 1: basic request -----------------------------
+
+def create_miss(t, gw, body, desc, business=H.BIZ):
+    """A create that must be a fresh 200 MISS (the scenario's own start)."""
+    r = gw.create(body, business=business)
+    t.check(r.status == 200 and r.header("x-cache") == "MISS",
+            "%s -> 200 MISS" % desc, r.short())
+    return r
+
+
+@H.scenario
+def vendor_example_basic(h):
+    """vendor example 1: basic request, then HIT"""
+    t, sb, gw = start(h)
     u1 = sb.sample("product-photo.png")
     r1 = gw.create({"uri": u1})
     t.eq(r1.status, 200, "basic create -> 200")
@@ -86,8 +101,15 @@ def main(h):
             "explicit PUBLIC hits the entry made without metadata",
             r1f.short())
     t.eq(sb.calls(), 1, "still 1 sandbox call")
+    H.check_json_log(t, gw)
 
-    # --- vendor example 2: custom id ----------------------------------
+
+@H.scenario
+def vendor_example_custom_id(h):
+    """vendor example 2: a custom id is a separate entry"""
+    t, sb, gw = start(h)
+    u1 = sb.sample("product-photo.png")
+    create_miss(t, gw, {"uri": u1}, "create without id")
     cid = "product-sku-12345-main-image"
     r2 = gw.create({"uri": u1, "id": cid}, headers={"X-Request-Id": "rid-2"})
     t.check(r2.status == 200 and r2.header("x-cache") == "MISS",
@@ -101,8 +123,13 @@ def main(h):
     t.check(r2c.status == 200 and r2c.header("x-cache") == "MISS",
             "different custom id -> MISS", r2c.short())
     t.eq(sb.calls(), 3, "sandbox saw 3 calls")
+    H.check_json_log(t, gw)
 
-    # --- vendor example 3: metadata -----------------------------------
+
+@H.scenario
+def vendor_example_metadata(h):
+    """vendor example 3: the access type is in the key"""
+    t, sb, gw = start(h)
     u3 = sb.sample("invoice.pdf")
     r3 = gw.create({"uri": u3, "metadata": {"accessControlType":
                                             H.CDN_PRIVATE}})
@@ -121,19 +148,29 @@ def main(h):
                                              H.CDN_PRIVATE}})
     t.check(r3d.header("x-cache") == "HIT" and r3d.body == r3.body,
             "CDN_PRIVATE again -> HIT, same body", r3d.short())
-    t.eq(sb.calls(), 6, "sandbox saw 6 calls")
+    t.eq(sb.calls(), 3, "sandbox saw 3 calls (one per access type)")
+    H.check_json_log(t, gw)
 
-    # --- business is in the key ----------------------------------------
+
+@H.scenario
+def business_in_key(h):
+    t, sb, gw = start(h)
+    u1 = sb.sample("product-photo.png")
+    create_miss(t, gw, {"uri": u1}, "create for the first business")
     r4 = gw.create({"uri": u1}, business=H.BIZ2)
     t.check(r4.status == 200 and r4.header("x-cache") == "MISS",
             "same uri, other business -> MISS", r4.short())
     check_asset(t, r4, "other business", u1, biz=H.BIZ2)
-    t.eq(sb.calls(), 7, "sandbox saw 7 calls")
+    t.eq(sb.calls(), 2, "sandbox saw 2 calls (one per business)")
     r4b = gw.create({"uri": u1}, business=H.BIZ2.upper())
     t.diag("upper-case business id answered %r X-Cache %r" % (
         r4b.status, r4b.header("x-cache")))
+    H.check_json_log(t, gw)
 
-    # --- equivalent URIs -----------------------------------------------
+
+@H.scenario
+def equivalent_uris(h):
+    t, sb, gw = start(h)
     base = "http://127.0.0.1:%d/samples/norm~file.png" % sb.port
     r5 = gw.create({"uri": base})
     t.check(r5.status == 200 and r5.header("x-cache") == "MISS",
@@ -153,8 +190,13 @@ def main(h):
                 "equivalent uri (%s) -> HIT with the stored body" % what,
                 rv.short())
     t.eq(sb.calls(), calls, "equivalent uris made no sandbox call")
+    H.check_json_log(t, gw)
 
-    # host case and default port need a source reachable by name / port
+
+@H.scenario
+def host_case(h):
+    """host case needs a source reachable by name"""
+    t, sb, gw = start(h)
     hbase = "http://localhost:%d/samples/host-case.png" % sb.port
     r6 = gw.create({"uri": hbase})
     t.check(r6.status == 200, "source by host name localhost -> 200",
@@ -170,20 +212,36 @@ def main(h):
     t.check(r6c.status == 200 and r6c.header("x-cache") == "MISS",
             "path case differs -> MISS (path is byte-exact)", r6c.short())
     t.eq(sb.calls(), calls + 1, "host-case variant made no sandbox call")
+    H.check_json_log(t, gw)
 
-    # default port: a source must really listen on port 80 for the first
-    # create to succeed; only possible when this test may bind it.
+
+@H.scenario
+def default_port(h):
+    """a source must really listen on port 80 for the first create to
+    succeed; only possible when this test may bind it"""
+    t, sb, gw = start(h)
     run_default_port(h, gw, sb)
+    H.check_json_log(t, gw)
 
-    # query is byte-exact
+
+@H.scenario
+def query_byte_exact(h):
+    t, sb, gw = start(h)
     rq = gw.create({"uri": sb.sample("q.png") + "?a=1&b=2"})
     rq2 = gw.create({"uri": sb.sample("q.png") + "?b=2&a=1"})
     t.check(rq.status == 200 and rq2.status == 200
             and rq2.header("x-cache") == "MISS",
             "reordered query -> MISS (query is byte-exact)",
             rq.short() + "\n" + rq2.short())
+    H.check_json_log(t, gw)
 
-    # --- Cache-Control: no-cache -----------------------------------------
+
+@H.scenario
+def no_cache(h):
+    """Cache-Control: no-cache"""
+    t, sb, gw = start(h)
+    u1 = sb.sample("product-photo.png")
+    r1 = create_miss(t, gw, {"uri": u1}, "create before no-cache")
     calls = sb.calls()
     rn = gw.create({"uri": u1}, headers={"Cache-Control": "no-cache"})
     t.check(rn.status == 200 and rn.header("x-cache") == "MISS",
@@ -198,8 +256,12 @@ def main(h):
     t.check(rn2.header("x-cache") == "HIT" and rn2.body == rn.body,
             "after no-cache the stored answer is the new one", rn2.short())
     t.eq(sb.calls(), calls + 1, "and no further call")
+    H.check_json_log(t, gw)
 
-    # --- upstream 400 passed through, not cached -------------------------
+
+@H.scenario
+def upstream_400_not_cached(h):
+    t, sb, gw = start(h)
     um = sb.missing("nothing-here.png")
     calls = sb.calls()
     r7 = gw.create({"uri": um})
@@ -216,8 +278,12 @@ def main(h):
     t.check(r7b.status == 400 and r7b.body == r7.body,
             "missing source again -> same 400 body", r7b.short())
     t.eq(sb.calls(), calls + 2, "upstream 400 not cached: 2 sandbox calls")
+    H.check_json_log(t, gw)
 
-    # --- concurrent identical creates -----------------------------------
+
+@H.scenario
+def concurrent_identical_creates(h):
+    t, sb, gw = start(h)
     sb.faults(latency_ms=400)
     uc = sb.sample("concurrent.png")
     calls = sb.calls()
@@ -259,4 +325,4 @@ def run_default_port(h, gw, sb):
 
 
 if __name__ == "__main__":
-    H.run(main)
+    H.run()

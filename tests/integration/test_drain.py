@@ -20,26 +20,6 @@ import harness as H  # noqa: E402
 EXIT_WAIT_S = 8.0
 
 
-def metric(gw, name):
-    r = gw.get("/metrics")
-    if r.status != 200:
-        raise RuntimeError("GET /metrics failed: %s" % r.short())
-    want = "asset_gateway_%s " % name
-    for ln in r.body.decode("utf-8").splitlines():
-        if ln.startswith(want):
-            return float(ln[len(want):])
-    return 0.0
-
-
-def wait_until(cond, timeout):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(0.02)
-    return cond()
-
-
 class KeepAlive:
     """One HTTP/1.1 connection kept open across requests."""
 
@@ -112,6 +92,7 @@ def log_msgs(gw):
     return out
 
 
+@H.scenario
 def slow_call_drains(h):
     """SIGTERM with a 1.5 s call in flight: 200, then exit 0."""
     t = h.t
@@ -131,7 +112,7 @@ def slow_call_drains(h):
     threads, res, done_at = start_calls([lambda: gw.create(
         {"uri": sb.sample("drain-slow.png")},
         headers={"X-Request-Id": "drain-slow"})])
-    arrived = wait_until(lambda: sb.calls() >= 1, 2.0)
+    arrived = H.wait_until(lambda: sb.calls() >= 1, 2.0)
     t.check(arrived, "slow call reached the sandbox before SIGTERM", "")
     t_term = time.monotonic()
     gw.proc.signal(signal.SIGTERM)
@@ -192,6 +173,7 @@ def slow_call_drains(h):
     sb.stop()
 
 
+@H.scenario
 def drain_timeout(h):
     """drain_timeout_ms 500, upstream 3000 ms: 503 code 14 at ~0.5 s."""
     t = h.t
@@ -202,7 +184,7 @@ def drain_timeout(h):
     sb.faults(latency_ms=3000)
     threads, res, done_at = start_calls([lambda: gw.create(
         {"uri": sb.sample("drain-timeout.png")})])
-    arrived = wait_until(lambda: sb.calls() >= 1, 2.0)
+    arrived = H.wait_until(lambda: sb.calls() >= 1, 2.0)
     t.check(arrived, "drain timeout: the call reached the sandbox", "")
     t_term = time.monotonic()
     gw.proc.signal(signal.SIGTERM)
@@ -254,8 +236,8 @@ def waiters_and_queue(h, drain_ms, sig, want_status):
             {"uri": ua}, headers={"X-Request-Id": "waiter"}))[1],
         lambda: (time.sleep(0.1), gw.create(
             {"uri": ub}, headers={"X-Request-Id": "queued"}))[1]])
-    ready = wait_until(lambda: metric(gw, "singleflight_waiters") == 1 and
-                       metric(gw, "ratelimit_queue_depth") == 1, 2.0)
+    ready = H.wait_until(lambda: H.metric(gw, "singleflight_waiters") == 1
+                         and H.metric(gw, "ratelimit_queue_depth") == 1, 2.0)
     t.check(ready, "%s: one coalesced waiter and one queued call before "
             "the signal" % what, "")
     t_sig = time.monotonic()
@@ -280,6 +262,7 @@ def waiters_and_queue(h, drain_ms, sig, want_status):
     sb.stop()
 
 
+@H.scenario
 def idle_signals(h):
     t = h.t
     sb = H.Sandbox(h)
@@ -302,13 +285,15 @@ def idle_signals(h):
     sb.stop()
 
 
-def main(h):
-    slow_call_drains(h)
-    drain_timeout(h)
+@H.scenario
+def waiters_and_queue_sigterm(h):
     waiters_and_queue(h, 10000, signal.SIGTERM, 200)
+
+
+@H.scenario
+def waiters_and_queue_drain_timeout(h):
     waiters_and_queue(h, 300, signal.SIGINT, 503)
-    idle_signals(h)
 
 
 if __name__ == "__main__":
-    H.run(main)
+    H.run()

@@ -7,7 +7,8 @@ takes over from a killed holder, a Redis outage degrades to in-process
 dedupe and recovers by itself, and a create reaching another instance just
 as a flight ends does not call upstream a second time.
 
-Measured counts and timings are printed as TAP diagnostics.
+Measured counts and timings are printed as TAP diagnostics. Each scenario
+has its own redis-server, sandbox and gateways (-k NAME runs one alone).
 """
 
 import collections
@@ -79,31 +80,6 @@ def readyz(gw):
         if isinstance(r.json, dict) else None
 
 
-def metric(gw, name):
-    """The value of the unlabelled sample NAME on GW's /metrics, or None."""
-    r = gw.get("/metrics", timeout=5)
-    if r.status != 200:
-        return None
-    for ln in r.body.decode("utf-8", "replace").splitlines():
-        parts = ln.split()
-        if len(parts) == 2 and parts[0] == name:
-            try:
-                return float(parts[1])
-            except ValueError:
-                return None
-    return None
-
-
-def wait_until(pred, timeout):
-    """Seconds until PRED() was true (polled every 50 ms), or None."""
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < timeout:
-        if pred():
-            return time.monotonic() - t0
-        time.sleep(0.05)
-    return None
-
-
 def in_background(fn):
     """Runs FN in a thread; returns a getter for its result (waits up to
     its TIMEOUT argument; TimeoutError in place when still running)."""
@@ -134,16 +110,17 @@ def call_times(sb):
 def test_setup(h, redis, gws, prefix):
     t = h.t
     for g in gws:
-        st = wait_until(lambda g=g: readyz(g) == (200, "ready"), READY_WAIT_S)
-        t.check(st is not None, "%s: /readyz 200 ready (store redis)"
+        st = H.wait_until(lambda g=g: readyz(g) == (200, "ready"),
+                          READY_WAIT_S, step=0.05)
+        t.check(st, "%s: /readyz 200 ready (store redis)"
                 % g.name, repr(readyz(g)))
         t.check(g.get("/readyz").json == {"status": "ready",
                                           "store": "redis"},
                 "%s: /readyz names store redis" % g.name,
                 g.get("/readyz").short())
-        t.eq(metric(g, "asset_gateway_redis_up"), 1.0,
+        t.eq(H.metric(g, "redis_up"), 1.0,
              "%s: asset_gateway_redis_up 1" % g.name)
-        t.eq(metric(g, "asset_gateway_degraded"), 0.0,
+        t.eq(H.metric(g, "degraded"), 0.0,
              "%s: asset_gateway_degraded 0" % g.name)
 
 
@@ -338,8 +315,8 @@ def test_redis_outage(h, sb, redis, gws, run_id):
     sb.faults(latency_ms=1500)
     u1 = sb.sample("fleet-outage-inflight-%s.png" % run_id)
     get_a = in_background(lambda: a.create({"uri": u1}, timeout=20))
-    ok_first = wait_until(lambda: sb.calls() >= 1, 3.0)
-    t.check(ok_first is not None, "A's upstream call is under way",
+    ok_first = H.wait_until(lambda: sb.calls() >= 1, 3.0, step=0.05)
+    t.check(ok_first, "A's upstream call is under way",
             repr(sb.stats()))
     gets = [in_background(lambda g=g: g.create({"uri": u1}, timeout=20))
             for g in (b, b, c, c)]
@@ -366,12 +343,13 @@ def test_redis_outage(h, sb, redis, gws, run_id):
 
     # --- degraded -----------------------------------------------------------
     for g in gws:
-        took = wait_until(lambda g=g: readyz(g) == (200, "degraded"), 5.0)
-        t.check(took is not None, "%s: /readyz 200 degraded while Redis "
+        took = H.wait_until(lambda g=g: readyz(g) == (200, "degraded"),
+                            5.0, step=0.05)
+        t.check(took, "%s: /readyz 200 degraded while Redis "
                 "is down" % g.name, repr(readyz(g)))
-        t.eq(metric(g, "asset_gateway_redis_up"), 0.0,
+        t.eq(H.metric(g, "redis_up"), 0.0,
              "%s: asset_gateway_redis_up 0" % g.name)
-        t.eq(metric(g, "asset_gateway_degraded"), 1.0,
+        t.eq(H.metric(g, "degraded"), 1.0,
              "%s: asset_gateway_degraded 1" % g.name)
 
     sb.reset()
@@ -404,8 +382,9 @@ def test_redis_outage(h, sb, redis, gws, run_id):
     took = {}
     for g in gws:
         left = max(0.1, READY_WAIT_S - (time.monotonic() - t_start))
-        w = wait_until(lambda g=g: readyz(g) == (200, "ready"), left)
-        took[g.name] = None if w is None else time.monotonic() - t_start
+        w = H.wait_until(lambda g=g: readyz(g) == (200, "ready"), left,
+                         step=0.05)
+        took[g.name] = time.monotonic() - t_start if w else None
     t.diag("ready again after the restart: %s" % ", ".join(
         "%s %s" % (k, "never" if v is None else "%.2f s" % v)
         for k, v in took.items()))
@@ -414,7 +393,7 @@ def test_redis_outage(h, sb, redis, gws, run_id):
         t.check(v is not None and v <= 5.0, "%s: /readyz ready again "
                 "within 5 s of the restart" % g.name,
                 "took %r; readyz %r" % (v, readyz(g)))
-        t.eq(metric(g, "asset_gateway_redis_up"), 1.0,
+        t.eq(H.metric(g, "redis_up"), 1.0,
              "%s: asset_gateway_redis_up 1 again" % g.name)
 
     sb.reset()
@@ -457,8 +436,8 @@ def test_holder_killed(h, sb, redis, gws, prefix, run_id):
     sb.faults(latency_ms=3000)
     u = sb.sample("fleet-holder-%s.png" % run_id)
     get_a = in_background(lambda: a.create({"uri": u}, timeout=20))
-    first = wait_until(lambda: sb.calls() >= 1, 3.0)
-    t.check(first is not None, "A (the holder) called upstream",
+    first = H.wait_until(lambda: sb.calls() >= 1, 3.0, step=0.05)
+    t.check(first, "A (the holder) called upstream",
             repr(sb.stats()))
     locks = redis.keys(prefix + "lock:*")
     t.eq(len(locks), 1, "A holds a claim in Redis")
@@ -524,8 +503,8 @@ def late_attempt(sb, redis, a, b, u):
     sb.faults(latency_ms=600)
     n0 = sb.calls()
     get_a = in_background(lambda: a.create({"uri": u}, timeout=20))
-    first = wait_until(lambda: sb.calls() > n0, 3.0)
-    t0 = call_times(sb)[-1] if first is not None else time.monotonic()
+    first = H.wait_until(lambda: sb.calls() > n0, 3.0, step=0.05)
+    t0 = call_times(sb)[-1] if first else time.monotonic()
     time.sleep(max(0.0, t0 + 0.52 - time.monotonic()))
     t_pause = time.monotonic()
     paused = redis.cmd("CLIENT", "PAUSE", "400", "WRITE")
@@ -621,33 +600,89 @@ def test_late_arrival_sweep(h, sb, a, b, run_id, trials=100):
                                        for d in dups[:10])))
 
 
-def main(h):
-    t = h.t
-    run_id = os.urandom(4).hex()
-    prefix = "agwit-%s:" % run_id
-    redis = H.Redis(h)
-    sb = H.Sandbox(h)
-    gws = [fleet_gateway(h, sb, redis, prefix) for _ in range(3)]
-    t.diag("redis on %d, sandbox on %d, gateways on %s, key_prefix %s"
-           % (redis.port, sb.port, [g.port for g in gws], prefix))
-    t0 = time.monotonic()
-    test_setup(h, redis, gws, prefix)
-    test_300_identical(h, sb, gws, run_id)
-    test_20_keys(h, sb, gws, run_id)
-    u, ra = test_cross_instance(h, sb, redis, gws, prefix, run_id)
-    test_no_cache(h, sb, gws, u, ra)
-    test_shared_error(h, sb, gws, run_id)
-    test_redis_outage(h, sb, redis, gws, run_id)
-    test_holder_killed(h, sb, redis, gws, prefix, run_id)
-    pair = [fleet_gateway(h, sb, redis, prefix + "late:",
-                          {"redis_command_timeout_ms": 5000})
-            for _ in range(2)]
-    test_late_arrival_paused(h, sb, redis, pair[0], pair[1], run_id)
-    test_late_arrival_sweep(h, sb, pair[0], pair[1], run_id)
-    t.diag("scenarios took %.1f s" % (time.monotonic() - t0))
-    for g in gws + pair:
-        H.check_json_log(t, g)
+class Fleet:
+    """A scenario's redis-server, its reset sandbox and N instances
+    sharing one key_prefix."""
+
+    def __init__(self, h, n=3, store=None):
+        self.run_id = os.urandom(4).hex()
+        self.prefix = "agwit-%s:" % self.run_id
+        self.redis = H.Redis(h)
+        self.sb = h.sandbox()
+        self.gws = [fleet_gateway(h, self.sb, self.redis, self.prefix, store)
+                    for _ in range(n)]
+        h.t.diag("redis on %d, sandbox on %d, gateways on %s, key_prefix %s"
+                 % (self.redis.port, self.sb.port,
+                    [g.port for g in self.gws], self.prefix))
+
+    def check_logs(self, t):
+        for g in self.gws:
+            H.check_json_log(t, g)
+
+
+@H.scenario
+def fleet_ready(h):
+    f = Fleet(h)
+    test_setup(h, f.redis, f.gws, f.prefix)
+    f.check_logs(h.t)
+
+
+@H.scenario
+def identical_300(h):
+    f = Fleet(h)
+    test_300_identical(h, f.sb, f.gws, f.run_id)
+    f.check_logs(h.t)
+
+
+@H.scenario
+def keys_20(h):
+    f = Fleet(h)
+    test_20_keys(h, f.sb, f.gws, f.run_id)
+    f.check_logs(h.t)
+
+
+@H.scenario
+def cross_instance_and_no_cache(h):
+    f = Fleet(h)
+    u, ra = test_cross_instance(h, f.sb, f.redis, f.gws, f.prefix, f.run_id)
+    test_no_cache(h, f.sb, f.gws, u, ra)
+    f.check_logs(h.t)
+
+
+@H.scenario
+def shared_error(h):
+    f = Fleet(h)
+    test_shared_error(h, f.sb, f.gws, f.run_id)
+    f.check_logs(h.t)
+
+
+@H.scenario
+def redis_outage(h):
+    f = Fleet(h)
+    test_redis_outage(h, f.sb, f.redis, f.gws, f.run_id)
+    f.check_logs(h.t)
+
+
+@H.scenario
+def holder_killed(h):
+    f = Fleet(h)
+    test_holder_killed(h, f.sb, f.redis, f.gws, f.prefix, f.run_id)
+    f.check_logs(h.t)
+
+
+@H.scenario
+def late_arrival_paused(h):
+    f = Fleet(h, 2, {"redis_command_timeout_ms": 5000})
+    test_late_arrival_paused(h, f.sb, f.redis, f.gws[0], f.gws[1], f.run_id)
+    f.check_logs(h.t)
+
+
+@H.scenario
+def late_arrival_sweep(h):
+    f = Fleet(h, 2, {"redis_command_timeout_ms": 5000})
+    test_late_arrival_sweep(h, f.sb, f.gws[0], f.gws[1], f.run_id)
+    f.check_logs(h.t)
 
 
 if __name__ == "__main__":
-    H.run(main)
+    H.run()

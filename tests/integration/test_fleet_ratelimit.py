@@ -5,7 +5,8 @@ max_wait_ms without calling upstream, pause together on an upstream 429,
 and fall back to a local limit of rate / live instances while Redis is
 down, returning to the shared one when it is back.
 
-Every scenario uses its own key_prefix, so no state leaks between them.
+Every scenario has its own redis-server and key_prefix, so no state leaks
+between them (-k NAME runs one alone).
 The sandbox runs with --rate 1000: its own limit never interferes.
 """
 
@@ -44,15 +45,6 @@ def fleet(h, sb, rd, prefix, rate, max_wait_ms, burst=0, n=INSTANCES,
 def stop_all(gws):
     for g in gws:
         g.stop()
-
-
-def wait_until(pred, timeout, step=0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(step)
-    return pred()
 
 
 def live_instances(rd, prefix):
@@ -100,7 +92,8 @@ def test_fleet_limit(h, sb, rd):
     rate, n = 40, 240
     sb.reset()
     gws = fleet(h, sb, rd, "fl1:", rate, LONG_WAIT_MS)
-    wait_until(lambda: live_instances(rd, "fl1:") == INSTANCES, 5)
+    H.wait_until(lambda: live_instances(rd, "fl1:") == INSTANCES, 5,
+                 step=0.05)
     t.eq(live_instances(rd, "fl1:"), INSTANCES,
          "each instance keeps a heartbeat in the prefix's set")
     uris = [sb.sample("fleet-%03d.png" % i) for i in range(n)]
@@ -241,12 +234,14 @@ def test_fallback(h, sb, rd):
     sb.reset()
     gws = fleet(h, sb, rd, "fl4:", rate, LONG_WAIT_MS)
     g = gws[0]
-    t.check(wait_until(lambda: live_seen(g) == INSTANCES, 5),
+    t.check(H.wait_until(lambda: live_seen(g) == INSTANCES, 5,
+                         step=0.05),
             "instance 0 saw %d live instances through the heartbeats"
             % INSTANCES, "\n".join(log_lines(g, "live instances")))
     t.eq(readyz_status(g), "ready", "/readyz ready while Redis is up")
     rd.stop()
-    t.check(wait_until(lambda: readyz_status(g) == "degraded", 5),
+    t.check(H.wait_until(lambda: readyz_status(g) == "degraded", 5,
+                         step=0.05),
             "Redis stopped -> /readyz degraded", repr(readyz_status(g)))
     n = 60
     uris = [sb.sample("fallback-%02d.png" % i) for i in range(n)]
@@ -275,7 +270,8 @@ def test_fallback(h, sb, rd):
 
     # --- Redis back: the shared limiter again ----------------------------
     rd.start()
-    t.check(wait_until(lambda: readyz_status(g) == "ready", 8),
+    t.check(H.wait_until(lambda: readyz_status(g) == "ready", 8,
+                         step=0.05),
             "Redis back -> /readyz ready", repr(readyz_status(g)))
     # Until every instance is back on the shared limit (not merely
     # heartbeating: still on its fallback counts as away), each one back
@@ -310,20 +306,25 @@ def test_fallback(h, sb, rd):
     stop_all(gws)
 
 
-def main(h):
-    rd = H.Redis(h)
-    sb = H.Sandbox(h, rate=1000)
-    t0 = time.monotonic()
-    test_fleet_limit(h, sb, rd)
-    test_over_max_wait(h, sb, rd)
-    test_fleet_pause(h, sb, rd)
-    test_fallback(h, sb, rd)
-    h.t.diag("scenarios took %.1f s" % (time.monotonic() - t0))
-    rd.stop()
+def scenario(test):
+    """TEST(h, sb, rd) as a scenario: the file's sandbox (--rate 1000)
+    reset, a redis-server of its own."""
+    def run(h):
+        sb = h.shared("sandbox-1000", lambda h: H.Sandbox(h, rate=1000))
+        sb.reset()
+        test(h, sb, H.Redis(h))
+    run.__name__ = test.__name__[len("test_"):]
+    return H.scenario(run)
+
+
+fleet_limit = scenario(test_fleet_limit)
+over_max_wait = scenario(test_over_max_wait)
+fleet_pause = scenario(test_fleet_pause)
+fallback = scenario(test_fallback)
 
 
 if __name__ == "__main__":
     if shutil.which("redis-server") is None:
         print("1..0 # SKIP redis-server not installed")
         sys.exit(0)
-    H.run(main)
+    H.run()

@@ -10,7 +10,8 @@ senders are cut off; the max_connections cap answers 503 code 14 past
 it and frees slots when callers leave or go idle; running out of file
 descriptors neither spins the loop nor floods the log.
 
-AGW_HOSTILE_SEED=N replays one run (the seed is printed)."""
+AGW_HOSTILE_SEED=N replays one run (the seed is printed). Each scenario
+has its own gateway over the reset shared sandbox (-k NAME runs one)."""
 
 import concurrent.futures
 import hashlib
@@ -661,8 +662,9 @@ def only_connection(port):
     return first
 
 
-def connection_cap(h, sb):
-    t = h.t
+@H.scenario
+def connection_cap(h):
+    t, sb = h.t, h.sandbox()
     gw = H.Gateway(h, sb, overrides={
         "server": {"max_connections": 5, "client_timeout_ms": 30000},
         "log": {"level": "info"}})
@@ -725,9 +727,10 @@ def connection_cap(h, sb):
             "rc %r killed %r" % (rc, killed))
 
 
-def idle_frees_slot(h, sb):
+@H.scenario
+def idle_frees_slot(h):
     """A caller that goes quiet is cut off and its slot freed."""
-    t = h.t
+    t, sb = h.t, h.sandbox()
     gw = H.Gateway(h, sb, overrides={
         "server": {"max_connections": 2, "client_timeout_ms":
                    CLIENT_TIMEOUT_MS}, "log": {"level": "info"}})
@@ -751,11 +754,12 @@ def cpu_ticks(pid):
     return int(fields[11]) + int(fields[12])  # utime + stime
 
 
-def fd_exhaustion(h, sb):
+@H.scenario
+def fd_exhaustion(h):
     """More callers than file descriptors: accept() fails with EMFILE.
     The gateway must neither spin nor flood its log, and must serve
     again once the callers leave."""
-    t = h.t
+    t, sb = h.t, h.sandbox()
     gw = H.Gateway(h, sb, overrides={
         "server": {"client_timeout_ms": 30000}, "log": {"level": "info"}})
     pid = gw.proc.pid
@@ -806,25 +810,33 @@ def fd_exhaustion(h, sb):
             % (len(plain), plain[:2]))
 
 
-def main(h):
-    t = h.t
-    seed = int(os.environ.get("AGW_HOSTILE_SEED") or
-               int.from_bytes(os.urandom(4), "big"))
-    t.diag("seed %d" % seed)
-    token = "agw-hostile-tok-" + os.urandom(16).hex()
-    t.redact.append(token)
-    sb = H.Sandbox(h)
-    clients = h.write("clients.ini", "[fuzzer]\ntoken_sha256 = %s\n"
-                      "businesses = *\n" % hashlib.sha256(
-                          token.encode()).hexdigest())
+def caller_token(h):
+    """The file's caller token (made once, never printed)."""
+    if not hasattr(h, "hostile_token"):
+        h.hostile_token = "agw-hostile-tok-" + os.urandom(16).hex()
+        h.t.redact.append(h.hostile_token)
+    return h.hostile_token
+
+
+def token_gateway(h, sb):
+    """A gateway that lets the file's caller token in, with short
+    client timeouts; its caller token."""
+    token = caller_token(h)
+    clients = h.write(h.name("clients-") + ".ini",
+                      "[fuzzer]\ntoken_sha256 = %s\nbusinesses = *\n"
+                      % hashlib.sha256(token.encode()).hexdigest())
     gw = H.Gateway(h, sb, overrides={
         "server": {"client_timeout_ms": CLIENT_TIMEOUT_MS,
                    "max_body_bytes": 65536},
         "auth": {"mode": "token", "clients_file": clients},
         "ratelimit": {"rate": 200, "max_wait_ms": 500},
         "log": {"level": "info", "format": "json"}})
-    hostile_mix(h, sb, gw, token, seed)
-    slowloris(h, gw, token)
+    return gw, token
+
+
+def check_end(h, gw, token):
+    """/healthz, no token in the log, a clean exit, a JSON log."""
+    t = h.t
     r = gw.get("/healthz")
     t.eq(r.status, 200, "/healthz -> 200 at the end")
     text = gw.output_text()
@@ -834,10 +846,25 @@ def main(h):
     t.check(rc == 0 and not killed, "the gateway exits 0 on SIGTERM",
             "rc %r killed %r\n%s" % (rc, killed, gw.proc.tail()))
     H.check_json_log(t, gw)
-    connection_cap(h, sb)
-    idle_frees_slot(h, sb)
-    fd_exhaustion(h, sb)
+
+
+@H.scenario
+def hostile_requests(h):
+    seed = int(os.environ.get("AGW_HOSTILE_SEED") or
+               int.from_bytes(os.urandom(4), "big"))
+    h.t.diag("seed %d" % seed)
+    sb = h.sandbox()
+    gw, token = token_gateway(h, sb)
+    hostile_mix(h, sb, gw, token, seed)
+    check_end(h, gw, token)
+
+
+@H.scenario
+def slow_clients(h):
+    gw, token = token_gateway(h, h.sandbox())
+    slowloris(h, gw, token)
+    check_end(h, gw, token)
 
 
 if __name__ == "__main__":
-    H.run(main)
+    H.run()

@@ -130,7 +130,9 @@ def check_call_line(t, c, by_rid):
                 "client %.1f ms; line %s" % (c.elapsed * 1000, json.dumps(j)))
 
 
-def json_gateway(h, sb):
+@H.scenario
+def json_gateway(h):
+    sb = h.sandbox()
     t = h.t
     gw = H.Gateway(h, sb)
     ua = sb.sample("logs-a.png")
@@ -297,7 +299,9 @@ TEXT_LINE_RE = re.compile(
     r"(\d{4}-\d\d-\d\dT\S+Z) (error|warn|info|debug)( \[([^\]]+)\])? (.+)")
 
 
-def text_gateway(h, sb):
+@H.scenario
+def text_gateway(h):
+    sb = h.sandbox()
     t = h.t
     sb.reset()
     gw = H.Gateway(h, sb, overrides={
@@ -368,7 +372,9 @@ def text_gateway(h, sb):
             "rc %r" % rc)
 
 
-def level_gateway(h, sb):
+@H.scenario
+def level_gateway(h):
+    sb = h.sandbox()
     t = h.t
     gw = H.Gateway(h, sb, overrides={"log": {"level": "warn"}})
     r = gw.create({"uri": sb.sample("lvl.png")},
@@ -399,7 +405,9 @@ def poll_file(path, needle, timeout=3.0):
         time.sleep(0.03)
 
 
-def file_gateway(h, sb):
+@H.scenario
+def file_gateway(h):
+    sb = h.sandbox()
     t = h.t
     logdir = h.path("logs")
     os.mkdir(logdir, 0o700)
@@ -469,13 +477,5 @@ def _is_json(ln):
         return False
 
 
-def main(h):
-    sb = H.Sandbox(h)
-    json_gateway(h, sb)
-    text_gateway(h, sb)
-    level_gateway(h, sb)
-    file_gateway(h, sb)
-
-
 if __name__ == "__main__":
-    H.run(main)
+    H.run()

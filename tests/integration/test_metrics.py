@@ -7,7 +7,9 @@ never carry business ids, URIs or request ids.
 
 Every /metrics answer is itself counted in requests_total{code="200"}
 after it is rendered, so a scrape sees all the scrapes before it: the
-Scraper below counts them to predict that series exactly."""
+Scraper below counts them to predict that series exactly. Each scenario
+has its own gateway over the reset shared sandbox and compares scrapes it
+took itself (-k NAME runs one alone)."""
 
 import math
 import os
@@ -284,17 +286,40 @@ def check_labels_bounded(t, m, desc, forbidden):
             "/metrics" % desc, "found: %r" % found)
 
 
-def main(h):
+class Run:
+    """A scenario's gateway over the reset sandbox, its Scraper, and the
+    strings its /metrics must never show."""
+
+    def __init__(self, h, overrides=None):
+        self.t = h.t
+        self.sb = h.sandbox()
+        self.gw = H.Gateway(h, self.sb, overrides=overrides)
+        self.s = Scraper(h.t, self.gw)
+        self.forbidden = [H.BIZ, H.BIZ2, "samples/", "/v1/", h.api_key]
+        h.t.diag("sandbox on %d, gateway on %d" % (self.sb.port,
+                                                    self.gw.port))
+
+    def sample(self, name):
+        u = self.sb.sample(name)
+        self.forbidden.append(u)
+        return u
+
+    def finish(self, desc):
+        """Histograms consistent, labels bounded, the log JSON."""
+        m = self.s.scrape()
+        check_histograms(self.t, m, desc)
+        check_labels_bounded(self.t, m, desc, self.forbidden)
+        H.check_json_log(self.t, self.gw)
+
+
+@H.scenario
+def first_scrape(h):
     t = h.t
     rc, out, _ = H.run_cmd([h.gateway_bin, "-V"])
     version = out.strip().split()[-1] if rc == 0 and out.strip() else None
-    sb = H.Sandbox(h)
     t_start = time.time()
-    gw = H.Gateway(h, sb)
-    t.diag("sandbox on %d, gateway on %d" % (sb.port, gw.port))
-    s = Scraper(t, gw)
-    forbidden = [H.BIZ, H.BIZ2, "samples/", "/v1/", h.api_key]
-
+    run = Run(h)
+    s = run.s
     m0 = s.scrape()
     check_format(t, m0, s.last, "first scrape")
     t.eq(m0.get("build_info", version=version), 1.0,
@@ -305,14 +330,27 @@ def main(h):
             "start_time %r, started near %r" % (st, t_start))
     t.eq(m0.get("inflight_requests"), 0.0, "inflight_requests 0 when idle")
     t.eq(m0.get("redis_up"), 0.0, "redis_up 0 with the memory store")
+    time.sleep(1.1)  # a second later: a start time that moved would show
+    t.check(m0.get("start_time_seconds") ==
+            s.scrape().get("start_time_seconds"),
+            "start_time_seconds stable between scrapes", "")
+    hd = H.request(run.gw.port, "HEAD", "/metrics")
+    t.check(hd.status == 200 and hd.body == b"",
+            "HEAD /metrics -> 200 without a body", hd.short())
+    run.finish("first scrapes")
 
-    # --- a miss ---------------------------------------------------------
-    ua = sb.sample("metrics-a.png")
-    forbidden.append(ua)
+
+@H.scenario
+def miss_and_hit(h):
+    t = h.t
+    run = Run(h)
+    s = run.s
+    m0 = s.scrape()
+    ua = run.sample("metrics-a.png")
     t0 = time.monotonic()
-    r = gw.create({"uri": ua}, headers={"X-Request-Id": "metrics-rid-a"})
+    r = run.gw.create({"uri": ua}, headers={"X-Request-Id": "metrics-rid-a"})
     el = time.monotonic() - t0
-    forbidden.append("metrics-rid-a")
+    run.forbidden.append("metrics-rid-a")
     t.check(r.status == 200 and r.header("x-cache") == "MISS",
             "miss: create -> 200 MISS", r.short())
     m1 = s.scrape()
@@ -329,8 +367,7 @@ def main(h):
             "(0 < %.6f <= %.3f)" % (ds, el), "")
     t.eq(m1.get("inflight_requests"), 0.0, "miss: inflight back to 0")
 
-    # --- a hit ----------------------------------------------------------
-    r = gw.create({"uri": ua})
+    r = run.gw.create({"uri": ua})
     t.check(r.status == 200 and r.header("x-cache") == "HIT",
             "hit: same create -> 200 HIT", r.short())
     m2 = s.scrape()
@@ -339,12 +376,19 @@ def main(h):
     t.eq(m2.total("upstream_requests_total"),
          m1.total("upstream_requests_total"),
          "hit: no upstream series moved (sum over every code)")
+    run.finish("after a miss and a hit")
 
-    # --- coalesced: N identical calls while the upstream is slow ---------
+
+@H.scenario
+def coalesced(h):
+    """N identical calls while the upstream is slow"""
+    t = h.t
+    run = Run(h)
+    s, sb, gw = run.s, run.sb, run.gw
     n = 5
+    m2 = s.scrape()
     sb.faults(latency_ms=1500)
-    ub = sb.sample("metrics-coalesced.png")
-    forbidden.append(ub)
+    ub = run.sample("metrics-coalesced.png")
     before = s.count
     res = [None]
     th = threading.Thread(target=lambda: res.__setitem__(0, H.concurrent(
@@ -366,7 +410,7 @@ def main(h):
                                   for x in out),
             "coalesced: %d identical creates -> %d x 200" % (n, n),
             "\n".join(x.short() if isinstance(x, H.Resp) else repr(x)
-                      for x in out))
+                       for x in out))
     sb.faults(latency_ms=0)
     m3 = s.scrape()
     check_moves(t, m2, m3, {'requests_total{code=200}': n + 1 + polls,
@@ -387,10 +431,19 @@ def main(h):
     t.check(b3[1.0] - b2[1.0] == 0 and b3[2.5] - b2[2.5] == 1,
             "coalesced: the 1.5 s attempt landed in the (1, 2.5] bucket",
             "le=1 +%r, le=2.5 +%r" % (b3[1.0] - b2[1.0], b3[2.5] - b2[2.5]))
+    run.finish("after coalesced calls")
 
-    # --- validation errors: no lookup, no upstream -----------------------
+
+@H.scenario
+def validation_errors(h):
+    """no lookup, no upstream"""
+    t = h.t
+    run = Run(h)
+    s, gw = run.s, run.gw
+    m3 = s.scrape()
     r1 = gw.create({"uri": 5})
-    r2 = gw.create({"uri": ua}, business="not-a-uuid")
+    r2 = gw.create({"uri": run.sample("metrics-a.png")},
+                   business="not-a-uuid")
     r3 = gw.create("x" * 70000)
     r4 = H.request(gw.port, "POST", "/metrics", body="")
     t.check((r1.status, r2.status, r3.status, r4.status) ==
@@ -398,17 +451,25 @@ def main(h):
             "validation: uri 5 -> 400, bad business -> 400, 70000-byte "
             "body -> 413, POST /metrics -> 405",
             "%s\n%s\n%s\n%s" % (r1.short(), r2.short(), r3.short(),
-                                r4.short()))
+                                  r4.short()))
     m4 = s.scrape()
     check_moves(t, m3, m4, {'requests_total{code=200}': 1,
                             'requests_total{code=400}': 2,
                             'requests_total{code=413}': 1,
                             'requests_total{code=405}': 1},
                 "400 x2, 413, 405")
+    run.finish("after validation errors")
 
-    # --- upstream 500 without id: not retried -----------------------------
+
+@H.scenario
+def upstream_500_not_retried(h):
+    """upstream 500 without id: not retried"""
+    t = h.t
+    run = Run(h)
+    s, sb = run.s, run.sb
+    m4 = s.scrape()
     sb.faults(status=500, status_count=-1)
-    r = gw.create({"uri": sb.sample("metrics-500.png")})
+    r = run.gw.create({"uri": run.sample("metrics-500.png")})
     H.check_error(t, r, 502, 14, "upstream 500 without id")
     sb.reset()
     m5 = s.scrape()
@@ -419,10 +480,18 @@ def main(h):
                             'upstream_duration_seconds_count': 1,
                             'ratelimit_wait_seconds_count': 1},
                 "upstream 500")
+    run.finish("after an upstream 500")
 
-    # --- dropped connection without id: code="error" -----------------------
+
+@H.scenario
+def upstream_dropped(h):
+    """dropped connection without id: code "error"."""
+    t = h.t
+    run = Run(h)
+    s, sb = run.s, run.sb
+    m5 = s.scrape()
     sb.faults(drop_count=1)
-    r = gw.create({"uri": sb.sample("metrics-drop.png")})
+    r = run.gw.create({"uri": run.sample("metrics-drop.png")})
     H.check_error(t, r, 502, 14, "dropped upstream connection without id")
     sb.reset()
     m6 = s.scrape()
@@ -433,11 +502,19 @@ def main(h):
                             'upstream_duration_seconds_count': 1,
                             'ratelimit_wait_seconds_count': 1},
                 "dropped upstream connection")
+    run.finish("after a dropped upstream connection")
 
-    # --- a retry: custom id, 500 once, then 200 ----------------------------
+
+@H.scenario
+def one_retry(h):
+    """a retry: custom id, 500 once, then 200"""
+    t = h.t
+    run = Run(h)
+    s, sb = run.s, run.sb
+    m6 = s.scrape()
     sb.faults(status=500, status_count=1)
-    r = gw.create({"uri": sb.sample("metrics-retry.png"),
-                   "id": "metrics-retry-1"})
+    r = run.gw.create({"uri": run.sample("metrics-retry.png"),
+                       "id": "metrics-retry-1"})
     t.check(r.status == 200 and r.header("x-cache") == "MISS",
             "retry: 500 once with id -> 200", r.short())
     sb.reset()
@@ -450,10 +527,18 @@ def main(h):
                             'upstream_duration_seconds_count': 2,
                             'ratelimit_wait_seconds_count': 2},
                 "one retry")
+    run.finish("after a retry")
 
-    # --- upstream 429 once: counted, paused, retried -----------------------
+
+@H.scenario
+def upstream_429_once(h):
+    """upstream 429 once: counted, paused, retried"""
+    t = h.t
+    run = Run(h)
+    s, sb = run.s, run.sb
+    m7 = s.scrape()
     sb.faults(status=429, status_count=1, retry_after=1)
-    r = gw.create({"uri": sb.sample("metrics-429.png")})
+    r = run.gw.create({"uri": run.sample("metrics-429.png")})
     t.check(r.status == 200, "upstream 429 once -> 200 after the pause",
             r.short())
     sb.reset()
@@ -467,12 +552,20 @@ def main(h):
                "upstream_requests_total{code=200}": 1,
                "ratelimit_rejected_total": 0},
          "upstream 429: upstream_429_total +1, code 429 +1, then 200 +1")
+    run.finish("after an upstream 429")
 
-    # --- connections_open follows held connections --------------------------
+
+@H.scenario
+def connections_open(h):
+    """connections_open follows held connections"""
+    t = h.t
+    run = Run(h)
+    s = run.s
     held = []
     try:
         for _ in range(3):
-            c = socket.create_connection(("127.0.0.1", gw.port), timeout=5)
+            c = socket.create_connection(("127.0.0.1", run.gw.port),
+                                         timeout=5)
             c.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
             c.recv(4096)
             held.append(c)
@@ -486,31 +579,18 @@ def main(h):
     ml, ok = s.poll(lambda m: m.get("connections_open") <= 1, 3.0)
     t.check(ok, "connections_open back to 1 (the scrape) after they close",
             "connections_open %r" % ml.get("connections_open"))
-
-    mlast = s.scrape()
-    check_histograms(t, mlast, "after every kind of call")
-    check_labels_bounded(t, mlast, "after every kind of call", forbidden)
-    t.check(m0.get("start_time_seconds") ==
-            mlast.get("start_time_seconds"),
-            "start_time_seconds stable between scrapes", "")
-    hd = H.request(gw.port, "HEAD", "/metrics")
-    t.check(hd.status == 200 and hd.body == b"",
-            "HEAD /metrics -> 200 without a body", hd.short())
-
-    limiter_metrics(h, sb)
-    H.check_json_log(t, gw)
+    run.finish("after held connections")
 
 
-def limiter_metrics(h, sb):
-    """429 from the gateway's own limiter, and a queued call."""
+@H.scenario
+def limiter_429(h):
+    """429 from the gateway's own limiter"""
     t = h.t
-    sb.reset()
-    gw = H.Gateway(h, sb, overrides={"ratelimit": {"rate": 1,
-                                                   "max_wait_ms": 0}})
-    s = Scraper(t, gw)
+    run = Run(h, {"ratelimit": {"rate": 1, "max_wait_ms": 0}})
+    s, gw = run.s, run.gw
     m0 = s.scrape()
-    r1 = gw.create({"uri": sb.sample("metrics-rl-1.png")})
-    r2 = gw.create({"uri": sb.sample("metrics-rl-2.png")})
+    r1 = gw.create({"uri": run.sample("metrics-rl-1.png")})
+    r2 = gw.create({"uri": run.sample("metrics-rl-2.png")})
     t.eq(r1.status, 200, "rate 1, max_wait_ms 0: first create -> 200")
     H.check_error(t, r2, 429, 8, "rate 1, max_wait_ms 0: second distinct "
                   "create at once")
@@ -526,17 +606,20 @@ def limiter_metrics(h, sb):
                             'ratelimit_wait_seconds_count': 1},
                 "limiter 429")
     check_histograms(t, m1, "limiter gateway")
-    gw.stop()
+    run.finish("after a limiter 429")
 
-    # a queued call: rate 1, the second distinct call waits ~1 s
-    gw = H.Gateway(h, sb, overrides={"ratelimit": {"rate": 1,
-                                                   "max_wait_ms": 3000}})
-    s = Scraper(t, gw)
+
+@H.scenario
+def limiter_queue(h):
+    """a queued call: rate 1, the second distinct call waits ~1 s"""
+    t = h.t
+    run = Run(h, {"ratelimit": {"rate": 1, "max_wait_ms": 3000}})
+    s, gw = run.s, run.gw
     m0 = s.scrape()
+    u1, u2 = run.sample("metrics-q-1.png"), run.sample("metrics-q-2.png")
     res = [None]
     th = threading.Thread(target=lambda: res.__setitem__(0, H.concurrent(
-        [lambda: gw.create({"uri": sb.sample("metrics-q-1.png")}),
-         lambda: gw.create({"uri": sb.sample("metrics-q-2.png")})],
+        [lambda: gw.create({"uri": u1}), lambda: gw.create({"uri": u2})],
         timeout=10)), daemon=True)
     th.start()
     mid, ok = s.poll(lambda m: m.get("ratelimit_queue_depth") >= 1, 0.8)
@@ -570,8 +653,8 @@ def limiter_metrics(h, sb):
                 b1[0.001] - b0[0.001], b1[0.5] - b0[0.5],
                 b1[2.0] - b0[2.0]))
     check_histograms(t, m1, "queued-limiter gateway")
-    H.check_json_log(t, gw)
+    run.finish("after a queued call")
 
 
 if __name__ == "__main__":
-    H.run(main)
+    H.run()

@@ -1,7 +1,9 @@
 """The local rate limit (SPEC section 4): bursts are queued, never more
 than rate + burst upstream calls in any 1 s window as the sandbox counts
 them; a wait past max_wait_ms is a 429 that never reaches upstream;
-cache hits and coalesced waiters cost no budget."""
+cache hits and coalesced waiters cost no budget. Each scenario has its
+own gateway over the file's sandbox (--rate 1000, reset for each; -k NAME
+runs one alone)."""
 
 import collections
 import os
@@ -18,9 +20,16 @@ def status_counts(res):
                                else type(r).__name__ for r in res)
 
 
-def burst_case(h, sb, rate, burst, n):
-    t = h.t
+def sandbox(h):
+    """The file's sandbox (its own limit far above ours), reset."""
+    sb = h.shared("sandbox-1000", lambda h: H.Sandbox(h, rate=1000))
     sb.reset()
+    return sb
+
+
+def burst_case(h, rate, burst, n):
+    t = h.t
+    sb = sandbox(h)
     gw = H.Gateway(h, sb, overrides={"ratelimit": {
         "rate": rate, "burst": burst, "max_wait_ms": 20000}})
     uris = [sb.sample("rl-%d-%d-%03d.png" % (rate, burst, i))
@@ -63,17 +72,27 @@ def burst_case(h, sb, rate, burst, n):
     return measured
 
 
-def main(h):
-    t = h.t
-    sb = H.Sandbox(h, rate=1000)
-
-    burst_case(h, sb, 20, 0, 80)
-    burst_case(h, sb, 20, 5, 80)
-
-    # --- over max_wait_ms: 429 that never reaches upstream --------------
-    sb.reset()
-    gw = H.Gateway(h, sb, overrides={"ratelimit": {
+def rate5_gateway(h):
+    """Rate 5, no burst, max_wait_ms 300, over the reset sandbox."""
+    sb = sandbox(h)
+    return h.t, sb, H.Gateway(h, sb, overrides={"ratelimit": {
         "rate": 5, "burst": 0, "max_wait_ms": 300}})
+
+
+@H.scenario
+def burst_0(h):
+    burst_case(h, 20, 0, 80)
+
+
+@H.scenario
+def burst_5(h):
+    burst_case(h, 20, 5, 80)
+
+
+@H.scenario
+def over_max_wait_429(h):
+    """over max_wait_ms: 429 that never reaches upstream"""
+    t, sb, gw = rate5_gateway(h)
     uris = [sb.sample("rl429-%02d.png" % i) for i in range(30)]
     res = H.concurrent([lambda u=u: gw.create({"uri": u}) for u in uris],
                        timeout=30)
@@ -109,10 +128,12 @@ def main(h):
         t.diag("RateLimit-Remaining on 429s: %r" % sorted(set(rem)))
     t.eq(sb.calls(), sc.get(200, 0),
          "the sandbox saw exactly as many calls as there were 200s")
+    H.check_json_log(t, gw)
 
-    # --- cache hits and coalesced waiters cost no budget -----------------
-    time.sleep(1.5)  # let the bucket refill
-    sb.reset()
+
+@H.scenario
+def hits_cost_no_budget(h):
+    t, sb, gw = rate5_gateway(h)
     warm = sb.sample("rl-warm.png")
     r = gw.create({"uri": warm})
     t.eq(r.status, 200, "warm one key at rate 5")
@@ -130,9 +151,12 @@ def main(h):
                         for _ in range(50)], timeout=20)
     t.eq(status_counts(res), {200: 50}, "50 concurrent hits -> all 200")
     t.eq(sb.calls(), 1, "hits made no sandbox call")
+    H.check_json_log(t, gw)
 
-    time.sleep(1.0)
-    sb.reset()
+
+@H.scenario
+def coalesced_cost_no_budget(h):
+    t, sb, gw = rate5_gateway(h)
     sb.faults(latency_ms=400)
     uc = sb.sample("rl-coalesced.png")
     res = H.concurrent([lambda: gw.create({"uri": uc}) for _ in range(30)],
@@ -140,9 +164,8 @@ def main(h):
     t.eq(status_counts(res), {200: 30},
          "30 coalesced identical creates at rate 5, max_wait 300 -> all 200")
     t.eq(sb.calls(), 1, "coalesced waiters: 1 call")
-    sb.reset()
     H.check_json_log(t, gw)
 
 
 if __name__ == "__main__":
-    H.run(main)
+    H.run()

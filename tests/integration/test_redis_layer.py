@@ -1,6 +1,7 @@
 """The Redis layer (issue #3): redis.c, store_redis.c and fleet.c against
 a real redis-server, through tests/integration/redis_driver (one mode per
-scenario, one result per output line).
+scenario, one result per output line). Each scenario has its own
+redis-server (-k NAME runs one alone).
 
 Set AGW_DRIVER_WRAPPER (e.g. "valgrind -q --leak-check=full
 --error-exitcode=99") to run every driver under a checker: any report
@@ -483,26 +484,35 @@ def test_fleet(h, r):
          "agw_fleet_free: pending waits get no callback")
 
 
-def main(h):
-    t = h.t
-    if not os.access(driver_path(h), os.X_OK):
-        raise RuntimeError("driver missing: %s" % driver_path(h))
-    t.redact += [PW, PW_SPECIAL] + URL_SECRETS
-    r = H.Redis(h)
-    test_parse(h)
-    test_basic(h, r)
-    test_free_inside(h, r)
-    test_auth(h)
-    test_select(h, r)
-    test_timeout(h, r)
-    test_store(h, r)
-    test_fleet(h, r)
-    test_restart(h)
-    r.stop()
+def scenario(test, with_redis=True):
+    """TEST(h[, r]) as a scenario: the driver checked, the file's
+    passwords redacted, a redis-server of its own when it takes one."""
+    def run(h):
+        if not os.access(driver_path(h), os.X_OK):
+            raise RuntimeError("driver missing: %s" % driver_path(h))
+        if PW not in h.t.redact:
+            h.t.redact += [PW, PW_SPECIAL] + URL_SECRETS
+        if with_redis:
+            test(h, H.Redis(h))
+        else:
+            test(h)
+    run.__name__ = test.__name__[len("test_"):]
+    return H.scenario(run)
+
+
+parse = scenario(test_parse, False)
+basic = scenario(test_basic)
+free_inside = scenario(test_free_inside)
+auth = scenario(test_auth, False)
+select = scenario(test_select)
+timeout = scenario(test_timeout)
+store = scenario(test_store)
+fleet = scenario(test_fleet)
+restart = scenario(test_restart, False)
 
 
 if __name__ == "__main__":
     if shutil.which("redis-server") is None:
         print("1..0 # SKIP redis-server not installed")
         sys.exit(0)
-    H.run(main)
+    H.run()

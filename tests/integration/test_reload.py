@@ -4,7 +4,8 @@ completes with 200; calls in flight keep the settings they started with;
 a broken config or key file is refused with an error line and the old
 settings stay; reloadable keys apply to new calls; restart-only keys
 (listen, base_url) keep their running value with a warn line naming
-them; reloads under load drop no call."""
+them; reloads under load drop no call. Each scenario has its own sandbox and
+gateway (-k NAME runs one alone)."""
 
 import json
 import os
@@ -84,6 +85,7 @@ def short(r):
 
 # ------------------------------------------------------------ (a) key
 
+@H.scenario
 def key_change(h):
     t = h.t
     k1 = h.api_key
@@ -146,6 +148,7 @@ def key_change(h):
     sb2.stop()
 
 
+@H.scenario
 def key_change_queued(h):
     """A call queued on the limiter started under the old key; the
     settings it started with include the key (issue #6: in-flight calls
@@ -182,6 +185,7 @@ def key_change_queued(h):
     sb.stop()
 
 
+@H.scenario
 def timeout_change_queued(h):
     """A call queued on the limiter when request_timeout_ms shrinks keeps
     the timeout it started with."""
@@ -218,6 +222,7 @@ def timeout_change_queued(h):
 
 # ----------------------------------------------- (b) (c) broken + changes
 
+@H.scenario
 def broken_and_changes(h):
     t = h.t
     sb = H.Sandbox(h)
@@ -354,6 +359,7 @@ def broken_and_changes(h):
 
 # --------------------------------------------------- (d) restart-only keys
 
+@H.scenario
 def restart_only(h):
     t = h.t
     sb = H.Sandbox(h)
@@ -414,6 +420,7 @@ def restart_only(h):
 
 # ------------------------------------------------------ reload under load
 
+@H.scenario
 def under_load(h):
     t = h.t
     sb = H.Sandbox(h)
@@ -463,14 +470,5 @@ def under_load(h):
     sb.stop()
 
 
-def main(h):
-    key_change(h)
-    key_change_queued(h)
-    timeout_change_queued(h)
-    broken_and_changes(h)
-    restart_only(h)
-    under_load(h)
-
-
 if __name__ == "__main__":
-    H.run(main)
+    H.run()

@@ -1,5 +1,6 @@
 """Single flight (SPEC section 3): N identical concurrent creates cause
-exactly one upstream call and all N get its answer."""
+exactly one upstream call and all N get its answer. Each scenario has
+its own gateway over the reset shared sandbox (-k NAME runs one)."""
 
 import collections
 import os
@@ -16,13 +17,17 @@ def responses(res):
     return ok, bad
 
 
-def main(h):
-    t = h.t
-    sb = H.Sandbox(h)
+def start(h):
+    """The scenario's reset sandbox and its own gateway over it."""
+    sb = h.sandbox()
     gw = H.Gateway(h, sb, overrides={"upstream": {"request_timeout_ms":
                                                   5000}})
+    return h.t, sb, gw
 
-    # --- 200 identical ---------------------------------------------------
+
+@H.scenario
+def identical_200(h):
+    t, sb, gw = start(h)
     sb.faults(latency_ms=500)
     u = sb.sample("sf-200.png")
     t0 = time.monotonic()
@@ -50,9 +55,12 @@ def main(h):
             next((H.create_headers_ok(r) for r in ok
                   if H.create_headers_ok(r)), ""))
     t.diag("200 identical answered in %.2f s" % el)
+    H.check_json_log(t, gw)
 
-    # --- 20 keys x 10 copies -----------------------------------------------
-    sb.reset()
+
+@H.scenario
+def keys_20_copies_10(h):
+    t, sb, gw = start(h)
     sb.faults(latency_ms=300)
     keys = [sb.sample("sf-key-%02d.png" % i) for i in range(20)]
     calls = []
@@ -82,9 +90,13 @@ def main(h):
     t.check(len(srcs) == 20 and all(v == 1 for v in srcs.values()),
             "sandbox by_source: each source created once",
             repr(srcs)[:800])
+    H.check_json_log(t, gw)
 
-    # --- an upstream error is shared, not stored -----------------------------
-    sb.reset()
+
+@H.scenario
+def error_shared_not_stored(h):
+    """an upstream error is shared, not stored"""
+    t, sb, gw = start(h)
     sb.faults(latency_ms=400)
     um = sb.missing("sf-missing.png")
     res = H.concurrent([lambda: gw.create({"uri": um}) for _ in range(10)],
@@ -96,9 +108,13 @@ def main(h):
     t.eq(sb.calls(), 1, "waiters got the holder's 400: 1 call")
     r = gw.create({"uri": um})
     t.eq(sb.calls(), 2, "the 400 was not stored: a later create calls again")
+    H.check_json_log(t, gw)
 
-    # --- a slow holder that times out: waiters get its answer ---------------
-    sb.reset()
+
+@H.scenario
+def slow_holder_times_out(h):
+    """a slow holder that times out: waiters get its answer"""
+    t, sb = h.t, h.sandbox()
     gw_fast = H.Gateway(h, sb, overrides={"upstream": {
         "request_timeout_ms": 800}})
     sb.faults(latency_ms=2000)
@@ -113,11 +129,8 @@ def main(h):
             repr([r.status if isinstance(r, H.Resp) else r for r in res]))
     t.eq(sb.calls(), 1, "timing-out holder: 1 call")
     t.check(el < 5.0, "all answered promptly", "took %.2f s" % el)
-    sb.reset()
-
-    H.check_json_log(t, gw)
     H.check_json_log(t, gw_fast)
 
 
 if __name__ == "__main__":
-    H.run(main)
+    H.run()

@@ -44,20 +44,35 @@ def make_cert(h, name, ca, san):
     return pem, key
 
 
-def main(h):
-    t = h.t
-    ca1 = make_ca(h, "ca1")
-    ca2 = make_ca(h, "ca2")
-    good = make_cert(h, "server-good", ca1, "IP:127.0.0.1,DNS:localhost")
-    other = make_cert(h, "server-other", ca1, "DNS:other.example")
-    t.diag("test CAs and certificates made with the openssl CLI")
+class Pki:
+    """The file's CAs, server certificates, source server and TLS
+    sandbox (made once: openssl is slow)."""
 
-    src = h.source_server()
-    sb = H.Sandbox(h, tls_cert=good[0], tls_key=good[1])
-    t.check(sb.base_url.startswith("https://"), "TLS sandbox runs",
-            sb.base_url)
+    def __init__(self, h):
+        t = h.t
+        self.ca1 = make_ca(h, "ca1")
+        self.ca2 = make_ca(h, "ca2")
+        self.good = make_cert(h, "server-good", self.ca1,
+                              "IP:127.0.0.1,DNS:localhost")
+        self.other = make_cert(h, "server-other", self.ca1,
+                               "DNS:other.example")
+        t.diag("test CAs and certificates made with the openssl CLI")
+        self.src = h.source_server()
+        self.sb = H.Sandbox(h, tls_cert=self.good[0], tls_key=self.good[1])
+        t.check(self.sb.base_url.startswith("https://"), "TLS sandbox runs",
+                self.sb.base_url)
 
-    # --- good CA ----------------------------------------------------------
+
+def start(h):
+    """The shared certificates, the TLS sandbox reset, the source."""
+    pki = h.shared("pki", Pki)
+    pki.sb.reset()
+    return h.t, pki, pki.sb, pki.src, pki.ca1, pki.ca2
+
+
+@H.scenario
+def good_ca(h):
+    t, pki, sb, src, ca1, ca2 = start(h)
     gw = H.Gateway(h, sb, overrides={"upstream": {"ca_file": ca1[1]}})
     u = src.sample("tls-ok.png")
     r = gw.create({"uri": u})
@@ -74,9 +89,12 @@ def main(h):
         r3 = gw.create({"uri": src.sample("tls-more-%d.png" % i)})
         t.eq(r3.status, 200, "another create over TLS (%d) -> 200" % i)
     t.eq(sb.calls(), 4, "sandbox saw 4 calls over TLS")
+    H.check_json_log(t, gw)
 
-    # --- wrong CA -----------------------------------------------------------
-    sb.reset()
+
+@H.scenario
+def wrong_ca(h):
+    t, pki, sb, src, ca1, ca2 = start(h)
     gw_bad = H.Gateway(h, sb, overrides={"upstream": {"ca_file": ca2[1]}})
     t0 = time.monotonic()
     r = gw_bad.create({"uri": src.sample("tls-wrong-ca.png")})
@@ -87,23 +105,37 @@ def main(h):
     t.diag("wrong-CA log lines mentioning verify/certificate: %d" % len(
         [ln for ln in gw_bad.log_text().splitlines()
          if "verif" in ln.lower() or "certificate" in ln.lower()]))
+    H.check_json_log(t, gw_bad)
 
-    # --- no ca_file: the system store does not know the test CA -------------
+
+@H.scenario
+def system_store(h):
+    """no ca_file: the system store does not know the test CA"""
+    t, pki, sb, src, ca1, ca2 = start(h)
     gw_sys = H.Gateway(h, sb)
     r = gw_sys.create({"uri": src.sample("tls-system.png")})
     H.check_error(t, r, 502, 14, "no ca_file (system store) with a test CA")
     t.eq(sb.calls(), 0, "system store: the request never reached the "
          "sandbox")
+    H.check_json_log(t, gw_sys)
 
-    # --- by host name ------------------------------------------------------
+
+@H.scenario
+def by_host_name(h):
+    t, pki, sb, src, ca1, ca2 = start(h)
     gw_name = H.Gateway(h, base_url="https://localhost:%d" % sb.port,
                         overrides={"upstream": {"ca_file": ca1[1]}})
     r = gw_name.create({"uri": src.sample("tls-localhost.png")})
     t.check(r.status == 200, "https://localhost with the right CA -> 200",
             r.short())
     t.eq(sb.calls(), 1, "sandbox saw the call made by name")
+    H.check_json_log(t, gw_name)
 
-    # --- certificate for another name ----------------------------------------
+
+@H.scenario
+def certificate_for_another_name(h):
+    t, pki, sb, src, ca1, ca2 = start(h)
+    other = pki.other
     sbo = H.Sandbox(h, tls_cert=other[0], tls_key=other[1])
     gw_o = H.Gateway(h, sbo, overrides={"upstream": {"ca_file": ca1[1]}})
     r = gw_o.create({"uri": src.sample("tls-other.png")})
@@ -116,9 +148,14 @@ def main(h):
                   "connecting to localhost")
     t.eq(sbo.calls(), 0, "name mismatch: the request never reached the "
          "sandbox")
+    H.check_json_log(t, gw_o)
+    H.check_json_log(t, gw_o2)
 
-    # --- https to a plain-http server ----------------------------------------
-    plain = H.Sandbox(h)
+
+@H.scenario
+def https_to_plain_http(h):
+    t, pki, sb, src, ca1, ca2 = start(h)
+    plain = h.sandbox()
     gw_p = H.Gateway(h, base_url="https://127.0.0.1:%d" % plain.port,
                      overrides={"upstream": {"ca_file": ca1[1]}})
     t0 = time.monotonic()
@@ -126,8 +163,14 @@ def main(h):
     el = time.monotonic() - t0
     H.check_error(t, r, 502, 14, "https base_url to a plain-http server")
     t.check(el < 5.0, "answered promptly", "took %.2f s" % el)
+    H.check_json_log(t, gw_p)
 
-    # --- plain http base_url is allowed with a warning -----------------------
+
+@H.scenario
+def plain_http_base_url(h):
+    """plain http base_url is allowed with a warning"""
+    t, pki, sb, src, ca1, ca2 = start(h)
+    plain = h.sandbox()
     gw_h = H.Gateway(h, plain)
     r = gw_h.create({"uri": src.sample("plain-ok.png")})
     t.eq(r.status, 200, "plain http base_url works")
@@ -135,10 +178,8 @@ def main(h):
             if "warn" in ln.lower() and "http" in ln.lower()]
     t.check(warn, "plain http base_url logs a warning",
             gw_h.log_text()[-1500:])
-
-    for g in (gw, gw_bad, gw_sys, gw_name, gw_o, gw_o2, gw_p, gw_h):
-        H.check_json_log(t, g)
+    H.check_json_log(t, gw_h)
 
 
 if __name__ == "__main__":
-    H.run(main)
+    H.run()

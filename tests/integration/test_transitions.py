@@ -5,7 +5,7 @@ changing the rate while calls wait.
 
 Each scenario starts from a clean state (its own redis-server, sandbox
 counters reset, its own key_prefix, its own gateways) and can run alone:
-  test_transitions.py [scenario ...]
+  test_transitions.py -k NAME (a part of a scenario's name; several -k)
 
 Bounds and the slack they allow:
 * the sandbox sees at most rate + burst + 1 calls in any 1 s window, also
@@ -627,21 +627,12 @@ SCENARIOS = [test_recovery_burst, test_wait_bound, test_inflight,
              test_leftover_claims]
 
 
-def main(h):
-    only = set(sys.argv[1:])
-    t0 = time.monotonic()
-    for fn in SCENARIOS:
-        if only and fn.__name__ not in only:
-            continue
-        s0 = time.monotonic()
-        fn(h)
-        h.t.diag("%s took %.1f s" % (fn.__name__, time.monotonic() - s0))
-        H.stop_all()
-    h.t.diag("scenarios took %.1f s" % (time.monotonic() - t0))
+for _fn in SCENARIOS:
+    H.scenario(_fn)
 
 
 if __name__ == "__main__":
     if shutil.which("redis-server") is None:
         print("1..0 # SKIP redis-server not installed")
         sys.exit(0)
-    H.run(main)
+    H.run()

@@ -96,6 +96,7 @@ def start_verdict(h, path):
 
 # ------------------------------------------- (1) reload token -> none
 
+@H.scenario
 def reload_token_to_none(h):
     t = h.t
     sb = H.Sandbox(h)
@@ -209,7 +210,9 @@ def names_place(msg, path, text, section, key, words):
     return probs
 
 
-def check_and_start_agree(h, sb):
+@H.scenario
+def check_and_start_agree(h):
+    sb = h.sandbox()
     t = h.t
     key = h.key_file()
     for what, over, section, key_name, words in bad_values(h):
@@ -230,7 +233,9 @@ def check_and_start_agree(h, sb):
                     rc2, error_line(err), (out2 + err2)[-600:]))
 
 
-def reload_refuses_bad_values(h, sb):
+@H.scenario
+def reload_refuses_bad_values(h):
+    sb = h.sandbox()
     t = h.t
     gw = H.Gateway(h, sb)
     for i, (what, over, section, key_name, words) in enumerate(bad_values(h)):
@@ -271,7 +276,9 @@ def trusted_files(h, sb, mode=0o600):
 LOOSE = ((0o620, "group-writable"), (0o602, "world-writable"))
 
 
-def writable_refused_at_start(h, sb):
+@H.scenario
+def writable_refused_at_start(h):
+    sb = h.sandbox()
     t = h.t
     files, _, _ = trusted_files(h, sb)
     for which, path in files.items():
@@ -290,7 +297,9 @@ def writable_refused_at_start(h, sb):
             os.chmod(path, 0o600)
 
 
-def readable_accepted(h, sb):
+@H.scenario
+def readable_accepted(h):
+    sb = h.sandbox()
     t = h.t
     for mode in (0o600, 0o640):
         files, tok, port = trusted_files(h, sb, mode)
@@ -309,7 +318,9 @@ def readable_accepted(h, sb):
     gw.stop()
 
 
-def writable_refused_on_reload(h, sb):
+@H.scenario
+def writable_refused_on_reload(h):
+    sb = h.sandbox()
     t = h.t
     tok = new_token(h, "reload-perm")
     cf = clients_file(h, tok)
@@ -339,16 +350,5 @@ def writable_refused_on_reload(h, sb):
     gw.stop()
 
 
-def main(h):
-    sb = H.Sandbox(h)
-    reload_token_to_none(h)
-    check_and_start_agree(h, sb)
-    reload_refuses_bad_values(h, sb)
-    writable_refused_at_start(h, sb)
-    readable_accepted(h, sb)
-    writable_refused_on_reload(h, sb)
-    sb.stop()
-
-
 if __name__ == "__main__":
-    H.run(main)
+    H.run()

@@ -14,6 +14,9 @@ field's optional whitespace and are allowed ("Content-Length:  34" is
 34); any other character is refused ("+34", "3 4", "0x22", a vertical
 tab). A chunk-size line is hex digits and its CRLF only: no blanks
 before or after, no chunk extensions, no trailer fields.
+
+Each scenario has its own gateway over the reset shared sandbox (-k NAME
+runs one alone).
 """
 
 import http.client
@@ -34,6 +37,7 @@ READ_S = 3.0           # how long a raw exchange waits for answers
 EARLY_S = 2.0          # an early refusal comes within this
 TOKEN = "trust-http-token-" + os.urandom(8).hex()
 
+MAX_BODY = 65536        # max_body_bytes of the framing gateways
 HOSTILE_CONNS = 200
 HOSTILE_MAX_CONNS = 10
 HOSTILE_BODY = 1024 * 1024       # max_body_bytes in the memory test
@@ -281,7 +285,8 @@ def keep_alive_order(h, sb, gw):
             "answers %r closed %r" % (st, closed))
 
 
-def body_too_large(h, sb, gw, max_body):
+def body_too_large(h, sb, gw, max_body=None):
+    max_body = max_body or MAX_BODY
     t = h.t
     data = head(fields=["Content-Type: application/json",
                         "X-Request-Id: trust-413",
@@ -586,30 +591,45 @@ def slow_call_after_idle(h, sb):
     gw.stop()
 
 
-def main(h):
-    sb = H.Sandbox(h)
-    max_body = 65536
-    gw = H.Gateway(h, sb, overrides={"server": {"max_body_bytes": max_body},
-                                     "log": {"level": "info"}})
-    duplicate_content_length(h, sb, gw)
-    malformed_content_length(h, sb, gw)
-    transfer_encoding(h, sb, gw)
-    chunk_sizes(h, sb, gw)
-    keep_alive_order(h, sb, gw)
-    body_too_large(h, sb, gw, max_body)
-    t = h.t
-    t.check(gw.proc.alive(), "the gateway is alive after the framing tests",
-            gw.proc.tail())
-    rc, killed = gw.stop()
-    t.check(rc == 0 and not killed, "it exits 0 on SIGTERM",
-            "rc %r killed %r" % (rc, killed))
-    H.check_json_log(t, gw)
-    early_auth(h, sb)
-    cap_at_accept(h, sb)
-    hostile_memory(h, sb)
-    budget(h, sb)
-    slow_call_after_idle(h, sb)
+def framing(part):
+    """PART(h, sb, gw) as a scenario on a gateway of its own; the gateway
+    must still be alive after it, and exit 0 with a JSON log."""
+    def run(h):
+        t, sb = h.t, h.sandbox()
+        gw = H.Gateway(h, sb, overrides={
+            "server": {"max_body_bytes": MAX_BODY},
+            "log": {"level": "info"}})
+        part(h, sb, gw)
+        t.check(gw.proc.alive(), "the gateway is alive after the framing "
+                "tests", gw.proc.tail())
+        rc, killed = gw.stop()
+        t.check(rc == 0 and not killed, "it exits 0 on SIGTERM",
+                "rc %r killed %r" % (rc, killed))
+        H.check_json_log(t, gw)
+    run.__name__ = part.__name__
+    return H.scenario(run)
+
+
+def own_gateways(part):
+    """PART(h, sb) as a scenario: it starts its own gateways."""
+    def run(h):
+        part(h, h.sandbox())
+    run.__name__ = part.__name__
+    return H.scenario(run)
+
+
+duplicate_content_length = framing(duplicate_content_length)
+malformed_content_length = framing(malformed_content_length)
+transfer_encoding = framing(transfer_encoding)
+chunk_sizes = framing(chunk_sizes)
+keep_alive_order = framing(keep_alive_order)
+body_too_large = framing(body_too_large)
+early_auth = own_gateways(early_auth)
+cap_at_accept = own_gateways(cap_at_accept)
+hostile_memory = own_gateways(hostile_memory)
+budget = own_gateways(budget)
+slow_call_after_idle = own_gateways(slow_call_after_idle)
 
 
 if __name__ == "__main__":
-    H.run(main)
+    H.run()

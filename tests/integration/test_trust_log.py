@@ -192,7 +192,9 @@ def check_lines_whole(t, fmt, log):
     return lines
 
 
-def text_format(h, sb):
+@H.scenario
+def text_format(h):
+    sb = h.sandbox()
     t = h.t
     gw, sent = run_cases(h, sb, "text")
     lines = check_lines_whole(t, "text", log_bytes(gw))
@@ -249,7 +251,9 @@ def no_duplicates(pairs):
     return dict(pairs)
 
 
-def json_format(h, sb):
+@H.scenario
+def json_format(h):
+    sb = h.sandbox()
     t = h.t
     gw, sent = run_cases(h, sb, "json")
     log = log_bytes(gw)
@@ -298,11 +302,5 @@ def _extra_of(name):
     return {c[0]: c[3] for c in CASES}.get(name, b"")
 
 
-def main(h):
-    sb = H.Sandbox(h)
-    text_format(h, sb)
-    json_format(h, sb)
-
-
 if __name__ == "__main__":
-    H.run(main)
+    H.run()

@@ -40,8 +40,16 @@ def cpu_ticks(pid, tid):
     return int(fields[11]) + int(fields[12])  # utime + stime
 
 
-def threads_and_spread(h, sb, gw):
-    t = h.t
+
+def start(h):
+    """The scenario's reset sandbox and its own WORKERS-thread gateway."""
+    sb = h.sandbox()
+    return h.t, sb, H.Gateway(h, sb, overrides={"server": {"workers":
+                                                          WORKERS}})
+
+@H.scenario
+def threads_and_spread(h):
+    t, sb, gw = start(h)
     names = thread_names(gw.proc.pid)
     workers = {tid: n for tid, n in names.items()
                if n.startswith("agw-worker-")}
@@ -69,8 +77,9 @@ def threads_and_spread(h, sb, gw):
             "threads busy", "%d of %d used CPU" % (busy, WORKERS))
 
 
-def single_flight(h, sb, gw):
-    t = h.t
+@H.scenario
+def single_flight(h):
+    t, sb, gw = start(h)
     sb.reset()
     sb.faults(latency_ms=500)
     u = sb.sample("workers-sf.png")
@@ -98,8 +107,9 @@ def single_flight(h, sb, gw):
     sb.faults(latency_ms=0)
 
 
-def rate_limit(h, sb):
-    t = h.t
+@H.scenario
+def rate_limit(h):
+    t, sb = h.t, h.sandbox()
     sb.reset()
     rate = 10
     gw = H.Gateway(h, sb, overrides={
@@ -119,8 +129,9 @@ def rate_limit(h, sb):
     gw.stop()
 
 
-def reload_and_drain(h, sb, gw):
-    t = h.t
+@H.scenario
+def reload_and_drain(h):
+    t, sb, gw = start(h)
     sb.reset()
     sb.faults(latency_ms=0)
     # A reload that changes the limit: every worker must apply it.
@@ -164,8 +175,9 @@ def reload_and_drain(h, sb, gw):
             gw.log_text()[-300:])
 
 
-def fleet(h, sb):
-    t = h.t
+@H.scenario
+def fleet(h):
+    t, sb = h.t, h.sandbox()
     sb.reset()
     sb.faults(latency_ms=500)
     rd = H.Redis(h)
@@ -184,8 +196,10 @@ def fleet(h, sb):
     t.eq(dict(statuses(res)), {200: 120},
          "2 gateways x 3 workers, 120 identical creates -> all 200")
     t.eq(sb.calls(), 1, "... and exactly one upstream call")
-    members = rd.cmd("ZRANGE", gws[0].cfg["store"].get("key_prefix", "agw:")
-                     + "hb", 0, -1) or []
+    hb = gws[0].cfg["store"].get("key_prefix", "agw:") + "hb"
+    # the second gateway's first heartbeat may still be on its way
+    H.wait_until(lambda: len(rd.cmd("ZRANGE", hb, 0, -1) or []) >= 2, 3.0)
+    members = rd.cmd("ZRANGE", hb, 0, -1) or []
     t.eq(len(members), 2, "each gateway heartbeats as one instance, "
          "whatever its workers")
     for g in gws:
@@ -193,15 +207,5 @@ def fleet(h, sb):
     rd.stop()
 
 
-def main(h):
-    sb = H.Sandbox(h)
-    gw = H.Gateway(h, sb, overrides={"server": {"workers": WORKERS}})
-    threads_and_spread(h, sb, gw)
-    single_flight(h, sb, gw)
-    reload_and_drain(h, sb, gw)
-    rate_limit(h, sb)
-    fleet(h, sb)
-
-
 if __name__ == "__main__":
-    H.run(main)
+    H.run()
