@@ -306,17 +306,26 @@ def test_script_flush(h, sb, redis, mon):
     gw.stop()
 
 
-def main(h):
-    redis = H.Redis(h)
-    sb = H.Sandbox(h, rate=100000)
-    mon = Monitor(redis)
-    try:
-        for fn in (test_misses, test_hits, test_no_cache, test_renewal,
-                   test_planted, test_script_flush):
-            fn(h, sb, redis, mon)
-    finally:
-        mon.close()
+def fixtures(h):
+    """Redis, a sandbox that never limits, and MONITOR on that Redis:
+    made once for the file; each scenario uses its own key prefix."""
+    redis = h.shared("redis", H.Redis)
+    sb = h.shared("sandbox-unlimited", lambda h: H.Sandbox(h, rate=100000))
+    mon = h.shared("monitor", lambda h: Monitor(redis))
+    return sb, redis, mon
+
+
+def as_scenario(fn):
+    def run(h):
+        fn(h, *fixtures(h))
+    run.__name__ = fn.__name__
+    return H.scenario(run)
+
+
+for _fn in (test_misses, test_hits, test_no_cache, test_renewal,
+            test_planted, test_script_flush):
+    as_scenario(_fn)
 
 
 if __name__ == "__main__":
-    H.run(main)
+    H.run()
