@@ -124,8 +124,12 @@ def rate_limit(h):
     times = [c["t"] for c in sb.call_list()]
     t.eq(len(times), 40, "the sandbox saw 40 calls")
     worst = H.max_in_window(times)
-    t.check(worst <= rate, "at most %d upstream calls in any 1 s window "
-            "for the whole process" % rate, "measured %d" % worst)
+    # The grants are spaced so that any rate + 1 of them span 1 s + 10 ms;
+    # arrivals at the sandbox may bunch by more than that on a loaded
+    # machine (scheduling), as in the other window checks: + 1.
+    t.check(worst <= rate + 1, "at most %d (+1 for arrival jitter) upstream "
+            "calls in any 1 s window for the whole process" % rate,
+            "measured %d" % worst)
     gw.stop()
 
 
