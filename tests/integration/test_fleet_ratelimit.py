@@ -276,8 +276,8 @@ def test_fallback(h, sb, rd):
     # Until every instance is back on the shared limit (not merely
     # heartbeating: still on its fallback counts as away), each one back
     # takes only what the others' fallbacks leave of the rate.
-    t.check(wait_until(lambda: log_lines(g, "takes the whole fleet rate "
-                                            "again"), 6),
+    t.check(H.wait_until(lambda: log_lines(g, "takes the whole fleet "
+                                              "rate again"), 6, step=0.05),
             "instance 0 counts every instance back on the shared limit",
             g.log_text()[-1500:])
     sb.reset()
