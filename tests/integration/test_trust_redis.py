@@ -114,9 +114,12 @@ def short(r):
 
 
 def stored_key(redis, prefix):
-    """The one stored answer under PREFIX (str), or None."""
-    ks = redis.keys(prefix + "a:*")
-    return ks[0] if len(ks) == 1 else None
+    """The one stored answer under PREFIX (str), or None. The gateway
+    stores it with the script that releases the claim, which may reach
+    Redis just after the caller has its answer: looked for up to 2 s."""
+    ks = H.wait_until(lambda: (lambda k: k if len(k) == 1 else None)(
+        redis.keys(prefix + "a:*")), 2, step=0.02)
+    return ks[0] if ks else None
 
 
 def has_asset(r):
@@ -383,7 +386,8 @@ class Hostile:
         """Creates URI and returns the Redis key of its stored answer."""
         before = set(self.redis.keys(self.prefix + "a:*"))
         r = self.gw.create({"uri": uri})
-        new = sorted(set(self.redis.keys(self.prefix + "a:*")) - before)
+        new = H.wait_until(lambda: sorted(
+            set(self.redis.keys(self.prefix + "a:*")) - before), 2) or []
         if r.status != 200 or len(new) != 1:
             raise RuntimeError("no stored answer for %s: %s %r" % (
                 uri, r.short(), new))
