@@ -866,8 +866,9 @@ def wait_until(pred, timeout, step=0.02):
     value."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if pred():
-            return True
+        value = pred()
+        if value:
+            return value
         time.sleep(step)
     return pred()
 
