@@ -62,9 +62,6 @@ void agw_create_refuse(struct agw_gateway *gw, struct evhttp_request *req,
                        const char *business_id,
                        const struct agw_refusal *refused);
 
-/* For agw_upstream_set_sent_cb: a create's request has left. */
-void agw_create_on_sent(void *arg, int64_t sent_us);
-
 /*
  * For agw_limiter_fleet_on_change (ARG: the gateway): the limiter in force
  * changed. Calls of this loop waiting for a slot of the other one ask the
