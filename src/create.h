@@ -1,7 +1,9 @@
 /*
- * create.h - the Create Asset pipeline: validate -> store lookup ->
- * single flight -> rate limit -> upstream (with retries) -> store write ->
- * reply. Every accepted call ends in exactly one reply.
+ * create.h - the Create Asset pipeline (SPEC §2-§5): one state machine
+ * per call, from the validated request through dedupe (store and single
+ * flight), the rate-limit slot and the upstream attempts to the answer,
+ * which the call's waiters share (create.c's top comment traces it).
+ * Every accepted call gets exactly one answer, through its responder.
  */
 #ifndef AGW_CREATE_H
 #define AGW_CREATE_H
