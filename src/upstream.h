@@ -89,7 +89,8 @@ struct agw_upstream_request {
      * the request was handed to a connection's output (it really left),
      * or 0 when it never was (no connection, timed out waiting, cancelled,
      * out of memory); in that case before the call's callback, or inside
-     * agw_upstream_cancel() or agw_upstream_free(), or post itself.
+     * agw_upstream_cancel() or agw_upstream_free(), or post itself. So
+     * SENT_ARG must outlive the client, or every call posted with it.
      */
     void (*on_sent)(void *sent_arg, int64_t sent_us);
     void *sent_arg;

@@ -425,6 +425,7 @@ agw_worker_free(struct agw_worker *w)
 
     agw_worker_join(w);
     agw_server_free(w->server);
+    /* Before the limiter: calls it cancels tell it they never left. */
     if (gw->upstream != NULL) {
         agw_upstream_free(gw->upstream);
     }
