@@ -12,7 +12,6 @@
 
 enum agw_store_backend { AGW_STORE_MEMORY, AGW_STORE_REDIS };
 enum agw_auth_mode { AGW_AUTH_NONE, AGW_AUTH_TOKEN };
-enum agw_log_format { AGW_LOGFMT_TEXT, AGW_LOGFMT_JSON };
 
 struct agw_config {
     /* [server] */

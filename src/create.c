@@ -104,7 +104,6 @@ struct agw_call {
     int attempts;          /* upstream attempts sent */
     int upstream_status;
     bool no_cache;
-    bool in_transit; /* ATTEMPT: let go by the limiter's departure guard */
     bool miss_counted;
     /* Goes upstream without the fleet's claim (Redis was away when it
      * asked); REJOINED once it asked the fleet again. */
@@ -854,6 +853,19 @@ rejoin_fleet(struct agw_call *call)
     return true;
 }
 
+/*
+ * The attempt the departure guard let go (leave() returned 0) left at
+ * SENT_US, or never (0): the upstream client tells it through the request,
+ * exactly once, so the guard's count of calls in transit stays exact.
+ */
+static void
+departed(void *limiter, int64_t sent_us)
+{
+    struct agw_limiter *rl = limiter;
+
+    rl->ops->left(rl, sent_us);
+}
+
 static void
 send_attempt(struct agw_call *call)
 {
@@ -882,7 +894,6 @@ send_attempt(struct agw_call *call)
         return;
     }
     end_wait(call);
-    call->in_transit = rl->ops->leave != NULL;
     if (left / US_PER_MS < timeout_ms) {
         timeout_ms = left / US_PER_MS;
     }
@@ -909,23 +920,13 @@ send_attempt(struct agw_call *call)
             .request_id = call->request_id,
             .api_key = call->cfg->api_key,
             .timeout_ms = (int)(timeout_ms > 0 ? timeout_ms : 1),
+            .on_sent = rl->ops->leave != NULL ? departed : NULL,
+            .sent_arg = rl,
         },
         on_upstream, call);
     if (call->upcall == NULL) {
         set_state(call, CALL_RUNNING);
         finish_error(call, 503, AGW_CODE_UNAVAILABLE, "out of memory", -1);
-    }
-}
-
-/* Tells the limiter this call's departure is settled: SENT_US or never. */
-static void
-end_transit(struct agw_call *call, int64_t sent_us)
-{
-    struct agw_limiter *rl = call->gw->limiter;
-
-    if (call->in_transit) {
-        call->in_transit = false;
-        rl->ops->left(rl, sent_us);
     }
 }
 
@@ -940,7 +941,6 @@ on_upstream(const struct agw_upstream_result *res, void *arg)
         return;
     }
     call->upstream_status = res->status;
-    end_transit(call, 0);
     call->upstream_us += agw_now_us() - call->attempt_start_us;
     agw_metrics_count_upstream(
         res->outcome == AGW_ATTEMPT_RESPONSE ? res->status : 0);
@@ -1153,7 +1153,6 @@ finish(struct agw_call *call, const struct agw_response *resp,
     end_wait(call);
     end_fleet_flight(call, resp, call->gw->draining && resp->status == 503);
     unlink_leader(call);
-    end_transit(call, 0);
     if (call->upcall != NULL) {
         agw_upstream_cancel(call->upcall);
         call->upcall = NULL;
@@ -1369,12 +1368,6 @@ agw_create_refuse(struct agw_gateway *gw, struct evhttp_request *req,
     struct agw_responder to = {&evhttp_responder, req};
 
     handle(gw, &to, business_id, refused);
-}
-
-void
-agw_create_on_sent(void *arg, int64_t sent_us)
-{
-    end_transit(arg, sent_us);
 }
 
 void

@@ -1,7 +1,9 @@
 /*
- * create.h - the Create Asset pipeline: validate -> store lookup ->
- * single flight -> rate limit -> upstream (with retries) -> store write ->
- * reply. Every accepted call ends in exactly one reply.
+ * create.h - the Create Asset pipeline (SPEC §2-§5): one state machine
+ * per call, from the validated request through dedupe (store and single
+ * flight), the rate-limit slot and the upstream attempts to the answer,
+ * which the call's waiters share (create.c's top comment traces it).
+ * Every accepted call gets exactly one answer, through its responder.
  */
 #ifndef AGW_CREATE_H
 #define AGW_CREATE_H
@@ -61,9 +63,6 @@ void agw_create_handle(struct agw_gateway *gw, struct evhttp_request *req,
 void agw_create_refuse(struct agw_gateway *gw, struct evhttp_request *req,
                        const char *business_id,
                        const struct agw_refusal *refused);
-
-/* For agw_upstream_set_sent_cb: a create's request has left. */
-void agw_create_on_sent(void *arg, int64_t sent_us);
 
 /*
  * For agw_limiter_fleet_on_change (ARG: the gateway): the limiter in force

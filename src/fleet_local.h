@@ -1,7 +1,8 @@
 /*
  * fleet_local.h - single flight across the worker threads of one process
- * (backend = memory with workers > 1): the fleet interface of fleet.h,
- * with one in-process board of flights instead of Redis.
+ * (workers > 1, either backend): the fleet interface of fleet.h over one
+ * in-process board of flights shared by the workers. With Redis, a call
+ * that leads here goes on to the fleet's flight (fleet.h) as well.
  */
 #ifndef AGW_FLEET_LOCAL_H
 #define AGW_FLEET_LOCAL_H

@@ -20,8 +20,6 @@
 #include <event2/event.h>
 #include <json-c/json.h>
 
-#include "config.h"
-
 #define MSG_MAX 2048
 /* Longest text-format value: of a request id, of an access field, of a
  * path (longer ones are cut, see format_value). */

@@ -18,6 +18,8 @@ enum agw_log_level {
 
 extern atomic_int agw_log_level; /* set by reloads, read by workers */
 
+enum agw_log_format { AGW_LOGFMT_TEXT, AGW_LOGFMT_JSON };
+
 /* FORMAT is enum agw_log_format; PROGRAM names the emitting binary.
  * Writes out the lines held since agw_log_hold(), in that format. */
 void agw_log_setup(int level, int format, const char *program);

@@ -5,12 +5,12 @@
 #include "parse_memo.h"
 
 #include <pthread.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <openssl/rand.h>
 
-#include "request.h"
 #include "util.h"
 
 /*
@@ -18,10 +18,11 @@
  * allow_private and the body bytes, and most creates repeat a body seen
  * moments before (that is what makes them cache hits), so a repeat skips
  * the JSON parse, the URI checks and SHA-256: a hash of the input, a
- * comparison and one copy. Set-associative (least recently used way goes
- * first), bodies up to MEMO_BODY_MAX bytes, at most MEMO_BYTES per thread.
- * The hash only picks a set; entries are compared byte for byte, so a
- * crafted collision costs a miss, never a wrong answer.
+ * comparison and one copy. What is kept is opaque here: request.c lays
+ * out its parse in the room put() gives it. Set-associative (least recently
+ * used way goes first), bodies up to MEMO_BODY_MAX bytes, at most MEMO_BYTES
+ * per thread. The hash only picks a set; entries are compared byte for byte, so
+ * a crafted collision costs a miss, never a wrong answer.
  */
 #define MEMO_SETS 512 /* a power of two */
 #define MEMO_WAYS 4
@@ -34,10 +35,10 @@ struct memo_entry {
     uint64_t used; /* memo clock at the last hit */
     size_t size;   /* bytes charged to the memo */
     size_t body_len;
-    size_t strings_len;
+    size_t value_len;
     bool allow_private;
-    struct agw_create req; /* its strings are the bytes after the body */
-    char body[];           /* body_len bytes, then strings_len bytes */
+    char business_id[37];
+    max_align_t value[]; /* value_len bytes, then body_len of the body */
 };
 
 /* One thread's memo; freed when the thread ends. */
@@ -161,19 +162,18 @@ memo_matches(const struct memo_entry *e, uint64_t hash, const char *business_id,
 {
     return e != NULL && e->hash == hash && e->body_len == len &&
            e->allow_private == allow_private &&
-           memcmp(e->req.business_id, business_id, 37) == 0 &&
-           memcmp(e->body, body, len) == 0;
+           memcmp(e->business_id, business_id, sizeof(e->business_id)) == 0 &&
+           memcmp((const char *)e->value + e->value_len, body, len) == 0;
 }
 
 int
 agw_parse_memo_get(const char *business_id, bool allow_private,
-                   const char *body, size_t len, struct agw_create *req,
+                   const char *body, size_t len, const void **value,
                    uint64_t *hash)
 {
     struct memo *m;
     struct memo_entry **set;
     struct memo_entry *e;
-    char *strings;
     size_t i;
 
     *hash = 0;
@@ -192,12 +192,8 @@ agw_parse_memo_get(const char *business_id, bool allow_private,
         if (!memo_matches(e, *hash, business_id, allow_private, body, len)) {
             continue;
         }
-        strings = malloc(e->strings_len);
-        if (strings == NULL) {
-            return -1;
-        }
-        agw_create_copy(req, &e->req, strings);
         e->used = m->clock;
+        *value = e->value;
         return 1;
     }
     return 0;
@@ -231,22 +227,21 @@ memo_victim(struct memo_entry **set)
     return victim;
 }
 
-void
-agw_parse_memo_put(uint64_t hash, bool allow_private, const char *body,
-                   size_t len, const struct agw_create *req)
+void *
+agw_parse_memo_put(uint64_t hash, const char *business_id, bool allow_private,
+                   const char *body, size_t len, size_t value_len)
 {
     struct memo *m;
     struct memo_entry **slot;
     struct memo_entry *e;
-    size_t slen, size, tries;
+    size_t size, tries;
 
     m = memo_wants(body, len) ? this_thread_memo() : NULL;
     if (m == NULL) {
-        return;
+        return NULL;
     }
     slot = memo_victim(memo_set(m, hash));
-    slen = agw_create_strings_len(req);
-    size = sizeof(*e) + len + slen;
+    size = sizeof(*e) + value_len + len;
     memo_drop(m, slot);
     /* Over budget: give up other entries, in slot order, a few at most. */
     for (tries = 0; m->bytes + size > MEMO_BYTES && tries < 8; tries++) {
@@ -254,20 +249,21 @@ agw_parse_memo_put(uint64_t hash, bool allow_private, const char *body,
         m->rover = (m->rover + 1) % MEMO_SLOTS;
     }
     if (m->bytes + size > MEMO_BYTES) {
-        return;
+        return NULL;
     }
     e = malloc(size);
     if (e == NULL) {
-        return;
+        return NULL;
     }
     e->hash = hash;
     e->used = m->clock;
     e->size = size;
     e->body_len = len;
-    e->strings_len = slen;
+    e->value_len = value_len;
     e->allow_private = allow_private;
-    memcpy(e->body, body, len);
-    agw_create_copy(&e->req, req, e->body + len);
+    memcpy(e->business_id, business_id, sizeof(e->business_id));
+    memcpy((char *)e->value + value_len, body, len);
     m->bytes += size;
     *slot = e;
+    return e->value;
 }

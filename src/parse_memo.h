@@ -1,6 +1,7 @@
 /*
  * parse_memo.h - a per-thread memo of recent successful Create Asset
  * parses, so that a repeated body skips agw_create_parse()'s real work.
+ * The memo keeps each parse as bytes its caller (request.c) lays out.
  */
 #ifndef AGW_PARSE_MEMO_H
 #define AGW_PARSE_MEMO_H
@@ -8,8 +9,6 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-
-struct agw_create;
 
 /*
  * The key is the exact input of agw_create_parse(): BUSINESS_ID (already
@@ -21,22 +20,25 @@ struct agw_create;
  */
 
 /*
- * Looks the input up. 1: found, REQ (zeroed by the caller) is filled
- * with a copy the caller owns (release with agw_create_clear()); 0: not
- * found, REQ untouched; -1: out of memory. HASH is set for a later
- * agw_parse_memo_put() of the same input on the same thread.
+ * Looks the input up. 1: found, *VALUE is what was put for it (the
+ * memo's own bytes, aligned for any type: copy them out before the next
+ * agw_parse_memo_put() on this thread); 0: not found; -1: out of memory.
+ * HASH is set for a later agw_parse_memo_put() of the same input on the
+ * same thread.
  */
 int agw_parse_memo_get(const char *business_id, bool allow_private,
-                       const char *body, size_t len, struct agw_create *req,
+                       const char *body, size_t len, const void **value,
                        uint64_t *hash);
 
 /*
- * Remembers REQ, which agw_create_parse() just produced from this input
- * (REQ->business_id is the input's), after agw_parse_memo_get() missed
- * and set HASH. Copies what it keeps; best effort, no failure to report.
+ * After agw_parse_memo_get() missed and set HASH: room for VALUE_LEN
+ * bytes (aligned for any type) to remember for this input, which the
+ * caller fills at once. NULL: not remembered (too large, over the
+ * memo's budget, out of memory); best effort, nothing to report.
  */
-void agw_parse_memo_put(uint64_t hash, bool allow_private, const char *body,
-                        size_t len, const struct agw_create *req);
+void *agw_parse_memo_put(uint64_t hash, const char *business_id,
+                         bool allow_private, const char *body, size_t len,
+                         size_t value_len);
 
 /*
  * For tests, on the calling thread: with FORCE, every input hashes to

@@ -1,7 +1,11 @@
 /*
- * ratelimit.h - the upstream budget (SPEC §4). One interface: a local
- * GCRA now (ratelimit_local.c), the fleet-wide one in Redis next. The
- * limiter only decides; the caller waits on its own timer.
+ * ratelimit.h - the upstream budget (SPEC §4). One interface, two
+ * limiters: an in-process GCRA (ratelimit_local.c, one loop's or shared
+ * by the workers) and the fleet-wide GCRA in Redis (ratelimit_redis.c),
+ * which falls back to a local one while Redis is away. A limiter only
+ * decides: slots, pauses and the departure guard; the caller waits on its
+ * own timer, and each departure the guard let go is reported to left() by
+ * the attempt's upstream request (upstream.h, on_sent).
  */
 #ifndef AGW_RATELIMIT_H
 #define AGW_RATELIMIT_H

@@ -473,6 +473,37 @@ take_fields(struct agw_create *req, json_object *root, bool allow_private,
     return ok;
 }
 
+/*
+ * The memo (parse_memo.h) keeps a parse as a struct agw_create followed
+ * by its strings. A copy out is the caller's (agw_create_clear()); false
+ * when memory ran out.
+ */
+static bool
+memo_take(struct agw_create *req, const void *value)
+{
+    const struct agw_create *kept = value;
+    char *strings = malloc(agw_create_strings_len(kept));
+
+    if (strings == NULL) {
+        return false;
+    }
+    agw_create_copy(req, kept, strings);
+    return true;
+}
+
+static void
+memo_keep(uint64_t hash, bool allow_private, const char *body, size_t len,
+          const struct agw_create *req)
+{
+    size_t slen = agw_create_strings_len(req);
+    struct agw_create *kept = agw_parse_memo_put(
+        hash, req->business_id, allow_private, body, len, sizeof(*kept) + slen);
+
+    if (kept != NULL) {
+        agw_create_copy(kept, req, (char *)(kept + 1));
+    }
+}
+
 bool
 agw_create_parse(struct agw_create *req, const char *business_id,
                  const char *body, size_t len, bool allow_private, char *err,
@@ -483,6 +514,7 @@ agw_create_parse(struct agw_create *req, const char *business_id,
     bool ok;
     int found;
     uint64_t hash = 0;
+    const void *kept = NULL;
 
     memset(req, 0, sizeof(*req));
     if (!agw_is_uuid(business_id)) {
@@ -495,7 +527,10 @@ agw_create_parse(struct agw_create *req, const char *business_id,
         return false;
     }
     found =
-        agw_parse_memo_get(business_id, allow_private, body, len, req, &hash);
+        agw_parse_memo_get(business_id, allow_private, body, len, &kept, &hash);
+    if (found == 1 && !memo_take(req, kept)) {
+        found = -1;
+    }
     switch (found) {
     case 1:
         return true;
@@ -515,7 +550,7 @@ agw_create_parse(struct agw_create *req, const char *business_id,
     }
     agw_dedupe_key(req->business_id, req->uri_normalized, req->access, req->id,
                    req->dedupe_key);
-    agw_parse_memo_put(hash, allow_private, body, len, req);
+    memo_keep(hash, allow_private, body, len, req);
     return true;
 }
 

@@ -43,11 +43,11 @@ bool agw_create_parse(struct agw_create *req, const char *business_id,
 void agw_create_clear(struct agw_create *req);
 
 /*
- * For copies kept elsewhere (parse_memo.c), without knowing the layout:
- * the size in bytes of REQ's one string allocation; and a copy TO of FROM
- * whose strings are written to DST, which has room for
- * agw_create_strings_len(FROM) bytes. When DST is a malloc'd block of its
- * own, TO owns it (release with agw_create_clear()); when DST lies inside
+ * For copies kept elsewhere (the memo of parses keeps one in a block of
+ * its own), without knowing the layout: the size in bytes of REQ's one string
+ * allocation; and a copy TO of FROM whose strings are written to DST, which has
+ * room for agw_create_strings_len(FROM) bytes. When DST is a malloc'd block of
+ * its own, TO owns it (release with agw_create_clear()); when DST lies inside
  * a larger block, never pass TO to agw_create_clear().
  */
 size_t agw_create_strings_len(const struct agw_create *req);

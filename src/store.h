@@ -1,6 +1,10 @@
 /*
  * store.h - where answered creates are kept for dedupe (SPEC §3). One
- * interface, several backends: memory now (store_memory.c), Redis next.
+ * interface (agw_store_ops), two backends: in process (store_memory.c,
+ * one loop's or shared by the workers) and Redis (store_redis.c, shared
+ * by the fleet; its layout is read and written by fleet.h's scripts too).
+ * worker.c puts the L1 (store_l1.h) and the outage fallback
+ * (store_tiered.h) in front of Redis; callers see one store.
  */
 #ifndef AGW_STORE_H
 #define AGW_STORE_H

@@ -103,7 +103,9 @@ struct agw_upstream_call {
     struct timeval stall_tv; /* libevent's read/write bound: timeout_ms */
     int64_t start_us;
     bool reused;
-    bool sent; /* its request reached a connection's output */
+    /* Told of the departure, then cleared (agw_upstream_request). */
+    void (*on_sent)(void *sent_arg, int64_t sent_us);
+    void *sent_arg;
     bool lib_error_set;
     enum evhttp_request_error lib_error;
     int sock_err;
@@ -134,10 +136,10 @@ struct agw_upstream {
     struct conn_list idle, busy, dead;
     struct call_list waiting, calls;
     struct event *pool_ev; /* frees dead connections, serves the queue */
-    agw_upstream_sent_cb sent_cb;
 };
 
 static void start_call(struct agw_upstream_call *call, struct conn *conn);
+static void departed(struct agw_upstream_call *call, int64_t sent_us);
 static void output_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info,
                       void *arg);
 
@@ -333,11 +335,8 @@ output_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
     if (info->n_added == 0) {
         return;
     }
-    if (call != NULL && !call->sent) {
-        call->sent = true;
-        if (conn->up->sent_cb != NULL) {
-            conn->up->sent_cb(call->arg, agw_now_us());
-        }
+    if (call != NULL) {
+        departed(call, agw_now_us());
     }
     if (conn->established) {
         return;
@@ -505,6 +504,19 @@ save_session(struct conn *conn)
 
 /* ------------------------------------------------------- finishing */
 
+/* Tells the call's departure (SENT_US, or 0: never) once: the first
+ * report stands, later ones do nothing. */
+static void
+departed(struct agw_upstream_call *call, int64_t sent_us)
+{
+    void (*on_sent)(void *, int64_t) = call->on_sent;
+
+    call->on_sent = NULL;
+    if (on_sent != NULL) {
+        on_sent(call->sent_arg, sent_us);
+    }
+}
+
 static void
 finish(struct agw_upstream_call *call, enum agw_attempt_outcome outcome)
 {
@@ -576,6 +588,7 @@ deliver(struct agw_upstream_call *call)
     call->conn = NULL;
     key_unref(call->up, call->key);
     call->key = NULL;
+    departed(call, 0); /* before a retry can ask the limiter again */
     /* The callback may free the client: touch nothing of it afterwards. */
     call->cb(res, call->arg);
     free_call(call);
@@ -1034,11 +1047,16 @@ agw_upstream_post(struct agw_upstream *up,
     bool failed = false;
 
     if (call == NULL) {
+        if (rq->on_sent != NULL) {
+            rq->on_sent(rq->sent_arg, 0);
+        }
         return NULL;
     }
     call->up = up;
     call->cb = cb;
     call->arg = arg;
+    call->on_sent = rq->on_sent;
+    call->sent_arg = rq->sent_arg;
     call->start_us = agw_now_us();
     call->timeout_ms =
         rq->timeout_ms > 0 ? rq->timeout_ms : up->request_timeout_ms;
@@ -1047,6 +1065,7 @@ agw_upstream_post(struct agw_upstream *up,
     call->ev = evtimer_new(up->base, call_ev_cb, call);
     if (call->ev == NULL || (request_id != NULL &&
                              (call->request_id = strdup(request_id)) == NULL)) {
+        departed(call, 0);
         free_call(call);
         return NULL;
     }
@@ -1090,6 +1109,7 @@ agw_upstream_cancel(struct agw_upstream_call *call)
     case CALL_DONE:
         break;
     }
+    departed(call, 0);
     TAILQ_REMOVE(&call->up->calls, call, link);
     free_call(call);
 }
@@ -1298,12 +1318,6 @@ agw_upstream_new(struct event_base *base, struct evdns_base *dns,
         return NULL;
     }
     return up;
-}
-
-void
-agw_upstream_set_sent_cb(struct agw_upstream *up, agw_upstream_sent_cb sent_cb)
-{
-    up->sent_cb = sent_cb;
 }
 
 static void

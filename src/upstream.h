@@ -72,7 +72,8 @@ void agw_upstream_reconfigure(struct agw_upstream *up,
 /* Cancels every call in progress (their callbacks do not run) and frees. */
 void agw_upstream_free(struct agw_upstream *up);
 
-/* One attempt's request; every pointer is only read during the post. */
+/* One attempt's request; every pointer but SENT_ARG is only read during
+ * the post. */
 struct agw_upstream_request {
     const char *path; /* after base_url's path prefix */
     const char *body; /* JSON, LEN bytes */
@@ -80,6 +81,19 @@ struct agw_upstream_request {
     const char *request_id; /* X-Request-Id; may be NULL */
     const char *api_key;    /* the caller's snapshot; NULL: the current */
     int timeout_ms;         /* the whole attempt; <= 0: request_timeout_ms */
+    /*
+     * The departure, for the rate limiter, which counts calls when they
+     * leave, not when it granted them (a connect can lag behind its
+     * slot). NULL: nobody is told. Else ON_SENT(SENT_ARG, t) runs exactly
+     * once per agw_upstream_post(), even one that returns NULL: T is when
+     * the request was handed to a connection's output (it really left),
+     * or 0 when it never was (no connection, timed out waiting, cancelled,
+     * out of memory); in that case before the call's callback, or inside
+     * agw_upstream_cancel() or agw_upstream_free(), or post itself. So
+     * SENT_ARG must outlive the client, or every call posted with it.
+     */
+    void (*on_sent)(void *sent_arg, int64_t sent_us);
+    void *sent_arg;
 };
 
 /*
@@ -92,17 +106,6 @@ struct agw_upstream_call *
 agw_upstream_post(struct agw_upstream *up,
                   const struct agw_upstream_request *rq, agw_upstream_cb cb,
                   void *arg);
-
-/*
- * Departures: SENT_CB(ARG of the call, time) runs when a call's request is
- * handed to a connection's output, i.e. when it really leaves; at most
- * once per call, never for a call that never connected. For the rate
- * limiter, which must count calls when they leave, not when it granted
- * them (a connect can lag behind its slot).
- */
-typedef void (*agw_upstream_sent_cb)(void *arg, int64_t sent_us);
-void agw_upstream_set_sent_cb(struct agw_upstream *up,
-                              agw_upstream_sent_cb sent_cb);
 
 /* Abandons CALL: its callback will not run. */
 void agw_upstream_cancel(struct agw_upstream_call *call);

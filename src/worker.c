@@ -197,11 +197,7 @@ start_stages(struct agw_worker *w, struct agw_shared *shared, char *err,
         return false;
     }
     gw->upstream = agw_upstream_new(gw->base, gw->dns, gw->cfg, err, errlen);
-    if (gw->upstream == NULL) {
-        return false;
-    }
-    agw_upstream_set_sent_cb(gw->upstream, agw_create_on_sent);
-    return true;
+    return gw->upstream != NULL;
 }
 
 bool
@@ -429,6 +425,7 @@ agw_worker_free(struct agw_worker *w)
 
     agw_worker_join(w);
     agw_server_free(w->server);
+    /* Before the limiter: calls it cancels tell it they never left. */
     if (gw->upstream != NULL) {
         agw_upstream_free(gw->upstream);
     }

@@ -153,6 +153,8 @@ static struct {
     void *arg;
     int acquires;
     int pauses;
+    int leaves, lefts; /* departure guard (guarded_ops only) */
+    int64_t left_us;   /* the last left()'s */
 } limiter;
 
 static void
@@ -179,9 +181,18 @@ rl_paused_until(struct agw_limiter *rl)
     return 0;
 }
 
+static int64_t
+rl_leave(struct agw_limiter *rl)
+{
+    limiter.leaves++;
+    return 0;
+}
+
 static void
 rl_left(struct agw_limiter *rl, int64_t sent_us)
 {
+    limiter.lefts++;
+    limiter.left_us = sent_us;
 }
 
 static void
@@ -201,6 +212,18 @@ static const struct agw_limiter_ops limiter_ops = {
     .acquire = rl_acquire,
     .pause = rl_pause,
     .paused_until = rl_paused_until,
+    .left = rl_left,
+    .state = rl_state,
+    .epoch = rl_epoch,
+};
+
+/* The same with a departure guard that lets every call go at once. */
+static const struct agw_limiter_ops guarded_ops = {
+    .name = "fake-guarded",
+    .acquire = rl_acquire,
+    .pause = rl_pause,
+    .paused_until = rl_paused_until,
+    .leave = rl_leave,
     .left = rl_left,
     .state = rl_state,
     .epoch = rl_epoch,
@@ -254,8 +277,22 @@ static const struct agw_fleet_ops fleet_ops = {
 static struct {
     agw_upstream_cb cb;
     void *arg;
+    void (*on_sent)(void *, int64_t); /* the departure not yet told */
+    void *sent_arg;
     int posts, cancels;
 } up;
+
+/* As upstream.h says: the departure is told once, 0 if never sent. */
+static void
+upstream_departs(int64_t sent_us)
+{
+    void (*on_sent)(void *, int64_t) = up.on_sent;
+
+    up.on_sent = NULL;
+    if (on_sent != NULL) {
+        on_sent(up.sent_arg, sent_us);
+    }
+}
 
 struct agw_upstream_call *
 agw_upstream_post(struct agw_upstream *u, const struct agw_upstream_request *rq,
@@ -264,6 +301,8 @@ agw_upstream_post(struct agw_upstream *u, const struct agw_upstream_request *rq,
     up.posts++;
     up.cb = cb;
     up.arg = arg;
+    up.on_sent = rq->on_sent;
+    up.sent_arg = rq->sent_arg;
     return (struct agw_upstream_call *)&up;
 }
 
@@ -272,6 +311,7 @@ agw_upstream_cancel(struct agw_upstream_call *call)
 {
     up.cancels++;
     up.cb = NULL;
+    upstream_departs(0);
 }
 
 int
@@ -311,6 +351,7 @@ upstream_answers(enum agw_attempt_outcome outcome, int status,
 
     assert_non_null(cb);
     up.cb = NULL;
+    upstream_departs(0);
     cb(&res, up.arg);
 }
 
@@ -588,6 +629,39 @@ test_5xx_backoff_then_success(void **state)
     assert_int_equal(caller.status, 200);
 }
 
+/* Every call the departure guard lets go is reported to left() once,
+ * through the attempt's own request: its send time, or 0 if never sent. */
+static void
+test_departures_through_the_request(void **state)
+{
+    start_call();
+    assert_null(up.on_sent); /* no guard: nobody to tell */
+    upstream_answers(AGW_ATTEMPT_RESPONSE, 200, -1);
+    limiter.base.ops = &guarded_ops;
+    memset(&caller, 0, sizeof(caller));
+    caller.body = BODY_ID;
+    start_call();
+    assert_int_equal(limiter.leaves, 1);
+    assert_non_null(up.on_sent);
+    assert_ptr_equal(up.sent_arg, &limiter.base);
+    upstream_departs(12345); /* the request left */
+    assert_int_equal(limiter.lefts, 1);
+    assert_int_equal(limiter.left_us, 12345);
+    upstream_answers(AGW_ATTEMPT_RESPONSE, 503, -1);
+    assert_int_equal(limiter.lefts, 1);
+    run_until(attempt_out); /* the retry, never sent: told 0 */
+    assert_int_equal(limiter.leaves, 2);
+    upstream_answers(AGW_ATTEMPT_CONNECT_FAILED, 0, -1);
+    assert_int_equal(limiter.lefts, 2);
+    assert_int_equal(limiter.left_us, 0);
+    run_until(attempt_out); /* the last one, cancelled before it left */
+    agw_create_abort_all(&gw);
+    assert_int_equal(caller.sent, 1);
+    assert_int_equal(limiter.leaves, 3);
+    assert_int_equal(limiter.lefts, 3);
+    assert_int_equal(limiter.left_us, 0);
+}
+
 int
 main(void)
 {
@@ -615,6 +689,8 @@ main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_5xx_backoff_then_success, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_departures_through_the_request,
+                                        setup, teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
