@@ -1,8 +1,7 @@
 /*
  * flight.c - the tiers of single flight stacked into one (flight.h): a
  * call waits in the narrowest tier where another call leads its key, and
- * leads every tier below that one. Counts the coalesced calls and the
- * waiters of this loop (metrics.h).
+ * leads every tier below that one.
  */
 #include <stddef.h>
 #include <string.h>
@@ -25,7 +24,6 @@ on_loop(const struct agw_response *resp, void *arg)
 {
     struct agw_flight *f = arg;
 
-    f->queued = false;
     agw_metrics_gauge_add(AGW_M_SINGLEFLIGHT_WAITERS, -1);
     f->cb(AGW_FLIGHT_ANSWERED, resp, f->arg);
 }
@@ -44,7 +42,6 @@ agw_flight_join(struct agw_flight *f, const struct agw_flight_tiers *tiers,
         .lookup = lookup,
     };
     if (!agw_sf_join(tiers->loop, key, on_loop, f)) {
-        f->queued = true;
         agw_metrics_count_cache(AGW_CACHE_COALESCED);
         agw_metrics_gauge_add(AGW_M_SINGLEFLIGHT_WAITERS, 1);
         return AGW_FLIGHT_QUEUED;

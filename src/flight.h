@@ -4,7 +4,9 @@
  * (singleflight.h), this process's worker threads (fleet_local.h), then
  * every instance sharing a Redis (fleet.h). The caller sees one step:
  * join, then one outcome; a leader ends every tier it leads with one
- * finish (or abandon).
+ * finish (or abandon). One event loop's flights are used from its thread
+ * only. Counts the coalesced calls (AGW_CACHE_COALESCED) and this loop's
+ * queued ones (AGW_M_SINGLEFLIGHT_WAITERS).
  */
 #ifndef AGW_FLIGHT_H
 #define AGW_FLIGHT_H
@@ -64,7 +66,6 @@ struct agw_flight {
     void *arg;
     struct agw_fleet_wait *wait; /* open in the process or the fleet */
     struct agw_fleet *waits_in;  /* the tier of WAIT */
-    bool queued;                 /* QUEUED, and not answered yet */
     bool lookup;                 /* the fleet's claim looks the store up */
     bool leads_loop, leads_process, leads_fleet;
     bool alone;    /* went on without the fleet's flight (Redis away) */
