@@ -105,7 +105,7 @@ struct agw_call {
     bool in_transit; /* ATTEMPT: let go by the limiter's departure guard */
     bool miss_counted;
     int64_t attempt_start_us;
-    /* Leaders on the miss path only (arm_timers()): a hit needs neither. */
+    /* Leaders only (arm_timers()): a hit needs neither. */
     struct event *timer;              /* QUEUED and BACKOFF */
     struct event *deadline;           /* request_deadline_ms after start_us */
     struct agw_upstream_call *upcall; /* ATTEMPT */
@@ -412,11 +412,11 @@ on_timer(evutil_socket_t fd, short what, void *arg)
 
 /*
  * Makes the deadline (at start_us + request_deadline_ms, whenever it is
- * armed) and, WITH_TIMER, the limiter's timer. Only calls that go past a
- * store hit need them. False when memory ran out: the call is answered.
+ * armed) and the limiter's timer. Only leaders need them. False when
+ * memory ran out: the call is answered.
  */
 static bool
-arm_timers(struct agw_call *call, bool with_timer)
+arm_timers(struct agw_call *call)
 {
     struct event_base *base = call->gw->base;
     int64_t left = remaining_us(call);
@@ -431,10 +431,10 @@ arm_timers(struct agw_call *call, bool with_timer)
             evtimer_add(call->deadline, &tv);
         }
     }
-    if (with_timer && call->timer == NULL) {
+    if (call->timer == NULL) {
         call->timer = evtimer_new(base, on_timer, call);
     }
-    if (call->deadline == NULL || (with_timer && call->timer == NULL)) {
+    if (call->deadline == NULL || call->timer == NULL) {
         finish_error(call, 503, AGW_CODE_UNAVAILABLE, "out of memory", -1);
         return false;
     }
@@ -471,7 +471,7 @@ lead(struct agw_call *call, enum agw_flight_outcome joined)
         gw->leaders->prev = call;
     }
     gw->leaders = call;
-    if (!arm_timers(call, true)) {
+    if (!arm_timers(call)) {
         return;
     }
     if (joined == AGW_FLIGHT_WAIT) {
