@@ -37,18 +37,16 @@
 
 #include "auth.h"
 #include "config.h"
-#include "fleet.h"
 #include "create.h"
+#include "flight.h"
 #include "gateway.h"
 #include "guard.h"
 #include "log.h"
 #include "metrics.h"
 #include "ratelimit.h"
-#include "redis.h"
 #include "reply.h"
 #include "request.h"
 #include "retry.h"
-#include "singleflight.h"
 #include "store.h"
 #include "upstream.h"
 #include "util.h"
@@ -70,9 +68,9 @@
  */
 enum call_state {
     CALL_RUNNING, /* a step of it runs now: it waits for nothing */
-    CALL_WAITER,  /* waits for this loop's leader of its key (singleflight) */
+    CALL_WAITER,  /* waits for this loop's leader of its key (QUEUED) */
     CALL_LOOKUP,  /* leader: a store lookup is out */
-    CALL_FLIGHT,  /* leader here: waits on the process's or fleet's flight */
+    CALL_FLIGHT,  /* leader here: waits on a wider flight (flight.h) */
     CALL_SLOT,    /* a rate-limit slot request is out */
     CALL_QUEUED,  /* a timer: the slot granted later, or the departure guard */
     CALL_ATTEMPT, /* an upstream attempt is out */
@@ -105,31 +103,19 @@ struct agw_call {
     int upstream_status;
     bool no_cache;
     bool miss_counted;
-    /* Goes upstream without the fleet's claim (Redis was away when it
-     * asked); REJOINED once it asked the fleet again. */
-    bool without_fleet;
-    bool rejoined;
     int64_t attempt_start_us;
-    /* Leaders on the miss path only (arm_timers()): a hit needs neither. */
-    struct event *timer;               /* QUEUED and BACKOFF */
-    struct event *deadline;            /* request_deadline_ms after start_us */
-    struct agw_upstream_call *upcall;  /* ATTEMPT */
-    struct agw_fleet_wait *local_wait; /* FLIGHT: on another worker */
-    bool local_leader;                 /* holds the process-wide claim */
-    struct agw_fleet_wait *fleet_wait; /* FLIGHT: on another instance */
-    bool fleet_leader;                 /* holds the fleet-wide claim */
-    struct agw_call *prev, *next;      /* gw->leaders */
+    /* Leaders only (arm_timers()): a hit needs neither. */
+    struct event *timer;              /* QUEUED and BACKOFF */
+    struct event *deadline;           /* request_deadline_ms after start_us */
+    struct agw_upstream_call *upcall; /* ATTEMPT */
+    struct agw_flight flight;         /* its key's, in every tier */
+    struct agw_call *prev, *next;     /* gw->leaders */
 };
 
 /* The stages, in the order a call travels them. */
-static void lead(struct agw_call *call);
-static void join_fleet(struct agw_call *call);
-static void on_local_fleet(enum agw_fleet_outcome outcome,
-                           const struct agw_response *resp, void *arg);
-static void join_fleet_wide(struct agw_call *call);
-static struct agw_fleet_wait *ask_fleet(struct agw_call *call);
-static void on_fleet(enum agw_fleet_outcome outcome,
-                     const struct agw_response *resp, void *arg);
+static void on_flight(enum agw_flight_outcome outcome,
+                      const struct agw_response *resp, void *arg);
+static void lead(struct agw_call *call, enum agw_flight_outcome joined);
 static void look_up_then_upstream(struct agw_call *call);
 static void go_upstream(struct agw_call *call);
 static void acquire_slot(struct agw_call *call);
@@ -323,20 +309,6 @@ answered_at_once(struct agw_call *call)
     return store->ops->peek(store, call->create.dedupe_key, on_peek, call);
 }
 
-/* This loop's leader for the key answered (agw_sf_finish). */
-static void
-on_flight_done(const struct agw_response *resp, void *arg)
-{
-    struct agw_call *call = arg;
-    bool ok = resp->status >= 200 && resp->status < 300;
-
-    if (!resume(call, IN(CALL_WAITER))) {
-        return;
-    }
-    agw_metrics_gauge_add(AGW_M_SINGLEFLIGHT_WAITERS, -1);
-    answer(call, resp, ok ? "HIT" : "-");
-}
-
 /* REFUSED: the guard refused the call and did not read its body; it is
  * answered so once its caller is authenticated. */
 static void
@@ -344,6 +316,14 @@ handle(struct agw_gateway *gw, const struct agw_responder *to,
        const char *business_id, const struct agw_refusal *refused)
 {
     struct agw_call *call = calloc(1, sizeof(*call));
+    struct agw_flight_tiers tiers = {
+        .loop = gw->sf,
+        .process = gw->local_fleet,
+        .fleet = gw->fleet,
+        .redis = gw->redis,
+        .redis_sub = gw->redis_sub,
+    };
+    enum agw_flight_outcome joined;
     struct agw_response oom;
 
     if (call == NULL) {
@@ -384,16 +364,17 @@ handle(struct agw_gateway *gw, const struct agw_responder *to,
     if (answered_at_once(call)) {
         return;
     }
-    if (agw_sf_join(gw->sf, call->create.dedupe_key, on_flight_done, call)) {
-        lead(call);
+    joined =
+        agw_flight_join(&call->flight, &tiers, call->create.dedupe_key,
+                        !call->no_cache, call->request_id, on_flight, call);
+    if (joined == AGW_FLIGHT_QUEUED) {
+        set_state(call, CALL_WAITER);
         return;
     }
-    set_state(call, CALL_WAITER);
-    agw_metrics_count_cache(AGW_CACHE_COALESCED);
-    agw_metrics_gauge_add(AGW_M_SINGLEFLIGHT_WAITERS, 1);
+    lead(call, joined);
 }
 
-/* ---- the leader: a deadline, the store, the flights ---- */
+/* ---- the leader: a deadline, the flight, the store ---- */
 
 /* A leader's deadline, in any state but DONE (finish() frees it). */
 static void
@@ -430,11 +411,11 @@ on_timer(evutil_socket_t fd, short what, void *arg)
 
 /*
  * Makes the deadline (at start_us + request_deadline_ms, whenever it is
- * armed) and, WITH_TIMER, the limiter's timer. Only calls that go past a
- * store hit need them. False when memory ran out: the call is answered.
+ * armed) and the limiter's timer. Only leaders need them. False when
+ * memory ran out: the call is answered.
  */
 static bool
-arm_timers(struct agw_call *call, bool with_timer)
+arm_timers(struct agw_call *call)
 {
     struct event_base *base = call->gw->base;
     int64_t left = remaining_us(call);
@@ -449,23 +430,14 @@ arm_timers(struct agw_call *call, bool with_timer)
             evtimer_add(call->deadline, &tv);
         }
     }
-    if (with_timer && call->timer == NULL) {
+    if (call->timer == NULL) {
         call->timer = evtimer_new(base, on_timer, call);
     }
-    if (call->deadline == NULL || (with_timer && call->timer == NULL)) {
+    if (call->deadline == NULL || call->timer == NULL) {
         finish_error(call, 503, AGW_CODE_UNAVAILABLE, "out of memory", -1);
         return false;
     }
     return true;
-}
-
-/* The fleet's claim script looks the store up too, and its release
- * writes the store (fleet.h): a miss then asks Redis neither before the
- * claim nor after it. */
-static bool
-fleet_sees_store(const struct agw_call *call)
-{
-    return call->gw->fleet != NULL && agw_fleet_sees_store(call->gw->fleet);
 }
 
 /* A stored answer (valid only now): the leader ends its flight with it. */
@@ -483,31 +455,13 @@ finish_hit(struct agw_call *call, int status, const char *body, size_t len)
     finish(call, &resp, "HIT");
 }
 
-static void
-on_lookup(enum agw_store_result result, int status, const char *body,
-          size_t len, void *arg)
-{
-    struct agw_call *call = arg;
-
-    if (!resume(call, IN(CALL_LOOKUP))) {
-        return;
-    }
-    if (result == AGW_STORE_HIT) {
-        finish_hit(call, status, body, len);
-        return;
-    }
-    if (arm_timers(call, true)) {
-        join_fleet(call);
-    }
-}
-
 /*
- * Leads this loop's flight for its key. Without a fleet that looks the
- * store up, the store is asked first (a store without I/O answers before
- * get() returns: get() is the last thing done here).
+ * Leads this loop's flight for its key: a deadline for it and (JOINED
+ * WAIT) the wait for a wider flight, else (LEAD) the store, then
+ * upstream.
  */
 static void
-lead(struct agw_call *call)
+lead(struct agw_call *call, enum agw_flight_outcome joined)
 {
     struct agw_gateway *gw = call->gw;
 
@@ -516,94 +470,14 @@ lead(struct agw_call *call)
         gw->leaders->prev = call;
     }
     gw->leaders = call;
-    if (call->no_cache || fleet_sees_store(call)) {
-        if (arm_timers(call, true)) {
-            join_fleet(call);
-        }
+    if (!arm_timers(call)) {
         return;
     }
-    if (!arm_timers(call, false)) {
-        return;
-    }
-    set_state(call, CALL_LOOKUP);
-    gw->store->ops->get(gw->store, call->create.dedupe_key, on_lookup, call);
-}
-
-/*
- * A miss here: another worker of this process, then another instance of
- * the fleet, may be calling upstream for it already.
- */
-static void
-join_fleet(struct agw_call *call)
-{
-    if (call->gw->local_fleet != NULL) {
+    if (joined == AGW_FLIGHT_WAIT) {
         set_state(call, CALL_FLIGHT);
-        call->local_wait =
-            agw_fleet_join(call->gw->local_fleet, call->create.dedupe_key,
-                           on_local_fleet, call);
-    } else if (call->gw->fleet != NULL) {
-        set_state(call, CALL_FLIGHT);
-        call->fleet_wait = ask_fleet(call);
-    } else {
-        go_upstream(call);
-    }
-}
-
-/* Another worker or instance answered: like a single-flight waiter. */
-static void
-take_answer(struct agw_call *call, const struct agw_response *resp)
-{
-    bool ok = resp->status >= 200 && resp->status < 300;
-
-    agw_metrics_count_cache(AGW_CACHE_COALESCED);
-    finish(call, resp, ok ? "HIT" : "-");
-}
-
-static void
-on_local_fleet(enum agw_fleet_outcome outcome, const struct agw_response *resp,
-               void *arg)
-{
-    struct agw_call *call = arg;
-
-    call->local_wait = NULL;
-    if (!resume(call, IN(CALL_FLIGHT))) {
         return;
     }
-    rlog_debug(call->request_id, "%s in this process for %.16s...",
-               outcome == AGW_FLEET_ANSWER ? "answered by another worker"
-                                           : "leads the flight",
-               call->create.dedupe_key);
-    if (outcome == AGW_FLEET_ANSWER) {
-        take_answer(call, resp);
-        return;
-    }
-    call->local_leader = true;
-    join_fleet_wide(call);
-}
-
-/* Leads the flight in this process: now the fleet's, if there is one. */
-static void
-join_fleet_wide(struct agw_call *call)
-{
-    if (call->gw->fleet == NULL) {
-        look_up_then_upstream(call);
-        return;
-    }
-    set_state(call, CALL_FLIGHT);
-    call->fleet_wait = ask_fleet(call);
-}
-
-/* Joins the fleet's flight, with the stored answer looked up in the
- * same round trip unless the call refreshes it. */
-static struct agw_fleet_wait *
-ask_fleet(struct agw_call *call)
-{
-    struct agw_fleet *fleet = call->gw->fleet;
-
-    if (!call->no_cache && fleet_sees_store(call)) {
-        return agw_fleet_lookup(fleet, call->create.dedupe_key, on_fleet, call);
-    }
-    return agw_fleet_join(fleet, call->create.dedupe_key, on_fleet, call);
+    look_up_then_upstream(call);
 }
 
 /* Another instance's answer, or the stored one the fleet found, served
@@ -620,44 +494,40 @@ keep_copy(struct agw_call *call, const struct agw_response *resp)
     }
 }
 
+/* The flight's outcome: an answer (this loop's waiter is answered; a
+ * leader finishes, answering its own waiters), or the lead. */
 static void
-on_fleet(enum agw_fleet_outcome outcome, const struct agw_response *resp,
-         void *arg)
+on_flight(enum agw_flight_outcome outcome, const struct agw_response *resp,
+          void *arg)
 {
     struct agw_call *call = arg;
+    enum call_state was = call->state;
+    bool ok = resp != NULL && resp->status >= 200 && resp->status < 300;
 
-    call->fleet_wait = NULL;
-    if (!resume(call, IN(CALL_FLIGHT))) {
+    if (!resume(call, IN(CALL_WAITER) | IN(CALL_FLIGHT))) {
         return;
     }
     switch (outcome) {
-    case AGW_FLEET_STORED:
+    case AGW_FLIGHT_ANSWERED:
+        if (was == CALL_WAITER) {
+            answer(call, resp, ok ? "HIT" : "-");
+        } else {
+            finish(call, resp, ok ? "HIT" : "-");
+        }
+        return;
+    case AGW_FLIGHT_RECEIVED:
+        keep_copy(call, resp);
+        finish(call, resp, ok ? "HIT" : "-");
+        return;
+    case AGW_FLIGHT_STORED:
         keep_copy(call, resp);
         finish_hit(call, resp->status, resp->body, resp->len);
         return;
-    case AGW_FLEET_ANSWER:
-        keep_copy(call, resp);
-        take_answer(call, resp);
-        return;
-    case AGW_FLEET_LEAD:
-        rlog_debug(call->request_id, "holds the fleet's claim on %.16s...",
-                   call->create.dedupe_key);
-        call->fleet_leader = true;
-        if (fleet_sees_store(call)) {
-            go_upstream(call); /* the claim looked the store up */
-        } else {
-            look_up_then_upstream(call);
-        }
+    case AGW_FLIGHT_LEAD_MISS:
+        go_upstream(call); /* the fleet's claim looked the store up */
         return;
     default:
-        rlog_debug(call->request_id, "fleet single flight unavailable: "
-                                     "deduplicating on this instance only");
-        call->without_fleet = true;
-        if (fleet_sees_store(call)) {
-            look_up_then_upstream(call); /* the claim could not look */
-        } else {
-            go_upstream(call);
-        }
+        look_up_then_upstream(call);
         return;
     }
 }
@@ -685,8 +555,8 @@ on_lead_lookup(enum agw_store_result result, int status, const char *body,
 /*
  * The store's answer, else upstream (no-cache calls refresh: upstream).
  * After winning every claim without the fleet's lookup, since a flight
- * may have ended between the first lookup and the claim; or when the
- * fleet could not look (Redis failing), in the store's fallback.
+ * may have ended between the peek and the claim; or when the fleet
+ * could not look (Redis failing), in the store's fallback.
  */
 static void
 look_up_then_upstream(struct agw_call *call)
@@ -822,17 +692,6 @@ slot_valid(const struct agw_call *call)
 
 /* ---- the upstream attempt ---- */
 
-/* The call went on without the fleet's single flight (Redis was away),
- * and Redis is back. */
-static bool
-fleet_back(const struct agw_call *call)
-{
-    const struct agw_gateway *gw = call->gw;
-
-    return call->without_fleet && !call->rejoined && gw->fleet != NULL &&
-           agw_redis_is_up(gw->redis) && agw_redis_is_up(gw->redis_sub);
-}
-
 /*
  * Before it goes upstream, a call that went without the fleet's single
  * flight asks it after all if Redis is back, once: the answer may be
@@ -841,15 +700,11 @@ fleet_back(const struct agw_call *call)
 static bool
 rejoin_fleet(struct agw_call *call)
 {
-    if (!fleet_back(call)) {
+    if (!agw_flight_rejoin(&call->flight)) {
         return false;
     }
-    call->rejoined = true;
-    call->without_fleet = false;
     end_wait(call);
-    rlog_debug(call->request_id, "Redis is back: asking the fleet's single "
-                                 "flight before calling Connectly");
-    join_fleet_wide(call);
+    set_state(call, CALL_FLIGHT);
     return true;
 }
 
@@ -897,13 +752,11 @@ send_attempt(struct agw_call *call)
     if (left / US_PER_MS < timeout_ms) {
         timeout_ms = left / US_PER_MS;
     }
-    if (call->fleet_leader) {
-        /* Sized by this call's settings, not the start-up ones: a reload
-         * may have lengthened the attempt since the claim was taken. */
-        agw_fleet_renew(call->gw->fleet, call->create.dedupe_key,
-                        call->cfg->request_timeout_ms +
-                            call->cfg->connect_timeout_ms + CLAIM_SLACK_MS);
-    }
+    /* Sized by this call's settings, not the start-up ones: a reload
+     * may have lengthened the attempt since the claim was taken. */
+    agw_flight_renew(&call->flight, call->cfg->request_timeout_ms +
+                                        call->cfg->connect_timeout_ms +
+                                        CLAIM_SLACK_MS);
     if (call->upstream_path[0] == '\0') {
         snprintf(call->upstream_path, sizeof(call->upstream_path),
                  "/v1/businesses/%s/assets", call->create.business_id);
@@ -1005,14 +858,14 @@ on_upstream_response(struct agw_call *call,
 }
 
 /* Upstream's 2xx: the fleet's holder writes Redis with its release
- * (end_fleet_flight()) and keeps the in-process copies now; any other
+ * (agw_flight_finish()) and keeps the in-process copies now; any other
  * call writes it through the store. */
 static void
 store_answer(struct agw_call *call, const struct agw_upstream_result *res)
 {
     struct agw_store *store = call->gw->store;
 
-    if (!call->fleet_leader || !fleet_sees_store(call)) {
+    if (!agw_flight_stores(&call->flight)) {
         store->ops->put(store, call->create.dedupe_key, res->status, res->body,
                         res->len, call->cfg->cache_ttl_s);
     } else if (store->ops->keep != NULL) {
@@ -1096,54 +949,6 @@ unlink_leader(struct agw_call *call)
     }
 }
 
-/*
- * Ends the call's part in the flights of this process and of the fleet:
- * as their holder it hands its answer to the other workers' and
- * instances' waiters. Not a shutdown's 503, which is this instance's own
- * business: then the claims pass on (a Redis one when it expires).
- */
-static void
-end_claim(struct agw_fleet *fleet, struct agw_fleet_wait **wait, bool *leader,
-          const char *key, const struct agw_response *resp, bool shutting_down,
-          long store_ttl_s)
-{
-    if (*wait != NULL) {
-        agw_fleet_cancel(fleet, *wait);
-        *wait = NULL;
-    }
-    if (*leader && shutting_down) {
-        agw_fleet_abandon(fleet, key);
-    } else if (*leader && store_ttl_s > 0) {
-        agw_fleet_release_storing(fleet, key, resp, store_ttl_s);
-    } else if (*leader) {
-        agw_fleet_release(fleet, key, resp);
-    }
-    *leader = false;
-}
-
-/*
- * A fleet holder that finishes with a 2xx got it from upstream (a
- * stored or coalesced answer takes no claim): its release stores it
- * (store_answer() kept only the in-process copies).
- */
-static void
-end_fleet_flight(struct agw_call *call, const struct agw_response *resp,
-                 bool shutting_down)
-{
-    const char *key = call->create.dedupe_key;
-    bool ok = resp->status >= 200 && resp->status < 300;
-
-    if (call->gw->fleet != NULL) {
-        end_claim(call->gw->fleet, &call->fleet_wait, &call->fleet_leader, key,
-                  resp, shutting_down,
-                  ok && fleet_sees_store(call) ? call->cfg->cache_ttl_s : 0);
-    }
-    if (call->gw->local_fleet != NULL) {
-        end_claim(call->gw->local_fleet, &call->local_wait, &call->local_leader,
-                  key, resp, shutting_down, 0);
-    }
-}
-
 /* The leader's way out: ends the flight (answering its waiters too) and
  * cancels every wait of the call that can be cancelled. */
 static void
@@ -1151,7 +956,6 @@ finish(struct agw_call *call, const struct agw_response *resp,
        const char *cache)
 {
     end_wait(call);
-    end_fleet_flight(call, resp, call->gw->draining && resp->status == 503);
     unlink_leader(call);
     if (call->upcall != NULL) {
         agw_upstream_cancel(call->upcall);
@@ -1165,7 +969,14 @@ finish(struct agw_call *call, const struct agw_response *resp,
         event_free(call->deadline);
         call->deadline = NULL;
     }
-    agw_sf_finish(call->gw->sf, call->create.dedupe_key, resp);
+    /* Not a shutdown's 503, which is this instance's own business: then
+     * the claims pass on. A 2xx from upstream is stored by the fleet's
+     * release (store_answer() kept only the in-process copies). */
+    if (call->gw->draining && resp->status == 503) {
+        agw_flight_abandon(&call->flight, resp);
+    } else {
+        agw_flight_finish(&call->flight, resp, call->cfg->cache_ttl_s);
+    }
     answer(call, resp, cache);
 }
 
@@ -1382,7 +1193,7 @@ agw_create_on_limiter_change(void *arg)
     for (; call != NULL; call = older) {
         older = call->prev; /* CALL may be answered and freed below */
         if (call->state != CALL_QUEUED ||
-            (slot_valid(call) && !fleet_back(call))) {
+            (slot_valid(call) && !agw_flight_may_rejoin(&call->flight))) {
             continue;
         }
         evtimer_del(call->timer);

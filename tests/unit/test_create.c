@@ -229,28 +229,34 @@ static const struct agw_limiter_ops guarded_ops = {
     .epoch = rl_epoch,
 };
 
-/* ---- the fleet: keeps the callback; the test says the outcome ---- */
+/* ---- the flights: keep the callback; the test says the outcome. FLEET
+ * is the Redis tier (with SEEING_OPS: it looks the store up), PROCESS
+ * the worker threads' one. ---- */
 
-static struct {
+struct fake_fleet {
     struct agw_fleet base;
     agw_fleet_cb cb;
     void *arg;
-    int joins, cancels, releases;
-} fleet;
+    int joins, lookups, cancels, releases, stores, abandons;
+};
+
+static struct fake_fleet fleet, process;
 
 static struct agw_fleet_wait *
 fleet_join(struct agw_fleet *f, const char *key, agw_fleet_cb cb, void *arg)
 {
-    fleet.joins++;
-    fleet.cb = cb;
-    fleet.arg = arg;
-    return (struct agw_fleet_wait *)&fleet;
+    struct fake_fleet *ff = (struct fake_fleet *)f;
+
+    ff->joins++;
+    ff->cb = cb;
+    ff->arg = arg;
+    return (struct agw_fleet_wait *)ff;
 }
 
 static void
 fleet_cancel(struct agw_fleet *f, struct agw_fleet_wait *wait)
 {
-    fleet.cancels++;
+    ((struct fake_fleet *)f)->cancels++;
 }
 
 static void
@@ -262,7 +268,27 @@ static void
 fleet_release(struct agw_fleet *f, const char *key,
               const struct agw_response *resp)
 {
-    fleet.releases++;
+    ((struct fake_fleet *)f)->releases++;
+}
+
+static void
+fleet_abandon(struct agw_fleet *f, const char *key)
+{
+    ((struct fake_fleet *)f)->abandons++;
+}
+
+static struct agw_fleet_wait *
+fleet_lookup(struct agw_fleet *f, const char *key, agw_fleet_cb cb, void *arg)
+{
+    ((struct fake_fleet *)f)->lookups++;
+    return fleet_join(f, key, cb, arg);
+}
+
+static void
+fleet_release_storing(struct agw_fleet *f, const char *key,
+                      const struct agw_response *resp, long ttl_s)
+{
+    ((struct fake_fleet *)f)->stores++;
 }
 
 static const struct agw_fleet_ops fleet_ops = {
@@ -270,6 +296,17 @@ static const struct agw_fleet_ops fleet_ops = {
     .cancel = fleet_cancel,
     .renew = fleet_renew,
     .release = fleet_release,
+    .abandon = fleet_abandon,
+};
+
+static const struct agw_fleet_ops seeing_ops = {
+    .join = fleet_join,
+    .cancel = fleet_cancel,
+    .renew = fleet_renew,
+    .release = fleet_release,
+    .abandon = fleet_abandon,
+    .lookup = fleet_lookup,
+    .release_storing = fleet_release_storing,
 };
 
 /* ---- upstream: a link seam (create.c's only upstream calls) ---- */
@@ -373,11 +410,13 @@ setup(void **state)
     memset(&store, 0, sizeof(store));
     memset(&limiter, 0, sizeof(limiter));
     memset(&fleet, 0, sizeof(fleet));
+    memset(&process, 0, sizeof(process));
     memset(&up, 0, sizeof(up));
     caller.body = BODY;
     store.base.ops = &store_ops;
     limiter.base.ops = &limiter_ops;
     fleet.base.ops = &fleet_ops;
+    process.base.ops = &fleet_ops;
     gw = (struct agw_gateway){
         .base = event_base_new(),
         .cfg = agw_config_ref(cfg),
@@ -531,10 +570,114 @@ test_fleet_lead_releases(void **state)
     gw.fleet = &fleet.base;
     start_call();
     fleet.cb(AGW_FLEET_LEAD, NULL, fleet.arg);
-    assert_int_equal(store.gets, 2); /* before the claim, and after it */
+    /* After the claim only: the in-process peek is the look before it. */
+    assert_int_equal(store.gets, 1);
     upstream_answers(AGW_ATTEMPT_RESPONSE, 200, -1);
     assert_int_equal(caller.status, 200);
     assert_int_equal(fleet.releases, 1);
+}
+
+/* The flight's tiers stack: a lead in the process's flight joins the
+ * fleet's; its answer releases both, widest first. */
+static void
+test_process_then_fleet(void **state)
+{
+    gw.local_fleet = &process.base;
+    gw.fleet = &fleet.base;
+    start_call();
+    assert_int_equal(process.joins, 1);
+    assert_int_equal(fleet.joins, 0);
+    process.cb(AGW_FLEET_LEAD, NULL, process.arg);
+    assert_int_equal(fleet.joins, 1);
+    assert_int_equal(up.posts, 0);
+    fleet.cb(AGW_FLEET_LEAD, NULL, fleet.arg);
+    assert_int_equal(up.posts, 1);
+    upstream_answers(AGW_ATTEMPT_RESPONSE, 200, -1);
+    assert_int_equal(caller.status, 200);
+    assert_int_equal(fleet.releases, 1);
+    assert_int_equal(process.releases, 1);
+    assert_int_equal(store.puts, 1); /* this fleet does not store */
+}
+
+/* Another worker answered: the call and its loop's waiter take it, and
+ * the fleet is never asked. */
+static void
+test_process_answers(void **state)
+{
+    struct agw_response resp = {
+        .status = 200,
+        .body = ASSET,
+        .len = strlen(ASSET),
+        .retry_after_s = -1,
+    };
+
+    gw.local_fleet = &process.base;
+    gw.fleet = &fleet.base;
+    start_call();
+    start_call(); /* same key: this loop's waiter */
+    assert_int_equal(process.joins, 1);
+    process.cb(AGW_FLEET_ANSWER, &resp, process.arg);
+    assert_int_equal(caller.sent, 2);
+    assert_int_equal(caller.hits, 2);
+    assert_int_equal(fleet.joins, 0);
+    assert_int_equal(process.releases, 0);
+    assert_int_equal(up.posts, 0);
+}
+
+/* A fleet that sees the store: its claim looks (STORED: no upstream, no
+ * claim), and a holder's 2xx is stored by its release. */
+static void
+test_fleet_stored(void **state)
+{
+    struct agw_response resp = {
+        .status = 200,
+        .body = ASSET,
+        .len = strlen(ASSET),
+        .retry_after_s = -1,
+    };
+
+    fleet.base.ops = &seeing_ops;
+    gw.fleet = &fleet.base;
+    start_call();
+    assert_int_equal(fleet.lookups, 1);
+    fleet.cb(AGW_FLEET_STORED, &resp, fleet.arg);
+    assert_int_equal(caller.status, 200);
+    assert_string_equal(caller.cache, "HIT");
+    assert_int_equal(store.gets, 0);
+    assert_int_equal(fleet.releases + fleet.stores, 0);
+}
+
+static void
+test_fleet_lead_stores(void **state)
+{
+    fleet.base.ops = &seeing_ops;
+    gw.fleet = &fleet.base;
+    start_call();
+    fleet.cb(AGW_FLEET_LEAD, NULL, fleet.arg);
+    assert_int_equal(store.gets, 0); /* the claim looked */
+    assert_int_equal(up.posts, 1);
+    upstream_answers(AGW_ATTEMPT_RESPONSE, 200, -1);
+    assert_int_equal(caller.status, 200);
+    assert_int_equal(fleet.stores, 1);
+    assert_int_equal(store.puts, 0);
+}
+
+/* Shutting down: the claims held pass on instead of a 503 published. */
+static void
+test_shutdown_abandons(void **state)
+{
+    gw.local_fleet = &process.base;
+    gw.fleet = &fleet.base;
+    start_call();
+    process.cb(AGW_FLEET_LEAD, NULL, process.arg);
+    fleet.cb(AGW_FLEET_LEAD, NULL, fleet.arg);
+    gw.draining = true;
+    agw_create_abort_all(&gw);
+    assert_int_equal(caller.status, 503);
+    assert_int_equal(fleet.abandons, 1);
+    assert_int_equal(process.abandons, 1);
+    assert_int_equal(fleet.releases + process.releases, 0);
+    assert_int_equal(up.cancels, 1);
 }
 
 static void
@@ -676,6 +819,14 @@ main(void)
         cmocka_unit_test_setup_teardown(test_redis_down_mid_call, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_fleet_lead_releases, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_process_then_fleet, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_process_answers, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_fleet_stored, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_fleet_lead_stores, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_shutdown_abandons, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_429_then_success, setup, teardown),
         cmocka_unit_test_setup_teardown(test_waiter_gets_leaders_answer, setup,

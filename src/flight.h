@@ -1,0 +1,134 @@
+/*
+ * flight.h - one call's place in the single flight of its dedupe key
+ * (SPEC §3), across every tier there is, narrowest first: this loop
+ * (singleflight.h), this process's worker threads (fleet_local.h), then
+ * every instance sharing a Redis (fleet.h). The caller sees one step:
+ * join, then one outcome; a leader ends every tier it leads with one
+ * finish (or abandon). One event loop's flights are used from its thread
+ * only. Counts the coalesced calls (AGW_CACHE_COALESCED) and this loop's
+ * queued ones (AGW_M_SINGLEFLIGHT_WAITERS).
+ */
+#ifndef AGW_FLIGHT_H
+#define AGW_FLIGHT_H
+
+#include <stdbool.h>
+
+struct agw_fleet;
+struct agw_fleet_wait;
+struct agw_redis;
+struct agw_response;
+struct agw_sf;
+
+/* The tiers of one event loop (borrowed: they outlive every flight). */
+struct agw_flight_tiers {
+    struct agw_sf *loop;       /* never NULL */
+    struct agw_fleet *process; /* NULL: one worker */
+    struct agw_fleet *fleet;   /* NULL: no Redis */
+    /* The fleet's connections: a call that went on alone rejoins when
+     * both are up (agw_flight_rejoin). */
+    struct agw_redis *redis, *redis_sub;
+};
+
+enum agw_flight_outcome {
+    /* agw_flight_join() only: */
+    AGW_FLIGHT_QUEUED, /* waits for this loop's leader of the key, which
+                          answers it (ANSWERED): it leads nothing, and
+                          needs no deadline of its own */
+    AGW_FLIGHT_WAIT,   /* leads this loop's flight and waits for a wider
+                          one: CB runs once, unless agw_flight_finish()
+                          or agw_flight_abandon() comes first (the
+                          caller's deadline) */
+    /* Either, and CB: */
+    AGW_FLIGHT_LEAD, /* leads every tier there is (or the fleet's flight
+                        is unavailable: then this instance only); the
+                        store was not looked up: look, then call
+                        upstream, then agw_flight_finish() */
+    /* CB only: */
+    AGW_FLIGHT_LEAD_MISS, /* LEAD, and the fleet's claim found no stored
+                             answer: call upstream */
+    AGW_FLIGHT_ANSWERED,  /* a call of this process answered: RESP */
+    AGW_FLIGHT_RECEIVED,  /* another instance answered: RESP */
+    AGW_FLIGHT_STORED,    /* the fleet's claim found the stored answer
+                             (RESP, a 2xx); no claim was taken */
+};
+
+/* RESP is set for ANSWERED, RECEIVED and STORED, and valid only during
+ * the callback. */
+typedef void (*agw_flight_cb)(enum agw_flight_outcome outcome,
+                              const struct agw_response *resp, void *arg);
+
+/* Caller-owned (e.g. inside the call); the fields are flight.c's. */
+struct agw_flight {
+    struct agw_flight_tiers tiers;
+    const char *key;    /* borrowed */
+    const char *log_id; /* the request id, for debug lines */
+    agw_flight_cb cb;
+    void *arg;
+    struct agw_fleet_wait *wait; /* open in the process or the fleet */
+    struct agw_fleet *waits_in;  /* the tier of WAIT */
+    bool lookup;                 /* the fleet's claim looks the store up */
+    bool leads_loop, leads_process, leads_fleet;
+    bool alone;    /* went on without the fleet's flight (Redis away) */
+    bool rejoined; /* asked the fleet's flight again, once */
+};
+
+/*
+ * Joins KEY's flights into F: this loop's, then (leading it) the
+ * process's, then (leading that) the fleet's. LOOKUP: the fleet's claim
+ * also looks the store up (false for calls that refresh the stored
+ * answer). KEY and LOG_ID must outlive F.
+ * Returns QUEUED or WAIT (CB runs exactly once, never before this
+ * returns, with the outcome), or LEAD when there is no wider tier to
+ * wait for (CB does not run). A call that leads this loop's flight (WAIT,
+ * LEAD) ends it with agw_flight_finish() or agw_flight_abandon(),
+ * whatever the outcome; a QUEUED one leads nothing and ends with CB.
+ */
+enum agw_flight_outcome agw_flight_join(struct agw_flight *f,
+                                        const struct agw_flight_tiers *tiers,
+                                        const char *key, bool lookup,
+                                        const char *log_id, agw_flight_cb cb,
+                                        void *arg);
+
+/*
+ * After a LEAD that went on without the fleet's flight (Redis was away):
+ * whether Redis is back, so that agw_flight_rejoin() would ask it.
+ */
+bool agw_flight_may_rejoin(const struct agw_flight *f);
+
+/*
+ * Before going upstream, once: when agw_flight_may_rejoin(), asks the
+ * fleet's flight again (the answer may be stored by now, or another
+ * instance on its way for it) and returns true: CB then runs exactly
+ * once more, never before this returns, as after WAIT. Else false.
+ */
+bool agw_flight_rejoin(struct agw_flight *f);
+
+/*
+ * Leader, before each upstream attempt: the fleet's claim, if held, must
+ * last TTL_MS from now (agw_fleet_renew).
+ */
+void agw_flight_renew(struct agw_flight *f, int ttl_ms);
+
+/* Whether agw_flight_finish() with a 2xx stores it (the fleet's claim is
+ * held and its release writes the store): else the caller stores it. */
+bool agw_flight_stores(const struct agw_flight *f);
+
+/*
+ * A leader's way out (WAIT or LEAD), at any moment, also at its
+ * deadline: cancels a wait still open, and hands RESP (copied) to the
+ * waiters of every tier it leads: the fleet's claim is released (storing
+ * a 2xx for STORE_TTL_S when agw_flight_stores()), then the process's,
+ * then this loop's waiters are answered, before this returns. F is then
+ * done: a second finish does nothing.
+ */
+void agw_flight_finish(struct agw_flight *f, const struct agw_response *resp,
+                       long store_ttl_s);
+
+/*
+ * agw_flight_finish() for a shutdown: the claims held pass on instead
+ * (the fleet's expires for a live instance to take over; the process's
+ * goes to its next waiter); this loop's waiters get RESP.
+ */
+void agw_flight_abandon(struct agw_flight *f, const struct agw_response *resp);
+
+#endif
