@@ -1,10 +1,10 @@
 /*
  * create.c - the Create Asset pipeline. A call travels one way, and this
  * file reads in that order: validate -> peek at the in-process store ->
- * join this loop's single flight (a waiter stops here) -> join the
- * process's and then the fleet's flight -> (leader only) store lookup ->
- * rate-limit slot -> upstream attempt, with retries -> store write ->
- * answer the leader and every waiter. With Redis, the fleet's claim
+ * join the key's flight (flight.h: this loop's, then the process's, then
+ * the fleet's; a waiter stops there) -> (leader only) store lookup unless
+ * the fleet's claim looked -> rate-limit slot -> upstream attempt, with
+ * retries -> store write -> answer the leader and every waiter. With Redis, the fleet's claim
  * script does the store lookup and its release the store write
  * (fleet.h): a miss is three round trips (claim, slot, release) and a
  * hit at most one.
