@@ -4,10 +4,10 @@
  * join the key's flight (flight.h: this loop's, then the process's, then
  * the fleet's; a waiter stops there) -> (leader only) store lookup unless
  * the fleet's claim looked -> rate-limit slot -> upstream attempt, with
- * retries -> store write -> answer the leader and every waiter. With Redis, the fleet's claim
- * script does the store lookup and its release the store write
- * (fleet.h): a miss is three round trips (claim, slot, release) and a
- * hit at most one.
+ * retries -> store write -> answer the leader and every waiter. With
+ * Redis, the fleet's claim script does the store lookup and its release
+ * the store write (fleet.h): a miss is three round trips (claim, slot,
+ * release) and a hit at most one.
  *
  * A call is a state machine (enum call_state): the state says what it
  * waits for. Every callback enters through resume(), which checks that
