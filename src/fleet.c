@@ -66,6 +66,11 @@
 #define TOKEN_LEN 32
 #define COPY_TTL_MS "10000"
 #define RECHECK_SLACK_MS 2
+/* The look that finds a holder unrenewed for its bound comes a timer
+ * after the first; a timer may fire a few ms early (libevent's time is
+ * cached per loop turn), and the bound has RENEW_SLACK_MS in it: a look
+ * this close to the bound counts as past it. */
+#define ORPHAN_EARLY_MS 50
 /* Longer than any claim an instance takes: request_timeout_ms (at most
  * 1 h) + connect_timeout_ms (at most 10 min) + 1 s. */
 #define CLAIM_TTL_MAX_MS (3600000LL + 600000 + 1000)
@@ -808,6 +813,7 @@ arm_recheck(struct agw_fleet_wait *w, long long pttl)
         pttl = w->fleet->claim_ttl_ms; /* no TTL: someone else's key */
     }
     tv = ms_tv((long)(pttl < every ? pttl : every) + RECHECK_SLACK_MS);
+    event_base_update_cache_time(w->fleet->base);
     evtimer_add(w->timer, &tv);
 }
 
@@ -840,7 +846,7 @@ orphan(struct agw_fleet_wait *w, const redisReply *holder, long long pttl)
         w->seen_us = now;
         return false;
     }
-    return elapsed_ms >= renew_bound_ms(w);
+    return elapsed_ms + ORPHAN_EARLY_MS >= renew_bound_ms(w);
 }
 
 static void
