@@ -279,18 +279,26 @@ wants_no_cache(struct agw_call *call)
     return value != NULL && strcasestr(value, "no-cache") != NULL;
 }
 
-static void
-on_peek(enum agw_store_result result, int status, const char *body, size_t len,
-        void *arg)
+/* A stored answer (valid only during the store's callback), counted as
+ * a hit. */
+static struct agw_response
+stored_hit(int status, const char *body, size_t len)
 {
-    struct agw_response resp = {
+    agw_metrics_count_cache(AGW_CACHE_HIT);
+    return (struct agw_response){
         .status = status,
         .body = (char *)body,
         .len = len,
         .retry_after_s = -1,
     };
+}
 
-    agw_metrics_count_cache(AGW_CACHE_HIT);
+static void
+on_peek(enum agw_store_result result, int status, const char *body, size_t len,
+        void *arg)
+{
+    struct agw_response resp = stored_hit(status, body, len);
+
     answer(arg, &resp, "HIT");
 }
 
@@ -444,14 +452,8 @@ arm_timers(struct agw_call *call)
 static void
 finish_hit(struct agw_call *call, int status, const char *body, size_t len)
 {
-    struct agw_response resp = {
-        .status = status,
-        .body = (char *)body,
-        .len = len,
-        .retry_after_s = -1,
-    };
+    struct agw_response resp = stored_hit(status, body, len);
 
-    agw_metrics_count_cache(AGW_CACHE_HIT);
     finish(call, &resp, "HIT");
 }
 

@@ -80,18 +80,6 @@ def wait_exit(gw, timeout=EXIT_WAIT_S):
     return rc, time.monotonic() - t0
 
 
-def log_msgs(gw):
-    out = []
-    for ln in gw.log_text().splitlines():
-        try:
-            j = json.loads(ln)
-        except ValueError:
-            continue
-        if isinstance(j, dict):
-            out.append(j)
-    return out
-
-
 @H.scenario
 def slow_call_drains(h):
     """SIGTERM with a 1.5 s call in flight: 200, then exit 0."""
@@ -165,7 +153,7 @@ def slow_call_drains(h):
                "+%.2f s" % (t_term - t0, done_at[0] - t0, t_exit - t0))
     ka.close()
     ka2.close()
-    msgs = [j.get("msg", "") for j in log_msgs(gw)]
+    msgs = [j.get("msg", "") for j in H.log_records(gw)]
     t.check(any("draining" in m for m in msgs) and
             any("drained" in m for m in msgs),
             "the log says draining, then drained", "\n".join(msgs[-5:]))
@@ -210,7 +198,7 @@ def drain_timeout(h):
     t.diag("drain_timeout_ms 500: answer +%s s, exit +%.2f s after SIGTERM"
            % ("%.2f" % (done_at[0] - t_term) if done_at[0] else "?",
               t_exit - t_term))
-    warns = [j.get("msg", "") for j in log_msgs(gw)
+    warns = [j.get("msg", "") for j in H.log_records(gw)
              if j.get("level") == "warn" and "drain" in j.get("msg", "")]
     t.check(warns, "drain timeout: a warn line says calls were cut off",
             "")
