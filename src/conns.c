@@ -26,13 +26,21 @@
 #define MIN_SLOTS 64
 #define SWEEP_MS 250
 
+/* A tracked connection's life. It counts as open only while OPEN: one
+ * we cut off is counted out at once, before evhttp reads the EOF (the
+ * caller may see its close and connect again first). */
+enum conn_state {
+    CONN_OPEN,   /* serving, or waiting for a request */
+    CONN_CUT,    /* shut down by us; evhttp has not seen it yet */
+    CONN_CLOSED, /* evhttp closed it; the sweep drops our reference */
+};
+
 struct slot {
     struct bufferevent *bev; /* NULL: free slot */
     struct agw_guard *guard; /* BEV's */
     int64_t since_us;        /* accept, or the last answer written */
-    bool busy;               /* a request is being answered */
-    bool cut;                /* shut down by us; waiting for evhttp */
-    bool closed;             /* evhttp closed it; the sweep drops our ref */
+    enum conn_state state;
+    bool busy; /* a request is being answered */
 };
 
 struct agw_conns {
@@ -160,21 +168,22 @@ sweep_slot(struct agw_conns *set, size_t i, int64_t now)
     evutil_socket_t fd;
 
     if (released_by_evhttp(bev)) {
-        if (!s->closed) {
+        if (s->state == CONN_OPEN) {
             count_open(set, -1);
         }
         remove_at(set, i);
         bufferevent_decref(bev); /* the last reference: closes the socket */
         return true;
     }
-    if (s->busy || s->cut || now - s->since_us <= set->idle_us) {
+    if (s->busy || s->state != CONN_OPEN || now - s->since_us <= set->idle_us) {
         return false;
     }
     fd = bufferevent_getfd(bev);
     if (fd >= 0) {
         /* evhttp reads EOF and frees the connection; a later sweep sees it. */
         shutdown(fd, SHUT_RDWR);
-        s->cut = true;
+        s->state = CONN_CUT;
+        count_open(set, -1);
     }
     return false;
 }
@@ -218,6 +227,7 @@ agw_conns_bevcb(struct event_base *base, void *arg)
         .bev = bev,
         .guard = guard,
         .since_us = agw_now_us(),
+        .state = CONN_OPEN,
     };
     set->used++;
     if (count_open(set, 1) >= set->limit) {
@@ -237,10 +247,10 @@ on_close(struct evhttp_connection *evcon, void *arg)
 
     if (set->slots[i].bev == bev) {
         agw_guard_close(set->slots[i].guard);
-        if (!set->slots[i].closed) {
-            set->slots[i].closed = true;
+        if (set->slots[i].state == CONN_OPEN) {
             count_open(set, -1);
         }
+        set->slots[i].state = CONN_CLOSED;
     }
 }
 

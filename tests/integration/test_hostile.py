@@ -739,7 +739,8 @@ def idle_frees_slot(h):
          "max_connections = 2: two callers served")
     t.check(a.closed_by_peer(3.0), "an idle keep-alive connection is "
             "closed after client_timeout_ms", "still open after 3 s")
-    b.closed_by_peer(1.0)
+    t.check(b.closed_by_peer(1.0), "so is the other one",
+            "still open 1 s later")
     c = Keep(gw.port)
     t.eq(c.get("/healthz")[0], 200, "their slots are free again: a new "
          "caller is served")
