@@ -18,14 +18,13 @@
 
 #include <openssl/crypto.h>
 
+#include "address.h"
 #include "guard.h"
 #include "inifile.h"
 #include "log.h"
 #include "util.h"
 #include "redis.h"
-#include "server.h"
 #include "tls.h"
-#include "upstream.h"
 
 #define API_KEY_ENV "ASSET_GATEWAY_API_KEY"
 #define API_KEY_MAX 4096
@@ -480,7 +479,7 @@ validate_listen(const char *value, char *why, size_t len)
     char host[AGW_LISTEN_HOST_MAX + 1];
     int port;
 
-    return agw_server_parse_listen(value, host, &port, why, len);
+    return agw_address_parse_listen(value, host, &port, why, len);
 }
 
 static bool
@@ -488,10 +487,10 @@ validate_base_url(const char *value, char *why, size_t len)
 {
     struct agw_base_url url;
 
-    if (!agw_base_url_parse(value, &url, why, len)) {
+    if (!agw_address_parse_base_url(value, &url, why, len)) {
         return false;
     }
-    agw_base_url_clear(&url);
+    agw_address_clear_base_url(&url);
     return true;
 }
 

@@ -6,7 +6,7 @@
  * the fleet's claim looked -> rate-limit slot -> upstream attempt, with
  * retries -> store write -> answer the leader and every waiter. With
  * Redis, the fleet's claim script does the store lookup and its release
- * the store write (fleet.h): a miss is three round trips (claim, slot,
+ * the store write (flight_tier.h): a miss is three round trips (claim, slot,
  * release) and a hit at most one.
  *
  * A call is a state machine (enum call_state): the state says what it
@@ -43,7 +43,7 @@
 #include "guard.h"
 #include "log.h"
 #include "metrics.h"
-#include "ratelimit.h"
+#include "limiter.h"
 #include "reply.h"
 #include "request.h"
 #include "retry.h"
@@ -86,7 +86,7 @@ struct agw_call {
     struct agw_config *cfg;  /* the snapshot it started with; a ref */
     struct agw_responder to; /* the caller's side: evhttp's, or a test's */
     char request_id[AGW_REQUEST_ID_MAX + 1];
-    struct agw_create create;
+    struct agw_request request;
     char upstream_path[96];
     char business_id[48];               /* as sent, for the access log */
     char caller[AGW_AUTH_NAME_MAX + 1]; /* "-" when mode = none */
@@ -142,7 +142,7 @@ static void
 release(struct agw_call *call)
 {
     agw_config_unref(call->cfg);
-    agw_create_clear(&call->create);
+    agw_request_clear(&call->request);
     free(call);
 }
 
@@ -262,9 +262,9 @@ parse_call(struct agw_call *call, const char *business_id)
         answer_error(call, 413, AGW_CODE_INVALID_ARGUMENT, message);
         return false;
     }
-    if (!agw_create_parse(&call->create, business_id, body != NULL ? body : "",
-                          len, cfg->allow_private_sources, message,
-                          sizeof(message))) {
+    if (!agw_request_parse(
+            &call->request, business_id, body != NULL ? body : "", len,
+            cfg->allow_private_sources, message, sizeof(message))) {
         answer_error(call, 400, AGW_CODE_INVALID_ARGUMENT, message);
         return false;
     }
@@ -314,7 +314,7 @@ answered_at_once(struct agw_call *call)
     if (call->no_cache || store->ops->peek == NULL) {
         return false;
     }
-    return store->ops->peek(store, call->create.dedupe_key, on_peek, call);
+    return store->ops->peek(store, call->request.dedupe_key, on_peek, call);
 }
 
 /* REFUSED: the guard refused the call and did not read its body; it is
@@ -325,9 +325,9 @@ handle(struct agw_gateway *gw, const struct agw_responder *to,
 {
     struct agw_call *call = calloc(1, sizeof(*call));
     struct agw_flight_tiers tiers = {
-        .loop = gw->sf,
-        .process = gw->local_fleet,
-        .fleet = gw->fleet,
+        .loop = gw->flight_loop,
+        .process = gw->flight_process,
+        .fleet = gw->flight_fleet,
         .redis = gw->redis,
         .redis_sub = gw->redis_sub,
     };
@@ -373,7 +373,7 @@ handle(struct agw_gateway *gw, const struct agw_responder *to,
         return;
     }
     joined =
-        agw_flight_join(&call->flight, &tiers, call->create.dedupe_key,
+        agw_flight_join(&call->flight, &tiers, call->request.dedupe_key,
                         !call->no_cache, call->request_id, on_flight, call);
     if (joined == AGW_FLIGHT_QUEUED) {
         set_state(call, CALL_WAITER);
@@ -491,7 +491,7 @@ keep_copy(struct agw_call *call, const struct agw_response *resp)
     struct agw_store *store = call->gw->store;
 
     if (resp->status >= 200 && resp->status < 300 && store->ops->keep != NULL) {
-        store->ops->keep(store, call->create.dedupe_key, resp->status,
+        store->ops->keep(store, call->request.dedupe_key, resp->status,
                          resp->body, resp->len, call->cfg->cache_ttl_s);
     }
 }
@@ -550,7 +550,7 @@ on_lead_lookup(enum agw_store_result result, int status, const char *body,
     rlog_debug(call->request_id,
                "leads the flight for %.16s...: no stored "
                "answer, asking for a rate-limit slot",
-               call->create.dedupe_key);
+               call->request.dedupe_key);
     go_upstream(call);
 }
 
@@ -568,7 +568,7 @@ look_up_then_upstream(struct agw_call *call)
         return;
     }
     set_state(call, CALL_LOOKUP);
-    call->gw->store->ops->get(call->gw->store, call->create.dedupe_key,
+    call->gw->store->ops->get(call->gw->store, call->request.dedupe_key,
                               on_lead_lookup, call);
 }
 
@@ -683,7 +683,7 @@ on_slot(bool granted, int64_t wait_us, uint64_t epoch, void *arg)
     wait_then(call, wait_us, CALL_QUEUED);
 }
 
-/* Granted by the limiter still in force (see agw_rl_cb). */
+/* Granted by the limiter still in force (see agw_limiter_cb). */
 static bool
 slot_valid(const struct agw_call *call)
 {
@@ -761,7 +761,7 @@ send_attempt(struct agw_call *call)
                                         CLAIM_SLACK_MS);
     if (call->upstream_path[0] == '\0') {
         snprintf(call->upstream_path, sizeof(call->upstream_path),
-                 "/v1/businesses/%s/assets", call->create.business_id);
+                 "/v1/businesses/%s/assets", call->request.business_id);
     }
     call->attempts++;
     call->attempt_start_us = agw_now_us();
@@ -770,8 +770,8 @@ send_attempt(struct agw_call *call)
         call->gw->upstream,
         &(struct agw_upstream_request){
             .path = call->upstream_path,
-            .body = call->create.upstream_body,
-            .len = strlen(call->create.upstream_body),
+            .body = call->request.upstream_body,
+            .len = strlen(call->request.upstream_body),
             .request_id = call->request_id,
             .api_key = call->cfg->api_key,
             .timeout_ms = (int)(timeout_ms > 0 ? timeout_ms : 1),
@@ -868,11 +868,11 @@ store_answer(struct agw_call *call, const struct agw_upstream_result *res)
     struct agw_store *store = call->gw->store;
 
     if (!agw_flight_stores(&call->flight)) {
-        store->ops->put(store, call->create.dedupe_key, res->status, res->body,
+        store->ops->put(store, call->request.dedupe_key, res->status, res->body,
                         res->len, call->cfg->cache_ttl_s);
     } else if (store->ops->keep != NULL) {
-        store->ops->keep(store, call->create.dedupe_key, res->status, res->body,
-                         res->len, call->cfg->cache_ttl_s);
+        store->ops->keep(store, call->request.dedupe_key, res->status,
+                         res->body, res->len, call->cfg->cache_ttl_s);
     }
 }
 
@@ -922,7 +922,7 @@ retry_later(struct agw_call *call, enum agw_attempt_outcome outcome, int status)
     int64_t backoff;
 
     if (!agw_retry_allowed(outcome, status, call->attempts,
-                           call->cfg->max_retries, call->create.id != NULL)) {
+                           call->cfg->max_retries, call->request.id != NULL)) {
         return false;
     }
     backoff = agw_backoff_us(call->attempts, random_unit());
@@ -999,7 +999,7 @@ static void
 ratelimit_headers(struct agw_call *call, struct agw_header *h, char text[3][21])
 {
     struct agw_limiter *rl = call->gw->limiter;
-    struct agw_rl_state state;
+    struct agw_limiter_state state;
 
     rl->ops->state(rl, (int64_t)call->cfg->max_wait_ms * US_PER_MS, &state);
     agw_fmt_long(state.limit, text[0]);

@@ -6,13 +6,13 @@
 #include <stddef.h>
 #include <string.h>
 
-#include "fleet.h"
+#include "flight_tier.h"
 #include "flight.h"
 #include "log.h"
 #include "metrics.h"
 #include "redis.h"
 #include "reply.h"
-#include "singleflight.h"
+#include "flight_loop.h"
 
 static bool join_process(struct agw_flight *f);
 static bool join_fleet(struct agw_flight *f);
@@ -41,7 +41,7 @@ agw_flight_join(struct agw_flight *f, const struct agw_flight_tiers *tiers,
         .arg = arg,
         .lookup = lookup,
     };
-    if (!agw_sf_join(tiers->loop, key, on_loop, f)) {
+    if (!agw_flight_loop_join(tiers->loop, key, on_loop, f)) {
         agw_metrics_count_cache(AGW_CACHE_COALESCED);
         agw_metrics_gauge_add(AGW_M_SINGLEFLIGHT_WAITERS, 1);
         return AGW_FLIGHT_QUEUED;
@@ -62,17 +62,17 @@ end_wait(struct agw_flight *f)
 }
 
 static void
-on_process(enum agw_fleet_outcome outcome, const struct agw_response *resp,
-           void *arg)
+on_process(enum agw_flight_tier_outcome outcome,
+           const struct agw_response *resp, void *arg)
 {
     struct agw_flight *f = arg;
 
     end_wait(f);
     rlog_debug(f->log_id, "%s in this process for %.16s...",
-               outcome == AGW_FLEET_ANSWER ? "answered by another worker"
-                                           : "leads the flight",
+               outcome == AGW_TIER_ANSWER ? "answered by another worker"
+                                          : "leads the flight",
                f->key);
-    if (outcome == AGW_FLEET_ANSWER) {
+    if (outcome == AGW_TIER_ANSWER) {
         agw_metrics_count_cache(AGW_CACHE_COALESCED);
         f->cb(AGW_FLIGHT_ANSWERED, resp, f->arg);
         return;
@@ -91,33 +91,33 @@ join_process(struct agw_flight *f)
         return false;
     }
     f->waits_in = f->tiers.process;
-    f->wait = agw_fleet_join(f->waits_in, f->key, on_process, f);
+    f->wait = agw_flight_tier_join(f->waits_in, f->key, on_process, f);
     return true;
 }
 
-/* The fleet's claim looks the store up too (fleet.h). */
+/* The fleet's claim looks the store up too (flight_tier.h). */
 static bool
 fleet_looks(const struct agw_flight *f)
 {
-    return f->lookup && agw_fleet_sees_store(f->tiers.fleet);
+    return f->lookup && agw_flight_tier_sees_store(f->tiers.fleet);
 }
 
 static void
-on_fleet(enum agw_fleet_outcome outcome, const struct agw_response *resp,
+on_fleet(enum agw_flight_tier_outcome outcome, const struct agw_response *resp,
          void *arg)
 {
     struct agw_flight *f = arg;
 
     end_wait(f);
     switch (outcome) {
-    case AGW_FLEET_STORED:
+    case AGW_TIER_STORED:
         f->cb(AGW_FLIGHT_STORED, resp, f->arg);
         return;
-    case AGW_FLEET_ANSWER:
+    case AGW_TIER_ANSWER:
         agw_metrics_count_cache(AGW_CACHE_COALESCED);
         f->cb(AGW_FLIGHT_RECEIVED, resp, f->arg);
         return;
-    case AGW_FLEET_LEAD:
+    case AGW_TIER_LEAD:
         rlog_debug(f->log_id, "holds the fleet's claim on %.16s...", f->key);
         f->leads_fleet = true;
         f->cb(fleet_looks(f) ? AGW_FLIGHT_LEAD_MISS : AGW_FLIGHT_LEAD, NULL,
@@ -136,14 +136,15 @@ on_fleet(enum agw_fleet_outcome outcome, const struct agw_response *resp,
 static bool
 join_fleet(struct agw_flight *f)
 {
-    struct agw_fleet *fleet = f->tiers.fleet;
+    struct agw_flight_tier *fleet = f->tiers.fleet;
 
     if (fleet == NULL) {
         return false;
     }
     f->waits_in = fleet;
-    f->wait = fleet_looks(f) ? agw_fleet_lookup(fleet, f->key, on_fleet, f)
-                             : agw_fleet_join(fleet, f->key, on_fleet, f);
+    f->wait = fleet_looks(f)
+                  ? agw_flight_tier_lookup(fleet, f->key, on_fleet, f)
+                  : agw_flight_tier_join(fleet, f->key, on_fleet, f);
     return true;
 }
 
@@ -172,27 +173,27 @@ void
 agw_flight_renew(struct agw_flight *f, int ttl_ms)
 {
     if (f->leads_fleet) {
-        agw_fleet_renew(f->tiers.fleet, f->key, ttl_ms);
+        agw_flight_tier_renew(f->tiers.fleet, f->key, ttl_ms);
     }
 }
 
 bool
 agw_flight_stores(const struct agw_flight *f)
 {
-    return f->leads_fleet && agw_fleet_sees_store(f->tiers.fleet);
+    return f->leads_fleet && agw_flight_tier_sees_store(f->tiers.fleet);
 }
 
 /* Ends F's part in the flight of FLEET that it leads (*LEADS). */
 static void
-end_claim(struct agw_flight *f, struct agw_fleet *fleet, bool *leads,
+end_claim(struct agw_flight *f, struct agw_flight_tier *fleet, bool *leads,
           const struct agw_response *resp, bool shutting_down, long store_ttl_s)
 {
     if (*leads && shutting_down) {
-        agw_fleet_abandon(fleet, f->key);
+        agw_flight_tier_abandon(fleet, f->key);
     } else if (*leads && store_ttl_s > 0) {
-        agw_fleet_release_storing(fleet, f->key, resp, store_ttl_s);
+        agw_flight_tier_release_storing(fleet, f->key, resp, store_ttl_s);
     } else if (*leads) {
-        agw_fleet_release(fleet, f->key, resp);
+        agw_flight_tier_release(fleet, f->key, resp);
     }
     *leads = false;
 }
@@ -206,12 +207,13 @@ end_tiers(struct agw_flight *f, const struct agw_response *resp,
     bool ok = resp->status >= 200 && resp->status < 300;
 
     if (f->waits_in != NULL) {
-        agw_fleet_cancel(f->waits_in, f->wait);
+        agw_flight_tier_cancel(f->waits_in, f->wait);
         end_wait(f);
     }
     if (f->tiers.fleet != NULL) {
         end_claim(f, f->tiers.fleet, &f->leads_fleet, resp, shutting_down,
-                  ok && agw_fleet_sees_store(f->tiers.fleet) ? store_ttl_s : 0);
+                  ok && agw_flight_tier_sees_store(f->tiers.fleet) ? store_ttl_s
+                                                                   : 0);
     }
     if (f->tiers.process != NULL) {
         end_claim(f, f->tiers.process, &f->leads_process, resp, shutting_down,
@@ -219,7 +221,7 @@ end_tiers(struct agw_flight *f, const struct agw_response *resp,
     }
     if (f->leads_loop) {
         f->leads_loop = false;
-        agw_sf_finish(f->tiers.loop, f->key, resp);
+        agw_flight_loop_finish(f->tiers.loop, f->key, resp);
     }
 }
 

@@ -1,8 +1,8 @@
 /*
  * flight.h - one call's place in the single flight of its dedupe key
  * (SPEC §3), across every tier there is, narrowest first: this loop
- * (singleflight.h), this process's worker threads (fleet_local.h), then
- * every instance sharing a Redis (fleet.h). The caller sees one step:
+ * (flight_loop.h), this process's worker threads (flight_process.h), then
+ * every instance sharing a Redis (flight_fleet.h). The caller sees one step:
  * join, then one outcome; a leader ends every tier it leads with one
  * finish (or abandon). One event loop's flights are used from its thread
  * only. Counts the coalesced calls (AGW_CACHE_COALESCED) and this loop's
@@ -13,17 +13,17 @@
 
 #include <stdbool.h>
 
-struct agw_fleet;
-struct agw_fleet_wait;
+struct agw_flight_tier;
+struct agw_flight_wait;
 struct agw_redis;
 struct agw_response;
-struct agw_sf;
+struct agw_flight_loop;
 
 /* The tiers of one event loop (borrowed: they outlive every flight). */
 struct agw_flight_tiers {
-    struct agw_sf *loop;       /* never NULL */
-    struct agw_fleet *process; /* NULL: one worker */
-    struct agw_fleet *fleet;   /* NULL: no Redis */
+    struct agw_flight_loop *loop;    /* never NULL */
+    struct agw_flight_tier *process; /* NULL: one worker */
+    struct agw_flight_tier *fleet;   /* NULL: no Redis */
     /* The fleet's connections: a call that went on alone rejoins when
      * both are up (agw_flight_rejoin). */
     struct agw_redis *redis, *redis_sub;
@@ -64,9 +64,9 @@ struct agw_flight {
     const char *log_id; /* the request id, for debug lines */
     agw_flight_cb cb;
     void *arg;
-    struct agw_fleet_wait *wait; /* open in the process or the fleet */
-    struct agw_fleet *waits_in;  /* the tier of WAIT */
-    bool lookup;                 /* the fleet's claim looks the store up */
+    struct agw_flight_wait *wait;     /* open in the process or the fleet */
+    struct agw_flight_tier *waits_in; /* the tier of WAIT */
+    bool lookup;                      /* the fleet's claim looks the store up */
     bool leads_loop, leads_process, leads_fleet;
     bool alone;    /* went on without the fleet's flight (Redis away) */
     bool rejoined; /* asked the fleet's flight again, once */
@@ -105,7 +105,7 @@ bool agw_flight_rejoin(struct agw_flight *f);
 
 /*
  * Leader, before each upstream attempt: the fleet's claim, if held, must
- * last TTL_MS from now (agw_fleet_renew).
+ * last TTL_MS from now (agw_flight_tier_renew).
  */
 void agw_flight_renew(struct agw_flight *f, int ttl_ms);
 

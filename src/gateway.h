@@ -11,12 +11,12 @@ struct event_base;
 struct evdns_base;
 struct agw_config;
 struct agw_store;
-struct agw_sf;
+struct agw_flight_loop;
 struct agw_limiter;
 struct agw_upstream;
 struct agw_auth;
 struct agw_redis;
-struct agw_fleet;
+struct agw_flight_tier;
 struct agw_call;
 
 struct agw_gateway {
@@ -24,17 +24,18 @@ struct agw_gateway {
     struct evdns_base *dns;
     struct agw_config *cfg; /* the running snapshot (config.h refs) */
     struct agw_store *store;
-    struct agw_sf *sf;
+    struct agw_flight_loop *flight_loop;
     struct agw_limiter *limiter;
     struct agw_upstream *upstream;
     struct agw_auth *auth; /* callers (mode = token); NULL: mode = none */
-    /* backend = redis only (else NULL): commands, pub/sub, fleet flights */
+    /* backend = redis only (else NULL): commands, pub/sub, the fleet's
+     * flights (flight_fleet.h) */
     struct agw_redis *redis;
     struct agw_redis *redis_sub;
-    struct agw_fleet *fleet;
-    /* workers > 1 (else NULL): flights across this process's workers,
-     * joined before the fleet's */
-    struct agw_fleet *local_fleet;
+    struct agw_flight_tier *flight_fleet;
+    /* workers > 1 (else NULL): the flights of this process's workers
+     * (flight_process.h), joined before the fleet's */
+    struct agw_flight_tier *flight_process;
     bool draining;            /* stop taking new creates: answer 503 */
     long inflight;            /* create calls accepted and not yet answered */
     struct agw_call *leaders; /* calls leading a flight: create.c's list */

@@ -36,7 +36,7 @@ struct entry {
 TAILQ_HEAD(entry_list, entry);
 
 struct agw_lru {
-    bool shared; /* LOCK is used */
+    bool locked; /* LOCK is used */
     long max_entries;
     size_t max_bytes;
     int64_t (*now_us)(void);
@@ -51,7 +51,7 @@ struct agw_lru {
 static void
 lock(struct agw_lru *lru)
 {
-    if (lru->shared) {
+    if (lru->locked) {
         pthread_mutex_lock(&lru->lock);
     }
 }
@@ -59,7 +59,7 @@ lock(struct agw_lru *lru)
 static void
 unlock(struct agw_lru *lru)
 {
-    if (lru->shared) {
+    if (lru->locked) {
         pthread_mutex_unlock(&lru->lock);
     }
 }
@@ -272,7 +272,7 @@ agw_lru_set_clock(struct agw_lru *lru, int64_t (*now_us)(void))
 }
 
 struct agw_lru *
-agw_lru_new(long max_entries, size_t max_bytes, bool shared)
+agw_lru_new(long max_entries, size_t max_bytes, bool locked)
 {
     struct agw_lru *lru = calloc(1, sizeof(*lru));
     long presize = max_entries < MAX_PRESIZE ? max_entries : MAX_PRESIZE;
@@ -280,14 +280,14 @@ agw_lru_new(long max_entries, size_t max_bytes, bool shared)
     if (lru == NULL) {
         return NULL;
     }
-    lru->shared = shared;
+    lru->locked = locked;
     lru->max_entries = max_bytes > 0 ? max_entries : 0;
     lru->max_bytes = max_bytes;
     lru->now_us = agw_now_us;
     TAILQ_INIT(&lru->order);
     lru->map = agw_table_new(presize > 0 ? (size_t)presize : 0);
     if (lru->map == NULL ||
-        (shared && pthread_mutex_init(&lru->lock, NULL) != 0)) {
+        (locked && pthread_mutex_init(&lru->lock, NULL) != 0)) {
         agw_table_free(lru->map);
         free(lru);
         return NULL;
@@ -308,7 +308,7 @@ agw_lru_free(struct agw_lru *lru)
         entry_unref(e);
     }
     agw_table_free(lru->map);
-    if (lru->shared) {
+    if (lru->locked) {
         pthread_mutex_destroy(&lru->lock);
     }
     free(lru);

@@ -26,12 +26,12 @@ struct agw_lru_value {
  * than MAX_BYTES is never kept. MAX_ENTRIES <= 0 or MAX_BYTES == 0
  * keeps nothing.
  *
- * SHARED: the cache is used by several threads, and takes its own mutex
+ * LOCKED: the cache is used by several threads, and takes its own mutex
  * around every call (never held while the caller reads a value: a value
  * is reference-counted, so eviction cannot free one being read). Not
- * SHARED: no lock, one thread only. NULL when memory runs out.
+ * LOCKED: no lock, one thread only. NULL when memory runs out.
  */
-struct agw_lru *agw_lru_new(long max_entries, size_t max_bytes, bool shared);
+struct agw_lru *agw_lru_new(long max_entries, size_t max_bytes, bool locked);
 
 /* Frees the cache. Values still referenced stay valid until unref'd. */
 void agw_lru_free(struct agw_lru *lru);

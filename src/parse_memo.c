@@ -14,7 +14,7 @@
 #include "util.h"
 
 /*
- * agw_create_parse() is a pure function of business id as sent,
+ * agw_request_parse() is a pure function of business id as sent,
  * allow_private and the body bytes, and most creates repeat a body seen
  * moments before (that is what makes them cache hits), so a repeat skips
  * the JSON parse, the URI checks and SHA-256: a hash of the input, a

@@ -1,6 +1,6 @@
 /*
  * parse_memo.h - a per-thread memo of recent successful Create Asset
- * parses, so that a repeated body skips agw_create_parse()'s real work.
+ * parses, so that a repeated body skips agw_request_parse()'s real work.
  * The memo keeps each parse as bytes its caller (request.c) lays out.
  */
 #ifndef AGW_PARSE_MEMO_H
@@ -11,7 +11,7 @@
 #include <stdint.h>
 
 /*
- * The key is the exact input of agw_create_parse(): BUSINESS_ID (already
+ * The key is the exact input of agw_request_parse(): BUSINESS_ID (already
  * checked to be a UUID, as sent: 37 bytes with the NUL), ALLOW_PRIVATE
  * and the LEN bytes of BODY; only bodies up to a few KiB are remembered.
  * Entries are compared byte for byte, so a hash collision costs a miss,

@@ -149,7 +149,7 @@ void agw_redis_unsubscribe(struct agw_redis *r, const char *channel);
  * Makes R a subscriber and sends its messages, subscription confirmations
  * and up/down changes to these callbacks (any may be NULL; ARG for all),
  * replacing opts->on_message; opts->on_state keeps running too. For the
- * module that owns the channels (fleet.c), which exists only after the
+ * module that owns the channels (flight_fleet.c), which exists only after the
  * connection does. Call again with NULLs to detach.
  */
 void agw_redis_set_subscriber(struct agw_redis *r,

@@ -411,11 +411,11 @@ write_up_body(const struct fields *f, char *out)
 
 /*
  * Puts the four strings into one allocation that starts at REQ->uri, so
- * agw_create_clear() has one thing to free. UP is the upstream body when
+ * agw_request_clear() has one thing to free. UP is the upstream body when
  * json-c wrote it (copied), or NULL to write it here.
  */
 static bool
-fill_strings(struct agw_create *req, const struct fields *f, const char *up)
+fill_strings(struct agw_request *req, const struct fields *f, const char *up)
 {
     size_t norm_len = strlen(f->norm);
     size_t up_len = up != NULL ? strlen(up) : up_body_len(f);
@@ -448,7 +448,7 @@ fill_strings(struct agw_create *req, const struct fields *f, const char *up)
 
 /* Validates the parsed body ROOT into REQ's strings. */
 static bool
-take_fields(struct agw_create *req, json_object *root, bool allow_private,
+take_fields(struct agw_request *req, json_object *root, bool allow_private,
             char *err, size_t errlen)
 {
     struct fields f = {0};
@@ -474,40 +474,40 @@ take_fields(struct agw_create *req, json_object *root, bool allow_private,
 }
 
 /*
- * The memo (parse_memo.h) keeps a parse as a struct agw_create followed
- * by its strings. A copy out is the caller's (agw_create_clear()); false
+ * The memo (parse_memo.h) keeps a parse as a struct agw_request followed
+ * by its strings. A copy out is the caller's (agw_request_clear()); false
  * when memory ran out.
  */
 static bool
-memo_take(struct agw_create *req, const void *value)
+memo_take(struct agw_request *req, const void *value)
 {
-    const struct agw_create *kept = value;
-    char *strings = malloc(agw_create_strings_len(kept));
+    const struct agw_request *kept = value;
+    char *strings = malloc(agw_request_strings_len(kept));
 
     if (strings == NULL) {
         return false;
     }
-    agw_create_copy(req, kept, strings);
+    agw_request_copy(req, kept, strings);
     return true;
 }
 
 static void
 memo_keep(uint64_t hash, bool allow_private, const char *body, size_t len,
-          const struct agw_create *req)
+          const struct agw_request *req)
 {
-    size_t slen = agw_create_strings_len(req);
-    struct agw_create *kept = agw_parse_memo_put(
+    size_t slen = agw_request_strings_len(req);
+    struct agw_request *kept = agw_parse_memo_put(
         hash, req->business_id, allow_private, body, len, sizeof(*kept) + slen);
 
     if (kept != NULL) {
-        agw_create_copy(kept, req, (char *)(kept + 1));
+        agw_request_copy(kept, req, (char *)(kept + 1));
     }
 }
 
 bool
-agw_create_parse(struct agw_create *req, const char *business_id,
-                 const char *body, size_t len, bool allow_private, char *err,
-                 size_t errlen)
+agw_request_parse(struct agw_request *req, const char *business_id,
+                  const char *body, size_t len, bool allow_private, char *err,
+                  size_t errlen)
 {
     json_tokener *tok;
     json_object *root = NULL;
@@ -545,7 +545,7 @@ agw_create_parse(struct agw_create *req, const char *business_id,
          take_fields(req, root, allow_private, err, errlen);
     json_object_put(root);
     if (!ok) {
-        agw_create_clear(req);
+        agw_request_clear(req);
         return false;
     }
     agw_dedupe_key(req->business_id, req->uri_normalized, req->access, req->id,
@@ -556,7 +556,7 @@ agw_create_parse(struct agw_create *req, const char *business_id,
 
 /* The four strings are one allocation, starting at uri. */
 void
-agw_create_clear(struct agw_create *req)
+agw_request_clear(struct agw_request *req)
 {
     if (req == NULL) {
         return;
@@ -567,7 +567,7 @@ agw_create_clear(struct agw_create *req)
 
 /* The last string is id when present, else upstream_body (fill_strings). */
 size_t
-agw_create_strings_len(const struct agw_create *req)
+agw_request_strings_len(const struct agw_request *req)
 {
     const char *last = req->id != NULL ? req->id : req->upstream_body;
 
@@ -575,9 +575,10 @@ agw_create_strings_len(const struct agw_create *req)
 }
 
 void
-agw_create_copy(struct agw_create *to, const struct agw_create *from, char *dst)
+agw_request_copy(struct agw_request *to, const struct agw_request *from,
+                 char *dst)
 {
-    memcpy(dst, from->uri, agw_create_strings_len(from));
+    memcpy(dst, from->uri, agw_request_strings_len(from));
     *to = *from;
     to->uri = dst;
     to->uri_normalized = dst + (from->uri_normalized - from->uri);

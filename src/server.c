@@ -17,6 +17,7 @@
 #include <event2/http.h>
 #include <event2/listener.h>
 
+#include "address.h"
 #include "auth.h"
 #include "config.h"
 #include "conns.h"
@@ -353,75 +354,6 @@ route(struct evhttp_request *req, void *arg)
     }
 }
 
-/* 1 to 65535, digits only. */
-static bool
-parse_port(const char *s, int *port)
-{
-    size_t n = strspn(s, "0123456789");
-    long value = n > 0 && n <= 5 ? strtol(s, NULL, 10) : 0;
-
-    if (s[n] != '\0' || value < 1 || value > 65535) {
-        return false;
-    }
-    *port = (int)value;
-    return true;
-}
-
-/* A host of digits and dots can only be meant as an IPv4 address, and a
- * bracketed one as IPv6; anything else must look like a host name. No
- * name is looked up here: binding does that. */
-static bool
-host_ok(const char *host, bool bracketed, char *err, size_t errlen)
-{
-    unsigned char addr[sizeof(struct in6_addr)];
-
-    if (bracketed) {
-        if (inet_pton(AF_INET6, host, addr) != 1) {
-            agw_set_err(err, errlen, "\"[%.80s]\" is not an IPv6 address",
-                        host);
-            return false;
-        }
-    } else if (host[strspn(host, "0123456789.")] == '\0') {
-        if (inet_pton(AF_INET, host, addr) != 1) {
-            agw_set_err(err, errlen, "\"%.80s\" is not an IPv4 address", host);
-            return false;
-        }
-    } else if (host[strspn(host, "abcdefghijklmnopqrstuvwxyz"
-                                 "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_")] !=
-               '\0') {
-        agw_set_err(err, errlen, "\"%.80s\" is not a host name", host);
-        return false;
-    }
-    return true;
-}
-
-bool
-agw_server_parse_listen(const char *listen, char *host, int *port, char *err,
-                        size_t errlen)
-{
-    const char *colon = strrchr(listen, ':');
-    size_t n = colon != NULL ? (size_t)(colon - listen) : 0;
-    bool bracketed = n >= 2 && listen[0] == '[' && listen[n - 1] == ']';
-    const char *start = bracketed ? listen + 1 : listen;
-
-    if (bracketed) {
-        n -= 2;
-    }
-    /* A bare IPv6 address would be ambiguous: it needs brackets. */
-    if (colon == NULL || n == 0 || n > AGW_LISTEN_HOST_MAX ||
-        (!bracketed && memchr(listen, ':', n) != NULL) ||
-        !parse_port(colon + 1, port)) {
-        agw_set_err(err, errlen,
-                    "\"%.80s\" must be host:port with a port from 1 to "
-                    "65535 ([addr]:port for IPv6)",
-                    listen);
-        return false;
-    }
-    memcpy(host, start, n);
-    host[n] = '\0';
-    return host_ok(host, bracketed, err, errlen);
-}
-
 static int
 bound_port(struct evhttp_bound_socket *listener)
 {
@@ -602,8 +534,8 @@ agw_server_start(struct agw_gateway *gw, const struct agw_server *share,
         snprintf(err, errlen, "out of memory");
         goto failed;
     }
-    if (!agw_server_parse_listen(gw->cfg->listen, host, &port, why,
-                                 sizeof(why))) {
+    if (!agw_address_parse_listen(gw->cfg->listen, host, &port, why,
+                                  sizeof(why))) {
         snprintf(err, errlen, "listen: %s", why);
         goto failed;
     }

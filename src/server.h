@@ -12,19 +12,6 @@ struct agw_config;
 struct agw_gateway;
 struct agw_server;
 
-#define AGW_LISTEN_HOST_MAX 255
-
-/*
- * Splits LISTEN, "host:port" or "[IPv6 address]:port" with a port from 1
- * to 65535, into HOST (AGW_LISTEN_HOST_MAX + 1 bytes, no brackets) and
- * *PORT. A host of digits and dots must be an IPv4 address; a name is
- * resolved when the socket is bound. On failure returns false with the
- * problem in ERR. The config loader checks [server] listen with this same
- * function, so -t, start-up and a reload give one verdict (SPEC §6).
- */
-bool agw_server_parse_listen(const char *listen, char *host, int *port,
-                             char *err, size_t errlen);
-
 /*
  * Serves GW on GW's loop: binds CFG's listen address, or with SHARE (the
  * first worker's server, NULL for that one) accepts on SHARE's socket too.

@@ -2,7 +2,7 @@
  * store.h - where answered creates are kept for dedupe (SPEC §3). One
  * interface (agw_store_ops), two backends: in process (store_memory.c,
  * one loop's or shared by the workers) and Redis (store_redis.c, shared
- * by the fleet; its layout is read and written by fleet.h's scripts too).
+ * by the fleet; its layout is read and written by flight_tier.h's scripts too).
  * worker.c puts the L1 (store_l1.h) and the outage fallback
  * (store_tiered.h) in front of Redis; callers see one store.
  */
@@ -40,7 +40,7 @@ struct agw_store_ops {
                 const char *body, size_t len, long ttl_s);
     /* Optional (NULL: nothing to do). An answer this instance served
      * that the shared store holds already (another instance's flight's,
-     * or one the fleet read or wrote itself: fleet.h): keeps the copies
+     * or one the fleet read or wrote itself: flight_tier.h): keeps the copies
      * a put() would keep (the L1's, the one for outages: store_tiered.h),
      * without writing the shared store again. */
     void (*keep)(struct agw_store *store, const char *key, int status,
@@ -89,7 +89,7 @@ struct agw_store *agw_store_redis_new(struct agw_redis *redis,
                                       const char *key_prefix);
 
 /*
- * The Redis store's layout, shared with the fleet's scripts (fleet.h),
+ * The Redis store's layout, shared with the fleet's scripts (flight_tier.h),
  * which read an answer in a miss's claim and write it in its release:
  * key KEY_PREFIX AGW_STORE_REDIS_KEY KEY, value "<status>\n<body>".
  * Encode returns a malloc'd value of *VALUE_LEN bytes (NULL: out of

@@ -29,6 +29,7 @@
 #ifdef HAVE_CONFIG_H
 #include "agw_autoconf.h" /* PACKAGE_VERSION */
 #endif
+#include "address.h"
 #include "config.h"
 #include "log.h"
 #include "redact.h"
@@ -1123,107 +1124,13 @@ agw_upstream_connections(const struct agw_upstream *up)
 /* ------------------------------------------------- client lifecycle */
 
 static bool
-set_host(struct agw_base_url *u, const char *host, int default_port)
-{
-    size_t len = strlen(host);
-    char buf[300];
-    bool v6 = len >= 2 && host[0] == '[' && host[len - 1] == ']';
-
-    u->host = v6 ? strndup(host + 1, len - 2) : strdup(host);
-    if (u->port == default_port) {
-        snprintf(buf, sizeof(buf), "%s", host);
-    } else {
-        snprintf(buf, sizeof(buf), "%s:%d", host, u->port);
-    }
-    u->host_header = strdup(buf);
-    return u->host != NULL && u->host_header != NULL && u->host[0] != '\0';
-}
-
-static bool
-set_prefix(struct agw_base_url *u, const char *path)
-{
-    size_t len = path != NULL ? strlen(path) : 0;
-
-    while (len > 0 && path[len - 1] == '/') {
-        len--;
-    }
-    u->prefix = strndup(path != NULL ? path : "", len);
-    return u->prefix != NULL;
-}
-
-/* The parts of URI the client keeps, or why URI is not a base_url. */
-static bool
-take_base_url(const struct evhttp_uri *uri, struct agw_base_url *out, char *err,
-              size_t errlen)
-{
-    const char *scheme = evhttp_uri_get_scheme(uri);
-    const char *host = evhttp_uri_get_host(uri);
-    int port = evhttp_uri_get_port(uri);
-    int default_port;
-
-    if (scheme == NULL || (evutil_ascii_strcasecmp(scheme, "https") != 0 &&
-                           evutil_ascii_strcasecmp(scheme, "http") != 0)) {
-        agw_set_err(err, errlen, "must be http:// or https://");
-    } else if (host == NULL || host[0] == '\0') {
-        agw_set_err(err, errlen, "has no host");
-    } else if (evhttp_uri_get_userinfo(uri) != NULL) {
-        agw_set_err(err, errlen, "must not carry credentials (user@)");
-    } else if (evhttp_uri_get_query(uri) != NULL) {
-        agw_set_err(err, errlen, "must not carry a query (?...)");
-    } else if (evhttp_uri_get_fragment(uri) != NULL) {
-        agw_set_err(err, errlen, "must not carry a fragment (#...)");
-    } else if (port == 0 || port > 65535) {
-        agw_set_err(err, errlen, "has a bad port");
-    } else {
-        out->https = evutil_ascii_strcasecmp(scheme, "https") == 0;
-        default_port = out->https ? 443 : 80;
-        out->port = port > 0 ? port : default_port;
-        if (set_host(out, host, default_port) &&
-            set_prefix(out, evhttp_uri_get_path(uri))) {
-            return true;
-        }
-        agw_set_err(err, errlen, "bad host or out of memory");
-    }
-    return false;
-}
-
-bool
-agw_base_url_parse(const char *url, struct agw_base_url *out, char *err,
-                   size_t errlen)
-{
-    struct evhttp_uri *uri = url != NULL ? evhttp_uri_parse(url) : NULL;
-    bool ok;
-
-    memset(out, 0, sizeof(*out));
-    if (uri == NULL) {
-        agw_set_err(err, errlen, "is not a URL");
-        return false;
-    }
-    ok = take_base_url(uri, out, err, errlen);
-    evhttp_uri_free(uri);
-    if (!ok) {
-        agw_base_url_clear(out);
-    }
-    return ok;
-}
-
-void
-agw_base_url_clear(struct agw_base_url *u)
-{
-    free(u->host);
-    free(u->host_header);
-    free(u->prefix);
-    memset(u, 0, sizeof(*u));
-}
-
-static bool
 parse_base_url(struct agw_upstream *up, const char *url, char *err,
                size_t errlen)
 {
     struct agw_base_url u;
     char why[256];
 
-    if (!agw_base_url_parse(url, &u, why, sizeof(why))) {
+    if (!agw_address_parse_base_url(url, &u, why, sizeof(why))) {
         snprintf(err, errlen, "base_url %s", why);
         return false;
     }

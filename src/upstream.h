@@ -30,27 +30,6 @@ struct agw_upstream_result {
 typedef void (*agw_upstream_cb)(const struct agw_upstream_result *res,
                                 void *arg);
 
-/* base_url taken apart, as the client uses it; strings are malloc'ed. */
-struct agw_base_url {
-    bool https;
-    int port;          /* 443 or 80 when the URL names none */
-    char *host;        /* for connect and TLS: no brackets */
-    char *host_header; /* with brackets and a non-default port */
-    char *prefix;      /* "" or "/p", no trailing slash */
-};
-
-/*
- * Parses URL with evhttp_uri_parse: scheme http or https, a host, an
- * optional port and path; credentials, a query or a fragment are refused
- * (SPEC §6). On failure returns false and ERR gets the problem, which
- * never quotes URL. Free OUT with agw_base_url_clear(). The config loader
- * checks [upstream] base_url with this same function, so -t, start-up and
- * a reload give one verdict.
- */
-bool agw_base_url_parse(const char *url, struct agw_base_url *out, char *err,
-                        size_t errlen);
-void agw_base_url_clear(struct agw_base_url *u);
-
 /*
  * Client for CFG's base_url with CFG's api_key (copied; wiped on free),
  * timeouts and pool size. On failure returns NULL with the reason in ERR.

@@ -15,14 +15,14 @@
 #include "auth.h"
 #include "config.h"
 #include "create.h"
-#include "fleet.h"
-#include "fleet_local.h"
+#include "flight_fleet.h"
+#include "flight_process.h"
 #include "log.h"
 #include "metrics.h"
-#include "ratelimit.h"
+#include "limiter.h"
 #include "redis.h"
 #include "server.h"
-#include "singleflight.h"
+#include "flight_loop.h"
 #include "store.h"
 #include "store_l1.h"
 #include "store_tiered.h"
@@ -65,7 +65,7 @@ on_redis_state(bool up, void *arg)
 
     /* Down: calls waiting on another instance's flight go on locally
      * now. Up: claims left when Redis failed are released. */
-    agw_fleet_redis_state(w->gw.fleet, up);
+    agw_flight_fleet_redis_state(w->gw.flight_fleet, up);
     if (all_up == w->redis_up) {
         return;
     }
@@ -132,9 +132,9 @@ start_store(struct agw_worker *w, struct agw_shared *shared, char *err,
         return false;
     }
     count_redis_down(1); /* until both are up */
-    gw->fleet =
-        agw_fleet_new(gw->base, gw->redis, gw->redis_sub, cfg->key_prefix,
-                      cfg->request_timeout_ms + cfg->connect_timeout_ms + 1000);
+    gw->flight_fleet = agw_flight_fleet_new(
+        gw->base, gw->redis, gw->redis_sub, cfg->key_prefix,
+        cfg->request_timeout_ms + cfg->connect_timeout_ms + 1000);
     redis_store = agw_store_redis_new(gw->redis, cfg->key_prefix);
     gw->store = redis_store == NULL
                     ? NULL
@@ -142,7 +142,7 @@ start_store(struct agw_worker *w, struct agw_shared *shared, char *err,
                                            agw_store_memory_ref(shared->memory),
                                            gw->redis, cfg->cache_ttl_s);
     gw->store = add_l1(gw->store, cfg, shared);
-    if (gw->fleet == NULL || gw->store == NULL) {
+    if (gw->flight_fleet == NULL || gw->store == NULL) {
         snprintf(err, errlen, "out of memory");
         return false;
     }
@@ -156,13 +156,13 @@ start_shared(const struct agw_config *cfg, struct agw_shared *shared)
     shared->memory = agw_store_memory_shared_new(cfg->cache_max_entries,
                                                  (size_t)cfg->cache_max_bytes);
     if (agw_config_workers(cfg) > 1) {
-        shared->flights = agw_flights_new();
+        shared->flights = agw_flight_board_new();
     }
     /* Memory: the process's limiter. Redis: the departure guard of the
      * fleet limiter (at rate; a fallback's settings come from Redis). */
-    shared->limiter = agw_limiter_local_shared_new(cfg->rate, cfg->burst);
+    shared->limiter = agw_limiter_process_new(cfg->rate, cfg->burst);
     if (cfg->store_backend == AGW_STORE_REDIS) {
-        shared->fallback = agw_limiter_local_shared_new(cfg->rate, cfg->burst);
+        shared->fallback = agw_limiter_process_new(cfg->rate, cfg->burst);
     }
     return shared->memory != NULL && shared->limiter != NULL &&
            (cfg->store_backend != AGW_STORE_REDIS ||
@@ -177,22 +177,23 @@ start_stages(struct agw_worker *w, struct agw_shared *shared, char *err,
 {
     struct agw_gateway *gw = &w->gw;
 
-    gw->sf = agw_sf_new();
+    gw->flight_loop = agw_flight_loop_new();
     gw->limiter =
         gw->redis != NULL
             ? agw_limiter_fleet_new(gw->base, gw->redis, gw->cfg,
-                                    agw_limiter_local_ref(shared->limiter),
-                                    agw_limiter_local_ref(shared->fallback))
-            : agw_limiter_local_ref(shared->limiter);
+                                    agw_limiter_process_ref(shared->limiter),
+                                    agw_limiter_process_ref(shared->fallback))
+            : agw_limiter_process_ref(shared->limiter);
     /* Calls waiting for a slot ask again when the limiter in force
      * changes (SPEC §4). */
     agw_limiter_fleet_on_change(gw->limiter, agw_create_on_limiter_change, gw);
     if (shared->flights != NULL) {
-        gw->local_fleet = agw_fleet_local_new(gw->base, shared->flights);
+        gw->flight_process = agw_flight_process_new(gw->base, shared->flights);
     }
     w->drain_tick = evtimer_new(gw->base, on_drain_tick, w);
-    if (gw->sf == NULL || gw->limiter == NULL || w->drain_tick == NULL ||
-        (shared->flights != NULL && gw->local_fleet == NULL)) {
+    if (gw->flight_loop == NULL || gw->limiter == NULL ||
+        w->drain_tick == NULL ||
+        (shared->flights != NULL && gw->flight_process == NULL)) {
         snprintf(err, errlen, "out of memory");
         return false;
     }
@@ -432,11 +433,11 @@ agw_worker_free(struct agw_worker *w)
     if (gw->limiter != NULL) {
         gw->limiter->ops->destroy(gw->limiter);
     }
-    if (gw->sf != NULL) {
-        agw_sf_free(gw->sf);
+    if (gw->flight_loop != NULL) {
+        agw_flight_loop_free(gw->flight_loop);
     }
-    agw_fleet_free(gw->fleet);
-    agw_fleet_free(gw->local_fleet);
+    agw_flight_tier_free(gw->flight_fleet);
+    agw_flight_tier_free(gw->flight_process);
     if (gw->store != NULL) {
         gw->store->ops->destroy(gw->store);
     }
@@ -471,6 +472,6 @@ agw_shared_free(struct agw_shared *shared)
     if (shared->fallback != NULL) {
         shared->fallback->ops->destroy(shared->fallback);
     }
-    agw_flights_free(shared->flights);
+    agw_flight_board_free(shared->flights);
     memset(shared, 0, sizeof(*shared));
 }

@@ -18,7 +18,7 @@ struct event;
 struct event_base;
 struct agw_auth;
 struct agw_config;
-struct agw_flights;
+struct agw_flight_board;
 struct agw_server;
 
 /* Made by the first worker, borrowed by the others (worker.c). */
@@ -27,7 +27,7 @@ struct agw_shared {
     struct agw_limiter *limiter;  /* the process's (redis: its guard) */
     struct agw_limiter *fallback; /* redis: the process's while Redis is down */
     struct agw_store *l1;         /* first worker's L1 front, or NULL */
-    struct agw_flights *flights;  /* workers > 1 */
+    struct agw_flight_board *flights;  /* workers > 1 */
     const struct agw_server *listener; /* first worker's server */
 };
 

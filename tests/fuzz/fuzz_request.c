@@ -1,6 +1,6 @@
 /*
  * fuzz_request.c - libFuzzer target: the input as a Create Asset body
- * (agw_create_parse, both allow_private values) and as a source URI
+ * (agw_request_parse, both allow_private values) and as a source URI
  * (agw_uri_check, agw_uri_normalize), with the properties they promise.
  */
 #include <stdbool.h>
@@ -41,7 +41,7 @@ is_lower_hex(const char *s, size_t len)
 /* What goes upstream is one JSON object carrying exactly the checked uri
  * (and id when given). */
 static void
-check_upstream_body(const struct agw_create *req)
+check_upstream_body(const struct agw_request *req)
 {
     json_object *root = json_tokener_parse(req->upstream_body);
     json_object *v = NULL;
@@ -59,12 +59,12 @@ check_upstream_body(const struct agw_create *req)
 static void
 parse_body(const uint8_t *data, size_t size, bool allow_private)
 {
-    struct agw_create req;
+    struct agw_request req;
     char err[256];
 
     err[0] = '\0';
-    if (!agw_create_parse(&req, BUSINESS, (const char *)data, size,
-                          allow_private, err, sizeof(err))) {
+    if (!agw_request_parse(&req, BUSINESS, (const char *)data, size,
+                           allow_private, err, sizeof(err))) {
         REQUIRE(err[0] != '\0');
         REQUIRE(req.uri == NULL && req.upstream_body == NULL);
         return;
@@ -74,7 +74,7 @@ parse_body(const uint8_t *data, size_t size, bool allow_private)
     REQUIRE(is_lower_hex(req.dedupe_key, 64));
     REQUIRE(agw_uri_check(req.uri, allow_private, NULL) == AGW_URI_OK);
     check_upstream_body(&req);
-    agw_create_clear(&req);
+    agw_request_clear(&req);
 }
 
 /* The normalized form of an accepted URI is accepted too, and is its own

@@ -1,5 +1,5 @@
 /*
- * redis_driver.c - drives redis.c, store_redis.c and fleet.c against a
+ * redis_driver.c - drives redis.c, store_redis.c and flight_fleet.c against a
  * real redis-server for test_redis_layer.py: "redis_driver MODE URL
  * [ARGS]" prints one result per line; the Python side checks them.
  */
@@ -15,7 +15,7 @@
 #include <hiredis/hiredis.h>
 
 #include "config.h"
-#include "fleet.h"
+#include "flight_fleet.h"
 #include "log.h"
 #include "redis.h"
 #include "reply.h"
@@ -526,7 +526,7 @@ mode_store_down(const char *url)
 
 struct inst {
     struct conn cmd, sub;
-    struct agw_fleet *fleet;
+    struct agw_flight_tier *fleet;
     char name[8];
 };
 
@@ -534,24 +534,25 @@ struct outcome {
     const char *who;
     int calls;
     bool done;
-    enum agw_fleet_outcome outcome;
+    enum agw_flight_tier_outcome outcome;
     int status, retry;
     char body[256];
     size_t len;
     long at_ms;
-    struct agw_fleet_wait *w;
+    struct agw_flight_wait *w;
 };
 
 static const char *
-outcome_name(enum agw_fleet_outcome o)
+outcome_name(enum agw_flight_tier_outcome o)
 {
-    return o == AGW_FLEET_LEAD     ? "LEAD"
-           : o == AGW_FLEET_ANSWER ? "ANSWER"
-                                   : "UNAVAILABLE";
+    return o == AGW_TIER_LEAD     ? "LEAD"
+           : o == AGW_TIER_ANSWER ? "ANSWER"
+                                  : "UNAVAILABLE";
 }
 
 static void
-on_fleet(enum agw_fleet_outcome o, const struct agw_response *resp, void *arg)
+on_fleet(enum agw_flight_tier_outcome o, const struct agw_response *resp,
+         void *arg)
 {
     struct outcome *oc = arg;
     char hex[2 * sizeof(oc->body) + 1] = "";
@@ -587,7 +588,8 @@ inst_open(struct inst *in, const char *name, const char *url, int ttl_ms)
         !conn_open(&in->sub, strdup(sname), url, 1000, 1000)) {
         return false;
     }
-    in->fleet = agw_fleet_new(base, in->cmd.r, in->sub.r, "agw:", ttl_ms);
+    in->fleet =
+        agw_flight_fleet_new(base, in->cmd.r, in->sub.r, "agw:", ttl_ms);
     return conn_wait_up(&in->cmd, WAIT_UP_MS) &&
            conn_wait_up(&in->sub, WAIT_UP_MS);
 }
@@ -595,7 +597,7 @@ inst_open(struct inst *in, const char *name, const char *url, int ttl_ms)
 static void
 inst_close(struct inst *in)
 {
-    agw_fleet_free(in->fleet);
+    agw_flight_tier_free(in->fleet);
     agw_redis_free(in->cmd.r);
     agw_redis_free(in->sub.r);
     free((char *)in->cmd.name);
@@ -607,7 +609,7 @@ join(struct inst *in, const char *key, struct outcome *oc, const char *who)
 {
     memset(oc, 0, sizeof(*oc));
     oc->who = who;
-    oc->w = agw_fleet_join(in->fleet, key, on_fleet, oc);
+    oc->w = agw_flight_tier_join(in->fleet, key, on_fleet, oc);
     if (oc->done) {
         out("BUG fleet callback inside join");
     }
@@ -626,7 +628,7 @@ release(struct inst *in, const char *key, int status, int retry)
         .retry_after_s = retry,
     };
 
-    agw_fleet_release(in->fleet, key, &resp);
+    agw_flight_tier_release(in->fleet, key, &resp);
 }
 
 static void
@@ -659,11 +661,11 @@ mode_fleet_basic(const char *url, int status, int retry)
     join(&a, "k", &oa, "A");
     join(&b, "k", &ob, "B");
     run_until(NULL, 300);
-    leader = oa.done && oa.outcome == AGW_FLEET_LEAD ? &oa : &ob;
+    leader = oa.done && oa.outcome == AGW_TIER_LEAD ? &oa : &ob;
     waiter = leader == &oa ? &ob : &oa;
     out("leads %d waiter-done %d",
-        (oa.done && oa.outcome == AGW_FLEET_LEAD) +
-            (ob.done && ob.outcome == AGW_FLEET_LEAD),
+        (oa.done && oa.outcome == AGW_TIER_LEAD) +
+            (ob.done && ob.outcome == AGW_TIER_LEAD),
         waiter->done);
     out("lock-ttl %s", sync_cmd(raw.r, &res, "PTTL agw:lock:k"));
     release(leader == &oa ? &a : &b, "k", status, retry);
@@ -735,7 +737,7 @@ mode_fleet_dead(const char *url, int ttl_ms)
     t0 = now_ms();
     join(&a, "k", &oa, "A");
     run_until(&oa.done, 2000);
-    agw_fleet_abandon(a.fleet, "k");
+    agw_flight_tier_abandon(a.fleet, "k");
     join(&b, "k", &ob, "B");
     join(&c, "k", &oc, "C");
     run_until(NULL, (long)ttl_ms / 2);
@@ -753,10 +755,10 @@ mode_fleet_dead(const char *url, int ttl_ms)
     /* The new holder works for a while, renewing its claim. */
     for (int i = 0; i < 4; i++) {
         run_for(ttl_ms / 4);
-        agw_fleet_renew(taker == &ob ? b.fleet : c.fleet, "k", ttl_ms);
+        agw_flight_tier_renew(taker == &ob ? b.fleet : c.fleet, "k", ttl_ms);
     }
-    out("leads %d", (ob.done && ob.outcome == AGW_FLEET_LEAD) +
-                        (oc.done && oc.outcome == AGW_FLEET_LEAD));
+    out("leads %d", (ob.done && ob.outcome == AGW_TIER_LEAD) +
+                        (oc.done && oc.outcome == AGW_TIER_LEAD));
     out("other-waiting %d", !other->done);
     release(taker == &ob ? &b : &c, "k", 201, -1);
     run_until(&other->done, 2000);
@@ -785,7 +787,7 @@ mode_fleet_renew(const char *url)
     join(&b, "k", &ob, "B");
     for (int i = 0; i < 8; i++) {
         run_for(200);
-        agw_fleet_renew(a.fleet, "k", 500);
+        agw_flight_tier_renew(a.fleet, "k", 500);
     }
     out("b-waiting-after-1600ms %d", !ob.done);
     release(&a, "k", 200, -1);
@@ -815,16 +817,16 @@ mode_fleet_cancel(const char *url)
     run_until(&oa.done, 2000);
     join(&b, "k", &ob, "B1");
     join(&b, "k", &ob2, "B2");
-    agw_fleet_cancel(b.fleet, ob2.w); /* claim still in flight */
+    agw_flight_tier_cancel(b.fleet, ob2.w); /* claim still in flight */
     run_for(200);
     out("numsub-waiting %s", sync_cmd(raw.r, &res, "PUBSUB NUMSUB agw:done:k"));
-    agw_fleet_cancel(b.fleet, ob.w); /* subscribed, waiting */
+    agw_flight_tier_cancel(b.fleet, ob.w); /* subscribed, waiting */
     run_for(200);
     out("numsub-after-cancel %s",
         sync_cmd(raw.r, &res, "PUBSUB NUMSUB agw:done:k"));
     join(&b, "k", &ob3, "B3");
     run_for(100);
-    agw_fleet_cancel(b.fleet, ob3.w);
+    agw_flight_tier_cancel(b.fleet, ob3.w);
     release(&a, "k", 201, -1);
     run_for(500);
     out("cancelled-callbacks %d", ob.calls + ob2.calls + ob3.calls);
@@ -864,7 +866,7 @@ mode_fleet_many(const char *url, int n)
     release(&a, "k", 201, -1);
     run_for(500);
     for (int i = 0; i < n; i++) {
-        answers += ws[i].calls == 1 && ws[i].outcome == AGW_FLEET_ANSWER;
+        answers += ws[i].calls == 1 && ws[i].outcome == AGW_TIER_ANSWER;
         same += ws[i].len == sizeof(answer_body) - 1 &&
                 memcmp(ws[i].body, answer_body, ws[i].len) == 0;
     }
@@ -890,7 +892,7 @@ mode_fleet_down(const char *url)
     run_until(&oa.done, 2000);
     out("outcome %s after %ld ms", oa.done ? outcome_name(oa.outcome) : "none",
         oa.at_ms - t0);
-    agw_fleet_renew(a.fleet, "k", 5000);
+    agw_flight_tier_renew(a.fleet, "k", 5000);
     release(&a, "k", 200, -1);
     run_for(100);
     inst_close(&a);
@@ -931,7 +933,7 @@ mode_fleet_subdrop(const char *url)
     return 0;
 }
 
-/* agw_fleet_free with waits in every state; then the connections go
+/* agw_flight_tier_free with waits in every state; then the connections go
  * with replies still due. Checked for leaks and bad accesses. */
 static int
 mode_fleet_free(const char *url)
@@ -948,10 +950,10 @@ mode_fleet_free(const char *url)
     join(&b, "k", &ob1, "B1");
     run_for(200);
     join(&b, "k", &ob2, "B2"); /* claim in flight */
-    agw_fleet_free(b.fleet);
+    agw_flight_tier_free(b.fleet);
     b.fleet = NULL;
     release(&a, "k", 201, -1);
-    agw_fleet_join(a.fleet, "k2", on_fleet, &oa); /* pending at free */
+    agw_flight_tier_join(a.fleet, "k2", on_fleet, &oa); /* pending at free */
     run_for(300);
     out("freed-callbacks %d", ob1.calls + ob2.calls);
     agw_redis_free(a.cmd.r); /* before the fleet: its join fails */

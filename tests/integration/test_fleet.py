@@ -480,7 +480,7 @@ def test_holder_killed(h, sb, redis, gws, prefix, run_id):
                "(claim TTL %d ms); all answered %.2f s after the kill"
                % (after_kill, after_first, CLAIM_TTL_MS, el))
         # A waiter takes over a claim left unrenewed for a third of its
-        # TTL + 1 s (fleet.c renew_bound_ms), or once it expires.
+        # TTL + 1 s (flight_fleet.c renew_bound_ms), or once it expires.
         unrenewed_ms = CLAIM_TTL_MS // 3 + 1000
         t.check(after_kill > 0 and
                 unrenewed_ms - 250 <= after_first <= CLAIM_TTL_MS + 1500,

@@ -1,4 +1,4 @@
-"""The Redis layer (issue #3): redis.c, store_redis.c and fleet.c against
+"""The Redis layer (issue #3): redis.c, store_redis.c and flight_fleet.c against
 a real redis-server, through tests/integration/redis_driver (one mode per
 scenario, one result per output line). Each scenario has its own
 redis-server (-k NAME runs one alone).
@@ -481,7 +481,7 @@ def test_fleet(h, r):
     run = drive(h, "fleet-free", r.url())
     check_run(t, run, "fleet free")
     t.eq(run.value("freed-callbacks"), "0",
-         "agw_fleet_free: pending waits get no callback")
+         "agw_flight_tier_free: pending waits get no callback")
 
 
 def scenario(test, with_redis=True):

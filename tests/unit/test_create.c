@@ -20,11 +20,11 @@
 
 #include "config.h"
 #include "create.h"
-#include "fleet.h"
+#include "flight_tier.h"
 #include "gateway.h"
-#include "ratelimit.h"
+#include "limiter.h"
 #include "reply.h"
-#include "singleflight.h"
+#include "flight_loop.h"
 #include "store.h"
 #include "upstream.h"
 #include "util.h"
@@ -149,7 +149,7 @@ static struct {
     bool defer;
     int64_t wait_us; /* a grant for later: the call waits this long */
     uint64_t epoch;  /* the limiter in force */
-    agw_rl_cb cb;
+    agw_limiter_cb cb;
     void *arg;
     int acquires;
     int pauses;
@@ -158,7 +158,8 @@ static struct {
 } limiter;
 
 static void
-rl_acquire(struct agw_limiter *rl, int64_t max_wait_us, agw_rl_cb cb, void *arg)
+rl_acquire(struct agw_limiter *rl, int64_t max_wait_us, agw_limiter_cb cb,
+           void *arg)
 {
     limiter.acquires++;
     if (limiter.defer) {
@@ -196,9 +197,11 @@ rl_left(struct agw_limiter *rl, int64_t sent_us)
 }
 
 static void
-rl_state(struct agw_limiter *rl, int64_t max_wait_us, struct agw_rl_state *out)
+rl_state(struct agw_limiter *rl, int64_t max_wait_us,
+         struct agw_limiter_state *out)
 {
-    *out = (struct agw_rl_state){.limit = 10, .remaining = 9, .reset_s = 0};
+    *out =
+        (struct agw_limiter_state){.limit = 10, .remaining = 9, .reset_s = 0};
 }
 
 static uint64_t
@@ -234,64 +237,66 @@ static const struct agw_limiter_ops guarded_ops = {
  * the worker threads' one. ---- */
 
 struct fake_fleet {
-    struct agw_fleet base;
-    agw_fleet_cb cb;
+    struct agw_flight_tier base;
+    agw_flight_tier_cb cb;
     void *arg;
     int joins, lookups, cancels, releases, stores, abandons;
 };
 
 static struct fake_fleet fleet, process;
 
-static struct agw_fleet_wait *
-fleet_join(struct agw_fleet *f, const char *key, agw_fleet_cb cb, void *arg)
+static struct agw_flight_wait *
+fleet_join(struct agw_flight_tier *f, const char *key, agw_flight_tier_cb cb,
+           void *arg)
 {
     struct fake_fleet *ff = (struct fake_fleet *)f;
 
     ff->joins++;
     ff->cb = cb;
     ff->arg = arg;
-    return (struct agw_fleet_wait *)ff;
+    return (struct agw_flight_wait *)ff;
 }
 
 static void
-fleet_cancel(struct agw_fleet *f, struct agw_fleet_wait *wait)
+fleet_cancel(struct agw_flight_tier *f, struct agw_flight_wait *wait)
 {
     ((struct fake_fleet *)f)->cancels++;
 }
 
 static void
-fleet_renew(struct agw_fleet *f, const char *key, int ttl_ms)
+fleet_renew(struct agw_flight_tier *f, const char *key, int ttl_ms)
 {
 }
 
 static void
-fleet_release(struct agw_fleet *f, const char *key,
+fleet_release(struct agw_flight_tier *f, const char *key,
               const struct agw_response *resp)
 {
     ((struct fake_fleet *)f)->releases++;
 }
 
 static void
-fleet_abandon(struct agw_fleet *f, const char *key)
+fleet_abandon(struct agw_flight_tier *f, const char *key)
 {
     ((struct fake_fleet *)f)->abandons++;
 }
 
-static struct agw_fleet_wait *
-fleet_lookup(struct agw_fleet *f, const char *key, agw_fleet_cb cb, void *arg)
+static struct agw_flight_wait *
+fleet_lookup(struct agw_flight_tier *f, const char *key, agw_flight_tier_cb cb,
+             void *arg)
 {
     ((struct fake_fleet *)f)->lookups++;
     return fleet_join(f, key, cb, arg);
 }
 
 static void
-fleet_release_storing(struct agw_fleet *f, const char *key,
+fleet_release_storing(struct agw_flight_tier *f, const char *key,
                       const struct agw_response *resp, long ttl_s)
 {
     ((struct fake_fleet *)f)->stores++;
 }
 
-static const struct agw_fleet_ops fleet_ops = {
+static const struct agw_flight_tier_ops fleet_ops = {
     .join = fleet_join,
     .cancel = fleet_cancel,
     .renew = fleet_renew,
@@ -299,7 +304,7 @@ static const struct agw_fleet_ops fleet_ops = {
     .abandon = fleet_abandon,
 };
 
-static const struct agw_fleet_ops seeing_ops = {
+static const struct agw_flight_tier_ops seeing_ops = {
     .join = fleet_join,
     .cancel = fleet_cancel,
     .renew = fleet_renew,
@@ -358,20 +363,6 @@ agw_upstream_redact(const struct agw_upstream *u, const char *body, size_t len,
     return 0;
 }
 
-/* config.o's check of base_url needs these two of upstream.o: never
- * called here (no config file is loaded). */
-bool
-agw_base_url_parse(const char *url, struct agw_base_url *out, char *err,
-                   size_t errlen)
-{
-    return false;
-}
-
-void
-agw_base_url_clear(struct agw_base_url *u)
-{
-}
-
 /* Upstream answers the attempt that is out. */
 static void
 upstream_answers(enum agw_attempt_outcome outcome, int status,
@@ -421,11 +412,11 @@ setup(void **state)
         .base = event_base_new(),
         .cfg = agw_config_ref(cfg),
         .store = &store.base,
-        .sf = agw_sf_new(),
+        .flight_loop = agw_flight_loop_new(),
         .limiter = &limiter.base,
     };
     assert_non_null(gw.base);
-    assert_non_null(gw.sf);
+    assert_non_null(gw.flight_loop);
     return 0;
 }
 
@@ -434,7 +425,7 @@ teardown(void **state)
 {
     assert_int_equal(gw.inflight, 0);
     assert_null(gw.leaders);
-    agw_sf_free(gw.sf);
+    agw_flight_loop_free(gw.flight_loop);
     agw_config_unref(gw.cfg);
     event_base_free(gw.base);
     return 0;
@@ -550,12 +541,12 @@ test_late_limiter_reply(void **state)
 static void
 test_redis_down_mid_call(void **state)
 {
-    gw.fleet = &fleet.base;
+    gw.flight_fleet = &fleet.base;
     start_call();
     assert_int_equal(fleet.joins, 1);
     assert_int_equal(up.posts, 0);
     /* Redis went away while the call waited in the fleet's flight. */
-    fleet.cb(AGW_FLEET_UNAVAILABLE, NULL, fleet.arg);
+    fleet.cb(AGW_TIER_UNAVAILABLE, NULL, fleet.arg);
     assert_int_equal(up.posts, 1);
     upstream_answers(AGW_ATTEMPT_RESPONSE, 200, -1);
     assert_int_equal(caller.sent, 1);
@@ -567,9 +558,9 @@ test_redis_down_mid_call(void **state)
 static void
 test_fleet_lead_releases(void **state)
 {
-    gw.fleet = &fleet.base;
+    gw.flight_fleet = &fleet.base;
     start_call();
-    fleet.cb(AGW_FLEET_LEAD, NULL, fleet.arg);
+    fleet.cb(AGW_TIER_LEAD, NULL, fleet.arg);
     /* After the claim only: the in-process peek is the look before it. */
     assert_int_equal(store.gets, 1);
     upstream_answers(AGW_ATTEMPT_RESPONSE, 200, -1);
@@ -582,15 +573,15 @@ test_fleet_lead_releases(void **state)
 static void
 test_process_then_fleet(void **state)
 {
-    gw.local_fleet = &process.base;
-    gw.fleet = &fleet.base;
+    gw.flight_process = &process.base;
+    gw.flight_fleet = &fleet.base;
     start_call();
     assert_int_equal(process.joins, 1);
     assert_int_equal(fleet.joins, 0);
-    process.cb(AGW_FLEET_LEAD, NULL, process.arg);
+    process.cb(AGW_TIER_LEAD, NULL, process.arg);
     assert_int_equal(fleet.joins, 1);
     assert_int_equal(up.posts, 0);
-    fleet.cb(AGW_FLEET_LEAD, NULL, fleet.arg);
+    fleet.cb(AGW_TIER_LEAD, NULL, fleet.arg);
     assert_int_equal(up.posts, 1);
     upstream_answers(AGW_ATTEMPT_RESPONSE, 200, -1);
     assert_int_equal(caller.status, 200);
@@ -611,12 +602,12 @@ test_process_answers(void **state)
         .retry_after_s = -1,
     };
 
-    gw.local_fleet = &process.base;
-    gw.fleet = &fleet.base;
+    gw.flight_process = &process.base;
+    gw.flight_fleet = &fleet.base;
     start_call();
     start_call(); /* same key: this loop's waiter */
     assert_int_equal(process.joins, 1);
-    process.cb(AGW_FLEET_ANSWER, &resp, process.arg);
+    process.cb(AGW_TIER_ANSWER, &resp, process.arg);
     assert_int_equal(caller.sent, 2);
     assert_int_equal(caller.hits, 2);
     assert_int_equal(fleet.joins, 0);
@@ -637,10 +628,10 @@ test_fleet_stored(void **state)
     };
 
     fleet.base.ops = &seeing_ops;
-    gw.fleet = &fleet.base;
+    gw.flight_fleet = &fleet.base;
     start_call();
     assert_int_equal(fleet.lookups, 1);
-    fleet.cb(AGW_FLEET_STORED, &resp, fleet.arg);
+    fleet.cb(AGW_TIER_STORED, &resp, fleet.arg);
     assert_int_equal(caller.status, 200);
     assert_string_equal(caller.cache, "HIT");
     assert_int_equal(store.gets, 0);
@@ -651,9 +642,9 @@ static void
 test_fleet_lead_stores(void **state)
 {
     fleet.base.ops = &seeing_ops;
-    gw.fleet = &fleet.base;
+    gw.flight_fleet = &fleet.base;
     start_call();
-    fleet.cb(AGW_FLEET_LEAD, NULL, fleet.arg);
+    fleet.cb(AGW_TIER_LEAD, NULL, fleet.arg);
     assert_int_equal(store.gets, 0); /* the claim looked */
     assert_int_equal(up.posts, 1);
     upstream_answers(AGW_ATTEMPT_RESPONSE, 200, -1);
@@ -666,11 +657,11 @@ test_fleet_lead_stores(void **state)
 static void
 test_shutdown_abandons(void **state)
 {
-    gw.local_fleet = &process.base;
-    gw.fleet = &fleet.base;
+    gw.flight_process = &process.base;
+    gw.flight_fleet = &fleet.base;
     start_call();
-    process.cb(AGW_FLEET_LEAD, NULL, process.arg);
-    fleet.cb(AGW_FLEET_LEAD, NULL, fleet.arg);
+    process.cb(AGW_TIER_LEAD, NULL, process.arg);
+    fleet.cb(AGW_TIER_LEAD, NULL, fleet.arg);
     gw.draining = true;
     agw_create_abort_all(&gw);
     assert_int_equal(caller.status, 503);
@@ -749,7 +740,7 @@ static void
 test_deadline_in_flight(void **state)
 {
     gw.cfg->request_deadline_ms = 30;
-    gw.fleet = &fleet.base;
+    gw.flight_fleet = &fleet.base;
     start_call();
     assert_int_equal(fleet.joins, 1);
     run_until(answered);

@@ -13,10 +13,10 @@
 
 #include <cmocka.h>
 
-#include "fleet.h"
+#include "flight_tier.h"
 #include "flight.h"
 #include "reply.h"
-#include "singleflight.h"
+#include "flight_loop.h"
 
 #define KEY "k1"
 
@@ -25,14 +25,14 @@
 static char events[256];
 
 struct fake_tier {
-    struct agw_fleet base;
+    struct agw_flight_tier base;
     const char *name;
-    agw_fleet_cb cb;
+    agw_flight_tier_cb cb;
     void *arg;
 };
 
 static void
-note(const struct agw_fleet *f, const char *what)
+note(const struct agw_flight_tier *f, const char *what)
 {
     size_t n = strlen(events);
 
@@ -40,61 +40,63 @@ note(const struct agw_fleet *f, const char *what)
              ((const struct fake_tier *)f)->name, what);
 }
 
-static struct agw_fleet_wait *
-tier_join(struct agw_fleet *f, const char *key, agw_fleet_cb cb, void *arg)
+static struct agw_flight_wait *
+tier_join(struct agw_flight_tier *f, const char *key, agw_flight_tier_cb cb,
+          void *arg)
 {
     struct fake_tier *t = (struct fake_tier *)f;
 
     note(f, "join");
     t->cb = cb;
     t->arg = arg;
-    return (struct agw_fleet_wait *)t;
+    return (struct agw_flight_wait *)t;
 }
 
-static struct agw_fleet_wait *
-tier_lookup(struct agw_fleet *f, const char *key, agw_fleet_cb cb, void *arg)
+static struct agw_flight_wait *
+tier_lookup(struct agw_flight_tier *f, const char *key, agw_flight_tier_cb cb,
+            void *arg)
 {
     struct fake_tier *t = (struct fake_tier *)f;
 
     note(f, "lookup");
     t->cb = cb;
     t->arg = arg;
-    return (struct agw_fleet_wait *)t;
+    return (struct agw_flight_wait *)t;
 }
 
 static void
-tier_cancel(struct agw_fleet *f, struct agw_fleet_wait *wait)
+tier_cancel(struct agw_flight_tier *f, struct agw_flight_wait *wait)
 {
     note(f, "cancel");
 }
 
 static void
-tier_renew(struct agw_fleet *f, const char *key, int ttl_ms)
+tier_renew(struct agw_flight_tier *f, const char *key, int ttl_ms)
 {
     note(f, "renew");
 }
 
 static void
-tier_release(struct agw_fleet *f, const char *key,
+tier_release(struct agw_flight_tier *f, const char *key,
              const struct agw_response *resp)
 {
     note(f, "release");
 }
 
 static void
-tier_release_storing(struct agw_fleet *f, const char *key,
+tier_release_storing(struct agw_flight_tier *f, const char *key,
                      const struct agw_response *resp, long ttl_s)
 {
     note(f, "store");
 }
 
 static void
-tier_abandon(struct agw_fleet *f, const char *key)
+tier_abandon(struct agw_flight_tier *f, const char *key)
 {
     note(f, "abandon");
 }
 
-static const struct agw_fleet_ops tier_ops = {
+static const struct agw_flight_tier_ops tier_ops = {
     .join = tier_join,
     .cancel = tier_cancel,
     .renew = tier_renew,
@@ -103,7 +105,7 @@ static const struct agw_fleet_ops tier_ops = {
 };
 
 /* The Redis one: its claim looks the store up, its release writes it. */
-static const struct agw_fleet_ops seeing_ops = {
+static const struct agw_flight_tier_ops seeing_ops = {
     .join = tier_join,
     .cancel = tier_cancel,
     .renew = tier_renew,
@@ -143,7 +145,7 @@ setup(void **state)
     events[0] = '\0';
     process.base.ops = &tier_ops;
     fleet.base.ops = &tier_ops;
-    tiers = (struct agw_flight_tiers){.loop = agw_sf_new()};
+    tiers = (struct agw_flight_tiers){.loop = agw_flight_loop_new()};
     assert_non_null(tiers.loop);
     return 0;
 }
@@ -151,8 +153,8 @@ setup(void **state)
 static int
 teardown(void **state)
 {
-    assert_int_equal(agw_sf_flights(tiers.loop), 0);
-    agw_sf_free(tiers.loop);
+    assert_int_equal(agw_flight_loop_flights(tiers.loop), 0);
+    agw_flight_loop_free(tiers.loop);
     return 0;
 }
 
@@ -200,10 +202,10 @@ test_tiers_stack(void **state)
     assert_int_equal(join(&a, true, &ta), AGW_FLIGHT_WAIT);
     assert_int_equal(join(&b, true, &tb), AGW_FLIGHT_QUEUED);
     assert_string_equal(events, "process.join");
-    process.cb(AGW_FLEET_LEAD, NULL, process.arg);
+    process.cb(AGW_TIER_LEAD, NULL, process.arg);
     assert_string_equal(events, "process.join fleet.join");
     assert_int_equal(ta.calls, 0);
-    fleet.cb(AGW_FLEET_LEAD, NULL, fleet.arg);
+    fleet.cb(AGW_TIER_LEAD, NULL, fleet.arg);
     assert_int_equal(ta.calls, 1);
     assert_int_equal(ta.outcome, AGW_FLIGHT_LEAD); /* this fleet can't look */
     agw_flight_renew(&a, 5000);
@@ -225,7 +227,7 @@ test_process_answers(void **state)
     tiers.process = &process.base;
     tiers.fleet = &fleet.base;
     join(&a, true, &ta);
-    process.cb(AGW_FLEET_ANSWER, &ok, process.arg);
+    process.cb(AGW_TIER_ANSWER, &ok, process.arg);
     assert_int_equal(ta.outcome, AGW_FLIGHT_ANSWERED);
     assert_int_equal(ta.status, 200);
     agw_flight_finish(&a, &ok, 60);
@@ -243,14 +245,14 @@ test_fleet_sees_store(void **state)
     fleet.base.ops = &seeing_ops;
     tiers.fleet = &fleet.base;
     join(&a, true, &ta);
-    fleet.cb(AGW_FLEET_STORED, &ok, fleet.arg);
+    fleet.cb(AGW_TIER_STORED, &ok, fleet.arg);
     assert_int_equal(ta.outcome, AGW_FLIGHT_STORED);
     agw_flight_finish(&a, &ok, 60);
     assert_string_equal(events, "fleet.lookup");
 
     events[0] = '\0';
     join(&a, true, &ta);
-    fleet.cb(AGW_FLEET_LEAD, NULL, fleet.arg);
+    fleet.cb(AGW_TIER_LEAD, NULL, fleet.arg);
     assert_int_equal(ta.outcome, AGW_FLIGHT_LEAD_MISS);
     assert_true(agw_flight_stores(&a));
     agw_flight_finish(&a, &ok, 60);
@@ -258,7 +260,7 @@ test_fleet_sees_store(void **state)
 
     events[0] = '\0';
     join(&a, false, &ta);
-    fleet.cb(AGW_FLEET_LEAD, NULL, fleet.arg);
+    fleet.cb(AGW_TIER_LEAD, NULL, fleet.arg);
     assert_int_equal(ta.outcome, AGW_FLIGHT_LEAD);
     agw_flight_finish(&a, &(struct agw_response){.status = 502}, 60);
     assert_string_equal(events, "fleet.join fleet.release");
@@ -274,7 +276,7 @@ test_fleet_unavailable(void **state)
 
     tiers.fleet = &fleet.base;
     join(&a, true, &ta);
-    fleet.cb(AGW_FLEET_UNAVAILABLE, NULL, fleet.arg);
+    fleet.cb(AGW_TIER_UNAVAILABLE, NULL, fleet.arg);
     assert_int_equal(ta.outcome, AGW_FLIGHT_LEAD);
     assert_false(agw_flight_may_rejoin(&a));
     assert_false(agw_flight_rejoin(&a));
@@ -295,7 +297,7 @@ test_finish_cancels_wait(void **state)
     tiers.process = &process.base;
     tiers.fleet = &fleet.base;
     join(&a, true, &ta);
-    process.cb(AGW_FLEET_LEAD, NULL, process.arg);
+    process.cb(AGW_TIER_LEAD, NULL, process.arg);
     agw_flight_finish(&a, &(struct agw_response){.status = 504}, 60);
     assert_string_equal(events,
                         "process.join fleet.join fleet.cancel process.release");
@@ -313,8 +315,8 @@ test_abandon(void **state)
     tiers.fleet = &fleet.base;
     join(&a, true, &ta);
     join(&b, true, &tb);
-    process.cb(AGW_FLEET_LEAD, NULL, process.arg);
-    fleet.cb(AGW_FLEET_LEAD, NULL, fleet.arg);
+    process.cb(AGW_TIER_LEAD, NULL, process.arg);
+    fleet.cb(AGW_TIER_LEAD, NULL, fleet.arg);
     agw_flight_abandon(&a, &(struct agw_response){.status = 503});
     assert_string_equal(events, "process.join fleet.join fleet.abandon "
                                 "process.abandon");

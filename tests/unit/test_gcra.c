@@ -14,7 +14,7 @@
 #include <cmocka.h>
 
 #include "gcra.h"
-#include "ratelimit.h"
+#include "limiter.h"
 #include "util.h"
 
 #define SEC INT64_C(1000000)
@@ -424,12 +424,12 @@ acquire(struct agw_limiter *rl, int64_t max_wait_us)
 static void
 test_local_limiter_shared_references(void **state)
 {
-    struct agw_limiter *rl = agw_limiter_local_shared_new(10, 0);
+    struct agw_limiter *rl = agw_limiter_process_new(10, 0);
     struct agw_limiter *other;
 
     (void)state;
     assert_non_null(rl);
-    other = agw_limiter_local_ref(rl);
+    other = agw_limiter_process_ref(rl);
     assert_ptr_equal(other, rl);
     assert_true(acquire(rl, 0).granted);
     rl->ops->destroy(rl);
@@ -442,8 +442,8 @@ test_local_limiter_shared_references(void **state)
 static void
 test_local_limiter(void **state)
 {
-    struct agw_limiter *rl = agw_limiter_local_new(10, 0);
-    struct agw_rl_state st;
+    struct agw_limiter *rl = agw_limiter_loop_new(10, 0);
+    struct agw_limiter_state st;
     struct rl_result r;
 
     (void)state;
@@ -476,7 +476,7 @@ test_local_limiter(void **state)
 static void
 test_local_limiter_pause(void **state)
 {
-    struct agw_limiter *rl = agw_limiter_local_new(95, 3);
+    struct agw_limiter *rl = agw_limiter_loop_new(95, 3);
     struct timespec ms2 = {0, 2000000};
     struct rl_result r;
     int64_t before = agw_now_us();
@@ -506,7 +506,7 @@ test_local_limiter_pause(void **state)
     rl->ops->destroy(rl);
 
     /* An elapsed pause reads as 0. */
-    rl = agw_limiter_local_new(95, 0);
+    rl = agw_limiter_loop_new(95, 0);
     assert_non_null(rl);
     rl->ops->pause(rl, 1000);
     assert_true(rl->ops->paused_until(rl) != 0);
@@ -557,7 +557,7 @@ test_margin_spacing(void **state)
 static void
 test_local_departure_guard(void **state)
 {
-    struct agw_limiter *rl = agw_limiter_local_new(5, 0);
+    struct agw_limiter *rl = agw_limiter_loop_new(5, 0);
     int64_t now = agw_now_us();
     int64_t hold;
 
@@ -574,7 +574,7 @@ test_local_departure_guard(void **state)
     /* A call that never left frees its place without a departure. */
     rl->ops->destroy(rl);
 
-    rl = agw_limiter_local_new(2, 0);
+    rl = agw_limiter_loop_new(2, 0);
     assert_int_equal(rl->ops->leave(rl), 0);
     assert_int_equal(rl->ops->leave(rl), 0);
     /* Both in transit: nothing is known yet, look again shortly. */

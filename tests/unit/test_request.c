@@ -54,13 +54,13 @@ all_zero(const void *p, size_t len)
 
 /* Parses BODY (LEN bytes) that must be accepted. */
 static void
-parse_ok_len(struct agw_create *req, const char *biz, const char *body,
+parse_ok_len(struct agw_request *req, const char *biz, const char *body,
              size_t len, bool allow_private)
 {
     char err[256] = "";
 
-    if (!agw_create_parse(req, biz, body, len, allow_private, err,
-                          sizeof(err))) {
+    if (!agw_request_parse(req, biz, body, len, allow_private, err,
+                           sizeof(err))) {
         fail_msg("refused %s: %s", body, err);
     }
     assert_non_null(req->uri);
@@ -71,7 +71,7 @@ parse_ok_len(struct agw_create *req, const char *biz, const char *body,
 }
 
 static void
-parse_ok(struct agw_create *req, const char *body)
+parse_ok(struct agw_request *req, const char *body)
 {
     parse_ok_len(req, BIZ, body, strlen(body), false);
 }
@@ -84,14 +84,14 @@ static void
 expect_err_len(const char *biz, const char *body, size_t len,
                bool allow_private, const char *want)
 {
-    struct agw_create req;
+    struct agw_request req;
     char err[512];
 
     memset(&req, 0xa5, sizeof(req));
     memset(err, 'x', sizeof(err));
     err[sizeof(err) - 1] = '\0';
-    if (agw_create_parse(&req, biz, body, len, allow_private, err,
-                         sizeof(err))) {
+    if (agw_request_parse(&req, biz, body, len, allow_private, err,
+                          sizeof(err))) {
         fail_msg("accepted %s, want \"%s\"", body != NULL ? body : "(null)",
                  want);
     }
@@ -111,13 +111,13 @@ expect_err(const char *body, const char *want)
 static char *
 key_of(const char *biz, const char *body)
 {
-    struct agw_create req;
+    struct agw_request req;
     char *key;
 
     parse_ok_len(&req, biz, body, strlen(body), false);
     key = strdup(req.dedupe_key);
     assert_non_null(key);
-    agw_create_clear(&req);
+    agw_request_clear(&req);
     return key;
 }
 
@@ -174,7 +174,7 @@ test_business_id(void **state)
         "{550e8400-e29b-41d4-a716-446655440000}",
         " 550e8400-e29b-41d4-a716-446655440000",
     };
-    struct agw_create req;
+    struct agw_request req;
     size_t i;
 
     (void)state;
@@ -191,7 +191,7 @@ test_business_id(void **state)
     parse_ok_len(&req, BIZ_UPPER, "{\"uri\":\"" URI "\"}",
                  strlen("{\"uri\":\"" URI "\"}"), false);
     assert_string_equal(req.business_id, BIZ_UPPER);
-    agw_create_clear(&req);
+    agw_request_clear(&req);
 }
 
 /* --------------------------------------------------------------- body */
@@ -246,12 +246,12 @@ test_body_nul_byte(void **state)
 static void
 test_body_trailing_whitespace_ok(void **state)
 {
-    struct agw_create req;
+    struct agw_request req;
 
     (void)state;
     parse_ok(&req, " \t\r\n{ \"uri\" : \"" URI "\" }\r\n \n");
     assert_string_equal(req.uri, URI);
-    agw_create_clear(&req);
+    agw_request_clear(&req);
 }
 
 static void
@@ -260,12 +260,12 @@ test_body_depth(void **state)
     char *ok16 = nested_body(AGW_JSON_MAX_DEPTH);
     char *deep17 = nested_body(AGW_JSON_MAX_DEPTH + 1);
     char *deep100 = nested_body(100);
-    struct agw_create req;
+    struct agw_request req;
 
     (void)state;
     assert_int_equal(AGW_JSON_MAX_DEPTH, 16);
     parse_ok(&req, ok16);
-    agw_create_clear(&req);
+    agw_request_clear(&req);
     expect_err(deep17, "request body nests deeper than 16 levels");
     expect_err(deep100, "request body nests deeper than 16 levels");
     free(ok16);
@@ -280,7 +280,7 @@ test_uri_messages(void **state)
 {
     char *at = body_with_uri_len(AGW_URI_MAX_LEN);
     char *over = body_with_uri_len(AGW_URI_MAX_LEN + 1);
-    struct agw_create req;
+    struct agw_request req;
 
     (void)state;
     /* the vendor's own text, byte for byte */
@@ -315,7 +315,7 @@ test_uri_messages(void **state)
                "reserved or a local name); Connectly cannot fetch it");
     parse_ok(&req, at);
     assert_int_equal(strlen(req.uri), 2048);
-    agw_create_clear(&req);
+    agw_request_clear(&req);
     free(at);
     free(over);
 }
@@ -324,12 +324,12 @@ static void
 test_uri_private_allowed(void **state)
 {
     static const char body[] = "{\"uri\":\"http://127.0.0.1:8080/a.png\"}";
-    struct agw_create req;
+    struct agw_request req;
 
     (void)state;
     parse_ok_len(&req, BIZ, body, sizeof(body) - 1, true);
     assert_string_equal(req.uri, "http://127.0.0.1:8080/a.png");
-    agw_create_clear(&req);
+    agw_request_clear(&req);
     /* allow_private does not relax anything else */
     expect_err_len(BIZ, "{\"uri\":\"ftp://127.0.0.1/\"}",
                    strlen("{\"uri\":\"ftp://127.0.0.1/\"}"), true,
@@ -343,7 +343,7 @@ test_id(void **state)
 {
     char body[512];
     char id128[129], id129[130];
-    struct agw_create req;
+    struct agw_request req;
     static const char *const bad[] = {
         "\"\"",          "\"a b\"",     "\"a/b\"", "\"a+b\"", "\"caf\xc3\xa9\"",
         "\"a\\u0000b\"", "\"\\u0000\"", "5",       "true",    "{}",
@@ -365,18 +365,18 @@ test_id(void **state)
     snprintf(body, sizeof(body), "{\"uri\":\"%s\",\"id\":\"%s\"}", URI, id128);
     parse_ok(&req, body);
     assert_string_equal(req.id, id128);
-    agw_create_clear(&req);
+    agw_request_clear(&req);
 
     parse_ok(&req, "{\"uri\":\"" URI "\",\"id\":\"Az09._:-\"}");
     assert_string_equal(req.id, "Az09._:-");
-    agw_create_clear(&req);
+    agw_request_clear(&req);
     parse_ok(&req, "{\"uri\":\"" URI "\",\"id\":\"x\"}");
     assert_string_equal(req.id, "x");
-    agw_create_clear(&req);
+    agw_request_clear(&req);
     /* null is absent, as in proto3 JSON */
     parse_ok(&req, "{\"uri\":\"" URI "\",\"id\":null}");
     assert_null(req.id);
-    agw_create_clear(&req);
+    agw_request_clear(&req);
 }
 
 /* ----------------------------------------------------------- metadata */
@@ -421,7 +421,7 @@ static void
 test_access_types(void **state)
 {
     static const char *const types[] = {PUBLIC, PRIVATE, CDN_PRIVATE};
-    struct agw_create req;
+    struct agw_request req;
     char body[512];
     size_t i;
 
@@ -435,25 +435,25 @@ test_access_types(void **state)
         assert_string_equal(req.access, types[i]);
         assert_ptr_equal(req.access, agw_access_types[i]); /* static */
         assert_true(req.access_given);
-        agw_create_clear(&req);
+        agw_request_clear(&req);
     }
     /* absent in three ways: the default, not "given" */
     parse_ok(&req, "{\"uri\":\"" URI "\"}");
     assert_string_equal(req.access, PUBLIC);
     assert_false(req.access_given);
-    agw_create_clear(&req);
+    agw_request_clear(&req);
     parse_ok(&req, "{\"uri\":\"" URI "\",\"metadata\":null}");
     assert_string_equal(req.access, PUBLIC);
     assert_false(req.access_given);
-    agw_create_clear(&req);
+    agw_request_clear(&req);
     parse_ok(&req, "{\"uri\":\"" URI "\",\"metadata\":{\"other\":1}}");
     assert_string_equal(req.access, PUBLIC);
     assert_false(req.access_given);
-    agw_create_clear(&req);
+    agw_request_clear(&req);
     parse_ok(&req,
              "{\"uri\":\"" URI "\",\"metadata\":{\"accessControlType\":null}}");
     assert_false(req.access_given);
-    agw_create_clear(&req);
+    agw_request_clear(&req);
 }
 
 /* The first failing field, in SPEC order, is the one reported. */
@@ -476,16 +476,16 @@ test_validation_order(void **state)
 static void
 test_error_buffer(void **state)
 {
-    struct agw_create req;
+    struct agw_request req;
     char small[8];
 
     (void)state;
     /* truncated, still terminated */
     assert_false(
-        agw_create_parse(&req, BIZ, "{}", 2, false, small, sizeof(small)));
+        agw_request_parse(&req, BIZ, "{}", 2, false, small, sizeof(small)));
     assert_string_equal(small, "uri is ");
     /* no buffer at all is allowed */
-    assert_false(agw_create_parse(&req, BIZ, "{}", 2, false, NULL, 0));
+    assert_false(agw_request_parse(&req, BIZ, "{}", 2, false, NULL, 0));
     assert_true(all_zero(&req, sizeof(req)));
 }
 
@@ -498,7 +498,7 @@ test_fields_and_upstream_body(void **state)
         "{\"extra\":{\"deep\":[1,2]},\"uri\":\"HTTPS://Example.COM:443/a%7e"
         "/b.png?x=1#frag\",\"id\":\"sku-1\",\"metadata\":{\"accessControl"
         "Type\":\"ASSET_ACCESS_CONTROL_TYPE_CDN_PRIVATE\",\"note\":\"n\"}}";
-    struct agw_create req;
+    struct agw_request req;
     json_object *up, *v, *meta;
 
     (void)state;
@@ -529,13 +529,13 @@ test_fields_and_upstream_body(void **state)
     assert_string_equal(json_object_get_string(v), CDN_PRIVATE);
     assert_false(json_object_object_get_ex(up, "extra", NULL));
     json_object_put(up);
-    agw_create_clear(&req);
+    agw_request_clear(&req);
 }
 
 static void
 test_upstream_body_minimal(void **state)
 {
-    struct agw_create req;
+    struct agw_request req;
     json_object *up, *v;
 
     (void)state;
@@ -548,7 +548,7 @@ test_upstream_body_minimal(void **state)
     assert_true(json_object_object_get_ex(up, "uri", &v));
     assert_string_equal(json_object_get_string(v), URI);
     json_object_put(up);
-    agw_create_clear(&req);
+    agw_request_clear(&req);
 
     /* an explicit PUBLIC is forwarded, since the caller named it */
     parse_ok(&req, "{\"uri\":\"" URI "\",\"metadata\":{\"accessControlType\":"
@@ -556,7 +556,7 @@ test_upstream_body_minimal(void **state)
     assert_string_equal(req.upstream_body,
                         "{\"uri\":\"" URI "\",\"metadata\":{\"accessControlType"
                         "\":\"" PUBLIC "\"}}");
-    agw_create_clear(&req);
+    agw_request_clear(&req);
 }
 
 /* Escapes in the input are decoded, and the value checked is the value
@@ -564,7 +564,7 @@ test_upstream_body_minimal(void **state)
 static void
 test_upstream_body_escapes_and_duplicates(void **state)
 {
-    struct agw_create req;
+    struct agw_request req;
     json_object *up, *v;
 
     (void)state;
@@ -572,7 +572,7 @@ test_upstream_body_escapes_and_duplicates(void **state)
     assert_string_equal(req.uri, "https://example.com/a.png");
     assert_string_equal(req.upstream_body,
                         "{\"uri\":\"https://example.com/a.png\"}");
-    agw_create_clear(&req);
+    agw_request_clear(&req);
 
     expect_err("{\"uri\":\"" URI "\",\"uri\":\"http://127.0.0.1/\"}",
                "uri host is not globally reachable (loopback, private, "
@@ -583,7 +583,7 @@ test_upstream_body_escapes_and_duplicates(void **state)
     assert_true(json_object_object_get_ex(up, "uri", &v));
     assert_string_equal(json_object_get_string(v), URI);
     json_object_put(up);
-    agw_create_clear(&req);
+    agw_request_clear(&req);
 }
 
 /* --------------------------------------------------------- dedupe key */
@@ -668,7 +668,7 @@ test_dedupe_key_definition(void **state)
     static const char parts[] =
         BIZ "\0https://example.com/a\0" PRIVATE "\0sku\0";
     char want[65], got[65], again[65], none[65], empty[65];
-    struct agw_create req;
+    struct agw_request req;
 
     (void)state;
     /* SHA-256 over the four parts, each with its NUL */
@@ -682,7 +682,7 @@ test_dedupe_key_definition(void **state)
     parse_ok(&req, "{\"uri\":\"HTTPS://example.com:443/a#f\",\"id\":\"sku\","
                    "\"metadata\":{\"accessControlType\":\"" PRIVATE "\"}}");
     assert_string_equal(req.dedupe_key, want);
-    agw_create_clear(&req);
+    agw_request_clear(&req);
 
     /* an absent id hashes as empty; NULL access means PUBLIC */
     agw_dedupe_key(BIZ, "u", PUBLIC, NULL, none);
@@ -700,22 +700,22 @@ test_dedupe_key_definition(void **state)
 static void
 test_clear_twice(void **state)
 {
-    struct agw_create req;
+    struct agw_request req;
 
     (void)state;
     parse_ok(&req, "{\"uri\":\"" URI "\",\"id\":\"a\"}");
-    agw_create_clear(&req);
+    agw_request_clear(&req);
     assert_true(all_zero(&req, sizeof(req)));
-    agw_create_clear(&req);
+    agw_request_clear(&req);
     assert_true(all_zero(&req, sizeof(req)));
-    agw_create_clear(NULL);
+    agw_request_clear(NULL);
 }
 
 /* -------------------------------------------------------------- memo */
 
 /* A and B are equal parses held in separate allocations. */
 static void
-assert_same_parse(const struct agw_create *a, const struct agw_create *b)
+assert_same_parse(const struct agw_request *a, const struct agw_request *b)
 {
     assert_string_equal(a->business_id, b->business_id);
     assert_string_equal(a->uri, b->uri);
@@ -745,7 +745,7 @@ test_repeat_parses_same(void **state)
         "{\"uri\":\"" URI "\"}",
         "{\"uri\":\"" URI "\",\"metadata\":{}}",
     };
-    struct agw_create first, again, third;
+    struct agw_request first, again, third;
     size_t i;
 
     (void)state;
@@ -756,11 +756,11 @@ test_repeat_parses_same(void **state)
         assert_same_parse(&first, &again);
         assert_same_parse(&first, &third);
         /* each is its own: clearing one leaves the others intact */
-        agw_create_clear(&again);
+        agw_request_clear(&again);
         assert_string_equal(first.uri_normalized, third.uri_normalized);
-        agw_create_clear(&first);
+        agw_request_clear(&first);
         assert_true(strlen(third.upstream_body) > 0);
-        agw_create_clear(&third);
+        agw_request_clear(&third);
     }
 }
 
@@ -772,18 +772,18 @@ test_repeat_keyed_by_whole_input(void **state)
     static const char priv[] = "{\"uri\":\"http://127.0.0.1:8080/a.png\"}";
     static const char body[] = "{\"uri\":\"" URI "\",\"id\":\"a1\"}";
     static const char body2[] = "{\"uri\":\"" URI "\",\"id\":\"a2\"}";
-    struct agw_create a, b;
+    struct agw_request a, b;
     char err[256];
 
     (void)state;
     /* allow_private: accepted with it, refused without, in either order */
     parse_ok_len(&a, BIZ, priv, sizeof(priv) - 1, true);
-    agw_create_clear(&a);
+    agw_request_clear(&a);
     expect_err_len(BIZ, priv, sizeof(priv) - 1, false,
                    "uri host is not globally reachable (loopback, private, "
                    "reserved or a local name); Connectly cannot fetch it");
     parse_ok_len(&a, BIZ, priv, sizeof(priv) - 1, true);
-    agw_create_clear(&a);
+    agw_request_clear(&a);
 
     /* the business id as spelled: kept for upstream, one dedupe key */
     parse_ok_len(&a, BIZ, body, sizeof(body) - 1, false);
@@ -791,22 +791,22 @@ test_repeat_keyed_by_whole_input(void **state)
     assert_string_equal(a.business_id, BIZ);
     assert_string_equal(b.business_id, BIZ_UPPER);
     assert_string_equal(a.dedupe_key, b.dedupe_key);
-    agw_create_clear(&b);
+    agw_request_clear(&b);
     parse_ok_len(&b, BIZ2, body, sizeof(body) - 1, false);
     assert_string_equal(b.business_id, BIZ2);
     assert_string_not_equal(a.dedupe_key, b.dedupe_key);
-    agw_create_clear(&b);
+    agw_request_clear(&b);
 
     /* one byte of body */
     parse_ok_len(&b, BIZ, body2, sizeof(body2) - 1, false);
     assert_string_equal(b.id, "a2");
     assert_string_not_equal(a.dedupe_key, b.dedupe_key);
-    agw_create_clear(&b);
+    agw_request_clear(&b);
     /* a prefix of a remembered body is not that body */
-    assert_false(agw_create_parse(&b, BIZ, body, sizeof(body) - 2, false, err,
-                                  sizeof(err)));
+    assert_false(agw_request_parse(&b, BIZ, body, sizeof(body) - 2, false, err,
+                                   sizeof(err)));
     assert_string_equal(err, MSG_OBJECT);
-    agw_create_clear(&a);
+    agw_request_clear(&a);
 }
 
 static void
@@ -835,7 +835,7 @@ static void
 check_numbered(int n, size_t pad)
 {
     char body[8192], want[64];
-    struct agw_create req;
+    struct agw_request req;
     size_t len = numbered_body(body, sizeof(body), n, pad);
 
     parse_ok_len(&req, BIZ, body, len, false);
@@ -843,7 +843,7 @@ check_numbered(int n, size_t pad)
     assert_string_equal(req.uri, want);
     snprintf(want, sizeof(want), "id%d", n);
     assert_string_equal(req.id, want);
-    agw_create_clear(&req);
+    agw_request_clear(&req);
 }
 
 /* Far more distinct bodies than are remembered, large ones among them:
@@ -874,7 +874,7 @@ parse_in_thread(void *arg)
 {
     struct thread_run *run = arg;
     char body[256], want[64];
-    struct agw_create req;
+    struct agw_request req;
     char err[256];
     int i;
 
@@ -883,11 +883,11 @@ parse_in_thread(void *arg)
         size_t len = numbered_body(body, sizeof(body), n, 0);
 
         snprintf(want, sizeof(want), "https://example.com/%d.png", n);
-        if (!agw_create_parse(&req, BIZ, body, len, false, err, sizeof(err)) ||
+        if (!agw_request_parse(&req, BIZ, body, len, false, err, sizeof(err)) ||
             strcmp(req.uri, want) != 0) {
             run->failures++;
         }
-        agw_create_clear(&req);
+        agw_request_clear(&req);
     }
     return NULL;
 }
@@ -932,7 +932,7 @@ test_upstream_body_is_json_c_output(void **state)
             for (k = 0; k < 4; k++) { /* 3: no metadata */
                 json_object *want = json_object_new_object();
                 char body[1024];
-                struct agw_create req;
+                struct agw_request req;
                 int n =
                     snprintf(body, sizeof(body), "{\"uri\":\"%s\"", uris[i]);
 
@@ -964,7 +964,7 @@ test_upstream_body_is_json_c_output(void **state)
                         want, JSON_C_TO_STRING_PLAIN |
                                   JSON_C_TO_STRING_NOSLASHESCAPE));
                 json_object_put(want);
-                agw_create_clear(&req);
+                agw_request_clear(&req);
             }
         }
     }

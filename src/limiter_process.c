@@ -1,9 +1,9 @@
 /*
- * ratelimit_local.c - the in-process limiter (SPEC §4): a GCRA on the
+ * limiter_process.c - the in-process limiter (SPEC §4): a GCRA on the
  * monotonic clock, used alone or as the fallback while Redis is away;
  * with its own mutex when the worker threads share it.
  */
-#include "ratelimit.h"
+#include "limiter.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -24,11 +24,11 @@
  * looks again this much later. */
 #define TRANSIT_RECHECK_US 2000
 
-struct limiter_local {
+struct limiter_process {
     struct agw_limiter base; /* first: the ops receive &base */
-    bool shared;             /* LOCK is used */
+    bool locked;             /* LOCK is used */
     atomic_int refs;         /* destroy() drops one; the last frees */
-    pthread_mutex_t lock;    /* when SHARED, guards everything below */
+    pthread_mutex_t lock;    /* when LOCKED, guards everything below */
     struct agw_gcra gcra;
     int64_t paused_until_us; /* agw_now_us() time; 0 when never paused */
     /* The last `cap` real departures, oldest first from `head`. They are
@@ -38,34 +38,34 @@ struct limiter_local {
     int in_transit; /* let go by leave(), not yet reported by left() */
 };
 
-static struct limiter_local *
-local_of(struct agw_limiter *rl)
+static struct limiter_process *
+process_of(struct agw_limiter *rl)
 {
-    return (struct limiter_local *)rl;
+    return (struct limiter_process *)rl;
 }
 
 static void
-lock(struct limiter_local *l)
+lock(struct limiter_process *l)
 {
-    if (l->shared) {
+    if (l->locked) {
         pthread_mutex_lock(&l->lock);
     }
 }
 
 static void
-unlock(struct limiter_local *l)
+unlock(struct limiter_process *l)
 {
-    if (l->shared) {
+    if (l->locked) {
         pthread_mutex_unlock(&l->lock);
     }
 }
 
 /* Decided before it returns; CB runs with the lock released. */
 static void
-local_acquire(struct agw_limiter *rl, int64_t max_wait_us, agw_rl_cb cb,
-              void *arg)
+process_acquire(struct agw_limiter *rl, int64_t max_wait_us, agw_limiter_cb cb,
+                void *arg)
 {
-    struct limiter_local *l = local_of(rl);
+    struct limiter_process *l = process_of(rl);
     int64_t wait_us = 0;
     bool granted;
 
@@ -77,9 +77,9 @@ local_acquire(struct agw_limiter *rl, int64_t max_wait_us, agw_rl_cb cb,
 }
 
 static void
-local_pause(struct agw_limiter *rl, int64_t pause_us)
+process_pause(struct agw_limiter *rl, int64_t pause_us)
 {
-    struct limiter_local *l = local_of(rl);
+    struct limiter_process *l = process_of(rl);
     int64_t now = agw_now_us();
 
     if (pause_us < 0) {
@@ -94,9 +94,9 @@ local_pause(struct agw_limiter *rl, int64_t pause_us)
 }
 
 static int64_t
-local_paused_until(struct agw_limiter *rl)
+process_paused_until(struct agw_limiter *rl)
 {
-    struct limiter_local *l = local_of(rl);
+    struct limiter_process *l = process_of(rl);
     int64_t until;
 
     lock(l);
@@ -107,14 +107,14 @@ local_paused_until(struct agw_limiter *rl)
 
 /* The N-th most recent real departure (N >= 1, N <= count). */
 static int64_t
-nth_latest(const struct limiter_local *l, int n)
+nth_latest(const struct limiter_process *l, int n)
 {
     return l->departed[(l->head + l->count - n) % l->cap];
 }
 
 /* Locked: leave(). */
 static int64_t
-hold_for(struct limiter_local *l)
+hold_for(struct limiter_process *l)
 {
     int need = l->cap - l->in_transit;
     int64_t now = agw_now_us();
@@ -136,9 +136,9 @@ hold_for(struct limiter_local *l)
 }
 
 static int64_t
-local_leave(struct agw_limiter *rl)
+process_leave(struct agw_limiter *rl)
 {
-    struct limiter_local *l = local_of(rl);
+    struct limiter_process *l = process_of(rl);
     int64_t hold_us;
 
     lock(l);
@@ -149,7 +149,7 @@ local_leave(struct agw_limiter *rl)
 
 /* Locked: left(). */
 static void
-record_departure(struct limiter_local *l, int64_t sent_us)
+record_departure(struct limiter_process *l, int64_t sent_us)
 {
     if (l->in_transit > 0) {
         l->in_transit--;
@@ -166,9 +166,9 @@ record_departure(struct limiter_local *l, int64_t sent_us)
 }
 
 static void
-local_left(struct agw_limiter *rl, int64_t sent_us)
+process_left(struct agw_limiter *rl, int64_t sent_us)
 {
-    struct limiter_local *l = local_of(rl);
+    struct limiter_process *l = process_of(rl);
 
     lock(l);
     record_departure(l, sent_us);
@@ -176,10 +176,10 @@ local_left(struct agw_limiter *rl, int64_t sent_us)
 }
 
 static void
-local_state(struct agw_limiter *rl, int64_t max_wait_us,
-            struct agw_rl_state *out)
+process_state(struct agw_limiter *rl, int64_t max_wait_us,
+              struct agw_limiter_state *out)
 {
-    struct limiter_local *l = local_of(rl);
+    struct limiter_process *l = process_of(rl);
 
     lock(l);
     out->limit = l->gcra.rate_per_s;
@@ -190,7 +190,7 @@ local_state(struct agw_limiter *rl, int64_t max_wait_us,
 
 /* Sizes the departure log for RATE + BURST calls; keeps the newest. */
 static bool
-resize_departures(struct limiter_local *l, int cap)
+resize_departures(struct limiter_process *l, int cap)
 {
     int64_t *log = calloc((size_t)cap, sizeof(*log));
     int keep = l->count < cap ? l->count : cap;
@@ -210,9 +210,9 @@ resize_departures(struct limiter_local *l, int cap)
 }
 
 static void
-local_reconfigure(struct agw_limiter *rl, double rate, int burst)
+process_reconfigure(struct agw_limiter *rl, double rate, int burst)
 {
-    struct limiter_local *l = local_of(rl);
+    struct limiter_process *l = process_of(rl);
     int64_t tat;
     bool resized;
     int cap;
@@ -232,50 +232,50 @@ local_reconfigure(struct agw_limiter *rl, double rate, int burst)
 }
 
 static void
-local_destroy(struct agw_limiter *rl)
+process_destroy(struct agw_limiter *rl)
 {
-    struct limiter_local *l = local_of(rl);
+    struct limiter_process *l = process_of(rl);
 
     /* acq_rel: the last reference sees every other thread's writes. */
     if (atomic_fetch_sub_explicit(&l->refs, 1, memory_order_acq_rel) != 1) {
         return;
     }
-    if (l->shared) {
+    if (l->locked) {
         pthread_mutex_destroy(&l->lock);
     }
     free(l->departed);
     free(l);
 }
 
-static const struct agw_limiter_ops local_ops = {
+static const struct agw_limiter_ops process_ops = {
     .name = "local",
-    .acquire = local_acquire,
-    .pause = local_pause,
-    .paused_until = local_paused_until,
-    .leave = local_leave,
-    .left = local_left,
-    .reconfigure = local_reconfigure,
-    .state = local_state,
-    .destroy = local_destroy,
+    .acquire = process_acquire,
+    .pause = process_pause,
+    .paused_until = process_paused_until,
+    .leave = process_leave,
+    .left = process_left,
+    .reconfigure = process_reconfigure,
+    .state = process_state,
+    .destroy = process_destroy,
 };
 
 static struct agw_limiter *
-limiter_new(double rate, int burst, bool shared)
+limiter_new(double rate, int burst, bool locked)
 {
-    struct limiter_local *l = calloc(1, sizeof(*l));
+    struct limiter_process *l = calloc(1, sizeof(*l));
 
     if (l == NULL) {
         return NULL;
     }
-    l->base.ops = &local_ops;
-    l->shared = shared;
+    l->base.ops = &process_ops;
+    l->locked = locked;
     atomic_init(&l->refs, 1);
     agw_gcra_init_margin(&l->gcra, rate, burst, ARRIVAL_JITTER_MARGIN_US);
     if (!resize_departures(l, l->gcra.rate_per_s + (burst > 0 ? burst : 0))) {
         free(l);
         return NULL;
     }
-    if (shared && pthread_mutex_init(&l->lock, NULL) != 0) {
+    if (locked && pthread_mutex_init(&l->lock, NULL) != 0) {
         free(l->departed);
         free(l);
         return NULL;
@@ -284,21 +284,21 @@ limiter_new(double rate, int burst, bool shared)
 }
 
 struct agw_limiter *
-agw_limiter_local_new(double rate, int burst)
+agw_limiter_loop_new(double rate, int burst)
 {
     return limiter_new(rate, burst, false);
 }
 
 struct agw_limiter *
-agw_limiter_local_shared_new(double rate, int burst)
+agw_limiter_process_new(double rate, int burst)
 {
     return limiter_new(rate, burst, true);
 }
 
 struct agw_limiter *
-agw_limiter_local_ref(struct agw_limiter *rl)
+agw_limiter_process_ref(struct agw_limiter *rl)
 {
     /* Relaxed: the caller's own reference keeps the limiter alive. */
-    atomic_fetch_add_explicit(&local_of(rl)->refs, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&process_of(rl)->refs, 1, memory_order_relaxed);
     return rl;
 }

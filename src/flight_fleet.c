@@ -1,6 +1,6 @@
 /*
- * fleet.c - single flight across the instances sharing a Redis (SPEC §3):
- * an atomic claim with an owner token, an answer published to waiters on
+ * flight_fleet.c - single flight across the instances sharing a Redis (SPEC
+ * §3): an atomic claim with an owner token, an answer published to waiters on
  * other instances, and a takeover by one waiter when a claim expires.
  *
  * Keys (PREFIX is key_prefix):
@@ -47,7 +47,7 @@
  * sends the waiters back to claiming. Waiters elsewhere are not held until
  * the claim expires, nor until they find it unrenewed.
  */
-#include "fleet.h"
+#include "flight_fleet.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -211,7 +211,7 @@ struct ksub {
 };
 
 struct redis_fleet {
-    struct agw_fleet base_ops; /* first: the ops receive &base_ops */
+    struct agw_flight_tier base_ops; /* first: the ops receive &base_ops */
     struct event_base *base;
     struct agw_redis *cmd;
     struct agw_redis *sub;
@@ -219,7 +219,7 @@ struct redis_fleet {
     int claim_ttl_ms;
     struct agw_redis_script claim_script, release_script, renew_script;
     struct agw_redis_script leftover_script;
-    struct agw_fleet_wait *waits; /* live waits */
+    struct agw_flight_wait *waits; /* live waits */
     struct ksub *ksubs;
     struct claim *claims;
     int64_t bad_warned_us; /* the last warn of a reply out of shape */
@@ -239,10 +239,10 @@ struct watch_op {
  * cancelled) or a command it sent is still out: REFS counts both, so a
  * late reply after cancel or free finds it and is ignored.
  */
-struct agw_fleet_wait {
+struct agw_flight_wait {
     struct redis_fleet *fleet; /* NULL once the fleet is freed */
     char *key;
-    agw_fleet_cb cb;
+    agw_flight_tier_cb cb;
     void *arg;
     int refs;
     bool live;
@@ -255,16 +255,16 @@ struct agw_fleet_wait {
     long long seen_pttl;        /* HOLDER's PTTL when last renewed... */
     int64_t seen_us;            /* ...as far as we know: read then */
     bool deferred;              /* TIMER delivers DEFERRED_OUTCOME */
-    enum agw_fleet_outcome deferred_outcome;
+    enum agw_flight_tier_outcome deferred_outcome;
     struct event *timer;
-    struct agw_fleet_wait *prev, *next;
+    struct agw_flight_wait *prev, *next;
 };
 
-static void send_claim(struct agw_fleet_wait *w);
-static const struct agw_fleet_ops redis_fleet_ops;
+static void send_claim(struct agw_flight_wait *w);
+static const struct agw_flight_tier_ops redis_fleet_ops;
 
 static struct redis_fleet *
-redis_of(struct agw_fleet *fleet)
+redis_of(struct agw_flight_tier *fleet)
 {
     return (struct redis_fleet *)fleet;
 }
@@ -497,7 +497,7 @@ leftover_unlink(struct redis_fleet *f, struct leftover *lo)
 
 /* The reply to a release: the leftover is done with, unless nothing came
  * back (Redis down or frozen): then it waits for the connection to come
- * back up (agw_fleet_redis_state). */
+ * back up (agw_flight_fleet_redis_state). */
 static void
 on_leftover_reply(struct redisReply *reply, const char *error, void *arg)
 {
@@ -613,7 +613,7 @@ release_leftovers(struct redis_fleet *f)
 /* ------------------------------------------------------------- waits */
 
 static void
-wait_unref(struct agw_fleet_wait *w)
+wait_unref(struct agw_flight_wait *w)
 {
     if (--w->refs > 0) {
         return;
@@ -627,7 +627,7 @@ wait_unref(struct agw_fleet_wait *w)
 
 /* Ends W's life as a waiter without a callback. */
 static void
-retire(struct agw_fleet_wait *w)
+retire(struct agw_flight_wait *w)
 {
     struct redis_fleet *f = w->fleet;
 
@@ -654,7 +654,7 @@ retire(struct agw_fleet_wait *w)
 /* The one way an outcome reaches the caller. Touches neither the fleet
  * nor W after the callback (it may free either). */
 static void
-deliver(struct agw_fleet_wait *w, enum agw_fleet_outcome outcome,
+deliver(struct agw_flight_wait *w, enum agw_flight_tier_outcome outcome,
         const struct agw_response *resp)
 {
     if (!w->live) {
@@ -737,7 +737,7 @@ remove_claim(struct redis_fleet *f, struct claim *gone)
 /* Called first in every command callback of W: drops the command's
  * reference; false when W is no longer live (the reply is ignored). */
 static bool
-reply_for_live(struct agw_fleet_wait *w)
+reply_for_live(struct agw_flight_wait *w)
 {
     if (w->live) {
         w->refs--; /* the live reference keeps W allocated */
@@ -750,7 +750,7 @@ reply_for_live(struct agw_fleet_wait *w)
 static void
 on_copy(struct redisReply *reply, const char *error, void *arg)
 {
-    struct agw_fleet_wait *w = arg;
+    struct agw_flight_wait *w = arg;
     struct agw_response resp;
     char token[TOKEN_LEN + 1];
 
@@ -760,20 +760,20 @@ on_copy(struct redisReply *reply, const char *error, void *arg)
     if (reply == NULL || reply->type == REDIS_REPLY_ERROR) {
         log_debug("fleet: reading the answer copy failed: %s",
                   reply != NULL ? reply->str : error);
-        deliver(w, AGW_FLEET_UNAVAILABLE, NULL);
+        deliver(w, AGW_TIER_UNAVAILABLE, NULL);
         return;
     }
     if (reply->type == REDIS_REPLY_STRING &&
         decode_answer(reply->str, reply->len, token, &resp) &&
         strcmp(token, w->holder) == 0) {
-        deliver(w, AGW_FLEET_ANSWER, &resp);
+        deliver(w, AGW_TIER_ANSWER, &resp);
     }
     /* Otherwise no answer yet (or an older flight's): wait. */
 }
 
 /* The holder may have published before we subscribed: read the copy. */
 static void
-check_copy(struct agw_fleet_wait *w)
+check_copy(struct agw_flight_wait *w)
 {
     struct redis_fleet *f = w->fleet;
     char *done = join_str(f->prefix, "done:", w->key);
@@ -793,7 +793,7 @@ check_copy(struct agw_fleet_wait *w)
  * live holder's PTTL never falls below 2/3 of its TTL.
  */
 static long long
-renew_bound_ms(const struct agw_fleet_wait *w)
+renew_bound_ms(const struct agw_flight_wait *w)
 {
     long long ours = w->fleet->claim_ttl_ms / 3;
     long long theirs = w->seen_pttl / 2;
@@ -804,7 +804,7 @@ renew_bound_ms(const struct agw_fleet_wait *w)
 /* Looks again when the claim expires, or sooner, when a live holder
  * must have renewed it (orphan). */
 static void
-arm_recheck(struct agw_fleet_wait *w, long long pttl)
+arm_recheck(struct agw_flight_wait *w, long long pttl)
 {
     long long every = renew_bound_ms(w);
     struct timeval tv;
@@ -825,7 +825,7 @@ arm_recheck(struct agw_fleet_wait *w, long long pttl)
  * holder renews every third of its TTL (renew_bound_ms).
  */
 static bool
-orphan(struct agw_fleet_wait *w, const redisReply *holder, long long pttl)
+orphan(struct agw_flight_wait *w, const redisReply *holder, long long pttl)
 {
     int64_t now = agw_now_us();
     long long elapsed_ms, jitter_ms;
@@ -850,14 +850,14 @@ orphan(struct agw_fleet_wait *w, const redisReply *holder, long long pttl)
 }
 
 static void
-become_waiter(struct agw_fleet_wait *w, const redisReply *holder,
+become_waiter(struct agw_flight_wait *w, const redisReply *holder,
               long long pttl)
 {
     struct redis_fleet *f = w->fleet;
     struct ksub *ks;
 
     if (!agw_redis_is_up(f->sub)) {
-        deliver(w, AGW_FLEET_UNAVAILABLE, NULL);
+        deliver(w, AGW_TIER_UNAVAILABLE, NULL);
         return;
     }
     if (orphan(w, holder, pttl)) {
@@ -919,7 +919,7 @@ claim_reply_ok(const redisReply *r, bool w_lookup)
  * only at debug, so as not to spend bad_reply()'s warn on it.
  */
 static void
-deliver_stored(struct agw_fleet_wait *w, const redisReply *stored)
+deliver_stored(struct agw_flight_wait *w, const redisReply *stored)
 {
     struct agw_response resp = {.retry_after_s = -1};
     const char *body;
@@ -929,17 +929,17 @@ deliver_stored(struct agw_fleet_wait *w, const redisReply *stored)
         log_debug("fleet: the stored answer for %.16s... is out of shape: "
                   "not served",
                   w->key);
-        deliver(w, AGW_FLEET_UNAVAILABLE, NULL);
+        deliver(w, AGW_TIER_UNAVAILABLE, NULL);
         return;
     }
     resp.body = (char *)body;
-    deliver(w, AGW_FLEET_STORED, &resp);
+    deliver(w, AGW_TIER_STORED, &resp);
 }
 
 static void
 on_claim(struct redisReply *reply, const char *error, void *arg)
 {
-    struct agw_fleet_wait *w = arg;
+    struct agw_flight_wait *w = arg;
     struct agw_response resp;
     char token[TOKEN_LEN + 1];
 
@@ -958,34 +958,34 @@ on_claim(struct redisReply *reply, const char *error, void *arg)
     }
     if (reply == NULL) {
         log_debug("fleet: claim failed: %s", error);
-        deliver(w, AGW_FLEET_UNAVAILABLE, NULL);
+        deliver(w, AGW_TIER_UNAVAILABLE, NULL);
         return;
     }
     if (reply->type == REDIS_REPLY_ERROR) {
         log_warn("fleet: claim failed: %.200s", reply->str);
-        deliver(w, AGW_FLEET_UNAVAILABLE, NULL);
+        deliver(w, AGW_TIER_UNAVAILABLE, NULL);
         return;
     }
     if (!claim_reply_ok(reply, w->lookup)) {
         bad_reply(w->fleet, "the claim script answered out of shape (a "
                             "holder that is not a token, a TTL missing or "
                             "too long)");
-        deliver(w, AGW_FLEET_UNAVAILABLE, NULL);
+        deliver(w, AGW_TIER_UNAVAILABLE, NULL);
         return;
     }
     switch (reply->element[0]->integer) {
     case 1:
         add_claim(w->fleet, w->key, w->token);
-        deliver(w, AGW_FLEET_LEAD, NULL);
+        deliver(w, AGW_TIER_LEAD, NULL);
         break;
     case 2:
         if (!decode_answer(reply->element[1]->str, reply->element[1]->len,
                            token, &resp)) {
             bad_reply(w->fleet, "an answer copy that is not an answer");
-            deliver(w, AGW_FLEET_UNAVAILABLE, NULL);
+            deliver(w, AGW_TIER_UNAVAILABLE, NULL);
             return;
         }
-        deliver(w, AGW_FLEET_ANSWER, &resp);
+        deliver(w, AGW_TIER_ANSWER, &resp);
         break;
     case 3:
         deliver_stored(w, reply->element[1]);
@@ -997,7 +997,7 @@ on_claim(struct redisReply *reply, const char *error, void *arg)
 }
 
 static void
-send_claim(struct agw_fleet_wait *w)
+send_claim(struct agw_flight_wait *w)
 {
     struct redis_fleet *f = w->fleet;
     char *lock = join_str(f->prefix, "lock:", w->key);
@@ -1024,7 +1024,7 @@ send_claim(struct agw_fleet_wait *w)
 static void
 on_wait_timer(evutil_socket_t fd, short what, void *arg)
 {
-    struct agw_fleet_wait *w = arg;
+    struct agw_flight_wait *w = arg;
 
     if (w->deferred) {
         w->deferred = false;
@@ -1040,13 +1040,13 @@ on_wait_timer(evutil_socket_t fd, short what, void *arg)
 
 /* The live waits on KEY, each with an extra reference, so callbacks may
  * cancel or free anything meanwhile. Caller frees the array. */
-static struct agw_fleet_wait **
+static struct agw_flight_wait **
 snapshot(struct redis_fleet *f, const char *key, size_t *n)
 {
-    struct agw_fleet_wait **out;
+    struct agw_flight_wait **out;
     size_t count = 0, i = 0;
 
-    for (struct agw_fleet_wait *w = f->waits; w != NULL; w = w->next) {
+    for (struct agw_flight_wait *w = f->waits; w != NULL; w = w->next) {
         count += w->subscribed && (key == NULL || strcmp(w->key, key) == 0);
     }
     out = calloc(count + 1, sizeof(*out));
@@ -1054,7 +1054,7 @@ snapshot(struct redis_fleet *f, const char *key, size_t *n)
         log_error("fleet: out of memory");
         abort();
     }
-    for (struct agw_fleet_wait *w = f->waits; w != NULL; w = w->next) {
+    for (struct agw_flight_wait *w = f->waits; w != NULL; w = w->next) {
         if (w->subscribed && (key == NULL || strcmp(w->key, key) == 0)) {
             w->refs++;
             out[i++] = w;
@@ -1065,7 +1065,7 @@ snapshot(struct redis_fleet *f, const char *key, size_t *n)
 }
 
 static void
-release_snapshot(struct agw_fleet_wait **ws, size_t n)
+release_snapshot(struct agw_flight_wait **ws, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
         wait_unref(ws[i]);
@@ -1079,10 +1079,10 @@ static void
 claim_again(struct redis_fleet *f, const char *key, const char *holder)
 {
     size_t n;
-    struct agw_fleet_wait **ws = snapshot(f, key, &n);
+    struct agw_flight_wait **ws = snapshot(f, key, &n);
 
     for (size_t i = 0; i < n; i++) {
-        struct agw_fleet_wait *w = ws[i];
+        struct agw_flight_wait *w = ws[i];
 
         if (w->live && strncmp(w->holder, holder, TOKEN_LEN) == 0) {
             evtimer_del(w->timer);
@@ -1099,7 +1099,7 @@ on_message(const char *channel, const char *data, size_t len, void *arg)
     struct ksub *ks = ksub_find(f, NULL, channel);
     struct agw_response resp;
     char token[TOKEN_LEN + 1];
-    struct agw_fleet_wait **ws;
+    struct agw_flight_wait **ws;
     size_t n;
 
     if (ks == NULL) {
@@ -1116,7 +1116,7 @@ on_message(const char *channel, const char *data, size_t len, void *arg)
     }
     ws = snapshot(f, ks->key, &n);
     for (size_t i = 0; i < n; i++) {
-        deliver(ws[i], AGW_FLEET_ANSWER, &resp);
+        deliver(ws[i], AGW_TIER_ANSWER, &resp);
     }
     release_snapshot(ws, n);
 }
@@ -1132,7 +1132,7 @@ on_subscribed(const char *channel, void *arg)
     }
     ks->confirmed = true;
     /* Sending a command never calls back at once: plain iteration. */
-    for (struct agw_fleet_wait *w = f->waits; w != NULL; w = w->next) {
+    for (struct agw_flight_wait *w = f->waits; w != NULL; w = w->next) {
         if (w->subscribed && !w->copy_checked && strcmp(w->key, ks->key) == 0) {
             check_copy(w);
         }
@@ -1145,7 +1145,7 @@ static void
 on_sub_state(bool up, void *arg)
 {
     struct redis_fleet *f = arg;
-    struct agw_fleet_wait **ws;
+    struct agw_flight_wait **ws;
     size_t n;
 
     if (up) {
@@ -1156,7 +1156,7 @@ on_sub_state(bool up, void *arg)
     }
     ws = snapshot(f, NULL, &n);
     for (size_t i = 0; i < n; i++) {
-        deliver(ws[i], AGW_FLEET_UNAVAILABLE, NULL);
+        deliver(ws[i], AGW_TIER_UNAVAILABLE, NULL);
     }
     release_snapshot(ws, n);
 }
@@ -1166,10 +1166,10 @@ on_sub_state(bool up, void *arg)
 static void
 fail_waits(struct redis_fleet *f)
 {
-    struct agw_fleet_wait **ws;
+    struct agw_flight_wait **ws;
     size_t n = 0, i = 0;
 
-    for (struct agw_fleet_wait *w = f->waits; w != NULL; w = w->next) {
+    for (struct agw_flight_wait *w = f->waits; w != NULL; w = w->next) {
         n++;
     }
     ws = calloc(n + 1, sizeof(*ws));
@@ -1177,18 +1177,18 @@ fail_waits(struct redis_fleet *f)
         log_error("fleet: out of memory");
         abort();
     }
-    for (struct agw_fleet_wait *w = f->waits; w != NULL; w = w->next) {
+    for (struct agw_flight_wait *w = f->waits; w != NULL; w = w->next) {
         w->refs++;
         ws[i++] = w;
     }
     for (i = 0; i < n; i++) {
-        deliver(ws[i], AGW_FLEET_UNAVAILABLE, NULL);
+        deliver(ws[i], AGW_TIER_UNAVAILABLE, NULL);
     }
     release_snapshot(ws, n);
 }
 
 void
-agw_fleet_redis_state(struct agw_fleet *fleet, bool up)
+agw_flight_fleet_redis_state(struct agw_flight_tier *fleet, bool up)
 {
     struct redis_fleet *f;
 
@@ -1204,7 +1204,7 @@ agw_fleet_redis_state(struct agw_fleet *fleet, bool up)
 }
 
 /* The PING's reply, or its failure: a timeout recycles the connection,
- * whose going down ends the waits (agw_fleet_redis_down). */
+ * whose going down ends the waits (agw_flight_fleet_redis_state). */
 static void
 on_watch_reply(struct redisReply *reply, const char *error, void *arg)
 {
@@ -1248,9 +1248,10 @@ on_watch_timer(evutil_socket_t fd, short what, void *arg)
 
 /* ------------------------------------------------------------ public */
 
-struct agw_fleet *
-agw_fleet_new(struct event_base *base, struct agw_redis *cmd,
-              struct agw_redis *sub, const char *prefix, int claim_ttl_ms)
+struct agw_flight_tier *
+agw_flight_fleet_new(struct event_base *base, struct agw_redis *cmd,
+                     struct agw_redis *sub, const char *prefix,
+                     int claim_ttl_ms)
 {
     struct redis_fleet *f = calloc(1, sizeof(*f));
 
@@ -1286,13 +1287,13 @@ agw_fleet_new(struct event_base *base, struct agw_redis *cmd,
 }
 
 static void
-redis_fleet_free(struct agw_fleet *fleet)
+redis_fleet_free(struct agw_flight_tier *fleet)
 {
     struct redis_fleet *f = redis_of(fleet);
 
     agw_redis_set_subscriber(f->sub, NULL, NULL, NULL, NULL);
     while (f->waits != NULL) {
-        struct agw_fleet_wait *w = f->waits;
+        struct agw_flight_wait *w = f->waits;
 
         retire(w);
         w->fleet = NULL;
@@ -1326,7 +1327,7 @@ redis_fleet_free(struct agw_fleet *fleet)
 }
 
 static void
-defer_outcome(struct agw_fleet_wait *w, enum agw_fleet_outcome outcome)
+defer_outcome(struct agw_flight_wait *w, enum agw_flight_tier_outcome outcome)
 {
     struct timeval now = {0, 0};
 
@@ -1335,12 +1336,12 @@ defer_outcome(struct agw_fleet_wait *w, enum agw_fleet_outcome outcome)
     evtimer_add(w->timer, &now);
 }
 
-static struct agw_fleet_wait *
-join_with(struct agw_fleet *fleet, const char *key, bool lookup,
-          agw_fleet_cb cb, void *arg)
+static struct agw_flight_wait *
+join_with(struct agw_flight_tier *fleet, const char *key, bool lookup,
+          agw_flight_tier_cb cb, void *arg)
 {
     struct redis_fleet *f = redis_of(fleet);
-    struct agw_fleet_wait *w = calloc(1, sizeof(*w));
+    struct agw_flight_wait *w = calloc(1, sizeof(*w));
 
     if (w == NULL || (w->key = strdup(key)) == NULL ||
         (w->timer = evtimer_new(f->base, on_wait_timer, w)) == NULL) {
@@ -1359,7 +1360,7 @@ join_with(struct agw_fleet *fleet, const char *key, bool lookup,
     }
     f->waits = w;
     if (!agw_redis_is_up(f->cmd) || !agw_redis_is_up(f->sub)) {
-        defer_outcome(w, AGW_FLEET_UNAVAILABLE);
+        defer_outcome(w, AGW_TIER_UNAVAILABLE);
     } else {
         send_claim(w);
         arm_watch(f);
@@ -1367,22 +1368,22 @@ join_with(struct agw_fleet *fleet, const char *key, bool lookup,
     return w;
 }
 
-static struct agw_fleet_wait *
-redis_fleet_join(struct agw_fleet *fleet, const char *key, agw_fleet_cb cb,
-                 void *arg)
+static struct agw_flight_wait *
+redis_fleet_join(struct agw_flight_tier *fleet, const char *key,
+                 agw_flight_tier_cb cb, void *arg)
 {
     return join_with(fleet, key, false, cb, arg);
 }
 
-static struct agw_fleet_wait *
-redis_fleet_lookup(struct agw_fleet *fleet, const char *key, agw_fleet_cb cb,
-                   void *arg)
+static struct agw_flight_wait *
+redis_fleet_lookup(struct agw_flight_tier *fleet, const char *key,
+                   agw_flight_tier_cb cb, void *arg)
 {
     return join_with(fleet, key, true, cb, arg);
 }
 
 static void
-redis_fleet_cancel(struct agw_fleet *fleet, struct agw_fleet_wait *w)
+redis_fleet_cancel(struct agw_flight_tier *fleet, struct agw_flight_wait *w)
 {
     if (w == NULL || !w->live) {
         return;
@@ -1447,7 +1448,7 @@ on_renew_timer(evutil_socket_t fd, short what, void *arg)
 }
 
 static void
-redis_fleet_renew(struct agw_fleet *fleet, const char *key, int ttl_ms)
+redis_fleet_renew(struct agw_flight_tier *fleet, const char *key, int ttl_ms)
 {
     struct redis_fleet *f = redis_of(fleet);
     struct claim *c = find_claim(f, key);
@@ -1469,7 +1470,7 @@ redis_fleet_renew(struct agw_fleet *fleet, const char *key, int ttl_ms)
 /* Publishes RESP and, with TTL_S > 0, stores it: one script. If Redis
  * does not take it, a leftover released when Redis answers again. */
 static void
-release_storing(struct agw_fleet *fleet, const char *key,
+release_storing(struct agw_flight_tier *fleet, const char *key,
                 const struct agw_response *resp, long ttl_s)
 {
     struct redis_fleet *f = redis_of(fleet);
@@ -1502,7 +1503,7 @@ release_storing(struct agw_fleet *fleet, const char *key,
 }
 
 static void
-redis_fleet_release(struct agw_fleet *fleet, const char *key,
+redis_fleet_release(struct agw_flight_tier *fleet, const char *key,
                     const struct agw_response *resp)
 {
     release_storing(fleet, key, resp, 0);
@@ -1510,7 +1511,7 @@ redis_fleet_release(struct agw_fleet *fleet, const char *key,
 
 /* The claim is left to expire; a waiter elsewhere then takes over. */
 static void
-redis_fleet_abandon(struct agw_fleet *fleet, const char *key)
+redis_fleet_abandon(struct agw_flight_tier *fleet, const char *key)
 {
     struct redis_fleet *f = redis_of(fleet);
     struct claim *c = find_claim(f, key);
@@ -1520,7 +1521,7 @@ redis_fleet_abandon(struct agw_fleet *fleet, const char *key)
     }
 }
 
-static const struct agw_fleet_ops redis_fleet_ops = {
+static const struct agw_flight_tier_ops redis_fleet_ops = {
     .join = redis_fleet_join,
     .cancel = redis_fleet_cancel,
     .renew = redis_fleet_renew,

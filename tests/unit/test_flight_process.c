@@ -1,5 +1,5 @@
 /*
- * test_fleet_local.c - single flight across workers: who leads, how an
+ * test_flight_process.c - single flight across workers: who leads, how an
  * answer reaches waiters on other loops, cancel, abandon and free hand the
  * claim on; and the shared store and limiter from several threads.
  */
@@ -15,10 +15,10 @@
 #include <event2/event.h>
 #include <event2/thread.h>
 
-#include "fleet.h"
-#include "fleet_local.h"
+#include "flight_tier.h"
+#include "flight_process.h"
 #include "metrics.h"
-#include "ratelimit.h"
+#include "limiter.h"
 #include "reply.h"
 #include "store.h"
 #include "util.h"
@@ -27,20 +27,20 @@
 
 struct outcome {
     int calls;
-    enum agw_fleet_outcome outcome;
+    enum agw_flight_tier_outcome outcome;
     int status;
     char body[64];
 };
 
 struct world {
-    struct agw_flights *board;
+    struct agw_flight_board *board;
     struct event_base *base[WORKERS];
-    struct agw_fleet *fleet[WORKERS];
+    struct agw_flight_tier *fleet[WORKERS];
 };
 
 static void
-on_outcome(enum agw_fleet_outcome outcome, const struct agw_response *resp,
-           void *arg)
+on_outcome(enum agw_flight_tier_outcome outcome,
+           const struct agw_response *resp, void *arg)
 {
     struct outcome *o = arg;
 
@@ -70,11 +70,11 @@ setup(void **state)
 
     evthread_use_pthreads();
     memset(&w, 0, sizeof(w));
-    w.board = agw_flights_new();
+    w.board = agw_flight_board_new();
     assert_non_null(w.board);
     for (int i = 0; i < WORKERS; i++) {
         w.base[i] = event_base_new();
-        w.fleet[i] = agw_fleet_local_new(w.base[i], w.board);
+        w.fleet[i] = agw_flight_process_new(w.base[i], w.board);
         assert_non_null(w.fleet[i]);
     }
     *state = &w;
@@ -87,20 +87,20 @@ teardown(void **state)
     struct world *w = *state;
 
     for (int i = 0; i < WORKERS; i++) {
-        agw_fleet_free(w->fleet[i]);
+        agw_flight_tier_free(w->fleet[i]);
         event_base_free(w->base[i]);
     }
-    agw_flights_free(w->board);
+    agw_flight_board_free(w->board);
     return 0;
 }
 
 static void
-release_with(struct agw_fleet *fleet, const char *key, int status,
+release_with(struct agw_flight_tier *fleet, const char *key, int status,
              const char *body)
 {
     struct agw_response resp = {status, (char *)body, strlen(body), -1};
 
-    agw_fleet_release(fleet, key, &resp);
+    agw_flight_tier_release(fleet, key, &resp);
 }
 
 static void
@@ -109,30 +109,30 @@ test_first_leads_others_get_the_answer(void **state)
     struct world *w = *state;
     struct outcome a = {0}, b = {0}, c = {0};
 
-    agw_fleet_join(w->fleet[0], "k", on_outcome, &a);
-    agw_fleet_join(w->fleet[1], "k", on_outcome, &b);
-    agw_fleet_join(w->fleet[2], "k", on_outcome, &c);
+    agw_flight_tier_join(w->fleet[0], "k", on_outcome, &a);
+    agw_flight_tier_join(w->fleet[1], "k", on_outcome, &b);
+    agw_flight_tier_join(w->fleet[2], "k", on_outcome, &c);
     assert_int_equal(a.calls, 0); /* never before join() returns */
     run_all(w);
     assert_int_equal(a.calls, 1);
-    assert_int_equal(a.outcome, AGW_FLEET_LEAD);
+    assert_int_equal(a.outcome, AGW_TIER_LEAD);
     assert_int_equal(b.calls + c.calls, 0);
     assert_int_equal(agw_metrics_gauge_get(AGW_M_SINGLEFLIGHT_WAITERS), 2);
     release_with(w->fleet[0], "k", 201, "{\"a\":1}");
     assert_int_equal(b.calls, 0); /* delivered on B's own loop */
     run_all(w);
     assert_int_equal(b.calls, 1);
-    assert_int_equal(b.outcome, AGW_FLEET_ANSWER);
+    assert_int_equal(b.outcome, AGW_TIER_ANSWER);
     assert_int_equal(b.status, 201);
     assert_string_equal(b.body, "{\"a\":1}");
     assert_int_equal(c.calls, 1);
     assert_string_equal(c.body, "{\"a\":1}");
     assert_int_equal(agw_metrics_gauge_get(AGW_M_SINGLEFLIGHT_WAITERS), 0);
     /* The flight is over: the next join leads a new one. */
-    agw_fleet_join(w->fleet[1], "k", on_outcome, &b);
+    agw_flight_tier_join(w->fleet[1], "k", on_outcome, &b);
     run_all(w);
     assert_int_equal(b.calls, 2);
-    assert_int_equal(b.outcome, AGW_FLEET_LEAD);
+    assert_int_equal(b.outcome, AGW_TIER_LEAD);
     release_with(w->fleet[1], "k", 200, "{}");
 }
 
@@ -142,14 +142,14 @@ test_keys_are_independent(void **state)
     struct world *w = *state;
     struct outcome a = {0}, b = {0};
 
-    agw_fleet_join(w->fleet[0], "k1", on_outcome, &a);
-    agw_fleet_join(w->fleet[1], "k2", on_outcome, &b);
+    agw_flight_tier_join(w->fleet[0], "k1", on_outcome, &a);
+    agw_flight_tier_join(w->fleet[1], "k2", on_outcome, &b);
     run_all(w);
-    assert_int_equal(a.outcome, AGW_FLEET_LEAD);
-    assert_int_equal(b.outcome, AGW_FLEET_LEAD);
+    assert_int_equal(a.outcome, AGW_TIER_LEAD);
+    assert_int_equal(b.outcome, AGW_TIER_LEAD);
     /* Only the holder's release counts. */
     release_with(w->fleet[1], "k1", 500, "{}");
-    agw_fleet_join(w->fleet[2], "k1", on_outcome, &b);
+    agw_flight_tier_join(w->fleet[2], "k1", on_outcome, &b);
     run_all(w);
     assert_int_equal(b.calls, 1);
     release_with(w->fleet[0], "k1", 200, "{\"k\":1}");
@@ -164,13 +164,13 @@ test_cancelled_waiter_is_never_called(void **state)
 {
     struct world *w = *state;
     struct outcome a = {0}, b = {0}, c = {0};
-    struct agw_fleet_wait *wb;
+    struct agw_flight_wait *wb;
 
-    agw_fleet_join(w->fleet[0], "k", on_outcome, &a);
+    agw_flight_tier_join(w->fleet[0], "k", on_outcome, &a);
     run_all(w);
-    wb = agw_fleet_join(w->fleet[1], "k", on_outcome, &b);
-    agw_fleet_join(w->fleet[2], "k", on_outcome, &c);
-    agw_fleet_cancel(w->fleet[1], wb);
+    wb = agw_flight_tier_join(w->fleet[1], "k", on_outcome, &b);
+    agw_flight_tier_join(w->fleet[2], "k", on_outcome, &c);
+    agw_flight_tier_cancel(w->fleet[1], wb);
     assert_int_equal(agw_metrics_gauge_get(AGW_M_SINGLEFLIGHT_WAITERS), 1);
     release_with(w->fleet[0], "k", 200, "{}");
     run_all(w);
@@ -178,11 +178,11 @@ test_cancelled_waiter_is_never_called(void **state)
     assert_int_equal(c.calls, 1);
 
     /* Cancelled after the answer was posted, before its loop ran. */
-    agw_fleet_join(w->fleet[0], "k", on_outcome, &a);
+    agw_flight_tier_join(w->fleet[0], "k", on_outcome, &a);
     run_all(w);
-    wb = agw_fleet_join(w->fleet[1], "k", on_outcome, &b);
+    wb = agw_flight_tier_join(w->fleet[1], "k", on_outcome, &b);
     release_with(w->fleet[0], "k", 200, "{}");
-    agw_fleet_cancel(w->fleet[1], wb);
+    agw_flight_tier_cancel(w->fleet[1], wb);
     run_all(w);
     assert_int_equal(b.calls, 0);
 }
@@ -192,25 +192,25 @@ test_abandon_and_cancelled_lead_hand_the_claim_on(void **state)
 {
     struct world *w = *state;
     struct outcome a = {0}, b = {0}, c = {0};
-    struct agw_fleet_wait *wb;
+    struct agw_flight_wait *wb;
 
-    agw_fleet_join(w->fleet[0], "k", on_outcome, &a);
+    agw_flight_tier_join(w->fleet[0], "k", on_outcome, &a);
     run_all(w);
-    wb = agw_fleet_join(w->fleet[1], "k", on_outcome, &b);
-    agw_fleet_join(w->fleet[2], "k", on_outcome, &c);
-    agw_fleet_abandon(w->fleet[0], "k");
+    wb = agw_flight_tier_join(w->fleet[1], "k", on_outcome, &b);
+    agw_flight_tier_join(w->fleet[2], "k", on_outcome, &c);
+    agw_flight_tier_abandon(w->fleet[0], "k");
     /* B was handed the claim, but its caller gave up before hearing so:
      * the claim must pass on to C, not be left without a holder. */
-    agw_fleet_cancel(w->fleet[1], wb);
+    agw_flight_tier_cancel(w->fleet[1], wb);
     run_all(w);
     assert_int_equal(b.calls, 0);
     assert_int_equal(c.calls, 1);
-    assert_int_equal(c.outcome, AGW_FLEET_LEAD);
-    agw_fleet_join(w->fleet[0], "k", on_outcome, &a);
+    assert_int_equal(c.outcome, AGW_TIER_LEAD);
+    agw_flight_tier_join(w->fleet[0], "k", on_outcome, &a);
     release_with(w->fleet[2], "k", 200, "{\"c\":1}");
     run_all(w);
     assert_int_equal(a.calls, 2);
-    assert_int_equal(a.outcome, AGW_FLEET_ANSWER);
+    assert_int_equal(a.outcome, AGW_TIER_ANSWER);
     assert_string_equal(a.body, "{\"c\":1}");
 }
 
@@ -220,20 +220,20 @@ test_freeing_a_holder_passes_its_claim(void **state)
     struct world *w = *state;
     struct outcome a = {0}, b = {0}, c = {0};
 
-    agw_fleet_join(w->fleet[0], "k", on_outcome, &a);
+    agw_flight_tier_join(w->fleet[0], "k", on_outcome, &a);
     run_all(w);
-    agw_fleet_join(w->fleet[1], "k", on_outcome, &b);
-    agw_fleet_join(w->fleet[0], "other", on_outcome, &c); /* never run */
-    agw_fleet_free(w->fleet[0]);
-    w->fleet[0] = agw_fleet_local_new(w->base[0], w->board);
+    agw_flight_tier_join(w->fleet[1], "k", on_outcome, &b);
+    agw_flight_tier_join(w->fleet[0], "other", on_outcome, &c); /* never run */
+    agw_flight_tier_free(w->fleet[0]);
+    w->fleet[0] = agw_flight_process_new(w->base[0], w->board);
     run_all(w);
     assert_int_equal(c.calls, 0);
     assert_int_equal(b.calls, 1);
-    assert_int_equal(b.outcome, AGW_FLEET_LEAD);
+    assert_int_equal(b.outcome, AGW_TIER_LEAD);
     release_with(w->fleet[1], "k", 200, "{}");
-    agw_fleet_join(w->fleet[2], "other", on_outcome, &c);
+    agw_flight_tier_join(w->fleet[2], "other", on_outcome, &c);
     run_all(w);
-    assert_int_equal(c.outcome, AGW_FLEET_LEAD); /* freed with its holder */
+    assert_int_equal(c.outcome, AGW_TIER_LEAD); /* freed with its holder */
     release_with(w->fleet[2], "other", 200, "{}");
 }
 
@@ -299,7 +299,7 @@ static void
 test_shared_store_and_limiter_from_threads(void **state)
 {
     struct agw_store *store = agw_store_memory_shared_new(1000, SIZE_MAX);
-    struct agw_limiter *rl = agw_limiter_local_shared_new(10, 0);
+    struct agw_limiter *rl = agw_limiter_process_new(10, 0);
     struct hammer hm[THREADS];
     pthread_t th[THREADS];
     long granted = 0, hits = 0;
@@ -310,7 +310,7 @@ test_shared_store_and_limiter_from_threads(void **state)
     assert_non_null(rl);
     for (int i = 0; i < THREADS; i++) {
         hm[i] = (struct hammer){agw_store_memory_ref(store),
-                                agw_limiter_local_ref(rl), i, 0, 0};
+                                agw_limiter_process_ref(rl), i, 0, 0};
         assert_int_equal(pthread_create(&th[i], NULL, hammer, &hm[i]), 0);
     }
     for (int i = 0; i < THREADS; i++) {

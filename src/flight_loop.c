@@ -1,9 +1,9 @@
 /*
- * singleflight.c - in-process coalescing (SPEC §3): a table (table.c) of
+ * flight_loop.c - in-process coalescing (SPEC §3): a table (table.c) of
  * flights by dedupe key, each with the FIFO of requests waiting for its
  * answer.
  */
-#include "singleflight.h"
+#include "flight_loop.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,7 +13,7 @@
 
 struct waiter {
     STAILQ_ENTRY(waiter) link;
-    agw_sf_cb cb;
+    agw_flight_loop_cb cb;
     void *arg;
 };
 
@@ -23,7 +23,7 @@ struct flight {
     struct waiter_list waiters; /* in join order */
 };
 
-struct agw_sf {
+struct agw_flight_loop {
     struct agw_table *flights; /* key -> struct flight */
 };
 
@@ -54,43 +54,44 @@ flight_free(struct flight *f)
     free(f);
 }
 
-struct agw_sf *
-agw_sf_new(void)
+struct agw_flight_loop *
+agw_flight_loop_new(void)
 {
-    struct agw_sf *sf = calloc(1, sizeof(*sf));
+    struct agw_flight_loop *loop = calloc(1, sizeof(*loop));
 
-    if (sf == NULL) {
+    if (loop == NULL) {
         return NULL;
     }
-    sf->flights = agw_table_new(0);
-    if (sf->flights == NULL) {
-        free(sf);
+    loop->flights = agw_table_new(0);
+    if (loop->flights == NULL) {
+        free(loop);
         return NULL;
     }
-    return sf;
+    return loop;
 }
 
 void
-agw_sf_free(struct agw_sf *sf)
+agw_flight_loop_free(struct agw_flight_loop *loop)
 {
     struct agw_table_iter it;
     void *f;
 
-    if (sf == NULL) {
+    if (loop == NULL) {
         return;
     }
-    agw_table_iter_init(sf->flights, &it);
+    agw_table_iter_init(loop->flights, &it);
     while (agw_table_next(&it, NULL, &f)) {
         flight_free(f);
     }
-    agw_table_free(sf->flights);
-    free(sf);
+    agw_table_free(loop->flights);
+    free(loop);
 }
 
 bool
-agw_sf_join(struct agw_sf *sf, const char *key, agw_sf_cb cb, void *arg)
+agw_flight_loop_join(struct agw_flight_loop *loop, const char *key,
+                     agw_flight_loop_cb cb, void *arg)
 {
-    struct flight *f = agw_table_get(sf->flights, key);
+    struct flight *f = agw_table_get(loop->flights, key);
     struct waiter *w;
 
     if (f != NULL) {
@@ -102,17 +103,17 @@ agw_sf_join(struct agw_sf *sf, const char *key, agw_sf_cb cb, void *arg)
     }
     f = checked(calloc(1, sizeof(*f)));
     STAILQ_INIT(&f->waiters);
-    if (!agw_table_put(sf->flights, key, f)) {
+    if (!agw_table_put(loop->flights, key, f)) {
         checked(NULL);
     }
     return true;
 }
 
 size_t
-agw_sf_finish(struct agw_sf *sf, const char *key,
-              const struct agw_response *resp)
+agw_flight_loop_finish(struct agw_flight_loop *loop, const char *key,
+                       const struct agw_response *resp)
 {
-    struct flight *f = agw_table_remove(sf->flights, key);
+    struct flight *f = agw_table_remove(loop->flights, key);
     struct waiter_list waiters;
     struct waiter *w;
     size_t served = 0;
@@ -129,7 +130,7 @@ agw_sf_finish(struct agw_sf *sf, const char *key,
     STAILQ_CONCAT(&waiters, &f->waiters);
     free(f);
     while ((w = STAILQ_FIRST(&waiters)) != NULL) {
-        agw_sf_cb cb = w->cb;
+        agw_flight_loop_cb cb = w->cb;
         void *arg = w->arg;
 
         STAILQ_REMOVE_HEAD(&waiters, link);
@@ -141,7 +142,7 @@ agw_sf_finish(struct agw_sf *sf, const char *key,
 }
 
 size_t
-agw_sf_flights(const struct agw_sf *sf)
+agw_flight_loop_flights(const struct agw_flight_loop *loop)
 {
-    return agw_table_count(sf->flights);
+    return agw_table_count(loop->flights);
 }

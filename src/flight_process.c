@@ -1,11 +1,11 @@
 /*
- * fleet_local.c - in-process single flight across worker threads: one
+ * flight_process.c - in-process single flight across worker threads: one
  * board of flights (a table.c table) under the board's own mutex, and a
  * TAILQ inbox per worker through which outcomes reach the worker's own
  * loop (evhttp is not thread-safe, so a waiter is always answered by the
  * thread that owns its request).
  */
-#include "fleet_local.h"
+#include "flight_process.h"
 
 #include <pthread.h>
 #include <stdbool.h>
@@ -16,7 +16,7 @@
 
 #include <event2/event.h>
 
-#include "fleet.h"
+#include "flight_tier.h"
 #include "log.h"
 #include "metrics.h"
 #include "reply.h"
@@ -28,15 +28,15 @@ enum wait_state {
     W_CANCELLED, /* in the inbox, but nobody wants the outcome any more */
 };
 
-struct local_fleet;
+struct process_tier;
 
 struct local_wait {
     TAILQ_ENTRY(local_wait) link; /* its flight's waiters, or the inbox */
-    struct local_fleet *fleet;    /* whose loop runs CB */
-    agw_fleet_cb cb;
+    struct process_tier *fleet;   /* whose loop runs CB */
+    agw_flight_tier_cb cb;
     void *arg;
     enum wait_state state;
-    enum agw_fleet_outcome outcome;
+    enum agw_flight_tier_outcome outcome;
     struct agw_response resp; /* ANSWER: a copy, owned */
     char key[];
 };
@@ -44,30 +44,30 @@ struct local_wait {
 TAILQ_HEAD(wait_list, local_wait);
 
 struct flight {
-    struct local_fleet *holder;
+    struct process_tier *holder;
     struct wait_list waiters; /* in join order */
 };
 
 /* Shared by the workers' threads: LOCK guards the table and every
  * fleet's inbox. */
-struct agw_flights {
+struct agw_flight_board {
     pthread_mutex_t lock;
     struct agw_table *flights; /* key -> struct flight */
 };
 
-struct local_fleet {
-    struct agw_fleet base; /* first: the ops receive &base */
-    struct agw_flights *board;
+struct process_tier {
+    struct agw_flight_tier base; /* first: the ops receive &base */
+    struct agw_flight_board *board;
     struct event *wake; /* made active (from any thread) to read the inbox */
     struct wait_list inbox;
 };
 
-static const struct agw_fleet_ops local_fleet_ops;
+static const struct agw_flight_tier_ops process_tier_ops;
 
-static struct local_fleet *
-local_of(struct agw_fleet *fleet)
+static struct process_tier *
+process_of(struct agw_flight_tier *fleet)
 {
-    return (struct local_fleet *)fleet;
+    return (struct process_tier *)fleet;
 }
 
 static void *
@@ -82,10 +82,10 @@ checked(void *p)
 
 /* Under the lock: W's outcome is decided; its own loop will deliver it. */
 static void
-post(struct local_wait *w, enum agw_fleet_outcome outcome,
+post(struct local_wait *w, enum agw_flight_tier_outcome outcome,
      const struct agw_response *resp)
 {
-    struct local_fleet *f = w->fleet;
+    struct process_tier *f = w->fleet;
 
     w->state = W_READY;
     w->outcome = outcome;
@@ -100,7 +100,7 @@ post(struct local_wait *w, enum agw_fleet_outcome outcome,
  * waiter takes over (as after an expired Redis claim); none left ends
  * it. */
 static void
-hand_over(struct agw_flights *board, const char *key, struct flight *fl)
+hand_over(struct agw_flight_board *board, const char *key, struct flight *fl)
 {
     struct local_wait *w = TAILQ_FIRST(&fl->waiters);
 
@@ -112,12 +112,12 @@ hand_over(struct agw_flights *board, const char *key, struct flight *fl)
     TAILQ_REMOVE(&fl->waiters, w, link);
     fl->holder = w->fleet;
     agw_metrics_gauge_add(AGW_M_SINGLEFLIGHT_WAITERS, -1);
-    post(w, AGW_FLEET_LEAD, NULL);
+    post(w, AGW_TIER_LEAD, NULL);
 }
 
 /* Under the lock: the flight for KEY if F holds it, else NULL. */
 static struct flight *
-held_by(struct local_fleet *f, const char *key)
+held_by(struct process_tier *f, const char *key)
 {
     struct flight *fl = agw_table_get(f->board->flights, key);
 
@@ -134,7 +134,7 @@ wait_free(struct local_wait *w)
 static void
 on_wake(evutil_socket_t fd, short what, void *arg)
 {
-    struct local_fleet *f = arg;
+    struct process_tier *f = arg;
     struct wait_list ready = TAILQ_HEAD_INITIALIZER(ready);
     struct local_wait *w;
 
@@ -144,17 +144,18 @@ on_wake(evutil_socket_t fd, short what, void *arg)
     while ((w = TAILQ_FIRST(&ready)) != NULL) {
         TAILQ_REMOVE(&ready, w, link);
         if (w->state == W_READY) {
-            w->cb(w->outcome, w->outcome == AGW_FLEET_ANSWER ? &w->resp : NULL,
+            w->cb(w->outcome, w->outcome == AGW_TIER_ANSWER ? &w->resp : NULL,
                   w->arg);
         }
         wait_free(w);
     }
 }
 
-static struct agw_fleet_wait *
-local_join(struct agw_fleet *fleet, const char *key, agw_fleet_cb cb, void *arg)
+static struct agw_flight_wait *
+local_join(struct agw_flight_tier *fleet, const char *key,
+           agw_flight_tier_cb cb, void *arg)
 {
-    struct local_fleet *f = local_of(fleet);
+    struct process_tier *f = process_of(fleet);
     size_t klen = strlen(key);
     struct local_wait *w = checked(calloc(1, sizeof(*w) + klen + 1));
     struct flight *fl;
@@ -170,7 +171,7 @@ local_join(struct agw_fleet *fleet, const char *key, agw_fleet_cb cb, void *arg)
         if (!agw_table_put(f->board->flights, key, fl)) {
             checked(NULL);
         }
-        post(w, AGW_FLEET_LEAD, NULL);
+        post(w, AGW_TIER_LEAD, NULL);
     } else {
         TAILQ_INSERT_TAIL(&fl->waiters, w, link);
         /* Waiting on another worker's call, as a single-flight waiter
@@ -178,13 +179,13 @@ local_join(struct agw_fleet *fleet, const char *key, agw_fleet_cb cb, void *arg)
         agw_metrics_gauge_add(AGW_M_SINGLEFLIGHT_WAITERS, 1);
     }
     pthread_mutex_unlock(&f->board->lock);
-    return (struct agw_fleet_wait *)w;
+    return (struct agw_flight_wait *)w;
 }
 
 static void
-local_cancel(struct agw_fleet *fleet, struct agw_fleet_wait *handle)
+local_cancel(struct agw_flight_tier *fleet, struct agw_flight_wait *handle)
 {
-    struct local_fleet *f = local_of(fleet);
+    struct process_tier *f = process_of(fleet);
     struct local_wait *w = (struct local_wait *)handle;
     struct flight *fl;
     bool unlinked = false;
@@ -200,7 +201,7 @@ local_cancel(struct agw_fleet *fleet, struct agw_fleet_wait *handle)
         /* Still in the inbox: on_wake frees it. A claim it was handed
          * must not be left without a holder. */
         w->state = W_CANCELLED;
-        if (w->outcome == AGW_FLEET_LEAD && (fl = held_by(f, w->key)) != NULL) {
+        if (w->outcome == AGW_TIER_LEAD && (fl = held_by(f, w->key)) != NULL) {
             hand_over(f->board, w->key, fl);
         }
     }
@@ -211,16 +212,16 @@ local_cancel(struct agw_fleet *fleet, struct agw_fleet_wait *handle)
 }
 
 static void
-local_renew(struct agw_fleet *fleet, const char *key, int ttl_ms)
+local_renew(struct agw_flight_tier *fleet, const char *key, int ttl_ms)
 {
     /* In-process claims do not expire. */
 }
 
 static void
-local_release(struct agw_fleet *fleet, const char *key,
+local_release(struct agw_flight_tier *fleet, const char *key,
               const struct agw_response *resp)
 {
-    struct local_fleet *f = local_of(fleet);
+    struct process_tier *f = process_of(fleet);
     struct flight *fl;
     struct local_wait *w;
 
@@ -231,7 +232,7 @@ local_release(struct agw_fleet *fleet, const char *key,
         while ((w = TAILQ_FIRST(&fl->waiters)) != NULL) {
             TAILQ_REMOVE(&fl->waiters, w, link);
             agw_metrics_gauge_add(AGW_M_SINGLEFLIGHT_WAITERS, -1);
-            post(w, AGW_FLEET_ANSWER, resp);
+            post(w, AGW_TIER_ANSWER, resp);
         }
         free(fl);
     }
@@ -239,9 +240,9 @@ local_release(struct agw_fleet *fleet, const char *key,
 }
 
 static void
-local_abandon(struct agw_fleet *fleet, const char *key)
+local_abandon(struct agw_flight_tier *fleet, const char *key)
 {
-    struct local_fleet *f = local_of(fleet);
+    struct process_tier *f = process_of(fleet);
     struct flight *fl;
 
     pthread_mutex_lock(&f->board->lock);
@@ -254,7 +255,7 @@ local_abandon(struct agw_fleet *fleet, const char *key)
 
 /* Under the lock: F's waiters leave every flight, F's claims pass on. */
 static void
-detach(struct local_fleet *f)
+detach(struct process_tier *f)
 {
     struct agw_table_iter it;
     const char *key;
@@ -280,9 +281,9 @@ detach(struct local_fleet *f)
 }
 
 static void
-local_free(struct agw_fleet *fleet)
+local_free(struct agw_flight_tier *fleet)
 {
-    struct local_fleet *f = local_of(fleet);
+    struct process_tier *f = process_of(fleet);
     struct wait_list left = TAILQ_HEAD_INITIALIZER(left);
     struct local_wait *w;
 
@@ -298,7 +299,7 @@ local_free(struct agw_fleet *fleet)
     free(f);
 }
 
-static const struct agw_fleet_ops local_fleet_ops = {
+static const struct agw_flight_tier_ops process_tier_ops = {
     .join = local_join,
     .cancel = local_cancel,
     .renew = local_renew,
@@ -307,15 +308,15 @@ static const struct agw_fleet_ops local_fleet_ops = {
     .free = local_free,
 };
 
-struct agw_fleet *
-agw_fleet_local_new(struct event_base *base, struct agw_flights *board)
+struct agw_flight_tier *
+agw_flight_process_new(struct event_base *base, struct agw_flight_board *board)
 {
-    struct local_fleet *f = calloc(1, sizeof(*f));
+    struct process_tier *f = calloc(1, sizeof(*f));
 
     if (f == NULL) {
         return NULL;
     }
-    f->base.ops = &local_fleet_ops;
+    f->base.ops = &process_tier_ops;
     f->board = board;
     TAILQ_INIT(&f->inbox);
     f->wake = event_new(base, -1, 0, on_wake, f);
@@ -326,10 +327,10 @@ agw_fleet_local_new(struct event_base *base, struct agw_flights *board)
     return &f->base;
 }
 
-struct agw_flights *
-agw_flights_new(void)
+struct agw_flight_board *
+agw_flight_board_new(void)
 {
-    struct agw_flights *board = calloc(1, sizeof(*board));
+    struct agw_flight_board *board = calloc(1, sizeof(*board));
 
     if (board == NULL) {
         return NULL;
@@ -344,7 +345,7 @@ agw_flights_new(void)
 }
 
 void
-agw_flights_free(struct agw_flights *board)
+agw_flight_board_free(struct agw_flight_board *board)
 {
     if (board == NULL) {
         return;

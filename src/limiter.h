@@ -1,14 +1,15 @@
 /*
- * ratelimit.h - the upstream budget (SPEC §4). One interface, two
- * limiters: an in-process GCRA (ratelimit_local.c, one loop's or shared
- * by the workers) and the fleet-wide GCRA in Redis (ratelimit_redis.c),
- * which falls back to a local one while Redis is away. A limiter only
+ * limiter.h - the upstream budget (SPEC §4). One interface, two
+ * limiters: an in-process GCRA (limiter_process.c: one loop's, or the
+ * process's, one for all its workers) and the fleet-wide GCRA in Redis
+ * (limiter_fleet.c), which falls back to an in-process one while Redis
+ * is away. A limiter only
  * decides: slots, pauses and the departure guard; the caller waits on its
  * own timer, and each departure the guard let go is reported to left() by
  * the attempt's upstream request (upstream.h, on_sent).
  */
-#ifndef AGW_RATELIMIT_H
-#define AGW_RATELIMIT_H
+#ifndef AGW_LIMITER_H
+#define AGW_LIMITER_H
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -21,10 +22,10 @@ struct agw_limiter;
  * limiter no longer in force is asked for again (SPEC §4). Not GRANTED:
  * the slot is WAIT_US away, past the caller's max wait; nothing was taken.
  */
-typedef void (*agw_rl_cb)(bool granted, int64_t wait_us, uint64_t epoch,
-                          void *arg);
+typedef void (*agw_limiter_cb)(bool granted, int64_t wait_us, uint64_t epoch,
+                               void *arg);
 
-struct agw_rl_state {
+struct agw_limiter_state {
     int limit;     /* RateLimit-Limit */
     int remaining; /* RateLimit-Remaining */
     int reset_s;   /* RateLimit-Reset */
@@ -34,8 +35,8 @@ struct agw_limiter_ops {
     const char *name;
     /* Asks for one upstream slot. CB runs exactly once, possibly before
      * acquire() returns. */
-    void (*acquire)(struct agw_limiter *rl, int64_t max_wait_us, agw_rl_cb cb,
-                    void *arg);
+    void (*acquire)(struct agw_limiter *rl, int64_t max_wait_us,
+                    agw_limiter_cb cb, void *arg);
     /* An upstream 429: grant nothing for PAUSE_US from now. */
     void (*pause)(struct agw_limiter *rl, int64_t pause_us);
     /* Monotonic time (agw_now_us) before which nothing is granted; 0. */
@@ -53,11 +54,11 @@ struct agw_limiter_ops {
     void (*left)(struct agw_limiter *rl, int64_t sent_us);
     /* Headers for a caller that waits at most MAX_WAIT_US. */
     void (*state)(struct agw_limiter *rl, int64_t max_wait_us,
-                  struct agw_rl_state *out);
+                  struct agw_limiter_state *out);
     /* A reload changed the rate or burst: granted slots stay granted
      * (the departure guard applies a lower rate to them at once). */
     void (*reconfigure)(struct agw_limiter *rl, double rate, int burst);
-    /* Which limiter is in force now (see agw_rl_cb); NULL: always 0. */
+    /* Which limiter is in force now (see agw_limiter_cb); NULL: always 0. */
     uint64_t (*epoch)(struct agw_limiter *rl);
     void (*destroy)(struct agw_limiter *rl);
 };
@@ -68,7 +69,7 @@ struct agw_limiter {
 
 /* In-process GCRA at RATE calls/s with BURST extra; acquire() decides
  * before it returns. For one thread only. */
-struct agw_limiter *agw_limiter_local_new(double rate, int burst);
+struct agw_limiter *agw_limiter_loop_new(double rate, int burst);
 
 /*
  * The same, for the worker threads of one process to share, so that the
@@ -77,24 +78,24 @@ struct agw_limiter *agw_limiter_local_new(double rate, int burst);
  * reference counted, starting at one: destroy() drops a reference, the
  * last one frees the limiter. NULL when memory runs out.
  */
-struct agw_limiter *agw_limiter_local_shared_new(double rate, int burst);
+struct agw_limiter *agw_limiter_process_new(double rate, int burst);
 
-/* Another reference to RL (a local limiter). Returns RL. */
-struct agw_limiter *agw_limiter_local_ref(struct agw_limiter *rl);
+/* Another reference to RL (an in-process limiter). Returns RL. */
+struct agw_limiter *agw_limiter_process_ref(struct agw_limiter *rl);
 
 struct event_base;
 struct agw_redis;
 struct agw_config;
 
 /*
- * The fleet-wide limiter (ratelimit_redis.c): one GCRA in Redis shared by
- * every instance with the same key_prefix, a fleet-wide pause, and a local
- * limiter at the fallback rate while Redis is unreachable. Reads rate,
- * burst, key_prefix, fallback_rate and expected_instances from CFG (not
+ * The fleet-wide limiter (limiter_fleet.c): one GCRA in Redis shared by
+ * every instance with the same key_prefix, a fleet-wide pause, and an
+ * in-process limiter at the fallback rate while Redis is unreachable. Reads
+ * rate, burst, key_prefix, fallback_rate and expected_instances from CFG (not
  * kept). BASE and REDIS are borrowed; destroy() it before freeing REDIS.
  * GUARD (the departure guard at rate) and FALLBACK are in-process
- * limiters for the instance as a whole, shared by its workers
- * (agw_limiter_local_shared_new); the limiter owns the references given and
+ * limiters for the instance as a whole, one for all its workers
+ * (agw_limiter_process_new); the limiter owns the references given and
  * reconfigures them. NULL: one of its own.
  */
 struct agw_limiter *agw_limiter_fleet_new(struct event_base *base,

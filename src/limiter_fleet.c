@@ -1,11 +1,11 @@
 /*
- * ratelimit_redis.c - the fleet-wide limiter (SPEC §4): one GCRA evaluated
+ * limiter_fleet.c - the fleet-wide limiter (SPEC §4): one GCRA evaluated
  * atomically in Redis on Redis's clock, a fleet-wide pause key for upstream
  * 429s, heartbeats, and a local limiter at the fallback rate while Redis is
  * unreachable.
  *
  * Keys (PREFIX is key_prefix):
- *   PREFIX "rl"        the shared theoretical arrival time (TAT), in
+ *   PREFIX "rl"        the fleet's theoretical arrival time (TAT), in
  *                      microseconds on Redis's clock (TIME); expires once
  *                      it is in the past, which means the same as absent.
  *   PREFIX "rl:pause"  exists while the fleet is paused; its PTTL is the
@@ -30,17 +30,17 @@
  * goes on the local fallback); other replies out of range are ignored.
  *
  * Transitions (SPEC §4): the limiter in force is one per process (the
- * shared one, or the process's fallback as soon as one worker cannot reach
+ * fleet one, or the process's fallback as soon as one worker cannot reach
  * Redis), and each change of it starts an epoch: a slot granted in one
  * epoch is void in the next, so calls waiting across the change ask the
  * limiter then in force again instead of leaving together. Instances
  * return from an outage one by one: until every instance the fallback
  * counted heartbeats again (or REJOIN_US passed), the returned ones space
- * their shared grants at the rate minus the fallback shares of those still
+ * their fleet grants at the rate minus the fallback shares of those still
  * away, so the fleet keeps to the rate while it moves between modes. A
- * worker goes back to the shared limiter only once it has counted them.
+ * worker goes back to the fleet limiter only once it has counted them.
  */
-#include "ratelimit.h"
+#include "limiter.h"
 
 #include <stdatomic.h>
 #include <stdio.h>
@@ -57,7 +57,7 @@
 #include "redis.h"
 #include "util.h"
 
-/* As in ratelimit_local.c: grants are spaced so that any rate + burst + 1
+/* As in limiter_process.c: grants are spaced so that any rate + burst + 1
  * of them span 1 s + this, which absorbs arrival jitter. */
 #define ARRIVAL_JITTER_MARGIN_US 10000
 #define HEARTBEAT_TTL_MS 3000
@@ -159,7 +159,7 @@ static const char heartbeat_lua[] =
 
 /* KEYS: heartbeat set, fallback set. ARGV: heartbeat TTL (ms), window
  * (ms), the counting instance's id. How many instances are back on the
- * shared limit: those that renewed their heartbeat within the window
+ * fleet limit: those that renewed their heartbeat within the window
  * (reaching Redis now: ZCARD also counts, for a TTL, those that just
  * lost it), less those whose heartbeat said they are still on their
  * fallback; the counting instance, about to go back, counts as back. */
@@ -204,16 +204,16 @@ struct limiter_fleet {
     long live_seen; /* instances in the last heartbeat answer; 0: none */
     double fb_rate; /* the fallback limiter's current settings */
     int fb_burst;
-    /* The shared state as last seen, on agw_now_us() time: for the
+    /* The fleet state as last seen, on agw_now_us() time: for the
      * RateLimit-* headers and the script's interval and tolerance. */
     struct agw_gcra shadow;
     int64_t paused_until_us; /* local estimate of the fleet pause */
     int64_t pause_seen_us;   /* when the pause key was last read */
     int64_t queued_until_us; /* the last granted slot this instance waits on */
     bool poll_out;           /* a PTTL is out */
-    bool shared;             /* false: on the local fallback */
-    /* Departure guards: GUARD at the full rate while shared (it holds a
-     * call only when this instance alone would break the limit), the
+    bool on_fleet;           /* false: on the local fallback */
+    /* Departure guards: GUARD at the full rate while on the fleet limiter (it
+     * holds a call only when this instance alone would break the limit), the
      * fallback limiter's own while on the fallback. */
     struct agw_limiter *guard;
     struct agw_limiter *fallback;
@@ -243,7 +243,7 @@ struct op {
     struct limiter_fleet *f;
     struct script *script;
     void (*done)(struct op *op, const redisReply *reply, const char *error);
-    agw_rl_cb cb; /* acquire only */
+    agw_limiter_cb cb; /* acquire only */
     void *arg;
     int64_t max_wait_us;
     int64_t sent_us;
@@ -314,9 +314,9 @@ static char process_id[33];
 
 /*
  * The process's mode. Every worker's limiter follows it: a process on
- * both limiters at once would spend its fallback share on top of shared
- * grants. Even epochs are shared, odd ones the fallback; the epoch moves
- * on (under MODE_LOCK) when the first worker goes to the fallback and
+ * both limiters at once would spend its fallback share on top of fleet
+ * grants. Even epochs are the fleet limiter's, odd ones the fallback; the epoch
+ * moves on (under MODE_LOCK) when the first worker goes to the fallback and
  * when the last one leaves it.
  */
 static pthread_mutex_t mode_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -334,7 +334,7 @@ current_epoch(void)
 }
 
 static bool
-epoch_shared(uint64_t epoch)
+epoch_is_fleet(uint64_t epoch)
 {
     return (epoch & 1) == 0;
 }
@@ -368,7 +368,7 @@ fallback_settings(const struct limiter_fleet *f, double *rate, int *burst,
     /* In an outage, or back from one, heartbeats count only those back so
      * far: the fleet is as large as before it. */
     if (f->outage_n > n &&
-        (f->rejoin_until_us != 0 || !epoch_shared(f->epoch_seen))) {
+        (f->rejoin_until_us != 0 || !epoch_is_fleet(f->epoch_seen))) {
         n = f->outage_n;
     }
     if (n < 1) {
@@ -419,24 +419,24 @@ count_worker(bool on_fallback)
     return changed;
 }
 
-/* Switches this worker between the shared limiter and the local fallback;
+/* Switches this worker between the fleet limiter and the local fallback;
  * logs each change of the process's mode once. */
 static void
-set_shared(struct limiter_fleet *f, bool shared, const char *why)
+set_fleet(struct limiter_fleet *f, bool on_fleet, const char *why)
 {
     double rate;
     int burst;
     long n;
 
-    if (f->shared == shared) {
+    if (f->on_fleet == on_fleet) {
         return;
     }
-    f->shared = shared;
-    if (!count_worker(!shared)) {
+    f->on_fleet = on_fleet;
+    if (!count_worker(!on_fleet)) {
         return;
     }
-    if (shared) {
-        log_info("ratelimit: Redis answers again: the shared fleet limit of "
+    if (on_fleet) {
+        log_info("ratelimit: Redis answers again: the fleet limit of "
                  "%.6g/s applies",
                  f->rate);
         return;
@@ -468,7 +468,7 @@ rejoining(struct limiter_fleet *f)
     if (agw_now_us() < f->rejoin_until_us && f->rejoin_k < f->outage_n) {
         return true;
     }
-    log_debug("ratelimit: %ld of %ld instances back on the shared limit: "
+    log_debug("ratelimit: %ld of %ld instances back on the fleet limit: "
               "this one takes the whole fleet rate again",
               f->rejoin_k, f->outage_n);
     f->rejoin_until_us = 0;
@@ -477,13 +477,13 @@ rejoining(struct limiter_fleet *f)
 }
 
 /*
- * The rate this instance spaces its shared grants at. While rejoining, the
+ * The rate this instance spaces its fleet grants at. While rejoining, the
  * N - K instances still on their fallback may each send its fallback
  * share, so the K instances back share what is left of the rate (at least
  * one fallback share: what this instance sent while away).
  */
 static double
-shared_rate(struct limiter_fleet *f, int *burst)
+fleet_rate(struct limiter_fleet *f, int *burst)
 {
     long n = f->outage_n, k = f->rejoin_k;
     double rate;
@@ -514,7 +514,7 @@ observe_mode(struct limiter_fleet *f)
         return;
     }
     f->epoch_seen = epoch;
-    if (!epoch_shared(epoch)) {
+    if (!epoch_is_fleet(epoch)) {
         fallback_settings(f, &rate, &burst, &n);
         f->outage_n = n;
         f->rejoin_k = 1; /* this one, until counted again */
@@ -669,7 +669,7 @@ struct gcra_reply {
 
 /* The widest spacing any instance's grants may have: while instances
  * rejoin after an outage they space theirs as far as one fallback share
- * of the rate (shared_rate()), and the fleet was as large as outage_n. */
+ * of the rate (fleet_rate()), and the fleet was as large as outage_n. */
 static int64_t
 widest_interval_us(const struct limiter_fleet *f)
 {
@@ -749,19 +749,19 @@ static void send_heartbeat(struct limiter_fleet *f);
  * Redis answers this worker again. Back from an outage of a fleet, it
  * announces itself, lets the others that lost Redis with it do the same
  * (REJOIN_SETTLE_US), then counts the instances back, so that its first
- * shared grants already leave room for those still away (shared_rate()).
+ * fleet grants already leave room for those still away (fleet_rate()).
  */
 static void
 come_back(struct limiter_fleet *f)
 {
     int64_t now = agw_now_us();
 
-    if (f->shared) {
+    if (f->on_fleet) {
         return;
     }
     observe_mode(f); /* the outage's count of instances */
     if (f->outage_n <= 1) {
-        set_shared(f, true, NULL);
+        set_fleet(f, true, NULL);
     } else if (f->answered_since_us == 0) {
         f->answered_since_us = now;
         send_heartbeat(f);
@@ -771,7 +771,7 @@ come_back(struct limiter_fleet *f)
     }
 }
 
-/* A reply of the GCRA script: the shared state as of now. */
+/* A reply of the GCRA script: the fleet state as of now. */
 static void
 learn_gcra(struct limiter_fleet *f, const struct gcra_reply *r)
 {
@@ -808,11 +808,11 @@ on_fallback_grant(bool granted, int64_t wait_us, uint64_t epoch, void *arg)
     *(struct fallback_grant *)arg = (struct fallback_grant){granted, wait_us};
 }
 
-/* The fallback decides before acquire() returns (ratelimit.h); its
+/* The fallback decides before acquire() returns (limiter.h); its
  * grants belong to the fallback's epoch. */
 static void
-fallback_acquire(struct limiter_fleet *f, int64_t max_wait_us, agw_rl_cb cb,
-                 void *arg)
+fallback_acquire(struct limiter_fleet *f, int64_t max_wait_us,
+                 agw_limiter_cb cb, void *arg)
 {
     uint64_t epoch = current_epoch() | 1;
     struct fallback_grant g = {false, 0};
@@ -823,20 +823,20 @@ fallback_acquire(struct limiter_fleet *f, int64_t max_wait_us, agw_rl_cb cb,
 
 /*
  * The script granted or refused the call: valid only if the process is
- * on the shared limiter now (another worker may have left it meanwhile),
+ * on the fleet limiter now (another worker may have left it meanwhile),
  * and only if the slot is still within the caller's max wait now that the
  * reply is here (a slow reply). Otherwise the slot taken in Redis goes
  * unused.
  */
 static void
-grant_shared(struct op *op, const struct gcra_reply *r)
+grant_fleet(struct op *op, const struct gcra_reply *r)
 {
     struct limiter_fleet *f = op->f;
     uint64_t epoch = current_epoch();
     int64_t late_us = agw_now_us() - op->sent_us;
 
     observe_mode(f);
-    if (!epoch_shared(epoch)) {
+    if (!epoch_is_fleet(epoch)) {
         fallback_acquire(f, op->max_wait_us - late_us, op->cb, op->arg);
         return;
     }
@@ -864,18 +864,18 @@ acquire_done(struct op *op, const redisReply *reply, const char *error)
             log_debug("ratelimit: the GCRA script failed: %s",
                       failure_text(reply, error));
         }
-        set_shared(f, false,
-                   why != NULL ? "Redis answered the rate-limit script "
-                                 "out of range"
-                               : "Redis did not answer the rate-limit "
-                                 "script");
+        set_fleet(f, false,
+                  why != NULL ? "Redis answered the rate-limit script "
+                                "out of range"
+                              : "Redis did not answer the rate-limit "
+                                "script");
         /* Time already spent waiting for Redis counts. */
         fallback_acquire(f, op->max_wait_us - (agw_now_us() - op->sent_us),
                          op->cb, op->arg);
         return;
     }
     learn_gcra(f, &r);
-    grant_shared(op, &r);
+    grant_fleet(op, &r);
 }
 
 static struct op *
@@ -885,7 +885,7 @@ gcra_op(struct limiter_fleet *f, int64_t max_wait_us,
     struct op *op = op_new(f, &f->gcra, done);
     struct agw_gcra g;
     int burst;
-    double rate = shared_rate(f, &burst);
+    double rate = fleet_rate(f, &burst);
 
     agw_gcra_init_margin(&g, rate, burst, ARRIVAL_JITTER_MARGIN_US);
     op->nkeys = 2;
@@ -909,14 +909,14 @@ probe_soon(struct limiter_fleet *f)
 {
     int64_t now = agw_now_us();
 
-    if (!f->shared && now - f->probe_sent_us >= PROBE_EVERY_US) {
+    if (!f->on_fleet && now - f->probe_sent_us >= PROBE_EVERY_US) {
         f->probe_sent_us = now;
         op_send(gcra_op(f, -1, probe_done));
     }
 }
 
 static void
-fleet_acquire(struct agw_limiter *rl, int64_t max_wait_us, agw_rl_cb cb,
+fleet_acquire(struct agw_limiter *rl, int64_t max_wait_us, agw_limiter_cb cb,
               void *arg)
 {
     struct limiter_fleet *f = fleet_of(rl);
@@ -924,11 +924,11 @@ fleet_acquire(struct agw_limiter *rl, int64_t max_wait_us, agw_rl_cb cb,
 
     observe_mode(f);
     if (!agw_redis_is_up(f->redis)) {
-        set_shared(f, false, "Redis is unreachable");
+        set_fleet(f, false, "Redis is unreachable");
         fallback_acquire(f, max_wait_us, cb, arg);
         return;
     }
-    if (!epoch_shared(current_epoch())) {
+    if (!epoch_is_fleet(current_epoch())) {
         /* Granted by the fallback until the process is back; a probe,
          * which takes no slot, finds out whether Redis answers again. */
         probe_soon(f);
@@ -1063,7 +1063,7 @@ heartbeat_done(struct op *op, const redisReply *reply, const char *error)
     if (reply == NULL || reply->type != REDIS_REPLY_INTEGER) {
         log_debug("ratelimit: heartbeat failed: %s",
                   failure_text(reply, error));
-        set_shared(f, false, "Redis did not answer the heartbeat");
+        set_fleet(f, false, "Redis did not answer the heartbeat");
         return;
     }
     /* At least this instance; a count past any fleet's size would make
@@ -1110,7 +1110,7 @@ fresh_count_done(struct op *op, const redisReply *reply, const char *error)
         return;
     }
     f->rejoin_k = (long)reply->integer;
-    set_shared(f, true, NULL); /* if it was not: counted, it goes back */
+    set_fleet(f, true, NULL); /* if it was not: counted, it goes back */
 }
 
 /* Sent after this instance's own heartbeat, which it therefore counts. */
@@ -1143,7 +1143,7 @@ send_heartbeat(struct limiter_fleet *f)
     snprintf(op->args[1], sizeof(op->args[1]), "%d", HEARTBEAT_TTL_MS);
     /* The process's mode: its workers share one id. */
     snprintf(op->args[2], sizeof(op->args[2]), "%d",
-             epoch_shared(current_epoch()) ? 0 : 1);
+             epoch_is_fleet(current_epoch()) ? 0 : 1);
     op_send(op);
 }
 
@@ -1151,17 +1151,17 @@ static void
 on_heartbeat_timer(evutil_socket_t fd, short what, void *arg)
 {
     struct limiter_fleet *f = arg;
-    int every_ms = f->shared && !rejoining(f) ? HEARTBEAT_EVERY_MS
-                                              : HEARTBEAT_TRANSITION_MS;
+    int every_ms = f->on_fleet && !rejoining(f) ? HEARTBEAT_EVERY_MS
+                                                : HEARTBEAT_TRANSITION_MS;
     struct timeval tv = {every_ms / 1000, (every_ms % 1000) * US_PER_MS};
 
     evtimer_add(f->heartbeat_timer, &tv);
     if (!agw_redis_is_up(f->redis)) {
-        set_shared(f, false, "Redis is unreachable");
+        set_fleet(f, false, "Redis is unreachable");
         return;
     }
     send_heartbeat(f);
-    if (!f->shared) {
+    if (!f->on_fleet) {
         op_send(gcra_op(f, -1, probe_done));
     }
     if (rejoining(f) && !f->count_out) {
@@ -1176,7 +1176,7 @@ fleet_leave(struct agw_limiter *rl)
 {
     struct limiter_fleet *f = fleet_of(rl);
     struct agw_limiter *g =
-        epoch_shared(current_epoch()) ? f->guard : f->fallback;
+        epoch_is_fleet(current_epoch()) ? f->guard : f->fallback;
     int64_t until = atomic_load(&share_until_us);
 
     /* The slots the old rate gave have passed: the whole rate again. */
@@ -1200,11 +1200,11 @@ fleet_left(struct agw_limiter *rl, int64_t sent_us)
 
 static void
 fleet_state(struct agw_limiter *rl, int64_t max_wait_us,
-            struct agw_rl_state *out)
+            struct agw_limiter_state *out)
 {
     struct limiter_fleet *f = fleet_of(rl);
 
-    if (!epoch_shared(current_epoch())) {
+    if (!epoch_is_fleet(current_epoch())) {
         f->fallback->ops->state(f->fallback, max_wait_us, out);
         return;
     }
@@ -1215,7 +1215,7 @@ fleet_state(struct agw_limiter *rl, int64_t max_wait_us,
 
 /*
  * A reload lowered the rate. The calls granted already keep the slots the
- * old rate gave them, booked up to BOOKED_UNTIL_US (the shared TAT as last
+ * old rate gave them, booked up to BOOKED_UNTIL_US (the fleet TAT as last
  * seen); until then the departure guard holds this process to its share
  * of the new rate, so that the fleet keeps to the new rate as its
  * instances reload. Grants after that are at the new rate.
@@ -1361,10 +1361,10 @@ fleet_init(struct limiter_fleet *f, struct event_base *base,
     f->fb_rate = rate;
     f->fb_burst = burst;
     if (f->guard == NULL) {
-        f->guard = agw_limiter_local_new(f->rate, f->burst);
+        f->guard = agw_limiter_loop_new(f->rate, f->burst);
     }
     if (f->fallback == NULL) {
-        f->fallback = agw_limiter_local_new(rate, burst);
+        f->fallback = agw_limiter_loop_new(rate, burst);
     } else {
         f->fallback->ops->reconfigure(f->fallback, rate, burst);
     }
@@ -1406,7 +1406,7 @@ agw_limiter_fleet_new(struct event_base *base, struct agw_redis *redis,
     f->base.ops = &fleet_ops;
     f->redis = redis;
     f->refs = 1;
-    f->shared = true; /* until Redis proves otherwise; logged then */
+    f->on_fleet = true; /* until Redis proves otherwise; logged then */
     f->rate = cfg->rate;
     f->burst = cfg->burst > 0 ? cfg->burst : 0;
     f->cfg_fallback_rate = cfg->fallback_rate;
