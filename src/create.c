@@ -109,7 +109,7 @@ struct agw_call {
     struct event *deadline;           /* request_deadline_ms after start_us */
     struct agw_upstream_call *upcall; /* ATTEMPT */
     struct agw_flight flight;         /* its key's, in every tier */
-    struct agw_call *prev, *next;     /* gw->leaders */
+    TAILQ_ENTRY(agw_call) link;       /* gw->leaders */
 };
 
 /* The stages, in the order a call travels them. */
@@ -467,11 +467,7 @@ lead(struct agw_call *call, enum agw_flight_outcome joined)
 {
     struct agw_gateway *gw = call->gw;
 
-    call->next = gw->leaders;
-    if (gw->leaders != NULL) {
-        gw->leaders->prev = call;
-    }
-    gw->leaders = call;
+    TAILQ_INSERT_TAIL(&gw->leaders, call, link);
     if (!arm_timers(call)) {
         return;
     }
@@ -938,19 +934,6 @@ retry_later(struct agw_call *call, enum agw_attempt_outcome outcome, int status)
 
 /* ---- the way out ---- */
 
-static void
-unlink_leader(struct agw_call *call)
-{
-    if (call->prev != NULL) {
-        call->prev->next = call->next;
-    } else {
-        call->gw->leaders = call->next;
-    }
-    if (call->next != NULL) {
-        call->next->prev = call->prev;
-    }
-}
-
 /* The leader's way out: ends the flight (answering its waiters too) and
  * cancels every wait of the call that can be cancelled. */
 static void
@@ -958,7 +941,7 @@ finish(struct agw_call *call, const struct agw_response *resp,
        const char *cache)
 {
     end_wait(call);
-    unlink_leader(call);
+    TAILQ_REMOVE(&call->gw->leaders, call, link);
     if (call->upcall != NULL) {
         agw_upstream_cancel(call->upcall);
         call->upcall = NULL;
@@ -1184,16 +1167,19 @@ agw_create_refuse(struct agw_gateway *gw, struct evhttp_request *req,
 }
 
 void
+agw_create_init(struct agw_gateway *gw)
+{
+    TAILQ_INIT(&gw->leaders);
+}
+
+void
 agw_create_on_limiter_change(void *arg)
 {
     struct agw_gateway *gw = arg;
-    struct agw_call *call = gw->leaders, *older;
+    struct agw_call *call, *newer;
 
-    while (call != NULL && call->next != NULL) {
-        call = call->next; /* the oldest: leaders are newest first */
-    }
-    for (; call != NULL; call = older) {
-        older = call->prev; /* CALL may be answered and freed below */
+    for (call = TAILQ_FIRST(&gw->leaders); call != NULL; call = newer) {
+        newer = TAILQ_NEXT(call, link); /* CALL may be answered and freed */
         if (call->state != CALL_QUEUED ||
             (slot_valid(call) && !agw_flight_may_rejoin(&call->flight))) {
             continue;
@@ -1209,8 +1195,8 @@ agw_create_on_limiter_change(void *arg)
 void
 agw_create_abort_all(struct agw_gateway *gw)
 {
-    while (gw->leaders != NULL) {
-        finish_error(gw->leaders, 503, AGW_CODE_UNAVAILABLE,
+    while (!TAILQ_EMPTY(&gw->leaders)) {
+        finish_error(TAILQ_FIRST(&gw->leaders), 503, AGW_CODE_UNAVAILABLE,
                      "the gateway is shutting down", -1);
     }
 }

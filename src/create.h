@@ -44,6 +44,9 @@ struct agw_responder {
     void *conn;
 };
 
+/* Once, before GW's first create: its list of calls in progress. */
+void agw_create_init(struct agw_gateway *gw);
+
 /* agw_create_handle() and agw_create_refuse() (REFUSED may be NULL) for
  * any responder: TO is copied. */
 void agw_create_start(struct agw_gateway *gw, const struct agw_responder *to,

@@ -61,6 +61,7 @@
 #include "redis.h"
 #include "reply.h"
 #include "store.h"
+#include "table.h"
 #include "util.h"
 
 #define TOKEN_LEN 32
@@ -178,10 +179,9 @@ struct claim {
     char token[TOKEN_LEN + 1];
     int ttl_ms;          /* what a renewal asks for: the longest asked */
     struct event *timer; /* the next renewal, while HELD */
-    bool held;           /* on fleet->claims */
+    bool held;           /* in fleet->claims */
     bool lost;           /* a renewal found another holder: stop */
     int refs;            /* HELD + renewals out */
-    struct claim *next;
 };
 
 /* A claim of ours that may be left in Redis (see the top of the file),
@@ -200,14 +200,13 @@ struct leftover {
 };
 TAILQ_HEAD(leftover_list, leftover);
 
-/* This instance's subscription to one key's channel, shared by its
- * waiters. */
+/* This instance's subscription to one key's channel, for its waiters:
+ * it lives while it has one. */
 struct ksub {
     char *key;
     char *channel;
-    int refs;
     bool confirmed;
-    struct ksub *next;
+    LIST_HEAD(, agw_flight_wait) waits;
 };
 
 struct redis_fleet {
@@ -219,9 +218,9 @@ struct redis_fleet {
     int claim_ttl_ms;
     struct agw_redis_script claim_script, release_script, renew_script;
     struct agw_redis_script leftover_script;
-    struct agw_flight_wait *waits; /* live waits */
-    struct ksub *ksubs;
-    struct claim *claims;
+    LIST_HEAD(, agw_flight_wait) waits; /* live waits */
+    struct agw_table *ksubs;            /* key -> struct ksub */
+    struct agw_table *claims;           /* key -> struct claim, held */
     int64_t bad_warned_us; /* the last warn of a reply out of shape */
     struct event *watch_timer;
     struct watch_op *watch_out; /* the PING out, if any */
@@ -246,7 +245,7 @@ struct agw_flight_wait {
     void *arg;
     int refs;
     bool live;
-    bool subscribed;            /* holds a reference on its ksub */
+    struct ksub *ksub;          /* subscribed: on KSUB's list; or NULL */
     bool copy_checked;          /* the copy was read after the subscription */
     bool lookup;                /* the claim script looks the store up */
     char holder[TOKEN_LEN + 1]; /* the claim waited on; "" when unknown */
@@ -257,7 +256,8 @@ struct agw_flight_wait {
     bool deferred;              /* TIMER delivers DEFERRED_OUTCOME */
     enum agw_flight_tier_outcome deferred_outcome;
     struct event *timer;
-    struct agw_flight_wait *prev, *next;
+    LIST_ENTRY(agw_flight_wait) link;     /* fleet->waits */
+    LIST_ENTRY(agw_flight_wait) sub_link; /* ksub->waits */
 };
 
 static void send_claim(struct agw_flight_wait *w);
@@ -412,42 +412,38 @@ encode_answer(const char *token, const struct agw_response *resp, size_t *len)
 
 /* ------------------------------------------------------ subscriptions */
 
+/* The subscription CHANNEL belongs to, if it is one of ours. */
 static struct ksub *
-ksub_find(struct redis_fleet *f, const char *key, const char *channel)
+ksub_of_channel(struct redis_fleet *f, const char *channel)
 {
-    for (struct ksub *ks = f->ksubs; ks != NULL; ks = ks->next) {
-        if ((key != NULL && strcmp(ks->key, key) == 0) ||
-            (channel != NULL && strcmp(ks->channel, channel) == 0)) {
-            return ks;
-        }
+    size_t n = strlen(f->prefix);
+
+    if (strncmp(channel, f->prefix, n) != 0 ||
+        strncmp(channel + n, "done:", 5) != 0) {
+        return NULL;
     }
-    return NULL;
+    return agw_table_get(f->ksubs, channel + n + 5);
 }
 
+/* W waits for its key's answer on the key's channel from now on. */
 static struct ksub *
-ksub_ref(struct redis_fleet *f, const char *key)
+subscribe(struct redis_fleet *f, struct agw_flight_wait *w)
 {
-    struct ksub *ks = ksub_find(f, key, NULL);
+    struct ksub *ks = agw_table_get(f->ksubs, w->key);
 
-    if (ks != NULL) {
-        ks->refs++;
-        return ks;
-    }
-    ks = calloc(1, sizeof(*ks));
     if (ks == NULL) {
-        log_error("fleet: out of memory");
-        abort();
+        ks = calloc(1, sizeof(*ks));
+        if (ks == NULL || (ks->key = strdup(w->key)) == NULL ||
+            (ks->channel = join_str(f->prefix, "done:", w->key)) == NULL ||
+            !agw_table_put(f->ksubs, w->key, ks)) {
+            log_error("fleet: out of memory");
+            abort();
+        }
+        LIST_INIT(&ks->waits);
+        agw_redis_subscribe(f->sub, ks->channel);
     }
-    ks->key = strdup(key);
-    ks->channel = join_str(f->prefix, "done:", key);
-    if (ks->key == NULL) {
-        log_error("fleet: out of memory");
-        abort();
-    }
-    ks->refs = 1;
-    ks->next = f->ksubs;
-    f->ksubs = ks;
-    agw_redis_subscribe(f->sub, ks->channel);
+    LIST_INSERT_HEAD(&ks->waits, w, sub_link);
+    w->ksub = ks;
     return ks;
 }
 
@@ -459,22 +455,19 @@ ksub_free(struct ksub *ks)
     free(ks);
 }
 
+/* W no longer waits on its key's channel; the last one unsubscribes. */
 static void
-ksub_unref(struct redis_fleet *f, const char *key)
+unsubscribe(struct redis_fleet *f, struct agw_flight_wait *w)
 {
-    struct ksub **p = &f->ksubs;
-    struct ksub *ks;
+    struct ksub *ks = w->ksub;
 
-    while (*p != NULL && strcmp((*p)->key, key) != 0) {
-        p = &(*p)->next;
+    LIST_REMOVE(w, sub_link);
+    w->ksub = NULL;
+    if (LIST_EMPTY(&ks->waits)) {
+        agw_table_remove(f->ksubs, ks->key);
+        agw_redis_unsubscribe(f->sub, ks->channel);
+        ksub_free(ks);
     }
-    if (*p == NULL || --(*p)->refs > 0) {
-        return;
-    }
-    ks = *p;
-    *p = ks->next;
-    agw_redis_unsubscribe(f->sub, ks->channel);
-    ksub_free(ks);
 }
 
 /* ---------------------------------------------------------- leftovers */
@@ -576,8 +569,7 @@ leftover_add(struct redis_fleet *f, const char *key, const char *token,
     lo->answer = answer;
     lo->len = len;
     if (f->nleftovers >= LEFTOVERS_MAX) {
-        TAILQ_FOREACH(old, &f->leftovers, link)
-        {
+        TAILQ_FOREACH (old, &f->leftovers, link) {
             if (!old->sent) {
                 log_debug("fleet: too many leftover claims: the one on "
                           "%.16s... is left to expire",
@@ -599,8 +591,7 @@ release_leftovers(struct redis_fleet *f)
 {
     struct leftover *lo;
 
-    TAILQ_FOREACH(lo, &f->leftovers, link)
-    {
+    TAILQ_FOREACH (lo, &f->leftovers, link) {
         if (!lo->sent) {
             log_debug("fleet: releasing the claim on %.16s... left when "
                       "Redis failed",
@@ -636,19 +627,10 @@ retire(struct agw_flight_wait *w)
     if (f == NULL) {
         return;
     }
-    if (w->subscribed) {
-        w->subscribed = false;
-        ksub_unref(f, w->key);
+    if (w->ksub != NULL) {
+        unsubscribe(f, w);
     }
-    if (w->prev != NULL) {
-        w->prev->next = w->next;
-    } else {
-        f->waits = w->next;
-    }
-    if (w->next != NULL) {
-        w->next->prev = w->prev;
-    }
-    w->prev = w->next = NULL;
+    LIST_REMOVE(w, link);
 }
 
 /* The one way an outcome reaches the caller. Touches neither the fleet
@@ -675,11 +657,26 @@ arm_renewal(struct claim *c)
     evtimer_add(c->timer, &tv);
 }
 
+static struct claim *
+find_claim(struct redis_fleet *f, const char *key)
+{
+    return agw_table_get(f->claims, key);
+}
+
+/* remove_claim() is below, with the claim's end. */
+static void remove_claim(struct redis_fleet *f, struct claim *gone);
+
 static void
 add_claim(struct redis_fleet *f, const char *key, const char *token)
 {
     struct claim *c = calloc(1, sizeof(*c));
+    struct claim *old = find_claim(f, key);
 
+    /* Redis gave us KEY again: a claim we still thought held expired
+     * there, and must not be renewed. */
+    if (old != NULL) {
+        remove_claim(f, old);
+    }
     if (c == NULL || (c->key = strdup(key)) == NULL ||
         (c->timer = evtimer_new(f->base, on_renew_timer, c)) == NULL) {
         log_error("fleet: out of memory");
@@ -690,20 +687,11 @@ add_claim(struct redis_fleet *f, const char *key, const char *token)
     c->ttl_ms = f->claim_ttl_ms;
     c->held = true;
     c->refs = 1;
-    c->next = f->claims;
-    f->claims = c;
-    arm_renewal(c);
-}
-
-static struct claim *
-find_claim(struct redis_fleet *f, const char *key)
-{
-    for (struct claim *c = f->claims; c != NULL; c = c->next) {
-        if (strcmp(c->key, key) == 0) {
-            return c;
-        }
+    if (!agw_table_put(f->claims, key, c)) {
+        log_error("fleet: out of memory");
+        abort();
     }
-    return NULL;
+    arm_renewal(c);
 }
 
 static void
@@ -721,17 +709,15 @@ claim_unref(struct claim *c)
 static void
 remove_claim(struct redis_fleet *f, struct claim *gone)
 {
-    for (struct claim **p = &f->claims; *p != NULL; p = &(*p)->next) {
-        if (*p == gone) {
-            *p = gone->next;
-            gone->held = false;
-            gone->fleet = NULL;
-            event_free(gone->timer);
-            gone->timer = NULL;
-            claim_unref(gone);
-            return;
-        }
+    if (!gone->held) {
+        return;
     }
+    agw_table_remove(f->claims, gone->key);
+    gone->held = false;
+    gone->fleet = NULL;
+    event_free(gone->timer);
+    gone->timer = NULL;
+    claim_unref(gone);
 }
 
 /* Called first in every command callback of W: drops the command's
@@ -871,9 +857,8 @@ become_waiter(struct agw_flight_wait *w, const redisReply *holder,
     copy_token(w->holder, holder->str, holder->len);
     log_debug("fleet: %.16s... is claimed by %.8s... (PTTL %lld ms): waiting",
               w->key, w->holder, pttl);
-    if (!w->subscribed) {
-        ks = ksub_ref(f, w->key);
-        w->subscribed = true;
+    if (w->ksub == NULL) {
+        ks = subscribe(f, w);
         if (ks->confirmed) {
             check_copy(w);
         }
@@ -1038,27 +1023,42 @@ on_wait_timer(evutil_socket_t fd, short what, void *arg)
 
 /* ------------------------------------------------ subscriber events */
 
-/* The live waits on KEY, each with an extra reference, so callbacks may
- * cancel or free anything meanwhile. Caller frees the array. */
+/* The live waits subscribed to KS (NULL: to any key), each with an extra
+ * reference, so callbacks may cancel or free anything meanwhile. Caller
+ * frees the array (release_snapshot()). */
 static struct agw_flight_wait **
-snapshot(struct redis_fleet *f, const char *key, size_t *n)
+snapshot(struct redis_fleet *f, struct ksub *ks, size_t *n)
 {
-    struct agw_flight_wait **out;
+    struct agw_flight_wait **out, *w;
     size_t count = 0, i = 0;
 
-    for (struct agw_flight_wait *w = f->waits; w != NULL; w = w->next) {
-        count += w->subscribed && (key == NULL || strcmp(w->key, key) == 0);
+    if (ks != NULL) {
+        LIST_FOREACH (w, &ks->waits, sub_link) {
+            count++;
+        }
+    } else {
+        LIST_FOREACH (w, &f->waits, link) {
+            count += w->ksub != NULL;
+        }
     }
     out = calloc(count + 1, sizeof(*out));
     if (out == NULL) {
         log_error("fleet: out of memory");
         abort();
     }
-    for (struct agw_flight_wait *w = f->waits; w != NULL; w = w->next) {
-        if (w->subscribed && (key == NULL || strcmp(w->key, key) == 0)) {
-            w->refs++;
+    if (ks != NULL) {
+        LIST_FOREACH (w, &ks->waits, sub_link) {
             out[i++] = w;
         }
+    } else {
+        LIST_FOREACH (w, &f->waits, link) {
+            if (w->ksub != NULL) {
+                out[i++] = w;
+            }
+        }
+    }
+    for (i = 0; i < count; i++) {
+        out[i]->refs++;
     }
     *n = count;
     return out;
@@ -1073,13 +1073,13 @@ release_snapshot(struct agw_flight_wait **ws, size_t n)
     free(ws);
 }
 
-/* HOLDER's claim on KEY is gone without an answer: its waiters claim
+/* HOLDER's claim on KS's key is gone without an answer: its waiters claim
  * again now rather than when they would have looked. */
 static void
-claim_again(struct redis_fleet *f, const char *key, const char *holder)
+claim_again(struct redis_fleet *f, struct ksub *ks, const char *holder)
 {
     size_t n;
-    struct agw_flight_wait **ws = snapshot(f, key, &n);
+    struct agw_flight_wait **ws = snapshot(f, ks, &n);
 
     for (size_t i = 0; i < n; i++) {
         struct agw_flight_wait *w = ws[i];
@@ -1096,7 +1096,7 @@ static void
 on_message(const char *channel, const char *data, size_t len, void *arg)
 {
     struct redis_fleet *f = arg;
-    struct ksub *ks = ksub_find(f, NULL, channel);
+    struct ksub *ks = ksub_of_channel(f, channel);
     struct agw_response resp;
     char token[TOKEN_LEN + 1];
     struct agw_flight_wait **ws;
@@ -1107,14 +1107,14 @@ on_message(const char *channel, const char *data, size_t len, void *arg)
     }
     if (len == TOKEN_LEN + 1 && data[TOKEN_LEN] == '\n' &&
         token_ok(data, TOKEN_LEN)) {
-        claim_again(f, ks->key, data);
+        claim_again(f, ks, data);
         return;
     }
     if (!decode_answer(data, len, token, &resp)) {
         bad_reply(f, "a message on an answer channel that is not an answer");
         return;
     }
-    ws = snapshot(f, ks->key, &n);
+    ws = snapshot(f, ks, &n);
     for (size_t i = 0; i < n; i++) {
         deliver(ws[i], AGW_TIER_ANSWER, &resp);
     }
@@ -1125,15 +1125,16 @@ static void
 on_subscribed(const char *channel, void *arg)
 {
     struct redis_fleet *f = arg;
-    struct ksub *ks = ksub_find(f, NULL, channel);
+    struct ksub *ks = ksub_of_channel(f, channel);
+    struct agw_flight_wait *w;
 
     if (ks == NULL) {
         return;
     }
     ks->confirmed = true;
     /* Sending a command never calls back at once: plain iteration. */
-    for (struct agw_flight_wait *w = f->waits; w != NULL; w = w->next) {
-        if (w->subscribed && !w->copy_checked && strcmp(w->key, ks->key) == 0) {
+    LIST_FOREACH (w, &ks->waits, sub_link) {
+        if (!w->copy_checked) {
             check_copy(w);
         }
     }
@@ -1146,13 +1147,16 @@ on_sub_state(bool up, void *arg)
 {
     struct redis_fleet *f = arg;
     struct agw_flight_wait **ws;
+    struct agw_table_iter it;
+    void *ks;
     size_t n;
 
     if (up) {
         return;
     }
-    for (struct ksub *ks = f->ksubs; ks != NULL; ks = ks->next) {
-        ks->confirmed = false;
+    agw_table_iter_init(f->ksubs, &it);
+    while (agw_table_next(&it, NULL, &ks)) {
+        ((struct ksub *)ks)->confirmed = false;
     }
     ws = snapshot(f, NULL, &n);
     for (size_t i = 0; i < n; i++) {
@@ -1166,10 +1170,10 @@ on_sub_state(bool up, void *arg)
 static void
 fail_waits(struct redis_fleet *f)
 {
-    struct agw_flight_wait **ws;
+    struct agw_flight_wait **ws, *w;
     size_t n = 0, i = 0;
 
-    for (struct agw_flight_wait *w = f->waits; w != NULL; w = w->next) {
+    LIST_FOREACH (w, &f->waits, link) {
         n++;
     }
     ws = calloc(n + 1, sizeof(*ws));
@@ -1177,7 +1181,7 @@ fail_waits(struct redis_fleet *f)
         log_error("fleet: out of memory");
         abort();
     }
-    for (struct agw_flight_wait *w = f->waits; w != NULL; w = w->next) {
+    LIST_FOREACH (w, &f->waits, link) {
         w->refs++;
         ws[i++] = w;
     }
@@ -1231,7 +1235,7 @@ on_watch_timer(evutil_socket_t fd, short what, void *arg)
 {
     struct redis_fleet *f = arg;
 
-    if (f->waits == NULL) {
+    if (LIST_EMPTY(&f->waits)) {
         return;
     }
     if (f->watch_out == NULL && agw_redis_is_up(f->cmd)) {
@@ -1264,7 +1268,9 @@ agw_flight_fleet_new(struct event_base *base, struct agw_redis *cmd,
         return NULL;
     }
     f->watch_timer = evtimer_new(base, on_watch_timer, f);
-    if (f->watch_timer == NULL ||
+    f->ksubs = agw_table_new(0);
+    f->claims = agw_table_new(0);
+    if (f->watch_timer == NULL || f->ksubs == NULL || f->claims == NULL ||
         !agw_redis_script_init(&f->claim_script, claim_lua) ||
         !agw_redis_script_init(&f->release_script, release_lua) ||
         !agw_redis_script_init(&f->renew_script, renew_lua) ||
@@ -1272,6 +1278,8 @@ agw_flight_fleet_new(struct event_base *base, struct agw_redis *cmd,
         if (f->watch_timer != NULL) {
             event_free(f->watch_timer);
         }
+        agw_table_free(f->ksubs);
+        agw_table_free(f->claims);
         free(f->prefix);
         free(f);
         return NULL;
@@ -1281,6 +1289,7 @@ agw_flight_fleet_new(struct event_base *base, struct agw_redis *cmd,
     f->cmd = cmd;
     f->sub = sub;
     f->claim_ttl_ms = claim_ttl_ms > 0 ? claim_ttl_ms : 1;
+    LIST_INIT(&f->waits);
     TAILQ_INIT(&f->leftovers);
     agw_redis_set_subscriber(sub, on_message, on_subscribed, on_sub_state, f);
     return &f->base_ops;
@@ -1290,25 +1299,23 @@ static void
 redis_fleet_free(struct agw_flight_tier *fleet)
 {
     struct redis_fleet *f = redis_of(fleet);
+    struct agw_table_iter it;
+    void *c;
 
     agw_redis_set_subscriber(f->sub, NULL, NULL, NULL, NULL);
-    while (f->waits != NULL) {
-        struct agw_flight_wait *w = f->waits;
+    while (!LIST_EMPTY(&f->waits)) {
+        struct agw_flight_wait *w = LIST_FIRST(&f->waits);
 
-        retire(w);
+        retire(w); /* the last wait on a key unsubscribes it */
         w->fleet = NULL;
         wait_unref(w);
     }
-    while (f->ksubs != NULL) {
-        struct ksub *ks = f->ksubs;
-
-        f->ksubs = ks->next;
-        agw_redis_unsubscribe(f->sub, ks->channel);
-        ksub_free(ks);
+    agw_table_iter_init(f->claims, &it);
+    while (agw_table_next(&it, NULL, &c)) {
+        remove_claim(f, c);
     }
-    while (f->claims != NULL) {
-        remove_claim(f, f->claims);
-    }
+    agw_table_free(f->claims);
+    agw_table_free(f->ksubs);
     while (!TAILQ_EMPTY(&f->leftovers)) {
         struct leftover *lo = TAILQ_FIRST(&f->leftovers);
 
@@ -1354,11 +1361,7 @@ join_with(struct agw_flight_tier *fleet, const char *key, bool lookup,
     w->refs = 1;
     w->live = true;
     w->lookup = lookup;
-    w->next = f->waits;
-    if (f->waits != NULL) {
-        f->waits->prev = w;
-    }
-    f->waits = w;
+    LIST_INSERT_HEAD(&f->waits, w, link);
     if (!agw_redis_is_up(f->cmd) || !agw_redis_is_up(f->sub)) {
         defer_outcome(w, AGW_TIER_UNAVAILABLE);
     } else {

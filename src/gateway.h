@@ -6,6 +6,7 @@
 #define AGW_GATEWAY_H
 
 #include <stdbool.h>
+#include <sys/queue.h>
 
 struct event_base;
 struct evdns_base;
@@ -36,9 +37,10 @@ struct agw_gateway {
     /* workers > 1 (else NULL): the flights of this process's workers
      * (flight_process.h), joined before the fleet's */
     struct agw_flight_tier *flight_process;
-    bool draining;            /* stop taking new creates: answer 503 */
-    long inflight;            /* create calls accepted and not yet answered */
-    struct agw_call *leaders; /* calls leading a flight: create.c's list */
+    bool draining; /* stop taking new creates: answer 503 */
+    long inflight; /* create calls accepted and not yet answered */
+    /* Calls leading a flight, oldest first: create.c's (agw_create_init()) */
+    TAILQ_HEAD(agw_call_list, agw_call) leaders;
 };
 
 #endif

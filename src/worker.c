@@ -212,6 +212,7 @@ agw_worker_init(struct agw_worker *w, int index, struct agw_config *cfg,
     w->index = index;
     gw->cfg = agw_config_ref(cfg);
     gw->auth = agw_auth_ref(auth);
+    agw_create_init(gw);
     gw->base = event_base_new();
     gw->dns = gw->base == NULL
                   ? NULL

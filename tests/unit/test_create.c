@@ -415,6 +415,7 @@ setup(void **state)
         .flight_loop = agw_flight_loop_new(),
         .limiter = &limiter.base,
     };
+    agw_create_init(&gw);
     assert_non_null(gw.base);
     assert_non_null(gw.flight_loop);
     return 0;
@@ -424,7 +425,7 @@ static int
 teardown(void **state)
 {
     assert_int_equal(gw.inflight, 0);
-    assert_null(gw.leaders);
+    assert_true(TAILQ_EMPTY(&gw.leaders));
     agw_flight_loop_free(gw.flight_loop);
     agw_config_unref(gw.cfg);
     event_base_free(gw.base);
