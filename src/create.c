@@ -6,7 +6,7 @@
  * the fleet's claim looked -> rate-limit slot -> upstream attempt, with
  * retries -> store write -> answer the leader and every waiter. With
  * Redis, the fleet's claim script does the store lookup and its release
- * the store write (flight_tier.h): a miss is three round trips (claim, slot,
+ * the store write (flight_fleet.h): a miss is three round trips (claim, slot,
  * release) and a hit at most one.
  *
  * A call is a state machine (enum call_state): the state says what it
@@ -41,9 +41,9 @@
 #include "flight.h"
 #include "gateway.h"
 #include "guard.h"
+#include "limiter.h"
 #include "log.h"
 #include "metrics.h"
-#include "limiter.h"
 #include "reply.h"
 #include "request.h"
 #include "retry.h"

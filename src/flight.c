@@ -6,13 +6,13 @@
 #include <stddef.h>
 #include <string.h>
 
-#include "flight_tier.h"
 #include "flight.h"
+#include "flight_loop.h"
+#include "flight_tier.h"
 #include "log.h"
 #include "metrics.h"
 #include "redis.h"
 #include "reply.h"
-#include "flight_loop.h"
 
 static bool join_process(struct agw_flight *f);
 static bool join_fleet(struct agw_flight *f);

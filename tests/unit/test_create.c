@@ -20,11 +20,11 @@
 
 #include "config.h"
 #include "create.h"
+#include "flight_loop.h"
 #include "flight_tier.h"
 #include "gateway.h"
 #include "limiter.h"
 #include "reply.h"
-#include "flight_loop.h"
 #include "store.h"
 #include "upstream.h"
 #include "util.h"

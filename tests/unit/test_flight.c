@@ -13,10 +13,10 @@
 
 #include <cmocka.h>
 
-#include "flight_tier.h"
 #include "flight.h"
-#include "reply.h"
 #include "flight_loop.h"
+#include "flight_tier.h"
+#include "reply.h"
 
 #define KEY "k1"
 

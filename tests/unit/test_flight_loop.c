@@ -11,8 +11,8 @@
 
 #include <cmocka.h>
 
-#include "reply.h"
 #include "flight_loop.h"
+#include "reply.h"
 
 #define MAX_LOG 16
 

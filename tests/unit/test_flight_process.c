@@ -15,10 +15,10 @@
 #include <event2/event.h>
 #include <event2/thread.h>
 
-#include "flight_tier.h"
 #include "flight_process.h"
-#include "metrics.h"
+#include "flight_tier.h"
 #include "limiter.h"
+#include "metrics.h"
 #include "reply.h"
 #include "store.h"
 #include "util.h"
