@@ -24,8 +24,6 @@
 #include "server.h"
 #include "singleflight.h"
 #include "store.h"
-#include "store_l1.h"
-#include "store_tiered.h"
 #include "upstream.h"
 
 #define DRAIN_TICK_MS 50
@@ -92,27 +90,11 @@ connect_redis(struct agw_worker *w, const char *name, char *err, size_t errlen)
 
 /* ---------------------------------------------------------- the store */
 
-/* The L1 table is one for all workers; each front asks its own INNER. */
-static struct agw_store *
-add_l1(struct agw_store *inner, const struct agw_config *cfg,
-       struct agw_shared *shared)
-{
-    if (inner == NULL || cfg->l1_entries <= 0) {
-        return inner;
-    }
-    if (shared->l1 != NULL) {
-        return agw_store_l1_share(shared->l1, inner);
-    }
-    shared->l1 = agw_store_l1_new(inner, cfg->l1_entries, (size_t)cfg->l1_bytes,
-                                  cfg->l1_ttl_ms);
-    return shared->l1;
-}
-
 /*
- * Memory: the process's one store. Redis: this worker's connections, the
- * process's memory store as the fallback for outages, the shared L1 in
- * front. A fleet claim must outlive one upstream attempt (SPEC §5),
- * connect included, so that only a dead holder's claim expires.
+ * Memory: a store on the process's tables. Redis: the same, over this
+ * worker's connection (the L1 in front, the memory table as the fallback
+ * for outages: store.h). A fleet claim must outlive one upstream attempt (SPEC
+ * §5), connect included, so that only a dead holder's claim expires.
  */
 static bool
 start_store(struct agw_worker *w, struct agw_shared *shared, char *err,
@@ -120,11 +102,13 @@ start_store(struct agw_worker *w, struct agw_shared *shared, char *err,
 {
     struct agw_gateway *gw = &w->gw;
     const struct agw_config *cfg = gw->cfg;
-    struct agw_store *redis_store;
 
     if (cfg->store_backend == AGW_STORE_MEMORY) {
-        gw->store = agw_store_memory_ref(shared->memory);
-        return true;
+        gw->store = agw_store_new(shared->store, NULL, NULL, 0);
+        if (gw->store == NULL) {
+            snprintf(err, errlen, "out of memory");
+        }
+        return gw->store != NULL;
     }
     gw->redis = connect_redis(w, "store", err, errlen);
     gw->redis_sub = connect_redis(w, "pubsub", err, errlen);
@@ -135,13 +119,8 @@ start_store(struct agw_worker *w, struct agw_shared *shared, char *err,
     gw->fleet =
         agw_fleet_new(gw->base, gw->redis, gw->redis_sub, cfg->key_prefix,
                       cfg->request_timeout_ms + cfg->connect_timeout_ms + 1000);
-    redis_store = agw_store_redis_new(gw->redis, cfg->key_prefix);
-    gw->store = redis_store == NULL
-                    ? NULL
-                    : agw_store_tiered_new(redis_store,
-                                           agw_store_memory_ref(shared->memory),
-                                           gw->redis, cfg->cache_ttl_s);
-    gw->store = add_l1(gw->store, cfg, shared);
+    gw->store = agw_store_new(shared->store, gw->redis, cfg->key_prefix,
+                              cfg->cache_ttl_s);
     if (gw->fleet == NULL || gw->store == NULL) {
         snprintf(err, errlen, "out of memory");
         return false;
@@ -153,8 +132,11 @@ start_store(struct agw_worker *w, struct agw_shared *shared, char *err,
 static bool
 start_shared(const struct agw_config *cfg, struct agw_shared *shared)
 {
-    shared->memory = agw_store_memory_shared_new(cfg->cache_max_entries,
-                                                 (size_t)cfg->cache_max_bytes);
+    /* The L1 serves the redis backend only. */
+    shared->store = agw_store_tables_new(
+        cfg->cache_max_entries, (size_t)cfg->cache_max_bytes,
+        cfg->store_backend == AGW_STORE_REDIS ? cfg->l1_entries : 0,
+        (size_t)cfg->l1_bytes, cfg->l1_ttl_ms);
     if (agw_config_workers(cfg) > 1) {
         shared->flights = agw_flights_new();
     }
@@ -164,7 +146,7 @@ start_shared(const struct agw_config *cfg, struct agw_shared *shared)
     if (cfg->store_backend == AGW_STORE_REDIS) {
         shared->fallback = agw_limiter_local_shared_new(cfg->rate, cfg->burst);
     }
-    return shared->memory != NULL && shared->limiter != NULL &&
+    return shared->store != NULL && shared->limiter != NULL &&
            (cfg->store_backend != AGW_STORE_REDIS ||
             shared->fallback != NULL) &&
            (agw_config_workers(cfg) == 1 || shared->flights != NULL);
@@ -462,9 +444,7 @@ agw_worker_free(struct agw_worker *w)
 void
 agw_shared_free(struct agw_shared *shared)
 {
-    if (shared->memory != NULL) {
-        shared->memory->ops->destroy(shared->memory);
-    }
+    agw_store_tables_unref(shared->store);
     if (shared->limiter != NULL) {
         shared->limiter->ops->destroy(shared->limiter);
     }

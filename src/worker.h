@@ -23,10 +23,9 @@ struct agw_server;
 
 /* Made by the first worker, borrowed by the others (worker.c). */
 struct agw_shared {
-    struct agw_store *memory;     /* the in-process store, thread-safe */
-    struct agw_limiter *limiter;  /* the process's (redis: its guard) */
+    struct agw_store_tables *store; /* the store's memory and L1 tables */
+    struct agw_limiter *limiter;    /* the process's (redis: its guard) */
     struct agw_limiter *fallback; /* redis: the process's while Redis is down */
-    struct agw_store *l1;         /* first worker's L1 front, or NULL */
     struct agw_flights *flights;  /* workers > 1 */
     const struct agw_server *listener; /* first worker's server */
 };
