@@ -42,7 +42,7 @@ struct agw_config {
     long cache_max_bytes; /* the memory store's bound with the above */
     long l1_entries;      /* 0: no L1 in front of Redis */
     long l1_bytes;
-    int l1_ttl_ms; /* how stale an L1 answer may be (store_l1.h) */
+    int l1_ttl_ms; /* how stale an L1 answer may be (store.h) */
     /* [ratelimit] */
     double rate;
     int burst;

@@ -41,7 +41,7 @@ struct agw_lru {
     size_t max_bytes;
     int64_t (*now_us)(void);
 
-    pthread_mutex_t lock;  /* when SHARED, guards everything below */
+    pthread_mutex_t lock;  /* when LOCKED, guards everything below */
     struct agw_table *map; /* key -> struct entry */
     struct entry_list order;
     uint64_t epoch; /* puts so far */

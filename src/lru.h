@@ -2,7 +2,7 @@
  * lru.h - a bounded cache of answers (status + body) by string key:
  * at most MAX_ENTRIES entries and MAX_BYTES bytes, a TTL per entry, the
  * least recently used evicted first, an expired entry never returned. It
- * serves the memory store (store_memory.c) and the L1 (store_l1.c).
+ * serves the store's memory table and its L1 (store.c).
  */
 #ifndef AGW_LRU_H
 #define AGW_LRU_H

@@ -32,7 +32,7 @@ struct daemon {
     struct agw_auth *auth;  /* callers (mode = token); NULL: mode = none */
     struct event_base *control;
     struct event *sigterm, *sigint, *sighup, *sigusr1;
-    struct agw_shared shared;
+    struct agw_process process;
     struct agw_worker *workers;
     int nworkers; /* initialised */
     int nexited;  /* loops that have ended */
@@ -249,7 +249,7 @@ start(struct daemon *d)
     }
     for (; d->nworkers < n; d->nworkers++) {
         if (!agw_worker_init(&d->workers[d->nworkers], d->nworkers, d->cfg,
-                             d->auth, &d->shared, err, sizeof(err))) {
+                             d->auth, &d->process, err, sizeof(err))) {
             d->nworkers++; /* freed by stop() */
             log_error("%s", err);
             return false;
@@ -282,7 +282,7 @@ stop(struct daemon *d)
         agw_worker_free(&d->workers[i]);
     }
     free(d->workers);
-    agw_shared_free(&d->shared);
+    agw_process_free(&d->process);
     for (size_t i = 0; i < sizeof(events) / sizeof(events[0]); i++) {
         if (events[i] != NULL) {
             event_free(events[i]);

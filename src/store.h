@@ -1,10 +1,16 @@
 /*
  * store.h - where answered creates are kept for dedupe (SPEC §3). One
- * interface (agw_store_ops), two backends: in process (store_memory.c,
- * one loop's or shared by the workers) and Redis (store_redis.c, shared
- * by the fleet; its layout is read and written by flight_tier.h's scripts too).
- * worker.c puts the L1 (store_l1.h) and the outage fallback
- * (store_tiered.h) in front of Redis; callers see one store.
+ * interface (agw_store_ops) that create.c calls, and one implementation
+ * (store.c) with its tiers inside, built by one call per event loop:
+ *
+ *   memory backend: the process's memory table (an lru.h cache).
+ *   redis backend:  the L1 (a small short-lived lru.h cache, one per
+ *                   process, optional) in front of this loop's Redis
+ *                   connection (store_redis.h), with the process's memory
+ *                   table as the outage fallback and stale-if-error copy.
+ *
+ * The process-wide tables (struct agw_store_tables) are made once and
+ * shared by every loop's store; tests fake the store through the ops.
  */
 #ifndef AGW_STORE_H
 #define AGW_STORE_H
@@ -23,6 +29,7 @@ typedef void (*agw_store_get_cb)(enum agw_store_result result, int status,
                                  const char *body, size_t len, void *arg);
 
 struct agw_store;
+struct agw_store_tables;
 
 struct agw_store_ops {
     const char *name;
@@ -39,10 +46,10 @@ struct agw_store_ops {
     void (*put)(struct agw_store *store, const char *key, int status,
                 const char *body, size_t len, long ttl_s);
     /* Optional (NULL: nothing to do). An answer this instance served
-     * that the shared store holds already (another instance's flight's,
-     * or one the fleet read or wrote itself: flight_tier.h): keeps the copies
-     * a put() would keep (the L1's, the one for outages: store_tiered.h),
-     * without writing the shared store again. */
+     * that Redis holds already (another instance's flight's, or one the
+     * fleet's claim read or its release wrote: flight_fleet.h): keeps the
+     * copies a put() would keep (the L1's, the one for outages) without
+     * writing Redis again. */
     void (*keep)(struct agw_store *store, const char *key, int status,
                  const char *body, size_t len, long ttl_s);
     void (*destroy)(struct agw_store *store);
@@ -53,43 +60,73 @@ struct agw_store {
 };
 
 /*
- * In-process store (an lru.h cache): at most MAX_ENTRIES answers and
- * MAX_BYTES bytes (key, body and the entry's own bookkeeping, about 100
- * bytes); the least recently used one is evicted to make room (an answer
- * bigger than MAX_BYTES is not kept); expired ones are never returned.
- * get() and peek() answer before they return, with no lock held during
- * the callback (it may call the store again). For one thread only.
+ * The process-wide part: the memory table, at most MAX_ENTRIES answers
+ * and MAX_BYTES bytes (key, body and the entry's own bookkeeping, about
+ * 100 bytes; the least recently used one is evicted to make room; an
+ * answer bigger than MAX_BYTES is not kept; expired ones are never
+ * returned), and the L1 table: at most L1_ENTRIES entries and L1_BYTES
+ * bytes, each living at most L1_TTL_MS from the moment it was copied in
+ * and never past the TTL given to put(). L1_TTL_MS therefore bounds how
+ * long a refresh made on another instance (Cache-Control: no-cache there)
+ * can still be answered from this instance's L1, give or take one Redis
+ * round trip; it may also answer up to L1_TTL_MS past the expiry of the
+ * Redis copy. Any L1 bound <= 0: no L1 (every lookup goes to Redis).
+ *
+ * Both tables own their locks: stores on them may run in different
+ * threads at once. Reference counted, starting at one (the caller's);
+ * each store holds one more. NULL when memory runs out.
  */
-struct agw_store *agw_store_memory_new(long max_entries, size_t max_bytes);
+struct agw_store_tables *agw_store_tables_new(long max_entries,
+                                              size_t max_bytes, long l1_entries,
+                                              size_t l1_bytes, long l1_ttl_ms);
 
-/*
- * The same, for the worker threads of one process to share: it owns its
- * lock (lru.h), so any thread may call it. Both kinds are reference
- * counted, starting at one: destroy() drops a reference, the last one
- * frees the store.
- */
-struct agw_store *agw_store_memory_shared_new(long max_entries,
-                                              size_t max_bytes);
-
-/* Another reference to STORE (a memory store). Returns STORE. */
-struct agw_store *agw_store_memory_ref(struct agw_store *store);
-
-/* Entries held now (expired ones not yet evicted included). */
-long agw_store_memory_count(const struct agw_store *store);
+/* Drops a reference; the last one frees the tables (any thread). */
+void agw_store_tables_unref(struct agw_store_tables *tables);
 
 struct agw_redis;
 
 /*
- * Redis store (shared by the fleet): answers under KEY_PREFIX "a:" KEY,
- * with the TTL given to put(). A get is one round trip (GET). When Redis
- * is down or a command fails, get() answers AGW_STORE_ERROR and put()
- * drops the write (logged). REDIS is borrowed: it must outlive the store.
+ * One event loop's store on TABLES (a reference is taken).
+ *
+ * REDIS NULL: the memory backend. get() and peek() answer before they
+ * return, with no lock held during the callback (it may call the store
+ * again); keep() does nothing (put() wrote the only copy).
+ *
+ * REDIS (borrowed: it must outlive the store; used from its loop only):
+ * answers under KEY_PREFIX "a:" KEY (see AGW_STORE_REDIS_KEY). An L1 hit
+ * is answered before get() returns (peek() answers only those); an L1
+ * miss is one Redis GET while Redis is up, and a Redis hit is copied into
+ * the L1 (unless a put for the key raced the lookup: it may be newer)
+ * and into the memory table for COPY_TTL_S (a GET does not tell the
+ * answer's own TTL). While Redis is down, or when its lookup fails, the
+ * memory table answers instead (SPEC §4: in-process dedupe only, and an
+ * answer served or stored before an outage is still served during it).
+ * put() writes Redis (while up), the L1 and the memory table; keep() the
+ * L1 and the memory table only (Redis holds the answer already).
+ *
+ * destroy() drops the store; lookups still in flight answer as usual
+ * when their Redis replies (or failures) come. NULL when memory runs out.
  */
-struct agw_store *agw_store_redis_new(struct agw_redis *redis,
-                                      const char *key_prefix);
+struct agw_store *agw_store_new(struct agw_store_tables *tables,
+                                struct agw_redis *redis, const char *key_prefix,
+                                long copy_ttl_s);
+
+struct agw_store_stats {
+    long memory_entries; /* held now, expired ones not yet dropped incl. */
+    long l1_entries;     /* the same, in the L1 */
+    size_t l1_bytes;     /* as counted against L1_BYTES */
+    uint64_t l1_hits;    /* lookups answered from the L1 */
+    uint64_t l1_misses;  /* lookups passed on to Redis */
+    uint64_t l1_evicted; /* L1 entries dropped for room or age */
+};
+
+/* A snapshot: each table's entries, bytes and evictions are consistent
+ * with each other; hits and misses are counted apart, without the lock. */
+void agw_store_tables_stats(struct agw_store_tables *tables,
+                            struct agw_store_stats *out);
 
 /*
- * The Redis store's layout, shared with the fleet's scripts (flight_tier.h),
+ * The Redis store's layout, shared with the fleet's scripts (flight_fleet.h),
  * which read an answer in a miss's claim and write it in its release:
  * key KEY_PREFIX AGW_STORE_REDIS_KEY KEY, value "<status>\n<body>".
  * Encode returns a malloc'd value of *VALUE_LEN bytes (NULL: out of
@@ -103,8 +140,9 @@ char *agw_store_redis_encode(int status, const char *body, size_t len,
 bool agw_store_redis_decode(const char *value, size_t len, int *status,
                             const char **body, size_t *body_len);
 
-/* For tests: replace the monotonic microsecond clock. */
-void agw_store_memory_set_clock(struct agw_store *store,
+/* For tests: replace the monotonic microsecond clock (NULL: the real
+ * one) of both tables. Call it before stores are used from threads. */
+void agw_store_tables_set_clock(struct agw_store_tables *tables,
                                 int64_t (*now_us)(void));
 
 #endif

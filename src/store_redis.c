@@ -1,6 +1,6 @@
 /*
- * store_redis.c - the dedupe store shared by the fleet (SPEC §3): one
- * Redis string per answer, so a lookup is a single GET.
+ * store_redis.c - the Redis tier of the store (SPEC §3): one Redis
+ * string per answer, so a lookup is a single GET.
  *
  * Key layout: KEY_PREFIX "a:" DEDUPE_KEY, e.g. "agw:a:3f5c...e1" (the
  * dedupe key is 64 hex characters). Value: the HTTP status in decimal, a
@@ -14,7 +14,7 @@
  * writer to Redis could plant a well-formed false answer anyway, which is
  * why the Redis link must be trusted (README).
  */
-#include "store.h"
+#include "store_redis.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,36 +32,29 @@
  * answers the same on every lookup), else at debug. */
 #define BAD_VALUE_WARN_EVERY_US (60 * 1000000LL)
 
-struct store_redis {
-    struct agw_store base; /* first: the ops receive &base */
+struct agw_store_redis {
     struct agw_redis *redis;
     char *prefix;          /* KEY_PREFIX "a:" */
     bool put_failing;      /* warn once per run of failed writes */
     int64_t bad_warned_us; /* the last warn of a value not ours */
-    int refs;              /* the owner until destroy(), plus each op out */
+    int refs;              /* the owner until freed, plus each op out */
 };
 
 /* One lookup in flight; holds a reference on the store. */
 struct get_op {
-    struct store_redis *store;
+    struct agw_store_redis *store;
     agw_store_get_cb cb;
     void *arg;
 };
 
 /* One write in flight; holds a reference on the store. */
 struct put_op {
-    struct store_redis *store;
+    struct agw_store_redis *store;
     char key[72]; /* the dedupe key, for the log */
 };
 
-static struct store_redis *
-redis_of(struct agw_store *store)
-{
-    return (struct store_redis *)store;
-}
-
 static void
-store_unref(struct store_redis *s)
+store_unref(struct agw_store_redis *s)
 {
     if (--s->refs == 0) {
         free(s->prefix);
@@ -70,7 +63,7 @@ store_unref(struct store_redis *s)
 }
 
 static char *
-full_key(const struct store_redis *s, const char *key, size_t *len)
+full_key(const struct agw_store_redis *s, const char *key, size_t *len)
 {
     size_t plen = strlen(s->prefix);
     size_t klen = strlen(key);
@@ -134,7 +127,7 @@ agw_store_redis_encode(int status, const char *body, size_t len,
 /* A value that is not ours: at warn now and then, never echoed (it may
  * be huge, or anything). */
 static void
-bad_value(struct store_redis *s, const redisReply *reply)
+bad_value(struct agw_store_redis *s, const redisReply *reply)
 {
     int64_t now = agw_now_us();
 
@@ -155,7 +148,7 @@ static void
 on_get(struct redisReply *reply, const char *error, void *arg)
 {
     struct get_op *op = arg;
-    struct store_redis *s = op->store;
+    struct agw_store_redis *s = op->store;
     int status = 0;
     const char *body = NULL;
     size_t len = 0;
@@ -184,11 +177,10 @@ on_get(struct redisReply *reply, const char *error, void *arg)
     free(op);
 }
 
-static void
-redis_get(struct agw_store *store, const char *key, agw_store_get_cb cb,
-          void *arg)
+void
+agw_store_redis_get(struct agw_store_redis *s, const char *key,
+                    agw_store_get_cb cb, void *arg)
 {
-    struct store_redis *s = redis_of(store);
     struct get_op *op = malloc(sizeof(*op));
     const char *argv[2] = {"GET", NULL};
     size_t argvlen[2] = {3, 0};
@@ -214,7 +206,7 @@ static void
 on_put(struct redisReply *reply, const char *error, void *arg)
 {
     struct put_op *op = arg;
-    struct store_redis *s = op->store;
+    struct agw_store_redis *s = op->store;
     bool ok = reply != NULL && reply->type != REDIS_REPLY_ERROR;
 
     if (ok && s->put_failing) {
@@ -232,11 +224,10 @@ on_put(struct redisReply *reply, const char *error, void *arg)
     free(op);
 }
 
-static void
-redis_put(struct agw_store *store, const char *key, int status,
-          const char *body, size_t len, long ttl_s)
+void
+agw_store_redis_set(struct agw_store_redis *s, const char *key, int status,
+                    const char *body, size_t len, long ttl_s)
 {
-    struct store_redis *s = redis_of(store);
     struct put_op *op = calloc(1, sizeof(*op));
     char ttl[24];
     const char *argv[5] = {"SET", NULL, NULL, "EX", ttl};
@@ -269,28 +260,24 @@ redis_put(struct agw_store *store, const char *key, int status,
     free(value);
 }
 
-static void
-redis_destroy(struct agw_store *store)
+void
+agw_store_redis_free(struct agw_store_redis *s)
 {
-    struct store_redis *s = redis_of(store);
-
-    if (s == NULL) {
-        return;
+    if (s != NULL) {
+        store_unref(s);
     }
-    store_unref(s);
 }
 
-static const struct agw_store_ops redis_ops = {
-    .name = "redis",
-    .get = redis_get,
-    .put = redis_put,
-    .destroy = redis_destroy,
-};
+bool
+agw_store_redis_is_up(const struct agw_store_redis *s)
+{
+    return agw_redis_is_up(s->redis);
+}
 
-struct agw_store *
+struct agw_store_redis *
 agw_store_redis_new(struct agw_redis *redis, const char *key_prefix)
 {
-    struct store_redis *s = calloc(1, sizeof(*s));
+    struct agw_store_redis *s = calloc(1, sizeof(*s));
     const char *p = key_prefix != NULL ? key_prefix : "";
 
     if (s == NULL) {
@@ -302,8 +289,7 @@ agw_store_redis_new(struct agw_redis *redis, const char *key_prefix)
         return NULL;
     }
     sprintf(s->prefix, "%s" AGW_STORE_REDIS_KEY, p);
-    s->base.ops = &redis_ops;
     s->redis = redis;
     s->refs = 1;
-    return &s->base;
+    return s;
 }

@@ -24,8 +24,6 @@
 #include "redis.h"
 #include "server.h"
 #include "store.h"
-#include "store_l1.h"
-#include "store_tiered.h"
 #include "upstream.h"
 
 #define DRAIN_TICK_MS 50
@@ -92,39 +90,25 @@ connect_redis(struct agw_worker *w, const char *name, char *err, size_t errlen)
 
 /* ---------------------------------------------------------- the store */
 
-/* The L1 table is one for all workers; each front asks its own INNER. */
-static struct agw_store *
-add_l1(struct agw_store *inner, const struct agw_config *cfg,
-       struct agw_shared *shared)
-{
-    if (inner == NULL || cfg->l1_entries <= 0) {
-        return inner;
-    }
-    if (shared->l1 != NULL) {
-        return agw_store_l1_share(shared->l1, inner);
-    }
-    shared->l1 = agw_store_l1_new(inner, cfg->l1_entries, (size_t)cfg->l1_bytes,
-                                  cfg->l1_ttl_ms);
-    return shared->l1;
-}
-
 /*
- * Memory: the process's one store. Redis: this worker's connections, the
- * process's memory store as the fallback for outages, the shared L1 in
- * front. A fleet claim must outlive one upstream attempt (SPEC §5),
- * connect included, so that only a dead holder's claim expires.
+ * Memory: a store on the process's tables. Redis: the same, over this
+ * worker's connection (the L1 in front, the memory table as the fallback
+ * for outages: store.h). A fleet claim must outlive one upstream attempt (SPEC
+ * §5), connect included, so that only a dead holder's claim expires.
  */
 static bool
-start_store(struct agw_worker *w, struct agw_shared *shared, char *err,
+start_store(struct agw_worker *w, struct agw_process *proc, char *err,
             size_t errlen)
 {
     struct agw_gateway *gw = &w->gw;
     const struct agw_config *cfg = gw->cfg;
-    struct agw_store *redis_store;
 
     if (cfg->store_backend == AGW_STORE_MEMORY) {
-        gw->store = agw_store_memory_ref(shared->memory);
-        return true;
+        gw->store = agw_store_new(proc->store, NULL, NULL, 0);
+        if (gw->store == NULL) {
+            snprintf(err, errlen, "out of memory");
+        }
+        return gw->store != NULL;
     }
     gw->redis = connect_redis(w, "store", err, errlen);
     gw->redis_sub = connect_redis(w, "pubsub", err, errlen);
@@ -135,13 +119,8 @@ start_store(struct agw_worker *w, struct agw_shared *shared, char *err,
     gw->flight_fleet = agw_flight_fleet_new(
         gw->base, gw->redis, gw->redis_sub, cfg->key_prefix,
         cfg->request_timeout_ms + cfg->connect_timeout_ms + 1000);
-    redis_store = agw_store_redis_new(gw->redis, cfg->key_prefix);
-    gw->store = redis_store == NULL
-                    ? NULL
-                    : agw_store_tiered_new(redis_store,
-                                           agw_store_memory_ref(shared->memory),
-                                           gw->redis, cfg->cache_ttl_s);
-    gw->store = add_l1(gw->store, cfg, shared);
+    gw->store = agw_store_new(proc->store, gw->redis, cfg->key_prefix,
+                              cfg->cache_ttl_s);
     if (gw->flight_fleet == NULL || gw->store == NULL) {
         snprintf(err, errlen, "out of memory");
         return false;
@@ -151,28 +130,30 @@ start_store(struct agw_worker *w, struct agw_shared *shared, char *err,
 
 /* Worker 0 makes what the others share. */
 static bool
-start_shared(const struct agw_config *cfg, struct agw_shared *shared)
+start_process(const struct agw_config *cfg, struct agw_process *proc)
 {
-    shared->memory = agw_store_memory_shared_new(cfg->cache_max_entries,
-                                                 (size_t)cfg->cache_max_bytes);
+    /* The L1 serves the redis backend only. */
+    proc->store = agw_store_tables_new(
+        cfg->cache_max_entries, (size_t)cfg->cache_max_bytes,
+        cfg->store_backend == AGW_STORE_REDIS ? cfg->l1_entries : 0,
+        (size_t)cfg->l1_bytes, cfg->l1_ttl_ms);
     if (agw_config_workers(cfg) > 1) {
-        shared->flights = agw_flight_board_new();
+        proc->flights = agw_flight_board_new();
     }
     /* Memory: the process's limiter. Redis: the departure guard of the
      * fleet limiter (at rate; a fallback's settings come from Redis). */
-    shared->limiter = agw_limiter_process_new(cfg->rate, cfg->burst);
+    proc->limiter = agw_limiter_process_new(cfg->rate, cfg->burst);
     if (cfg->store_backend == AGW_STORE_REDIS) {
-        shared->fallback = agw_limiter_process_new(cfg->rate, cfg->burst);
+        proc->fallback = agw_limiter_process_new(cfg->rate, cfg->burst);
     }
-    return shared->memory != NULL && shared->limiter != NULL &&
-           (cfg->store_backend != AGW_STORE_REDIS ||
-            shared->fallback != NULL) &&
-           (agw_config_workers(cfg) == 1 || shared->flights != NULL);
+    return proc->store != NULL && proc->limiter != NULL &&
+           (cfg->store_backend != AGW_STORE_REDIS || proc->fallback != NULL) &&
+           (agw_config_workers(cfg) == 1 || proc->flights != NULL);
 }
 
 /* Everything but the store and the server. */
 static bool
-start_stages(struct agw_worker *w, struct agw_shared *shared, char *err,
+start_stages(struct agw_worker *w, struct agw_process *proc, char *err,
              size_t errlen)
 {
     struct agw_gateway *gw = &w->gw;
@@ -181,19 +162,19 @@ start_stages(struct agw_worker *w, struct agw_shared *shared, char *err,
     gw->limiter =
         gw->redis != NULL
             ? agw_limiter_fleet_new(gw->base, gw->redis, gw->cfg,
-                                    agw_limiter_process_ref(shared->limiter),
-                                    agw_limiter_process_ref(shared->fallback))
-            : agw_limiter_process_ref(shared->limiter);
+                                    agw_limiter_process_ref(proc->limiter),
+                                    agw_limiter_process_ref(proc->fallback))
+            : agw_limiter_process_ref(proc->limiter);
     /* Calls waiting for a slot ask again when the limiter in force
      * changes (SPEC §4). */
     agw_limiter_fleet_on_change(gw->limiter, agw_create_on_limiter_change, gw);
-    if (shared->flights != NULL) {
-        gw->flight_process = agw_flight_process_new(gw->base, shared->flights);
+    if (proc->flights != NULL) {
+        gw->flight_process = agw_flight_process_new(gw->base, proc->flights);
     }
     w->drain_tick = evtimer_new(gw->base, on_drain_tick, w);
     if (gw->flight_loop == NULL || gw->limiter == NULL ||
         w->drain_tick == NULL ||
-        (shared->flights != NULL && gw->flight_process == NULL)) {
+        (proc->flights != NULL && gw->flight_process == NULL)) {
         snprintf(err, errlen, "out of memory");
         return false;
     }
@@ -203,7 +184,7 @@ start_stages(struct agw_worker *w, struct agw_shared *shared, char *err,
 
 bool
 agw_worker_init(struct agw_worker *w, int index, struct agw_config *cfg,
-                struct agw_auth *auth, struct agw_shared *shared, char *err,
+                struct agw_auth *auth, struct agw_process *proc, char *err,
                 size_t errlen)
 {
     struct agw_gateway *gw = &w->gw;
@@ -223,20 +204,20 @@ agw_worker_init(struct agw_worker *w, int index, struct agw_config *cfg,
                  "(is /etc/resolv.conf readable?)");
         return false;
     }
-    if (index == 0 && !start_shared(cfg, shared)) {
+    if (index == 0 && !start_process(cfg, proc)) {
         snprintf(err, errlen, "out of memory");
         return false;
     }
-    if (!start_store(w, shared, err, errlen) ||
-        !start_stages(w, shared, err, errlen)) {
+    if (!start_store(w, proc, err, errlen) ||
+        !start_stages(w, proc, err, errlen)) {
         return false;
     }
-    w->server = agw_server_start(gw, shared->listener, err, errlen);
+    w->server = agw_server_start(gw, proc->listener, err, errlen);
     if (w->server == NULL) {
         return false;
     }
     if (index == 0) {
-        shared->listener = w->server;
+        proc->listener = w->server;
     }
     return true;
 }
@@ -462,17 +443,15 @@ agw_worker_free(struct agw_worker *w)
 }
 
 void
-agw_shared_free(struct agw_shared *shared)
+agw_process_free(struct agw_process *proc)
 {
-    if (shared->memory != NULL) {
-        shared->memory->ops->destroy(shared->memory);
+    agw_store_tables_unref(proc->store);
+    if (proc->limiter != NULL) {
+        proc->limiter->ops->destroy(proc->limiter);
     }
-    if (shared->limiter != NULL) {
-        shared->limiter->ops->destroy(shared->limiter);
+    if (proc->fallback != NULL) {
+        proc->fallback->ops->destroy(proc->fallback);
     }
-    if (shared->fallback != NULL) {
-        shared->fallback->ops->destroy(shared->fallback);
-    }
-    agw_flight_board_free(shared->flights);
-    memset(shared, 0, sizeof(*shared));
+    agw_flight_board_free(proc->flights);
+    memset(proc, 0, sizeof(*proc));
 }

@@ -1,8 +1,9 @@
 /*
  * worker.h - one worker thread: an event loop with its own evhttp, Redis
- * connections and upstream pool, serving the shared listen socket. What
- * workers share (store, limiter, L1, single flight) is in struct
- * agw_shared; everything else is the worker's alone.
+ * connections and upstream pool, accepting on the process's one listen
+ * socket. What the workers of a process have in common (the store's
+ * tables, the limiters, the flight board, the listener) is in struct
+ * agw_process; everything else is the worker's alone.
  */
 #ifndef AGW_WORKER_H
 #define AGW_WORKER_H
@@ -21,12 +22,12 @@ struct agw_config;
 struct agw_flight_board;
 struct agw_server;
 
-/* Made by the first worker, borrowed by the others (worker.c). */
-struct agw_shared {
-    struct agw_store *memory;     /* the in-process store, thread-safe */
-    struct agw_limiter *limiter;  /* the process's (redis: its guard) */
+/* The process's part: made by the first worker, borrowed by the others
+ * (worker.c). */
+struct agw_process {
+    struct agw_store_tables *store; /* the store's memory and L1 tables */
+    struct agw_limiter *limiter;    /* the process's (redis: its guard) */
     struct agw_limiter *fallback; /* redis: the process's while Redis is down */
-    struct agw_store *l1;         /* first worker's L1 front, or NULL */
     struct agw_flight_board *flights;  /* workers > 1 */
     const struct agw_server *listener; /* first worker's server */
 };
@@ -48,14 +49,14 @@ struct agw_worker {
 };
 
 /*
- * Builds worker INDEX on a new loop of its own: store chain, limiter,
- * upstream pool, fleet, server. CFG and AUTH get a holder each. SHARED is
- * filled by worker 0 and read by the others. False with ERR on failure
+ * Builds worker INDEX on a new loop of its own: store, flights, limiter,
+ * upstream pool, server. CFG and AUTH get a holder each. PROC is filled
+ * by worker 0 and read by the others. False with ERR on failure
  * (agw_worker_free() still cleans up).
  */
 bool agw_worker_init(struct agw_worker *w, int index, struct agw_config *cfg,
-                     struct agw_auth *auth, struct agw_shared *shared,
-                     char *err, size_t errlen);
+                     struct agw_auth *auth, struct agw_process *proc, char *err,
+                     size_t errlen);
 
 /* Runs W's loop in a thread; ON_EXIT(W, ARG) runs on CONTROL's loop when
  * it ends. */
@@ -83,7 +84,7 @@ void agw_worker_join(struct agw_worker *w);
  * every worker first: one may still post to another's loop. */
 void agw_worker_free(struct agw_worker *w);
 
-/* Frees what worker 0 made in SHARED, once every worker is freed. */
-void agw_shared_free(struct agw_shared *shared);
+/* Frees what worker 0 made in PROC, once every worker is freed. */
+void agw_process_free(struct agw_process *proc);
 
 #endif

@@ -20,6 +20,7 @@
 #include "redis.h"
 #include "reply.h"
 #include "store.h"
+#include "store_redis.h"
 #include "util.h"
 
 #define WAIT_UP_MS 5000
@@ -443,12 +444,12 @@ result_name(enum agw_store_result r)
 }
 
 static void
-store_get(struct agw_store *s, const char *key, struct lookup *l)
+store_get(struct agw_store_redis *s, const char *key, struct lookup *l)
 {
     long t0 = now_ms();
 
     memset(l, 0, sizeof(*l));
-    s->ops->get(s, key, on_lookup, l);
+    agw_store_redis_get(s, key, on_lookup, l);
     if (l->done) {
         out("BUG store callback inside get");
     }
@@ -461,7 +462,7 @@ static int
 mode_store(const char *url)
 {
     struct conn c;
-    struct agw_store *s;
+    struct agw_store_redis *s;
     struct lookup l;
     struct result res;
     char body[300];
@@ -476,8 +477,8 @@ mode_store(const char *url)
         return 1;
     }
     s = agw_store_redis_new(c.r, "agw:");
-    s->ops->put(s, "k1", 201, body, 265, 2);
-    s->ops->put(s, "k3", 200, "", 0, 100);
+    agw_store_redis_set(s, "k1", 201, body, 265, 2);
+    agw_store_redis_set(s, "k3", 200, "", 0, 100);
     run_for(200);
     store_get(s, "k1", &l);
     out("body %s",
@@ -488,12 +489,12 @@ mode_store(const char *url)
     out("ttl %s", sync_cmd(c.r, &res, "TTL agw:a:k1"));
     sync_cmd(c.r, &res, "SET agw:a:bad garbage");
     store_get(s, "bad", &l);
-    s->ops->put(s, "k3", 200, "x", 1, 0); /* TTL 0: removes it */
+    agw_store_redis_set(s, "k3", 200, "x", 1, 0); /* TTL 0: removes it */
     run_for(200);
     store_get(s, "k3", &l);
     run_for(2300);
     store_get(s, "k1", &l);
-    s->ops->destroy(s);
+    agw_store_redis_free(s);
     agw_redis_free(c.r);
     return 0;
 }
@@ -503,7 +504,7 @@ static int
 mode_store_down(const char *url)
 {
     struct conn c;
-    struct agw_store *s;
+    struct agw_store_redis *s;
     struct lookup l;
 
     if (!conn_open(&c, "store", url, 500, 500)) {
@@ -512,12 +513,12 @@ mode_store_down(const char *url)
     s = agw_store_redis_new(c.r, "agw:");
     run_for(300);
     store_get(s, "k1", &l);
-    s->ops->put(s, "k1", 200, "{}", 2, 60);
-    s->ops->put(s, "k2", 200, "{}", 2, 60);
+    agw_store_redis_set(s, "k1", 200, "{}", 2, 60);
+    agw_store_redis_set(s, "k2", 200, "{}", 2, 60);
     run_for(200);
     /* Freed in the other order than usual: pending writes survive it. */
-    s->ops->put(s, "k3", 200, "{}", 2, 60);
-    s->ops->destroy(s);
+    agw_store_redis_set(s, "k3", 200, "{}", 2, 60);
+    agw_store_redis_free(s);
     agw_redis_free(c.r);
     return 0;
 }

@@ -298,7 +298,9 @@ hammer(void *arg)
 static void
 test_shared_store_and_limiter_from_threads(void **state)
 {
-    struct agw_store *store = agw_store_memory_shared_new(1000, SIZE_MAX);
+    struct agw_store_tables *tables =
+        agw_store_tables_new(1000, SIZE_MAX, 0, 0, 0);
+    struct agw_store *store = agw_store_new(tables, NULL, NULL, 0);
     struct agw_limiter *rl = agw_limiter_process_new(10, 0);
     struct hammer hm[THREADS];
     pthread_t th[THREADS];
@@ -309,7 +311,7 @@ test_shared_store_and_limiter_from_threads(void **state)
     assert_non_null(store);
     assert_non_null(rl);
     for (int i = 0; i < THREADS; i++) {
-        hm[i] = (struct hammer){agw_store_memory_ref(store),
+        hm[i] = (struct hammer){agw_store_new(tables, NULL, NULL, 0),
                                 agw_limiter_process_ref(rl), i, 0, 0};
         assert_int_equal(pthread_create(&th[i], NULL, hammer, &hm[i]), 0);
     }
@@ -332,7 +334,8 @@ test_shared_store_and_limiter_from_threads(void **state)
     assert_int_equal(hm[0].hits, 1);
     assert_false(store->ops->peek(store, "absent", on_get, &hm[0]));
     assert_int_equal(hm[0].hits, 1);
-    store->ops->destroy(store); /* the last reference */
+    store->ops->destroy(store);
+    agw_store_tables_unref(tables); /* the last reference */
     rl->ops->destroy(rl);
 }
 
