@@ -397,8 +397,8 @@ main(int argc, char **argv)
     log_info("asset-gateway %s serving %s for %s (store %s, rate %.6g/s, "
              "%d worker%s)",
              PACKAGE_VERSION, d.cfg->listen, d.cfg->base_url,
-             d.workers[0].gw.store->ops->name, d.cfg->rate, d.nworkers,
-             d.nworkers == 1 ? "" : "s");
+             d.cfg->store_backend == AGW_STORE_REDIS ? "redis" : "memory",
+             d.cfg->rate, d.nworkers, d.nworkers == 1 ? "" : "s");
     event_base_dispatch(d.control);
     stop(&d);
     return 0;
