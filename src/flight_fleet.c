@@ -60,7 +60,7 @@
 #include "log.h"
 #include "redis.h"
 #include "reply.h"
-#include "store.h"
+#include "store_redis.h"
 #include "table.h"
 #include "util.h"
 

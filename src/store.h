@@ -19,14 +19,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-enum agw_store_result { AGW_STORE_HIT, AGW_STORE_MISS, AGW_STORE_ERROR };
-
-/*
- * Result of a lookup. On HIT, BODY (LEN bytes, not NUL-terminated is
- * allowed) and STATUS are valid only during the callback: copy them.
- */
-typedef void (*agw_store_get_cb)(enum agw_store_result result, int status,
-                                 const char *body, size_t len, void *arg);
+#include "store_result.h"
 
 struct agw_store;
 struct agw_store_tables;
@@ -93,7 +86,7 @@ struct agw_redis;
  * again); keep() does nothing (put() wrote the only copy).
  *
  * REDIS (borrowed: it must outlive the store; used from its loop only):
- * answers under KEY_PREFIX "a:" KEY (see AGW_STORE_REDIS_KEY). An L1 hit
+ * answers under KEY_PREFIX "a:" KEY (store_redis.h). An L1 hit
  * is answered before get() returns (peek() answers only those); an L1
  * miss is one Redis GET while Redis is up, and a Redis hit is copied into
  * the L1 (unless a put for the key raced the lookup: it may be newer)
@@ -124,21 +117,6 @@ struct agw_store_stats {
  * with each other; hits and misses are counted apart, without the lock. */
 void agw_store_tables_stats(struct agw_store_tables *tables,
                             struct agw_store_stats *out);
-
-/*
- * The Redis store's layout, shared with the fleet's scripts (flight_fleet.h),
- * which read an answer in a miss's claim and write it in its release:
- * key KEY_PREFIX AGW_STORE_REDIS_KEY KEY, value "<status>\n<body>".
- * Encode returns a malloc'd value of *VALUE_LEN bytes (NULL: out of
- * memory). Decode accepts only what the store serves (a 2xx status in
- * at most 3 digits, a body of at most AGW_RESPONSE_MAX_BYTES); *BODY
- * points into VALUE.
- */
-#define AGW_STORE_REDIS_KEY "a:"
-char *agw_store_redis_encode(int status, const char *body, size_t len,
-                             size_t *value_len);
-bool agw_store_redis_decode(const char *value, size_t len, int *status,
-                            const char **body, size_t *body_len);
 
 /* For tests: replace the monotonic microsecond clock (NULL: the real
  * one) of both tables. Call it before stores are used from threads. */

@@ -1,9 +1,10 @@
 /*
- * store_redis.h - the Redis tier of the store (store.c only): one loop's
- * GET and SET of answers shared by the fleet, in the layout of store.h
- * (AGW_STORE_REDIS_KEY, agw_store_redis_encode/decode). Not a store of
- * its own: store.c puts the L1 in front of it and the memory fallback
- * behind it.
+ * store_redis.h - the Redis tier of the store: one loop's GET and SET of
+ * answers shared by the fleet (store.c only), and their layout in Redis
+ * (AGW_STORE_REDIS_KEY, agw_store_redis_encode/decode), which the fleet's
+ * flight scripts read and write too (flight_fleet.c). Not a store of its
+ * own: store.c puts the L1 in front of it and the memory fallback behind
+ * it.
  */
 #ifndef AGW_STORE_REDIS_H
 #define AGW_STORE_REDIS_H
@@ -11,10 +12,25 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "store.h"
+#include "store_result.h"
 
 struct agw_redis;
 struct agw_store_redis;
+
+/*
+ * The Redis store's layout, shared with the fleet's scripts (flight_fleet.h),
+ * which read an answer in a miss's claim and write it in its release:
+ * key KEY_PREFIX AGW_STORE_REDIS_KEY KEY, value "<status>\n<body>".
+ * Encode returns a malloc'd value of *VALUE_LEN bytes (NULL: out of
+ * memory). Decode accepts only what the store serves (a 2xx status in
+ * at most 3 digits, a body of at most AGW_RESPONSE_MAX_BYTES); *BODY
+ * points into VALUE.
+ */
+#define AGW_STORE_REDIS_KEY "a:"
+char *agw_store_redis_encode(int status, const char *body, size_t len,
+                             size_t *value_len);
+bool agw_store_redis_decode(const char *value, size_t len, int *status,
+                            const char **body, size_t *body_len);
 
 /* The tier on REDIS (borrowed: it must outlive the tier) for keys under
  * KEY_PREFIX "a:". NULL when memory runs out. */
