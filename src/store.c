@@ -354,7 +354,6 @@ store_destroy(struct agw_store *store)
 }
 
 static const struct agw_store_ops store_ops = {
-    .name = "store",
     .get = store_get,
     .peek = store_peek,
     .put = store_put,

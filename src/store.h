@@ -25,7 +25,6 @@ struct agw_store;
 struct agw_store_tables;
 
 struct agw_store_ops {
-    const char *name;
     /* Looks KEY up. CB runs exactly once; a backend without I/O (memory)
      * may run it before get() returns. */
     void (*get)(struct agw_store *store, const char *key, agw_store_get_cb cb,

@@ -137,7 +137,6 @@ store_put(struct agw_store *s, const char *key, int status, const char *body,
 }
 
 static const struct agw_store_ops store_ops = {
-    .name = "fake",
     .get = store_get,
     .put = store_put,
 };
