@@ -111,12 +111,19 @@ run_format() { # the .clang-format style, checked like any other test
     fi
 }
 
-run_check plain "$out/plain"
-run_format
-run_soak
-run_check sanitizers "$out/asan" --enable-sanitizers
-run_valgrind
-run_fuzz
-run_package
+start=$(date +%s)
+phase() { # phase NAME: prints how long the suite has run, then runs NAME
+    echo "--- at $(($(date +%s) - start)) s: $1"
+    "$@"
+}
+
+phase run_check plain "$out/plain"
+phase run_format
+phase run_soak
+phase run_check sanitizers "$out/asan" --enable-sanitizers
+phase run_valgrind
+phase run_fuzz
+phase run_package
+echo "--- at $(($(date +%s) - start)) s: done"
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
