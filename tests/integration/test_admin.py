@@ -261,6 +261,33 @@ def purge_reaches_other_instance_l1(h):
 
 
 @H.scenario
+def l1_dropped_after_outage(h):
+    """Purges published while an instance was away from Redis never
+    reach it: back, it drops its whole L1 (here: a restarted Redis that
+    lost every answer; B's L1, good for a minute, must not answer)."""
+    t = h.t
+    sb = h.sandbox()
+    redis = H.Redis(h)
+    b = admin_gateway(h, sb, redis, overrides={"store": {"l1_ttl_ms":
+                                                         "60000"}})
+    t.check(wait_ready(b.gw), "ready on Redis")
+    u = sb.sample("outage-l1.png")
+    seq = [b.gw.create({"uri": u}).header("x-cache") for _ in range(2)]
+    t.eq(seq, ["MISS", "HIT"], "MISS, then HIT: B's L1 warm")
+    redis.stop()
+    redis.start()
+    t.check(wait_ready(b.gw), "ready on the restarted Redis")
+    back = H.wait_until(
+        lambda: (b.status().get("caches") or {}).get("l1", {}).get(
+            "entries") == 0, 3.0, step=0.05)
+    t.check(back, "back on Redis: B's L1 is empty",
+            json.dumps(b.status().get("caches")))
+    r = b.gw.create({"uri": u})
+    t.eq((r.status, r.header("x-cache")), (200, "MISS"),
+         "the create B's L1 held before the outage is a MISS after it")
+
+
+@H.scenario
 def purge_unknown_and_malformed(h):
     t = h.t
     sb = h.sandbox()
