@@ -186,6 +186,9 @@ def status_degraded_when_redis_dies(h):
     t.eq((st.get("redis") or {}).get("up"), False, "redis.up false")
     t.eq(fleet_ids(st), [(st.get("instance") or {}).get("id")],
          "fleet.instances lists this instance alone")
+    r = a.purge({"businessId": H.BIZ, "uri": sb.sample("deg.png")})
+    H.check_error(t, r, 503, 14, "a purge while Redis is down -> 503 code 14 "
+                  "(only this instance could forget it)")
 
 
 @H.scenario
