@@ -419,7 +419,8 @@ def non_loopback_needs_token(h):
                     "-t refuses admin listen %s without a token, naming "
                     "FILE:LINE" % listen, "rc=%r err=%r" % (rc, err))
             rc2, _, err2 = H.run_cmd([h.gateway_bin, "-c", gw.conf_path])
-            t.check(rc2 == 1 and "[admin] listen:" in err2,
+            t.check(rc2 == 1 and "%s:%d: [admin] listen:" % (gw.conf_path,
+                                                             line) in err2,
                     "start-up refuses it too", "rc=%r err=%r" % (rc2, err2))
         else:
             t.eq(rc, 0, "-t accepts admin listen %s%s" %
