@@ -1,17 +1,12 @@
 /*
- * admin.c - the operators' listener (SPEC §12, admin.h).
+ * admin.c - the operators' listener (SPEC §12, admin.h): routes, the
+ * operators' token, purges; the status JSON is admin_status.c's.
  *
  * It runs on the first worker's loop rather than a thread of its own:
  * operator traffic is a status poll every 2 s and a rare purge, and on
  * that loop it can use the worker's Redis connections (the fleet's
  * heartbeats, the purge script), its limiter and its store as they are,
  * with no locks and no connections of its own.
- *
- * Status scopes: "fleet" facts come from Redis (the heartbeats); while
- * Redis is down the fleet, limiter and callers parts say "scope":
- * "local" (callers: "callers_scope", since a caller may be named
- * "scope") and show this instance alone. The history (one sample every
- * HISTORY_EVERY_S, the last HISTORY_MAX) is this instance's.
  */
 #include "admin.h"
 
@@ -20,7 +15,6 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/queue.h>
-#include <sys/time.h>
 
 #include <event2/buffer.h>
 #include <event2/event.h>
@@ -31,7 +25,7 @@
 #include <openssl/evp.h>
 
 #include "address.h"
-#include "admin_stats.h"
+#include "admin_status.h"
 #include "config.h"
 #include "flight_fleet.h"
 #include "gateway.h"
@@ -44,21 +38,12 @@
 #include "store.h"
 #include "util.h"
 
-#define HISTORY_EVERY_S 5
-#define HISTORY_MAX (300 / HISTORY_EVERY_S) /* five minutes */
 #define BODY_MAX 65536
 #define ADMIN_TIMEOUT_S 10
 #define CSP                                                                    \
     "default-src 'none'; script-src 'unsafe-inline'; style-src "               \
     "'unsafe-inline'; connect-src 'self'; base-uri 'none'; form-action "       \
     "'none'; frame-ancestors 'none'"
-
-struct sample {
-    double t;
-    double calls_per_s;
-    double backlog_ms;
-    unsigned long long hits, misses;
-};
 
 struct pending;
 
@@ -69,10 +54,7 @@ struct agw_admin {
     struct evhttp *http;
     struct evhttp_bound_socket *listener;
     struct event *sample_timer;
-    struct sample history[HISTORY_MAX]; /* a ring */
-    size_t nhistory, next_sample;
-    unsigned long long seen_calls, seen_hits, seen_misses;
-    int64_t seen_us;
+    struct agw_admin_history history;
     LIST_HEAD(, pending) pending; /* requests waiting on Redis */
 };
 
@@ -86,15 +68,6 @@ struct pending {
 };
 
 /* ------------------------------------------------------------ answers */
-
-static double
-unix_now(void)
-{
-    struct timeval tv;
-
-    gettimeofday(&tv, NULL);
-    return (double)tv.tv_sec + (double)tv.tv_usec / 1e6;
-}
 
 static const char *
 method_name(struct evhttp_request *req)
@@ -191,321 +164,12 @@ agw_admin_token_ok(const char *token_sha256, const char *authorization)
            got_len == 32 && CRYPTO_memcmp(want, got, 32) == 0;
 }
 
-/* ----------------------------------------------------------- history */
-
-static void
-add_sample(struct agw_admin *adm)
-{
-    unsigned long long calls = agw_metrics_upstream_count();
-    unsigned long long hits = agw_metrics_cache_count(AGW_CACHE_HIT);
-    unsigned long long misses = agw_metrics_cache_count(AGW_CACHE_MISS);
-    struct agw_limiter *rl = adm->gw->limiter;
-    int64_t now = agw_now_us();
-    double dt = (double)(now - adm->seen_us) / 1e6;
-    struct sample *s = &adm->history[adm->next_sample];
-
-    s->t = unix_now();
-    s->calls_per_s = dt > 0 ? (double)(calls - adm->seen_calls) / dt : 0;
-    s->backlog_ms = rl->ops->backlog_us != NULL
-                        ? (double)rl->ops->backlog_us(rl) / 1000.0
-                        : 0;
-    s->hits = hits - adm->seen_hits;
-    s->misses = misses - adm->seen_misses;
-    adm->seen_calls = calls;
-    adm->seen_hits = hits;
-    adm->seen_misses = misses;
-    adm->seen_us = now;
-    adm->next_sample = (adm->next_sample + 1) % HISTORY_MAX;
-    if (adm->nhistory < HISTORY_MAX) {
-        adm->nhistory++;
-    }
-}
-
 static void
 on_sample_timer(evutil_socket_t fd, short what, void *arg)
 {
-    add_sample(arg);
-}
+    struct agw_admin *adm = arg;
 
-static json_object *
-history_json(const struct agw_admin *adm)
-{
-    json_object *arr = json_object_new_array();
-
-    for (size_t i = 0; i < adm->nhistory; i++) {
-        const struct sample *s =
-            &adm->history[(adm->next_sample + HISTORY_MAX - adm->nhistory + i) %
-                          HISTORY_MAX];
-        json_object *o = json_object_new_object();
-        unsigned long long seen = s->hits + s->misses;
-
-        json_object_object_add(o, "t", json_object_new_double(s->t));
-        json_object_object_add(o, "upstream_calls_per_s",
-                               json_object_new_double(s->calls_per_s));
-        json_object_object_add(o, "backlog_ms",
-                               json_object_new_double(s->backlog_ms));
-        json_object_object_add(o, "hits",
-                               json_object_new_int64((int64_t)s->hits));
-        json_object_object_add(o, "misses",
-                               json_object_new_int64((int64_t)s->misses));
-        json_object_object_add(
-            o, "hit_ratio",
-            seen > 0 ? json_object_new_double((double)s->hits / (double)seen)
-                     : NULL);
-        json_object_array_add(arr, o);
-    }
-    return arr;
-}
-
-/* ------------------------------------------------------------ status */
-
-static json_object *
-instance_json(const struct agw_admin *adm)
-{
-    json_object *o = json_object_new_object();
-    char id[33];
-    double now = unix_now();
-
-    agw_limiter_fleet_instance_id(id);
-    json_object_object_add(o, "id", json_object_new_string(id));
-    json_object_object_add(o, "host",
-                           json_object_new_string(agw_admin_stats_host()));
-    json_object_object_add(o, "version",
-                           json_object_new_string(agw_admin_stats_version()));
-    json_object_object_add(
-        o, "uptime_s",
-        json_object_new_int64((int64_t)(now - agw_admin_stats_started_at())));
-    json_object_object_add(o, "workers", json_object_new_int(adm->workers));
-    json_object_object_add(
-        o, "config_loaded_at",
-        json_object_new_double(agw_admin_stats_config_loaded_at()));
-    return o;
-}
-
-static json_object *
-limiter_json(const struct agw_admin *adm, const char *scope)
-{
-    struct agw_limiter *rl = adm->gw->limiter;
-    struct agw_limiter_info info;
-    json_object *o = json_object_new_object();
-    int64_t until = rl->ops->paused_until(rl);
-    double pause_until =
-        until > 0 ? unix_now() + (double)(until - agw_now_us()) / 1e6 : 0;
-
-    agw_limiter_info(rl, &info);
-    json_object_object_add(
-        o, "rate",
-        json_object_new_double(info.rate > 0 ? info.rate : adm->gw->cfg->rate));
-    json_object_object_add(
-        o, "backlog_ms",
-        json_object_new_double(rl->ops->backlog_us != NULL
-                                   ? (double)rl->ops->backlog_us(rl) / 1000.0
-                                   : 0));
-    json_object_object_add(o, "pause_until",
-                           until > 0 ? json_object_new_double(pause_until)
-                                     : NULL);
-    json_object_object_add(o, "mode", json_object_new_string(info.mode));
-    json_object_object_add(o, "scope", json_object_new_string(scope));
-    return o;
-}
-
-/* "host:port" or the socket path of redis_url: never its password. */
-static json_object *
-redis_json(const struct agw_admin *adm, bool up)
-{
-    const struct agw_config *cfg = adm->gw->cfg;
-    json_object *o = json_object_new_object();
-    struct agw_redis_url url;
-    char where[300] = "";
-    char why[128];
-
-    if (adm->gw->redis != NULL &&
-        agw_redis_url_parse(cfg->redis_url, &url, why, sizeof(why))) {
-        if (url.path != NULL) {
-            snprintf(where, sizeof(where), "unix:%s", url.path);
-        } else {
-            snprintf(where, sizeof(where), "%s:%d", url.host, url.port);
-        }
-        agw_redis_url_clear(&url);
-    }
-    json_object_object_add(o, "up", json_object_new_boolean(up));
-    json_object_object_add(
-        o, "master", where[0] != '\0' ? json_object_new_string(where) : NULL);
-    return o;
-}
-
-static json_object *
-caches_json(const struct agw_admin *adm)
-{
-    struct agw_store_stats st;
-    json_object *o = json_object_new_object();
-    json_object *l1 = json_object_new_object();
-    json_object *mem = json_object_new_object();
-
-    agw_store_tables_stats(adm->tables, &st);
-    json_object_object_add(l1, "entries", json_object_new_int64(st.l1_entries));
-    json_object_object_add(l1, "bytes",
-                           json_object_new_int64((int64_t)st.l1_bytes));
-    json_object_object_add(l1, "hits",
-                           json_object_new_int64((int64_t)st.l1_hits));
-    json_object_object_add(l1, "misses",
-                           json_object_new_int64((int64_t)st.l1_misses));
-    json_object_object_add(mem, "entries",
-                           json_object_new_int64(st.memory_entries));
-    json_object_object_add(mem, "bytes",
-                           json_object_new_int64((int64_t)st.memory_bytes));
-    json_object_object_add(o, "l1", l1);
-    json_object_object_add(o, "memory", mem);
-    return o;
-}
-
-static json_object *
-upstream_json(void)
-{
-    struct agw_admin_error errs[AGW_ADMIN_ERRORS_MAX];
-    size_t n = agw_admin_stats_errors(errs);
-    json_object *o = json_object_new_object();
-    json_object *list = json_object_new_array();
-    char last[160] = "";
-
-    for (size_t i = 0; i < n; i++) {
-        json_object *e = json_object_new_object();
-
-        json_object_object_add(e, "at", json_object_new_double(errs[i].at));
-        json_object_object_add(
-            e, "status",
-            errs[i].status != 0 ? json_object_new_int(errs[i].status) : NULL);
-        json_object_object_add(
-            e, "error",
-            errs[i].status == 0 ? json_object_new_string(errs[i].error) : NULL);
-        json_object_array_add(list, e);
-    }
-    if (n > 0 && errs[n - 1].status != 0) {
-        snprintf(last, sizeof(last), "HTTP %d", errs[n - 1].status);
-    } else if (n > 0) {
-        snprintf(last, sizeof(last), "%s", errs[n - 1].error);
-    }
-    json_object_object_add(
-        o, "open_connections",
-        json_object_new_int64(agw_admin_stats_upstream_conns_open()));
-    json_object_object_add(o, "last_error",
-                           n > 0 ? json_object_new_string(last) : NULL);
-    json_object_object_add(o, "last_error_at",
-                           n > 0 ? json_object_new_double(errs[n - 1].at)
-                                 : NULL);
-    json_object_object_add(o, "last_errors", list);
-    return o;
-}
-
-/* {NAME: {"calls_last_minute": N}} from CALLS ({NAME: N}), into OUT. */
-static void
-add_calls(json_object *out, json_object *calls)
-{
-    json_object *entry;
-    int64_t n;
-
-    if (calls == NULL || !json_object_is_type(calls, json_type_object)) {
-        return;
-    }
-    json_object_object_foreach(calls, name, v)
-    {
-        if (!json_object_is_type(v, json_type_int)) {
-            continue;
-        }
-        n = json_object_get_int64(v);
-        if (!json_object_object_get_ex(out, name, &entry)) {
-            entry = json_object_new_object();
-            json_object_object_add(entry, "calls_last_minute",
-                                   json_object_new_int64(0));
-            json_object_object_add(out, name, entry);
-        }
-        json_object_object_add(
-            entry, "calls_last_minute",
-            json_object_new_int64(json_object_get_int64(json_object_object_get(
-                                      entry, "calls_last_minute")) +
-                                  n));
-    }
-}
-
-static json_object *
-self_entry(void)
-{
-    json_object *o = json_object_new_object();
-    char id[33];
-
-    agw_limiter_fleet_instance_id(id);
-    json_object_object_add(o, "id", json_object_new_string(id));
-    json_object_object_add(o, "host",
-                           json_object_new_string(agw_admin_stats_host()));
-    json_object_object_add(o, "version",
-                           json_object_new_string(agw_admin_stats_version()));
-    return o;
-}
-
-/* The fleet from the instances script's reply, callers summed over it. */
-static bool
-fleet_from_reply(const redisReply *r, json_object *fleet, json_object *callers)
-{
-    json_object *list = json_object_new_array();
-
-    if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements % 2 != 0) {
-        json_object_put(list);
-        return false;
-    }
-    for (size_t i = 0; i + 1 < r->elements; i += 2) {
-        const redisReply *id = r->element[i], *info = r->element[i + 1];
-        json_object *o = json_object_new_object();
-        json_object *parsed = NULL, *v;
-
-        if (id->type != REDIS_REPLY_STRING ||
-            info->type != REDIS_REPLY_STRING) {
-            json_object_put(o);
-            continue;
-        }
-        parsed = json_tokener_parse(info->str);
-        json_object_object_add(o, "id", json_object_new_string(id->str));
-        json_object_object_add(o, "host",
-                               json_object_object_get_ex(parsed, "host", &v)
-                                   ? json_object_get(v)
-                                   : NULL);
-        json_object_object_add(o, "version",
-                               json_object_object_get_ex(parsed, "version", &v)
-                                   ? json_object_get(v)
-                                   : NULL);
-        if (json_object_object_get_ex(parsed, "calls", &v)) {
-            add_calls(callers, v);
-        }
-        json_object_put(parsed);
-        json_object_array_add(list, o);
-    }
-    json_object_object_add(fleet, "live",
-                           json_object_new_int((int)(r->elements / 2)));
-    json_object_object_add(fleet, "instances", list);
-    json_object_object_add(fleet, "scope", json_object_new_string("fleet"));
-    return true;
-}
-
-/* This instance alone: Redis is down, or there is no fleet. */
-static void
-fleet_local(const struct agw_admin *adm, json_object *fleet,
-            json_object *callers)
-{
-    struct agw_limiter_info info;
-    json_object *list = json_object_new_array();
-    char *calls = agw_admin_stats_calls_json();
-    json_object *parsed = calls != NULL ? json_tokener_parse(calls) : NULL;
-
-    agw_limiter_info(adm->gw->limiter, &info);
-    json_object_array_add(list, self_entry());
-    /* The fallback's count: the instances last seen in Redis. */
-    json_object_object_add(
-        fleet, "live",
-        json_object_new_int64(info.live_seen > 0 ? info.live_seen : 1));
-    json_object_object_add(fleet, "instances", list);
-    json_object_object_add(fleet, "scope", json_object_new_string("local"));
-    add_calls(callers, parsed);
-    json_object_put(parsed);
-    free(calls);
+    agw_admin_history_sample(&adm->history, adm->gw->limiter);
 }
 
 /* The status, with the fleet from REPLY (NULL: this instance alone). */
@@ -513,33 +177,10 @@ static void
 answer_status(struct agw_admin *adm, struct evhttp_request *req,
               const char *rid, const redisReply *reply)
 {
-    json_object *root = json_object_new_object();
-    json_object *fleet = json_object_new_object();
-    json_object *callers = json_object_new_object();
-    bool shared = fleet_from_reply(reply, fleet, callers);
-    bool redis_up =
-        adm->gw->redis != NULL && agw_metrics_gauge_get(AGW_M_REDIS_UP) == 1;
+    struct agw_admin_view v = {adm->gw, adm->tables, adm->workers,
+                               &adm->history};
+    json_object *root = agw_admin_status_json(&v, reply);
 
-    if (!shared) {
-        json_object_put(fleet);
-        json_object_put(callers);
-        fleet = json_object_new_object();
-        callers = json_object_new_object();
-        fleet_local(adm, fleet, callers);
-    }
-    json_object_object_add(root, "instance", instance_json(adm));
-    json_object_object_add(root, "fleet", fleet);
-    json_object_object_add(root, "limiter",
-                           limiter_json(adm, shared ? "fleet" : "local"));
-    json_object_object_add(root, "redis", redis_json(adm, redis_up));
-    json_object_object_add(root, "caches", caches_json(adm));
-    json_object_object_add(root, "upstream", upstream_json());
-    json_object_object_add(root, "callers", callers);
-    json_object_object_add(root, "callers_scope",
-                           json_object_new_string(shared ? "fleet" : "local"));
-    json_object_object_add(root, "history_every_s",
-                           json_object_new_int(HISTORY_EVERY_S));
-    json_object_object_add(root, "history", history_json(adm));
     send_json(req, rid, 200, root);
     json_object_put(root);
 }
@@ -844,7 +485,7 @@ agw_admin_start(struct agw_gateway *gw, struct agw_store_tables *tables,
                 int workers, char *err, size_t errlen)
 {
     struct agw_admin *adm = calloc(1, sizeof(*adm));
-    struct timeval every = {HISTORY_EVERY_S, 0};
+    struct timeval every = {AGW_ADMIN_HISTORY_EVERY_S, 0};
 
     if (adm == NULL) {
         snprintf(err, errlen, "out of memory");
@@ -853,10 +494,7 @@ agw_admin_start(struct agw_gateway *gw, struct agw_store_tables *tables,
     adm->gw = gw;
     adm->tables = tables;
     adm->workers = workers;
-    adm->seen_us = agw_now_us();
-    adm->seen_calls = agw_metrics_upstream_count();
-    adm->seen_hits = agw_metrics_cache_count(AGW_CACHE_HIT);
-    adm->seen_misses = agw_metrics_cache_count(AGW_CACHE_MISS);
+    agw_admin_history_init(&adm->history);
     LIST_INIT(&adm->pending);
     adm->http = evhttp_new(gw->base);
     adm->sample_timer =

@@ -22,6 +22,9 @@
 #include "address.h"
 #include "admin.h"
 #include "admin_stats.h"
+#include "admin_status.h"
+#include "limiter.h"
+#include "metrics.h"
 #include "config.h"
 #include "store.h"
 
@@ -256,6 +259,46 @@ test_errors_ring(void **state)
     agw_admin_stats_set_clock(NULL);
 }
 
+/* ----------------------------------------------------------- history */
+
+static int64_t
+fake_backlog(struct agw_limiter *rl)
+{
+    return 1500; /* us */
+}
+
+static void
+test_history_ring(void **state)
+{
+    static const struct agw_limiter_ops ops = {.backlog_us = fake_backlog};
+    struct agw_limiter rl = {&ops};
+    struct agw_admin_history *h = calloc(1, sizeof(*h));
+
+    assert_non_null(h);
+    agw_metrics_init("test");
+    agw_admin_history_init(h);
+    agw_metrics_count_cache(AGW_CACHE_HIT);
+    agw_metrics_count_cache(AGW_CACHE_HIT);
+    agw_metrics_count_cache(AGW_CACHE_MISS);
+    agw_metrics_count_upstream(200);
+    agw_admin_history_sample(h, &rl);
+    assert_int_equal(h->n, 1);
+    assert_int_equal(h->samples[0].hits, 2);
+    assert_int_equal(h->samples[0].misses, 1);
+    assert_true(h->samples[0].calls_per_s > 0);
+    assert_true(h->samples[0].backlog_ms == 1.5);
+    /* The next sample counts only what happened since. */
+    agw_admin_history_sample(h, &rl);
+    assert_int_equal(h->samples[1].hits, 0);
+    assert_true(h->samples[1].calls_per_s == 0);
+    for (int i = 0; i < AGW_ADMIN_HISTORY_MAX * 2; i++) {
+        agw_admin_history_sample(h, &rl);
+    }
+    assert_int_equal(h->n, AGW_ADMIN_HISTORY_MAX);
+    assert_int_equal(AGW_ADMIN_HISTORY_MAX * AGW_ADMIN_HISTORY_EVERY_S, 300);
+    free(h);
+}
+
 /* ------------------------------------------------------------- purge */
 
 static void
@@ -292,6 +335,7 @@ main(void)
         cmocka_unit_test(test_config_reload_keeps_token),
         cmocka_unit_test(test_calls_window),
         cmocka_unit_test(test_errors_ring),
+        cmocka_unit_test(test_history_ring),
         cmocka_unit_test(test_tables_forget),
     };
 
