@@ -159,6 +159,10 @@ def status_two_instances(h):
     t.check(live1 and fleet_ids(a.status()) == [ida],
             "after B is SIGKILLed, A's status lists only A within the "
             "heartbeat TTL (%.1f s)" % el, json.dumps(a.status().get("fleet")))
+    gone = H.wait_until(lambda: redis.cmd("HKEYS", "agw:hb:info") ==
+                        [ida.encode()], 2.0, step=0.1)
+    t.check(gone, "B's host/version entry left the heartbeats' hash",
+            repr(redis.cmd("HKEYS", "agw:hb:info")))
 
 
 @H.scenario
