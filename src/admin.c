@@ -321,14 +321,18 @@ static bool
 purge_key(const struct agw_config *cfg, const char *body, size_t len,
           char key[65], char *why, size_t whylen)
 {
-    json_tokener *tok = json_tokener_new();
-    json_object *root =
-        tok != NULL ? json_tokener_parse_ex(tok, body, (int)len) : NULL;
+    /* As strict as a create's body (request.c): one JSON object. */
+    json_tokener *tok = json_tokener_new_ex(AGW_JSON_MAX_DEPTH);
+    json_object *root = NULL;
     const char *business_id = NULL, *problem = "body must be a JSON object";
     char *create = NULL;
     struct agw_request request;
     bool ok = false;
 
+    if (tok != NULL) {
+        json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
+        root = json_tokener_parse_ex(tok, body, (int)len);
+    }
     if (root != NULL && json_object_is_type(root, json_type_object) &&
         json_tokener_get_parse_end(tok) == len) {
         create = create_body(root, &business_id, &problem);

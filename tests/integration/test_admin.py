@@ -304,7 +304,13 @@ def purge_unknown_and_malformed(h):
     r = a.purge({"businessId": H.BIZ, "uri": sb.sample("never.png")})
     t.eq((r.status, r.json), (200, {"purged": False}),
          "purge of a create never made -> 200 {purged: false}")
-    bad = [("not JSON", "{nope"), ("an array", "[1]"),
+    r = a.purge(json.dumps({"businessId": H.BIZ.upper(),
+                            "uri": sb.sample("never.png")}) + "\n")
+    t.eq((r.status, r.json), (200, {"purged": False}),
+         "a body with a trailing newline and an upper-case id is fine")
+    bad = [("not JSON", "{nope"), ("an array", "[1]"), ("no body", ""),
+           ("trailing garbage", '{"businessId": "%s", "uri": "http://x/y"}x'
+            % H.BIZ),
            ("no businessId", {"uri": sb.sample("x.png")}),
            ("bad businessId", {"businessId": "nope", "uri": "http://x/y"}),
            ("no uri", {"businessId": H.BIZ}),
@@ -315,8 +321,8 @@ def purge_unknown_and_malformed(h):
         H.check_error(t, r, 400, 3, "purge with %s -> 400 code 3" % desc)
     t.eq(H.metric(a.gw, "admin_purges_total", result="invalid"),
          float(len(bad)), "admin_purges_total{result=invalid} counts them")
-    t.eq(H.metric(a.gw, "admin_purges_total", result="absent"), 1.0,
-         "admin_purges_total{result=absent} 1")
+    t.eq(H.metric(a.gw, "admin_purges_total", result="absent"), 2.0,
+         "admin_purges_total{result=absent} 2")
 
 
 @H.scenario
