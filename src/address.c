@@ -85,6 +85,19 @@ agw_address_parse_listen(const char *listen, char *host, int *port, char *err,
     return host_ok(host, bracketed, err, errlen);
 }
 
+bool
+agw_address_is_loopback(const char *host)
+{
+    struct in_addr v4;
+    struct in6_addr v6;
+
+    if (inet_pton(AF_INET, host, &v4) == 1) {
+        return (ntohl(v4.s_addr) >> 24) == 127;
+    }
+    return inet_pton(AF_INET6, host, &v6) == 1 &&
+           memcmp(&v6, &in6addr_loopback, sizeof(v6)) == 0;
+}
+
 static bool
 set_host(struct agw_base_url *u, const char *host, int default_port)
 {

@@ -23,6 +23,14 @@
 bool agw_address_parse_listen(const char *listen, char *host, int *port,
                               char *err, size_t errlen);
 
+/*
+ * Whether HOST (as agw_address_parse_listen gives it) is a loopback
+ * address: an IPv4 literal in 127.0.0.0/8 or the IPv6 literal ::1. A
+ * name (even "localhost") is not: what it resolves to is not known when
+ * the config is checked.
+ */
+bool agw_address_is_loopback(const char *host);
+
 /* base_url taken apart, as the client uses it; strings are malloc'ed. */
 struct agw_base_url {
     bool https;

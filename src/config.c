@@ -99,6 +99,9 @@ static bool check_auth_mode(const struct agw_config *cfg, char *why,
                             size_t len);
 static bool check_buffered_bytes(const struct agw_config *cfg, char *why,
                                  size_t len);
+static bool validate_sha256_hex(const char *value, char *why, size_t len);
+static bool check_admin_listen(const struct agw_config *cfg, char *why,
+                               size_t len);
 
 #define OFF(field) offsetof(struct agw_config, field)
 #define MS_HOUR 3600000
@@ -253,6 +256,23 @@ static const struct key_def keys[] = {
      .doc = "Append log lines to this file instead of stderr; SIGUSR1 "
             "reopens it (logrotate).",
      .validate = validate_log_file},
+    /* [admin] */
+    {"admin", "listen", T_STRING, OFF(admin_listen), "", 0, 0,
+     F_OPTIONAL | F_SAMPLE_OFF,
+     .doc = "Operators' listener (/admin/status, /admin/purge, /admin/), "
+            "host:port; empty: off.",
+     .sample = "127.0.0.1:8081",
+     .note = "Other than loopback (127.0.0.0/8, [::1]) it needs "
+             "token_sha256.",
+     .validate = validate_listen, .check = check_admin_listen},
+    {"admin", "token_sha256", T_STRING, OFF(admin_token_sha256), "", 0, 0,
+     F_RELOAD | F_OPTIONAL | F_SAMPLE_OFF,
+     .doc = "SHA-256 (64 hex) of the operators' bearer token; set: every "
+            "admin route needs it.",
+     .sample = "<printf %s \"$TOKEN\" | sha256sum>",
+     .note = "A reload may change it, never remove it from a listener that "
+             "is not loopback.",
+     .validate = validate_sha256_hex},
 };
 
 #define NKEYS (sizeof(keys) / sizeof(keys[0]))
@@ -603,6 +623,40 @@ check_auth_mode(const struct agw_config *cfg, char *why, size_t len)
         return false;
     }
     return true;
+}
+
+static bool
+validate_sha256_hex(const char *value, char *why, size_t len)
+{
+    if (strlen(value) != 64 ||
+        value[strspn(value, "0123456789abcdefABCDEF")] != '\0') {
+        snprintf(why, len,
+                 "must be 64 hex digits, the SHA-256 of the token (printf "
+                 "%%s \"$TOKEN\" | sha256sum), never the token itself");
+        return false;
+    }
+    return true;
+}
+
+/* An operator listener others can reach must ask for a token. Checked on
+ * a reload too, with the running listen (restart-only): a reload that
+ * drops the token of such a listener is refused, the old one kept. */
+static bool
+check_admin_listen(const struct agw_config *cfg, char *why, size_t len)
+{
+    char host[AGW_LISTEN_HOST_MAX + 1];
+    int port;
+
+    if (cfg->admin_listen == NULL || cfg->admin_token_sha256 != NULL ||
+        !agw_address_parse_listen(cfg->admin_listen, host, &port, why, len) ||
+        agw_address_is_loopback(host)) {
+        return true;
+    }
+    snprintf(why, len,
+             "%s is not loopback (127.0.0.0/8 or [::1]): set [admin] "
+             "token_sha256, or listen on loopback",
+             host);
+    return false;
 }
 
 /* ------------------------------------------------------------ loading */

@@ -59,6 +59,9 @@ struct agw_config {
     int log_level;  /* enum agw_log_level */
     int log_format; /* enum agw_log_format */
     char *log_file; /* NULL: stderr */
+    /* [admin] (SPEC §12) */
+    char *admin_listen;       /* NULL: no operator listener */
+    char *admin_token_sha256; /* 64 hex digits; NULL: no token asked */
 
     /* Snapshots in use: the running one, plus one per call that started
      * with it (a reload must not change a call midway). */

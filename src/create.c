@@ -35,6 +35,7 @@
 #include <event2/http.h>
 #include <openssl/rand.h>
 
+#include "admin_stats.h"
 #include "auth.h"
 #include "config.h"
 #include "create.h"
@@ -795,6 +796,9 @@ on_upstream(const struct agw_upstream_result *res, void *arg)
     call->upstream_us += agw_now_us() - call->attempt_start_us;
     agw_metrics_count_upstream(
         res->outcome == AGW_ATTEMPT_RESPONSE ? res->status : 0);
+    agw_admin_stats_upstream(
+        call->caller, res->outcome == AGW_ATTEMPT_RESPONSE ? res->status : 0,
+        res->detail);
     agw_metrics_observe(AGW_M_UPSTREAM_DURATION,
                         (double)(agw_now_us() - call->attempt_start_us) /
                             US_PER_S);

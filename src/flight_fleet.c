@@ -14,6 +14,9 @@
  *                       claim script of a lookup join reads it, so a miss
  *                       is one round trip; the release script of a 2xx
  *                       writes it with the answer's publication.
+ *   PREFIX "purge"      pub/sub channel of operators' purges (SPEC §12):
+ *                       the key whose answer every instance drops from
+ *                       its L1 and memory table (agw_flight_fleet_purge).
  * Answer encoding: "<token>\n<status>\n<retry_after or -1>\n<body>", where
  * token is the claim that produced it. A waiter trusts any message (it was
  * published while it listened, so it answers its request), but a copy
@@ -49,6 +52,7 @@
  */
 #include "flight_fleet.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -226,6 +230,9 @@ struct redis_fleet {
     struct watch_op *watch_out; /* the PING out, if any */
     struct leftover_list leftovers;
     int nleftovers;
+    char *purge_channel;
+    void (*on_purge)(const char *key, void *arg); /* NULL: none told */
+    void *on_purge_arg;
 };
 
 /* A watch PING out; F is NULL once the fleet is freed. */
@@ -1102,6 +1109,13 @@ on_message(const char *channel, const char *data, size_t len, void *arg)
     struct agw_flight_wait **ws;
     size_t n;
 
+    if (strcmp(channel, f->purge_channel) == 0) {
+        if (f->on_purge != NULL && len == 64 &&
+            strspn(data, "0123456789abcdef") == 64) {
+            f->on_purge(data, f->on_purge_arg);
+        }
+        return;
+    }
     if (ks == NULL) {
         return;
     }
@@ -1128,6 +1142,13 @@ on_subscribed(const char *channel, void *arg)
     struct ksub *ks = ksub_of_channel(f, channel);
     struct agw_flight_wait *w;
 
+    /* Purges published while this connection was away were missed. */
+    if (strcmp(channel, f->purge_channel) == 0) {
+        if (f->on_purge != NULL) {
+            f->on_purge(NULL, f->on_purge_arg);
+        }
+        return;
+    }
     if (ks == NULL) {
         return;
     }
@@ -1270,7 +1291,9 @@ agw_flight_fleet_new(struct event_base *base, struct agw_redis *cmd,
     f->watch_timer = evtimer_new(base, on_watch_timer, f);
     f->ksubs = agw_table_new(0);
     f->claims = agw_table_new(0);
+    f->purge_channel = join_str(f->prefix, "purge", "");
     if (f->watch_timer == NULL || f->ksubs == NULL || f->claims == NULL ||
+        f->purge_channel == NULL ||
         !agw_redis_script_init(&f->claim_script, claim_lua) ||
         !agw_redis_script_init(&f->release_script, release_lua) ||
         !agw_redis_script_init(&f->renew_script, renew_lua) ||
@@ -1280,6 +1303,7 @@ agw_flight_fleet_new(struct event_base *base, struct agw_redis *cmd,
         }
         agw_table_free(f->ksubs);
         agw_table_free(f->claims);
+        free(f->purge_channel);
         free(f->prefix);
         free(f);
         return NULL;
@@ -1292,7 +1316,82 @@ agw_flight_fleet_new(struct event_base *base, struct agw_redis *cmd,
     LIST_INIT(&f->waits);
     TAILQ_INIT(&f->leftovers);
     agw_redis_set_subscriber(sub, on_message, on_subscribed, on_sub_state, f);
+    agw_redis_subscribe(sub, f->purge_channel);
     return &f->base_ops;
+}
+
+/* ------------------------------------------------------------ purges */
+
+/* KEYS: the stored answer, the answer's copy for late waiters, the purge
+ * channel. ARGV: the dedupe key. Both copies go, every instance hears of
+ * it; returns whether the stored answer was there. */
+static const char purge_lua[] = "local n = redis.call('DEL', KEYS[1])\n"
+                                "redis.call('DEL', KEYS[2])\n"
+                                "redis.call('PUBLISH', KEYS[3], ARGV[1])\n"
+                                "return n\n";
+
+static struct agw_redis_script purge_script;
+static pthread_once_t purge_once = PTHREAD_ONCE_INIT;
+
+static void
+init_purge_script(void)
+{
+    if (!agw_redis_script_init(&purge_script, purge_lua)) {
+        log_error("fleet: cannot digest the purge script");
+        abort();
+    }
+}
+
+void
+agw_flight_fleet_on_purge(struct agw_flight_tier *fleet,
+                          void (*cb)(const char *key, void *arg), void *arg)
+{
+    struct redis_fleet *f;
+
+    if (fleet == NULL || fleet->ops != &redis_fleet_ops) {
+        return;
+    }
+    f = redis_of(fleet);
+    f->on_purge = cb;
+    f->on_purge_arg = arg;
+}
+
+void
+agw_flight_fleet_purge(struct agw_flight_tier *fleet, const char *key,
+                       void (*cb)(struct redisReply *reply, const char *error,
+                                  void *arg),
+                       void *arg)
+{
+    struct redis_fleet *f;
+    char *stored, *copy;
+    const char *argv[4];
+    size_t argvlen[4];
+
+    if (fleet == NULL || fleet->ops != &redis_fleet_ops) {
+        cb(NULL, "no fleet", arg);
+        return;
+    }
+    f = redis_of(fleet);
+    pthread_once(&purge_once, init_purge_script);
+    stored = join_str(f->prefix, AGW_STORE_REDIS_KEY, key);
+    copy = join_str(f->prefix, "done:", key);
+    if (stored == NULL || copy == NULL) {
+        free(stored);
+        free(copy);
+        cb(NULL, "out of memory", arg);
+        return;
+    }
+    argv[0] = stored;
+    argv[1] = copy;
+    argv[2] = f->purge_channel;
+    argv[3] = key;
+    for (int i = 0; i < 4; i++) {
+        argvlen[i] = strlen(argv[i]);
+    }
+    /* The command copies its arguments. */
+    agw_redis_script_call(f->cmd, &purge_script, cb, arg, 3, 4, argv, argvlen);
+    free(stored);
+    free(copy);
 }
 
 static void
@@ -1329,6 +1428,7 @@ redis_fleet_free(struct agw_flight_tier *fleet)
         f->watch_out->f = NULL; /* its reply frees it */
     }
     event_free(f->watch_timer);
+    free(f->purge_channel);
     free(f->prefix);
     free(f);
 }

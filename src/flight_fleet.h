@@ -44,4 +44,28 @@ struct agw_flight_tier *agw_flight_fleet_new(struct event_base *base,
  */
 void agw_flight_fleet_redis_state(struct agw_flight_tier *fleet, bool up);
 
+struct redisReply;
+
+/*
+ * An operator's purge of KEY (a dedupe key, 64 hex) fleet-wide (SPEC
+ * §12): one script deletes the stored answer and the late waiters' copy
+ * and publishes KEY on PREFIX "purge". CB(REPLY, ERROR, ARG) runs once,
+ * never before this returns unless FLEET is not a Redis fleet (then
+ * REPLY NULL): REPLY's integer is 1 when Redis held the answer.
+ */
+void agw_flight_fleet_purge(struct agw_flight_tier *fleet, const char *key,
+                            void (*cb)(struct redisReply *reply,
+                                       const char *error, void *arg),
+                            void *arg);
+
+/*
+ * CB(KEY, ARG) runs on FLEET's loop for every purge any instance
+ * publishes (KEY: 64 hex), and with KEY NULL whenever the subscription
+ * is (re)confirmed: purges published while it was away were missed, so
+ * every copy that may predate one (the L1) must go. Others: nothing.
+ */
+void agw_flight_fleet_on_purge(struct agw_flight_tier *fleet,
+                               void (*cb)(const char *key, void *arg),
+                               void *arg);
+
 #endif

@@ -58,6 +58,9 @@ struct agw_limiter_ops {
     /* A reload changed the rate or burst: granted slots stay granted
      * (the departure guard applies a lower rate to them at once). */
     void (*reconfigure)(struct agw_limiter *rl, double rate, int burst);
+    /* How far ahead slots are booked now (the next grant's time - now,
+     * 0 when free), for the operators' status; NULL: not known. */
+    int64_t (*backlog_us)(struct agw_limiter *rl);
     /* Which limiter is in force now (see agw_limiter_cb); NULL: always 0. */
     uint64_t (*epoch)(struct agw_limiter *rl);
     void (*destroy)(struct agw_limiter *rl);
@@ -117,5 +120,40 @@ void agw_limiter_fleet_reload(struct agw_limiter *rl,
  */
 void agw_limiter_fleet_on_change(struct agw_limiter *rl, void (*cb)(void *arg),
                                  void *arg);
+
+/* What the operators' status shows of RL (SPEC §12). */
+struct agw_limiter_info {
+    const char *mode; /* "shared" (fleet GCRA in Redis), "degraded" (the
+                         local fallback), or "local" (backend = memory) */
+    double rate;      /* the rate in force: the fleet's, or the fallback's;
+                         0 for a local limiter (the config's rate applies) */
+    long live_seen;   /* instances in the last heartbeat answer; 0: none */
+};
+void agw_limiter_info(struct agw_limiter *rl, struct agw_limiter_info *out);
+
+/* The process's instance id in the fleet's heartbeats (32 hex + NUL). */
+void agw_limiter_fleet_instance_id(char out[33]);
+
+struct redisReply;
+
+/*
+ * The fleet's live instances (SPEC §12), read from the heartbeats with one
+ * script call on RL's connection: CB(REPLY, ARG) gets an array of id,
+ * info, id, info, ... (info: the JSON each heartbeat writes, see
+ * agw_limiter_fleet_set_payload), or NULL when Redis failed (ERROR says
+ * why). Not a fleet limiter: CB(NULL, "no fleet") at once.
+ */
+void agw_limiter_fleet_read_instances(struct agw_limiter *rl,
+                                      void (*cb)(struct redisReply *reply,
+                                                 const char *error, void *arg),
+                                      void *arg);
+
+/*
+ * What each heartbeat writes next to this instance's id (host, version,
+ * calls per caller: admin_stats.h): PAYLOAD() returns a malloc'd string
+ * (NULL: "{}"), called on any worker's thread. Set once before workers
+ * start; NULL (the default) writes "{}".
+ */
+void agw_limiter_fleet_set_payload(char *(*payload)(void));
 
 #endif

@@ -18,6 +18,11 @@
  *   PREFIX "hb:fallback"  the same, for the instances whose heartbeat
  *                      says they are still on their local fallback: a
  *                      rejoining instance counts them as away.
+ *   PREFIX "hb:info"   hash: instance id -> what its heartbeat says of it
+ *                      for the operators (JSON: host, version, upstream
+ *                      calls per caller in the last minute; SPEC §12),
+ *                      written by the same script; a field leaves with
+ *                      its instance's heartbeat, the hash with the last.
  *
  * The scripts are called with EVALSHA (agw_redis_script_call: on NOSCRIPT
  * the call is sent once more as EVAL). Redis >= 5 is needed: the scripts write
@@ -136,18 +141,23 @@ static const char pause_lua[] =
     "redis.call('SET', KEYS[1], '1', 'PX', ARGV[1])\n"
     "return ms\n";
 
-/* KEYS: heartbeat set, fallback set. ARGV: instance id, TTL (ms), "1"
- * when the instance is on its fallback. Renews this instance (in the
- * fallback set too, or out of it), drops the expired ones, returns how
- * many are live (this one included). */
+/* KEYS: heartbeat set, fallback set, info hash. ARGV: instance id, TTL
+ * (ms), "1" when the instance is on its fallback, its info. Renews this
+ * instance (in the fallback set too, or out of it) and its info, drops
+ * the expired ones (and their info), returns how many are live (this one
+ * included). */
 static const char heartbeat_lua[] =
     "local t = redis.call('TIME')\n"
     "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
     "local expiry = string.format('%.0f', now + tonumber(ARGV[2]))\n"
     "local past = string.format('%.0f', now)\n"
+    "local gone = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', past)\n"
+    "for _, id in ipairs(gone) do redis.call('HDEL', KEYS[3], id) end\n"
     "redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', past)\n"
     "redis.call('ZADD', KEYS[1], expiry, ARGV[1])\n"
     "redis.call('PEXPIRE', KEYS[1], ARGV[2])\n"
+    "redis.call('HSET', KEYS[3], ARGV[1], ARGV[4])\n"
+    "redis.call('PEXPIRE', KEYS[3], ARGV[2])\n"
     "redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', past)\n"
     "if ARGV[3] == '1' then\n"
     "  redis.call('ZADD', KEYS[2], expiry, ARGV[1])\n"
@@ -176,6 +186,26 @@ static const char fresh_lua[] =
     "end\n"
     "return back - away\n";
 
+/* KEYS: heartbeat set, info hash. The live instances (expiry still
+ * ahead on Redis's clock), oldest heartbeat first: {id, info, ...}; an
+ * info missing (written by an older version) is "{}". */
+static const char instances_lua[] =
+    "local t = redis.call('TIME')\n"
+    "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+    "local ids = redis.call('ZRANGEBYSCORE', KEYS[1],\n"
+    "  '(' .. string.format('%.0f', now), '+inf')\n"
+    "local out = {}\n"
+    "for _, id in ipairs(ids) do\n"
+    "  out[#out + 1] = id\n"
+    "  out[#out + 1] = redis.call('HGET', KEYS[2], id) or '{}'\n"
+    "end\n"
+    "return out\n";
+
+static struct agw_redis_script instances_script;
+static pthread_once_t instances_once = PTHREAD_ONCE_INIT;
+/* What heartbeats write as this instance's info (see limiter.h). */
+static char *(*heartbeat_payload)(void);
+
 struct script {
     const char *name; /* for logs */
     struct agw_redis_script rs;
@@ -191,7 +221,7 @@ struct limiter_fleet {
      * finds the struct (marked dead) and is dropped. */
     int refs;
     bool dead;
-    char *key_tat, *key_pause, *key_hb, *key_hb_fallback;
+    char *key_tat, *key_pause, *key_hb, *key_hb_fallback, *key_hb_info;
     char id[33]; /* the process's instance id for the heartbeat */
     struct script gcra, pause, heartbeat, fresh;
     double rate;
@@ -248,8 +278,9 @@ struct op {
     int64_t max_wait_us;
     int64_t sent_us;
     int nkeys, nargs;
-    const char *keys[2];     /* f's strings */
+    const char *keys[3];     /* f's strings */
     char args[MAX_ARGS][40]; /* numbers, or the 32-character id */
+    char *last_arg;          /* malloc'd, sent after ARGS; NULL: none */
 };
 
 static const struct agw_limiter_ops fleet_ops;
@@ -292,6 +323,7 @@ fleet_unref(struct limiter_fleet *f)
     free(f->key_pause);
     free(f->key_hb);
     free(f->key_hb_fallback);
+    free(f->key_hb_info);
     free(f);
 }
 
@@ -589,6 +621,7 @@ op_free(struct op *op)
 {
     struct limiter_fleet *f = op->f;
 
+    free(op->last_arg);
     free(op);
     fleet_unref(f);
 }
@@ -596,8 +629,8 @@ op_free(struct op *op)
 static void
 op_send(struct op *op)
 {
-    const char *argv[2 + MAX_ARGS];
-    size_t argvlen[2 + MAX_ARGS];
+    const char *argv[3 + MAX_ARGS + 1];
+    size_t argvlen[3 + MAX_ARGS + 1];
     int argc = 0;
 
     for (int i = 0; i < op->nkeys; i++) {
@@ -605,6 +638,9 @@ op_send(struct op *op)
     }
     for (int i = 0; i < op->nargs; i++) {
         argv[argc++] = op->args[i];
+    }
+    if (op->last_arg != NULL) {
+        argv[argc++] = op->last_arg;
     }
     for (int i = 0; i < argc; i++) {
         argvlen[i] = strlen(argv[i]);
@@ -1135,9 +1171,18 @@ send_heartbeat(struct limiter_fleet *f)
 {
     struct op *op = op_new(f, &f->heartbeat, heartbeat_done);
 
-    op->nkeys = 2;
+    op->nkeys = 3;
     op->keys[0] = f->key_hb;
     op->keys[1] = f->key_hb_fallback;
+    op->keys[2] = f->key_hb_info;
+    op->last_arg = heartbeat_payload != NULL ? heartbeat_payload() : NULL;
+    if (op->last_arg == NULL) {
+        op->last_arg = strdup("{}");
+    }
+    if (op->last_arg == NULL) {
+        log_error("ratelimit: out of memory");
+        abort(); /* as op_new: the heartbeat decides the fallback rate */
+    }
     op->nargs = 3;
     snprintf(op->args[0], sizeof(op->args[0]), "%s", f->id);
     snprintf(op->args[1], sizeof(op->args[1]), "%d", HEARTBEAT_TTL_MS);
@@ -1282,6 +1327,87 @@ agw_limiter_fleet_reload(struct agw_limiter *rl, const struct agw_config *cfg)
     update_fallback(f);
 }
 
+/* On the fleet: the TAT last seen (every reply of the GCRA script moves
+ * the shadow); on the fallback: the fallback's own. */
+static int64_t
+fleet_backlog(struct agw_limiter *rl)
+{
+    struct limiter_fleet *f = fleet_of(rl);
+    int64_t ahead;
+
+    if (!epoch_is_fleet(current_epoch())) {
+        return f->fallback->ops->backlog_us(f->fallback);
+    }
+    ahead = f->shadow.tat_us - agw_now_us();
+    return ahead > 0 ? ahead : 0;
+}
+
+void
+agw_limiter_info(struct agw_limiter *rl, struct agw_limiter_info *out)
+{
+    struct limiter_fleet *f;
+
+    memset(out, 0, sizeof(*out));
+    out->mode = "local";
+    if (rl == NULL || rl->ops != &fleet_ops) {
+        return;
+    }
+    f = fleet_of(rl);
+    out->live_seen = f->live_seen;
+    if (epoch_is_fleet(current_epoch())) {
+        out->mode = "shared";
+        out->rate = f->rate;
+    } else {
+        out->mode = "degraded";
+        out->rate = f->fb_rate;
+    }
+}
+
+void
+agw_limiter_fleet_instance_id(char out[33])
+{
+    instance_id(out);
+}
+
+void
+agw_limiter_fleet_set_payload(char *(*payload)(void))
+{
+    heartbeat_payload = payload;
+}
+
+static void
+init_instances_script(void)
+{
+    if (!agw_redis_script_init(&instances_script, instances_lua)) {
+        log_error("ratelimit: cannot digest the instances script");
+        abort();
+    }
+}
+
+void
+agw_limiter_fleet_read_instances(struct agw_limiter *rl,
+                                 void (*cb)(struct redisReply *reply,
+                                            const char *error, void *arg),
+                                 void *arg)
+{
+    struct limiter_fleet *f;
+    const char *argv[2];
+    size_t argvlen[2];
+
+    if (rl == NULL || rl->ops != &fleet_ops) {
+        cb(NULL, "no fleet", arg);
+        return;
+    }
+    f = fleet_of(rl);
+    pthread_once(&instances_once, init_instances_script);
+    argv[0] = f->key_hb;
+    argv[1] = f->key_hb_info;
+    argvlen[0] = strlen(argv[0]);
+    argvlen[1] = strlen(argv[1]);
+    agw_redis_script_call(f->redis, &instances_script, cb, arg, 2, 2, argv,
+                          argvlen);
+}
+
 static uint64_t
 fleet_epoch(struct agw_limiter *rl)
 {
@@ -1339,6 +1465,7 @@ static const struct agw_limiter_ops fleet_ops = {
     .left = fleet_left,
     .state = fleet_state,
     .reconfigure = fleet_reconfigure,
+    .backlog_us = fleet_backlog,
     .epoch = fleet_epoch,
     .destroy = fleet_destroy,
 };
@@ -1357,6 +1484,7 @@ fleet_init(struct limiter_fleet *f, struct event_base *base,
     f->key_pause = join2(prefix, "rl:pause");
     f->key_hb = join2(prefix, "hb");
     f->key_hb_fallback = join2(prefix, "hb:fallback");
+    f->key_hb_info = join2(prefix, "hb:info");
     fallback_settings(f, &rate, &burst, &n);
     f->fb_rate = rate;
     f->fb_burst = burst;
@@ -1372,9 +1500,10 @@ fleet_init(struct limiter_fleet *f, struct event_base *base,
     f->poll_timer = evtimer_new(base, on_poll_timer, f);
     f->mode_event = event_new(base, -1, 0, on_mode_event, f);
     if (f->key_tat == NULL || f->key_pause == NULL || f->key_hb == NULL ||
-        f->key_hb_fallback == NULL || f->guard == NULL || f->fallback == NULL ||
-        f->heartbeat_timer == NULL || f->poll_timer == NULL ||
-        f->mode_event == NULL || !script_init(&f->gcra, "GCRA", gcra_lua) ||
+        f->key_hb_fallback == NULL || f->key_hb_info == NULL ||
+        f->guard == NULL || f->fallback == NULL || f->heartbeat_timer == NULL ||
+        f->poll_timer == NULL || f->mode_event == NULL ||
+        !script_init(&f->gcra, "GCRA", gcra_lua) ||
         !script_init(&f->pause, "pause", pause_lua) ||
         !script_init(&f->heartbeat, "heartbeat", heartbeat_lua) ||
         !script_init(&f->fresh, "fresh heartbeats", fresh_lua)) {

@@ -188,6 +188,18 @@ process_state(struct agw_limiter *rl, int64_t max_wait_us,
     unlock(l);
 }
 
+static int64_t
+process_backlog(struct agw_limiter *rl)
+{
+    struct limiter_process *l = process_of(rl);
+    int64_t ahead;
+
+    lock(l);
+    ahead = l->gcra.tat_us - agw_now_us();
+    unlock(l);
+    return ahead > 0 ? ahead : 0;
+}
+
 /* Sizes the departure log for RATE + BURST calls; keeps the newest. */
 static bool
 resize_departures(struct limiter_process *l, int cap)
@@ -256,6 +268,7 @@ static const struct agw_limiter_ops process_ops = {
     .left = process_left,
     .reconfigure = process_reconfigure,
     .state = process_state,
+    .backlog_us = process_backlog,
     .destroy = process_destroy,
 };
 

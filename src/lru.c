@@ -223,6 +223,37 @@ agw_lru_fill(struct agw_lru *lru, const char *key, int status, const char *body,
     return kept;
 }
 
+bool
+agw_lru_remove(struct agw_lru *lru, const char *key)
+{
+    int64_t now = lru->now_us();
+    struct entry *e;
+    bool live = false;
+
+    lock(lru);
+    lru->epoch++;
+    e = agw_table_get(lru->map, key);
+    if (e != NULL) {
+        live = now < e->expires_us;
+        drop(lru, e);
+    }
+    unlock(lru);
+    return live;
+}
+
+void
+agw_lru_clear(struct agw_lru *lru)
+{
+    struct entry *e;
+
+    lock(lru);
+    lru->epoch++;
+    while ((e = TAILQ_FIRST(&lru->order)) != NULL) {
+        drop(lru, e);
+    }
+    unlock(lru);
+}
+
 const struct agw_lru_value *
 agw_lru_get(struct agw_lru *lru, const char *key, uint64_t *epoch)
 {

@@ -67,6 +67,16 @@ bool agw_lru_put(struct agw_lru *lru, const char *key, int status,
 bool agw_lru_fill(struct agw_lru *lru, const char *key, int status,
                   const char *body, size_t len, int64_t ttl_us, uint64_t epoch);
 
+/*
+ * Removes KEY's entry (an operator's purge); a fill that started before
+ * (agw_lru_fill with an older EPOCH) cannot bring it back. Returns
+ * whether a live entry was there.
+ */
+bool agw_lru_remove(struct agw_lru *lru, const char *key);
+
+/* Removes every entry, as agw_lru_remove does each. */
+void agw_lru_clear(struct agw_lru *lru);
+
 struct agw_lru_stats {
     long entries;     /* held now, expired ones not yet dropped included */
     size_t bytes;     /* as counted against MAX_BYTES */

@@ -13,8 +13,10 @@
 #include <event2/event.h>
 #include <event2/thread.h>
 
+#include "admin_stats.h"
 #include "auth.h"
 #include "config.h"
+#include "limiter.h"
 #include "log.h"
 #include "metrics.h"
 #include "store.h"
@@ -181,6 +183,7 @@ on_sighup(evutil_socket_t sig, short what, void *arg)
     agw_config_unref(d->cfg);
     d->cfg = next;
     agw_metrics_count_reload(true);
+    agw_admin_stats_config_loaded();
     log_info("configuration reloaded from %s", d->config_path);
 }
 
@@ -381,6 +384,9 @@ main(int argc, char **argv)
     }
     agw_log_setup(d.cfg->log_level, d.cfg->log_format, "asset-gateway");
     agw_metrics_init(PACKAGE_VERSION);
+    agw_admin_stats_init(PACKAGE_VERSION);
+    /* Heartbeats carry host, version and calls per caller (SPEC §12). */
+    agw_limiter_fleet_set_payload(agw_admin_stats_heartbeat);
     signal(SIGPIPE, SIG_IGN);
     log_start_warnings(d.cfg);
     /* Workers post reloads, drains and single-flight outcomes to each

@@ -45,6 +45,11 @@ static const char *const cache_words[LS_SLOTS_CACHE] = {
     [AGW_CACHE_COALESCED] = "coalesced",
 };
 static const char *const reload_words[LS_SLOTS_RELOAD] = {"ok", "failed"};
+static const char *const purge_words[LS_SLOTS_PURGE] = {
+    [AGW_PURGE_PURGED] = "purged",
+    [AGW_PURGE_ABSENT] = "absent",
+    [AGW_PURGE_INVALID] = "invalid",
+};
 
 struct plain_def {
     const char *name;
@@ -160,6 +165,36 @@ void
 agw_metrics_count_reload(bool ok)
 {
     bump(&vec_CONFIG_RELOADS[ok ? 0 : 1], 1);
+}
+
+void
+agw_metrics_count_purge(enum agw_purge_result result)
+{
+    if ((unsigned)result < LS_SLOTS_PURGE) {
+        bump(&vec_ADMIN_PURGES[result], 1);
+    }
+}
+
+unsigned long long
+agw_metrics_cache_count(enum agw_cache_result result)
+{
+    if ((unsigned)result >= LS_SLOTS_CACHE) {
+        return 0;
+    }
+    return atomic_load_explicit(&vec_CACHE_LOOKUPS[result],
+                                memory_order_relaxed);
+}
+
+unsigned long long
+agw_metrics_upstream_count(void)
+{
+    unsigned long long n = 0;
+
+    for (size_t i = 0; i < LS_SLOTS_UPSTREAM; i++) {
+        n += atomic_load_explicit(&vec_UPSTREAM_REQUESTS[i],
+                                  memory_order_relaxed);
+    }
+    return n;
 }
 
 void
@@ -343,6 +378,8 @@ label_value(enum labelset ls, size_t slot, char buf[16])
         return cache_words[slot];
     case LS_RELOAD:
         return reload_words[slot];
+    case LS_PURGE:
+        return purge_words[slot];
     default:
         return "?";
     }
@@ -351,7 +388,7 @@ label_value(enum labelset ls, size_t slot, char buf[16])
 static bool
 shown_at_zero(enum labelset ls)
 {
-    return ls == LS_CACHE || ls == LS_RELOAD;
+    return ls == LS_CACHE || ls == LS_RELOAD || ls == LS_PURGE;
 }
 
 static int

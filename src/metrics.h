@@ -62,7 +62,10 @@ struct evbuffer;
           "without Redis), else 0.")                                           \
     VEC(CONFIG_RELOADS, "config_reloads_total", RELOAD,                        \
         "SIGHUP reloads by result: ok (applied to new calls) or failed "       \
-        "(refused, old settings kept).")
+        "(refused, old settings kept).")                                       \
+    VEC(ADMIN_PURGES, "admin_purges_total", PURGE,                             \
+        "POST /admin/purge answers: purged (Redis or this instance held "      \
+        "it), absent (nothing stored), invalid (400).")
 
 /* Upper bounds (seconds) of the histogram buckets; +Inf is implicit. */
 #define AGW_BUCKETS_UPSTREAM                                                   \
@@ -79,7 +82,8 @@ struct evbuffer;
     X(STATUS, "code", 500)   /* HTTP 100..599; only non-zero ones shown */     \
     X(UPSTREAM, "code", 501) /* "error", then HTTP 100..599 (non-zero) */      \
     X(CACHE, "result", 3)    /* enum agw_cache_result, always shown */         \
-    X(RELOAD, "result", 2)   /* "ok", "failed", always shown */
+    X(RELOAD, "result", 2)   /* "ok", "failed", always shown */                \
+    X(PURGE, "result", 3)    /* enum agw_purge_result, always shown */
 
 #define AGW_METRICS_IGNORE_(...)
 #define AGW_METRICS_ENUM_(id, ...) AGW_M_##id,
@@ -119,6 +123,13 @@ enum agw_cache_result {
     AGW_CACHE_COALESCED = 2,
 };
 
+/* result label of asset_gateway_admin_purges_total. */
+enum agw_purge_result {
+    AGW_PURGE_PURGED = 0,
+    AGW_PURGE_ABSENT = 1,
+    AGW_PURGE_INVALID = 2,
+};
+
 /* Content-Type of the /metrics answer (text exposition format 0.0.4). */
 #define AGW_METRICS_CONTENT_TYPE "text/plain; version=0.0.4; charset=utf-8"
 
@@ -147,6 +158,14 @@ void agw_metrics_count_upstream(int status_or_0);
 
 /* One SIGHUP reload, applied (OK) or refused. */
 void agw_metrics_count_reload(bool ok);
+
+/* One POST /admin/purge answered as RESULT. */
+void agw_metrics_count_purge(enum agw_purge_result result);
+
+/* Read back (the operators' status page): create calls served as RESULT
+ * so far, and upstream attempts so far (every code). */
+unsigned long long agw_metrics_cache_count(enum agw_cache_result result);
+unsigned long long agw_metrics_upstream_count(void);
 
 void agw_metrics_inc(enum agw_counter counter);
 void agw_metrics_add(enum agw_counter counter, unsigned long n);

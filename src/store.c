@@ -176,6 +176,7 @@ agw_store_tables_stats(struct agw_store_tables *t, struct agw_store_stats *out)
     memset(out, 0, sizeof(*out));
     agw_lru_stats(t->memory, &st);
     out->memory_entries = st.entries;
+    out->memory_bytes = st.bytes;
     if (t->l1 != NULL) {
         agw_lru_stats(t->l1, &st);
         out->l1_entries = st.entries;
@@ -184,6 +185,25 @@ agw_store_tables_stats(struct agw_store_tables *t, struct agw_store_stats *out)
     }
     out->l1_hits = atomic_load_explicit(&t->l1_hits, memory_order_relaxed);
     out->l1_misses = atomic_load_explicit(&t->l1_misses, memory_order_relaxed);
+}
+
+bool
+agw_store_tables_forget(struct agw_store_tables *t, const char *key)
+{
+    bool held = agw_lru_remove(t->memory, key);
+
+    if (t->l1 != NULL && agw_lru_remove(t->l1, key)) {
+        held = true;
+    }
+    return held;
+}
+
+void
+agw_store_tables_forget_l1(struct agw_store_tables *t)
+{
+    if (t->l1 != NULL) {
+        agw_lru_clear(t->l1);
+    }
 }
 
 /* ------------------------------------------------------------ lookups */

@@ -105,6 +105,7 @@ struct agw_store *agw_store_new(struct agw_store_tables *tables,
 
 struct agw_store_stats {
     long memory_entries; /* held now, expired ones not yet dropped incl. */
+    size_t memory_bytes; /* as counted against MAX_BYTES */
     long l1_entries;     /* the same, in the L1 */
     size_t l1_bytes;     /* as counted against L1_BYTES */
     uint64_t l1_hits;    /* lookups answered from the L1 */
@@ -116,6 +117,17 @@ struct agw_store_stats {
  * with each other; hits and misses are counted apart, without the lock. */
 void agw_store_tables_stats(struct agw_store_tables *tables,
                             struct agw_store_stats *out);
+
+/*
+ * An operator's purge (SPEC §12): KEY's answer leaves the L1 and the
+ * memory table (a lookup in flight cannot put it back into the L1).
+ * Returns whether either held it. Redis's copy is the caller's to delete.
+ */
+bool agw_store_tables_forget(struct agw_store_tables *tables, const char *key);
+
+/* Empties the L1: back from a Redis outage, this instance may have missed
+ * purges published meanwhile. */
+void agw_store_tables_forget_l1(struct agw_store_tables *tables);
 
 /* For tests: replace the monotonic microsecond clock (NULL: the real
  * one) of both tables. Call it before stores are used from threads. */

@@ -30,6 +30,7 @@
 #include "agw_autoconf.h" /* PACKAGE_VERSION */
 #endif
 #include "address.h"
+#include "admin_stats.h"
 #include "config.h"
 #include "log.h"
 #include "redact.h"
@@ -288,6 +289,7 @@ drop_conn(struct conn *conn)
     }
     move_conn(conn, CONN_DEAD);
     conn->up->nconns--;
+    agw_admin_stats_upstream_conns(-1);
     kick(conn->up);
 }
 
@@ -438,6 +440,7 @@ new_conn(struct agw_upstream *up)
     conn->where = CONN_BUSY;
     TAILQ_INSERT_TAIL(&up->busy, conn, link);
     up->nconns++;
+    agw_admin_stats_upstream_conns(1);
     return conn;
 }
 

@@ -12,6 +12,7 @@
 #include <event2/dns.h>
 #include <event2/event.h>
 
+#include "admin.h"
 #include "auth.h"
 #include "config.h"
 #include "create.h"
@@ -90,6 +91,19 @@ connect_redis(struct agw_worker *w, const char *name, char *err, size_t errlen)
 
 /* ---------------------------------------------------------- the store */
 
+/* A purge published by any instance (KEY), or the purge channel
+ * confirmed again after an outage (KEY NULL: the L1 may hold answers
+ * purged meanwhile). ARG: the process's store tables. */
+static void
+on_purge(const char *key, void *arg)
+{
+    if (key == NULL) {
+        agw_store_tables_forget_l1(arg);
+        return;
+    }
+    agw_store_tables_forget(arg, key);
+}
+
 /*
  * Memory: a store on the process's tables. Redis: the same, over this
  * worker's connection (the L1 in front, the memory table as the fallback
@@ -125,6 +139,7 @@ start_store(struct agw_worker *w, struct agw_process *proc, char *err,
         snprintf(err, errlen, "out of memory");
         return false;
     }
+    agw_flight_fleet_on_purge(gw->flight_fleet, on_purge, proc->store);
     return true;
 }
 
@@ -218,6 +233,12 @@ agw_worker_init(struct agw_worker *w, int index, struct agw_config *cfg,
     }
     if (index == 0) {
         proc->listener = w->server;
+    }
+    /* The operators' listener: on this loop, see admin.c. */
+    if (index == 0 && cfg->admin_listen != NULL) {
+        w->admin = agw_admin_start(gw, proc->store, agw_config_workers(cfg),
+                                   err, errlen);
+        return w->admin != NULL;
     }
     return true;
 }
@@ -354,6 +375,7 @@ on_drain(evutil_socket_t fd, short what, void *arg)
     }
     w->gw.draining = true;
     agw_server_stop_accepting(w->server);
+    agw_admin_stop_accepting(w->admin);
     w->drain_ticks_left = w->gw.cfg->drain_timeout_ms / DRAIN_TICK_MS + 1;
     w->linger_ticks_left = DRAIN_LINGER_TICKS;
     on_drain_tick(-1, 0, w);
@@ -408,6 +430,7 @@ agw_worker_free(struct agw_worker *w)
 
     agw_worker_join(w);
     agw_server_free(w->server);
+    agw_admin_free(w->admin); /* before the Redis connections it uses */
     /* Before the limiter: calls it cancels tell it they never left. */
     if (gw->upstream != NULL) {
         agw_upstream_free(gw->upstream);

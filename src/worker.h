@@ -21,6 +21,7 @@ struct agw_auth;
 struct agw_config;
 struct agw_flight_board;
 struct agw_server;
+struct agw_admin;
 
 /* The process's part: made by the first worker, borrowed by the others
  * (worker.c). */
@@ -36,6 +37,7 @@ struct agw_worker {
     int index;
     struct agw_gateway gw;
     struct agw_server *server;
+    struct agw_admin *admin; /* worker 0 with [admin] listen; else NULL */
     pthread_t thread;
     bool running;  /* the thread was started and not joined yet */
     bool redis_up; /* both Redis connections were up at the last change */

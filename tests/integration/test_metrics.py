@@ -276,7 +276,8 @@ def check_labels_bounded(t, m, desc, forbidden):
                                                   v):
                 bad.append("%s: code=%r" % (name, v))
             elif k == "result" and v not in ("hit", "miss", "coalesced",
-                                             "ok", "failed"):
+                                             "ok", "failed", "purged",
+                                             "absent", "invalid"):
                 bad.append("%s: result=%r" % (name, v))
     t.check(not bad, "%s: label names and values come from fixed sets"
             % desc, "\n".join(bad[:10]))

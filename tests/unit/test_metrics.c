@@ -511,6 +511,7 @@ test_fresh_render_has_every_family(void **state)
         {"asset_gateway_redis_rtt_seconds", "histogram"},
         {"asset_gateway_degraded", "gauge"},
         {"asset_gateway_config_reloads_total", "counter"},
+        {"asset_gateway_admin_purges_total", "counter"},
     };
     const struct parsed *p = render_parsed();
     double now = (double)time(NULL);
