@@ -42,8 +42,8 @@
 #define ADMIN_TIMEOUT_S 10
 #define CSP                                                                    \
     "default-src 'none'; script-src 'unsafe-inline'; style-src "               \
-    "'unsafe-inline'; connect-src 'self'; base-uri 'none'; form-action "       \
-    "'none'; frame-ancestors 'none'"
+    "'unsafe-inline'; connect-src 'self'; img-src data:; base-uri 'none'; "    \
+    "form-action 'none'; frame-ancestors 'none'"
 
 struct pending;
 
