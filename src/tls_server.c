@@ -210,24 +210,44 @@ peer_name(const SSL *ssl, char *out, size_t len)
     snprintf(out, len, "%s:%d", addr, port);
 }
 
-/* A fatal alert, sent or received, before the handshake finished: the
- * handshake failed. Counted once per connection; no key material is
- * anywhere near this. */
+/* Counts SSL's failed handshake, once, and says why at debug. */
 static void
-on_info(const SSL *ssl, int where, int ret)
+handshake_failed(const SSL *ssl, const char *how, const char *why)
 {
     char peer[128];
 
-    if (!(where & SSL_CB_ALERT) || (ret >> 8) != SSL3_AL_FATAL ||
-        SSL_is_init_finished(ssl) || SSL_get_app_data(ssl) == COUNTED) {
+    if (SSL_get_app_data(ssl) == COUNTED) {
         return;
     }
     SSL_set_app_data((SSL *)ssl, COUNTED);
     agw_metrics_inc(AGW_M_TLS_HANDSHAKE_FAILURES);
     peer_name(ssl, peer, sizeof(peer));
-    log_debug("TLS handshake with %s failed: alert %s: %s (%d)", peer,
-              (where & SSL_CB_READ) ? "received" : "sent",
-              SSL_alert_desc_string_long(ret), ret & 0xff);
+    log_debug("TLS handshake with %s failed: %s: %s", peer, how,
+              why != NULL ? why : "?");
+}
+
+/*
+ * The handshake failed when a fatal alert was sent or received before
+ * it finished, or when the handshake stopped in OpenSSL's error state
+ * without one (plain HTTP or garbage on the TLS port). A client that
+ * connects and leaves without a word is not counted. No key material
+ * is anywhere near this.
+ */
+static void
+on_info(const SSL *ssl, int where, int ret)
+{
+    if (SSL_is_init_finished(ssl)) {
+        return;
+    }
+    if ((where & SSL_CB_ALERT) && (ret >> 8) == SSL3_AL_FATAL) {
+        handshake_failed(
+            ssl, (where & SSL_CB_READ) ? "alert received" : "alert sent",
+            SSL_alert_desc_string_long(ret));
+    } else if ((where & SSL_CB_EXIT) && ret <= 0 &&
+               strcmp(SSL_state_string(ssl), "SSLERR") == 0) {
+        handshake_failed(ssl, "error",
+                         ERR_reason_error_string(ERR_peek_last_error()));
+    }
 }
 
 static bool

@@ -17,11 +17,14 @@ import ssl
 import sys
 import threading
 import time
+import warnings
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness as H  # noqa: E402
 
 metric, wait_until = H.metric, H.wait_until
+# The TLS 1.0/1.1 clients are made on purpose, to be refused.
+warnings.filterwarnings("ignore", category=DeprecationWarning)
 RELOAD_WAIT_S = 5.0
 UPLOADER_SAN = "spiffe://example.org/ns/prod/sa/uploader"
 STRANGER_SAN = "spiffe://example.org/ns/prod/sa/stranger"
@@ -249,6 +252,26 @@ def handshake_refusals(h):
     t.check(after, "tls_handshake_failures_total counted the 4 refusals",
             "before %r, now %r" % (failures,
                                    metric(gw, "tls_handshake_failures_total")))
+    failures = metric(gw, "tls_handshake_failures_total")
+    for desc, data in (("plain HTTP", b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"),
+                       ("garbage", b"\x16\x09\x09" + b"x" * 200)):
+        s = socket.create_connection(("127.0.0.1", gw.tls_port), 5)
+        try:
+            s.sendall(data)
+            got = s.recv(100)
+        except OSError:
+            got = b""
+        s.close()
+        t.check(b"HTTP/" not in got, "%s on the TLS port: no HTTP answer"
+                % desc, repr(got))
+    s = socket.create_connection(("127.0.0.1", gw.tls_port), 5)
+    s.close()
+    t.check(wait_until(lambda: metric(gw, "tls_handshake_failures_total")
+                       == failures + 2, 5),
+            "plain HTTP and garbage on the TLS port count as failed "
+            "handshakes; a connection closed without a word does not",
+            "before %r, now %r" % (failures,
+                                   metric(gw, "tls_handshake_failures_total")))
     t.check(any("TLS handshake with 127.0.0.1:" in (j.get("msg") or "")
                 for j in H.log_records(gw)),
             "a failed handshake is logged at debug with the peer address",
@@ -437,6 +460,82 @@ def workers_keepalive_resumption(h):
             "ALPN h2,http/1.1 offered: http/1.1 chosen", repr(reused))
     t.check(all(b" 200 " in r[3] for r in reused),
             "resumed connections answer 200", repr(reused))
+
+
+def tls_raw(port, ctx, data, timeout=5.0):
+    """Sends DATA on a new TLS connection and reads until close or
+    TIMEOUT: (bytes read, whether the server closed, seconds taken)."""
+    raw = socket.create_connection(("127.0.0.1", port), timeout)
+    s = ctx.wrap_socket(raw, server_hostname="127.0.0.1")
+    t0 = time.monotonic()
+    buf, closed = b"", False
+    try:
+        s.sendall(data)
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                closed = True
+                break
+            buf += chunk
+    except (OSError, ssl.SSLError):
+        pass
+    finally:
+        s.close()
+    return buf, closed, time.monotonic() - t0
+
+
+@H.scenario
+def guard_over_tls(h):
+    """The guard sits over TLS: ambiguous framing refused 400 with the
+    connection closed; an unknown certificate's create refused 401
+    before its body is read; max_connections counts TLS connections."""
+    t, sb = h.t, h.sandbox()
+    gw, pki, certs, _ = mtls_setup(h, sb, plain=False)
+    good = client_ctx(pki, certs["uploader"])
+    path = H.create_path(H.BIZ).encode()
+    buf, closed, _ = tls_raw(gw.tls_port, good,
+                             b"POST " + path + b" HTTP/1.1\r\nHost: x\r\n"
+                             b"Content-Length: 5\r\nTransfer-Encoding: "
+                             b"chunked\r\n\r\n0\r\n\r\n")
+    t.check(buf.startswith(b"HTTP/1.1 400") and closed,
+            "TLS: Content-Length and Transfer-Encoding both: 400, closed",
+            repr(buf[:300]))
+    before = sb.calls()
+    buf, closed, took = tls_raw(gw.tls_port,
+                                client_ctx(pki, certs["stranger"]),
+                                b"POST " + path + b" HTTP/1.1\r\nHost: x\r\n"
+                                b"Content-Type: application/json\r\n"
+                                b"Content-Length: 60000\r\n\r\n")
+    t.check(buf.startswith(b"HTTP/1.1 401") and b'"code":16' in buf
+            and took < 3, "TLS, certificate naming no caller: 401 code 16 "
+            "before the announced body is sent (%.2f s)" % took,
+            repr(buf[:300]))
+    t.eq(sb.calls() - before, 0, "nothing went upstream")
+
+    gw.stop()
+    gw2 = gw
+    # max_connections = 2: two idle TLS connections fill it.
+    cfg = json.loads(json.dumps(gw2.cfg))
+    H.merge_config(cfg, {"server": {"max_connections": "2"}})
+    with open(gw2.conf_path, "w") as f:
+        f.write(H.render_config(cfg))
+    gw2.start()
+    held = []
+    for _ in range(2):
+        c = http.client.HTTPSConnection("127.0.0.1", gw2.tls_port,
+                                        timeout=10, context=good)
+        c.request("GET", "/healthz")
+        c.getresponse().read()
+        held.append(c)
+    buf, closed, _ = tls_raw(gw2.tls_port, good,
+                             b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+    t.check(buf.startswith(b"HTTP/1.1 503") and b'"code":14' in buf,
+            "max_connections = 2 with two TLS connections held: the third "
+            "gets 503 code 14", repr(buf[:300]))
+    for c in held:
+        c.close()
+    ok = wait_until(lambda: tls_request(gw2.tls_port, good)[0] == 200, 5)
+    t.check(ok, "once they close, a new TLS connection is served")
 
 
 def sighup(gw, expect):
