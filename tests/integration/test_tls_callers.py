@@ -538,6 +538,34 @@ def guard_over_tls(h):
     t.check(ok, "once they close, a new TLS connection is served")
 
 
+@H.scenario
+def client_ca_rotation(h):
+    """SIGHUP re-reads tls_client_ca_file: after the CA file is swapped
+    for another CA's, a client certificate of the old CA fails the
+    handshake and one of the new CA is served."""
+    t, sb = h.t, h.sandbox()
+    gw, pki, certs, _ = mtls_setup(h, sb)
+    ca_path = h.write(h.name("client-ca-") + ".pem", open(pki.ca).read())
+    gw.cfg["server"]["tls_client_ca_file"] = ca_path
+    with open(gw.conf_path, "w") as f:
+        f.write(H.render_config(gw.cfg))
+    sighup(gw, "ok")
+    st, _, err = tls_request(gw.tls_port, client_ctx(pki, certs["uploader"]))
+    t.eq(st, 200, "before: the first CA's client is served (%s)" % err)
+    pki2 = Pki(h, "second")
+    newer = pki2.issue("uploader2", "URI:" + UPLOADER_SAN)
+    with open(ca_path, "w") as f:
+        f.write(open(pki2.ca).read())
+    sighup(gw, "ok")
+    st, _, err = tls_request(gw.tls_port, client_ctx(pki, certs["uploader"]))
+    t.check(st is None, "after SIGHUP the old CA's client certificate is "
+            "refused", "status %r" % st)
+    st, j, err = tls_request(gw.tls_port, client_ctx(pki, newer), "POST",
+                             H.create_path(H.BIZ),
+                             create_body(sb, "ca2.png"))
+    t.eq(st, 200, "and the new CA's client (same SAN) creates (%s)" % err)
+
+
 def sighup(gw, expect):
     key = "ok" if expect == "ok" else "failed"
     before = metric(gw, "config_reloads_total", result=key)
