@@ -235,9 +235,15 @@ def handshake_refusals(h):
         except (ValueError, ssl.SSLError) as e:
             t.check(False, "a client offering %s can be made" % ver, str(e))
             continue
+        seen = metric(gw, "tls_handshake_failures_total")
         st, _, err = tls_request(gw.tls_port, ctx)
         t.check(st is None, "%s refused (handshake fails)" % ver.name,
                 "status %r" % st)
+        # The client did offer it: the server refused (and counted) it.
+        t.check(wait_until(lambda: metric(gw, "tls_handshake_failures_total")
+                           == seen + 1, 5),
+                "%s: the server refused the handshake (counted)" % ver.name,
+                err)
     st, _, err = tls_request(gw.tls_port, client_ctx(pki))
     t.check(st is None, "no client certificate under require: refused",
             "status %r" % st)
