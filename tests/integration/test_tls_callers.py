@@ -572,6 +572,35 @@ def client_ca_rotation(h):
     t.eq(st, 200, "and the new CA's client (same SAN) creates (%s)" % err)
 
 
+@H.scenario
+def reload_cannot_weaken(h):
+    """A reload to tls_client_auth = none and mode = token keeps require
+    and mtls until a restart (warned): a client without a certificate
+    still fails the handshake, a token still does not identify."""
+    t, sb = h.t, h.sandbox()
+    gw, pki, certs, _ = mtls_setup(h, sb)
+    gw.cfg["server"]["tls_client_auth"] = "none"
+    gw.cfg["auth"]["mode"] = "token"
+    with open(gw.conf_path, "w") as f:
+        f.write(H.render_config(gw.cfg))
+    sighup(gw, "ok")
+    msgs = [j.get("msg") or "" for j in H.log_records(gw)]
+    for key in ("[server] tls_client_auth", "[auth] mode"):
+        t.check(any(key in m and "needs a restart" in m for m in msgs),
+                "reload warns that %s needs a restart" % key,
+                "\n".join(msgs[-8:]))
+    st, _, err = tls_request(gw.tls_port, client_ctx(pki))
+    t.check(st is None, "after the reload a client without a certificate "
+            "still fails the handshake", "status %r" % st)
+    st, j, err = tls_request(
+        gw.tls_port, client_ctx(pki, certs["stranger"]), "POST",
+        H.create_path(H.BIZ), create_body(sb, "weak.png"),
+        {"Authorization": "Bearer agw-tls-test-token"})
+    t.check(st == 401 and (j or {}).get("code") == 16,
+            "and a valid token with an unknown certificate still gets "
+            "401/16 (mode = mtls kept)", "%r %r %r" % (st, j, err))
+
+
 def sighup(gw, expect):
     key = "ok" if expect == "ok" else "failed"
     before = metric(gw, "config_reloads_total", result=key)
