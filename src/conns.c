@@ -254,19 +254,26 @@ agw_conns_set_tls(struct agw_conns *set, struct agw_tls_server *tls)
     set->tls = tls;
 }
 
-/* Out of memory for TLS, the connection is refused (503, in clear)
- * before a byte of it is read, never served without TLS. */
+/*
+ * A NULL here would make evhttp serve plain HTTP on the TLS port. Out of
+ * memory for TLS, the connection is refused (503, in clear) before a
+ * byte of it is read; out of memory for its guard, it goes unguarded
+ * but still over TLS. Only when both fail does evhttp's fallback apply.
+ */
 struct bufferevent *
 agw_conns_bevcb_tls(struct event_base *base, void *arg)
 {
     struct agw_conns *set = arg;
     struct bufferevent *ssl = agw_tls_server_bev(set->tls, base);
+    struct bufferevent *bev;
 
-    if (ssl != NULL) {
-        return track(set, ssl, NULL);
+    if (ssl == NULL) {
+        return track(set,
+                     bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE),
+                     &untracked);
     }
-    return track(set, bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE),
-                 &untracked);
+    bev = track(set, ssl, NULL); /* NULL: SSL freed with its guard */
+    return bev != NULL ? bev : agw_tls_server_bev(set->tls, base);
 }
 
 /* Counted out at once, so a closed connection frees its place before the
