@@ -17,6 +17,7 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 
+#include "config.h"
 #include "inifile.h"
 #include "log.h"
 #include "util.h"
@@ -26,6 +27,8 @@
 #define UUID_LEN 36
 #define KEY_HASH "token_sha256"
 #define KEY_BUSINESSES "businesses"
+#define KEY_CERT_SAN "cert_san"
+#define KEY_CERT_HASH "cert_sha256"
 
 /* SHA-256 of "": such a token can never be presented, so it is a typo. */
 static const char empty_sha256[] =
@@ -37,8 +40,12 @@ struct caller {
     bool all;                         /* businesses = * */
     char (*businesses)[UUID_LEN + 1]; /* lower case; owned */
     size_t nbusinesses, cap;
+    unsigned char cert_hash[HASH_LEN];
+    char *cert_san;      /* owned; NULL: none */
     int line;            /* of the [name] line */
     int hash_line;       /* 0 while token_sha256 is unset */
+    int cert_hash_line;  /* 0 while cert_sha256 is unset */
+    int cert_san_line;   /* 0 while cert_san is unset */
     int businesses_line; /* first businesses line; 0 while unset */
 };
 
@@ -355,6 +362,87 @@ add_businesses(struct load_ctx *ctx, struct caller *c, const char *value)
     }
 }
 
+static bool
+set_cert_hash(struct load_ctx *ctx, struct caller *c, const char *value)
+{
+    const struct agw_auth *a = ctx->auth;
+
+    if (c->cert_hash_line != 0) {
+        fail(ctx, ctx->rd.lineno, c, KEY_CERT_HASH,
+             "duplicate key (first set on line %d)", c->cert_hash_line);
+        return false;
+    }
+    if (!decode_hash(value, c->cert_hash)) {
+        fail(ctx, ctx->rd.lineno, c, KEY_CERT_HASH,
+             "must be 64 hex digits: the SHA-256 of the DER certificate "
+             "(openssl x509 -in CERT -outform DER | sha256sum)");
+        return false;
+    }
+    for (size_t i = 0; i + 1 < a->n; i++) {
+        if (a->callers[i].cert_hash_line != 0 &&
+            memcmp(a->callers[i].cert_hash, c->cert_hash, HASH_LEN) == 0) {
+            fail(ctx, ctx->rd.lineno, c, KEY_CERT_HASH,
+                 "same certificate as caller [%s] (line %d)",
+                 a->callers[i].name, a->callers[i].cert_hash_line);
+            return false;
+        }
+    }
+    c->cert_hash_line = ctx->rd.lineno;
+    return true;
+}
+
+/* A URI or DNS name: visible ASCII, no blanks. */
+static bool
+san_ok(const char *s)
+{
+    size_t n = strlen(s);
+
+    if (n == 0 || n >= AGW_PEER_SAN_LEN) {
+        return false;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if ((unsigned char)s[i] <= 0x20 || (unsigned char)s[i] >= 0x7f) {
+            return false;
+        }
+    }
+    return true;
+}
+
+static bool
+set_cert_san(struct load_ctx *ctx, struct caller *c, const char *value)
+{
+    const struct agw_auth *a = ctx->auth;
+
+    if (c->cert_san_line != 0) {
+        fail(ctx, ctx->rd.lineno, c, KEY_CERT_SAN,
+             "duplicate key (first set on line %d)", c->cert_san_line);
+        return false;
+    }
+    if (!san_ok(value)) {
+        fail(ctx, ctx->rd.lineno, c, KEY_CERT_SAN,
+             "must be a URI or DNS name of 1 to %d visible ASCII "
+             "characters (a subjectAltName of the certificate)",
+             AGW_PEER_SAN_LEN - 1);
+        return false;
+    }
+    for (size_t i = 0; i + 1 < a->n; i++) {
+        if (a->callers[i].cert_san != NULL &&
+            strcasecmp(a->callers[i].cert_san, value) == 0) {
+            fail(ctx, ctx->rd.lineno, c, KEY_CERT_SAN,
+                 "same name as caller [%s] (line %d)", a->callers[i].name,
+                 a->callers[i].cert_san_line);
+            return false;
+        }
+    }
+    c->cert_san = strdup(value);
+    if (c->cert_san == NULL) {
+        fail(ctx, ctx->rd.lineno, c, KEY_CERT_SAN, "out of memory");
+        return false;
+    }
+    c->cert_san_line = ctx->rd.lineno;
+    return true;
+}
+
 /* ------------------------------------------------------------ parsing */
 
 static int
@@ -378,8 +466,15 @@ on_key(void *user, const char *section, const char *name, const char *value)
     if (strcmp(name, KEY_BUSINESSES) == 0) {
         return add_businesses(ctx, c, value);
     }
+    if (strcmp(name, KEY_CERT_HASH) == 0) {
+        return set_cert_hash(ctx, c, value);
+    }
+    if (strcmp(name, KEY_CERT_SAN) == 0) {
+        return set_cert_san(ctx, c, value);
+    }
     fail(ctx, ctx->rd.lineno, c, name,
-         "unknown key (a caller has " KEY_HASH " and " KEY_BUSINESSES ")");
+         "unknown key (a caller has " KEY_HASH ", " KEY_CERT_SAN
+         ", " KEY_CERT_HASH " and " KEY_BUSINESSES ")");
     return 0;
 }
 
@@ -413,8 +508,11 @@ check_complete(struct load_ctx *ctx)
     for (size_t i = 0; i < a->n; i++) {
         const struct caller *c = &a->callers[i];
 
-        if (c->hash_line == 0) {
-            fail(ctx, c->line, c, KEY_HASH, "missing");
+        if (c->hash_line == 0 && c->cert_hash_line == 0 &&
+            c->cert_san_line == 0) {
+            fail(ctx, c->line, c, KEY_HASH,
+                 "missing (a caller needs " KEY_HASH ", " KEY_CERT_SAN
+                 " or " KEY_CERT_HASH ")");
             return false;
         }
         if (c->businesses_line == 0) {
@@ -501,6 +599,7 @@ agw_auth_free(struct agw_auth *a)
     }
     for (size_t i = 0; i < a->n; i++) {
         free(a->callers[i].businesses);
+        free(a->callers[i].cert_san);
     }
     if (a->callers != NULL) {
         OPENSSL_cleanse(a->callers, a->cap * sizeof(*a->callers));
@@ -570,7 +669,8 @@ find_hash(const struct agw_auth *a, const unsigned char md[HASH_LEN])
 
     for (size_t i = 0; i < a->n; i++) {
         size_t eq =
-            (size_t)(CRYPTO_memcmp(a->callers[i].hash, md, HASH_LEN) == 0);
+            (size_t)(a->callers[i].hash_line != 0 &&
+                     CRYPTO_memcmp(a->callers[i].hash, md, HASH_LEN) == 0);
         size_t mask = (size_t)0 - eq;
 
         found = (found & ~mask) | ((i + 1) & mask);
@@ -619,6 +719,77 @@ agw_auth_check(const struct agw_auth *a, const char *authorization,
         return AGW_AUTH_UNKNOWN;
     }
     c = &a->callers[found - 1];
+    if (caller_name != NULL) {
+        *caller_name = c->name;
+    }
+    return business_allowed(c, business_id) ? AGW_AUTH_OK : AGW_AUTH_FORBIDDEN;
+}
+
+/* ------------------------------------------------------------ certs */
+
+static bool
+names_caller(const struct caller *c, const struct agw_peer_cert *cert)
+{
+    if (c->cert_hash_line != 0 &&
+        memcmp(c->cert_hash, cert->sha256, HASH_LEN) == 0) {
+        return true;
+    }
+    return false;
+}
+
+/* A DNS name compares without regard to case; a URI exactly (its
+ * scheme and host could differ in case, but SPIFFE ids never do). */
+static bool
+san_matches(const char *want, const char *san)
+{
+    if (strchr(want, ':') != NULL) {
+        return strcmp(want, san) == 0;
+    }
+    return strcasecmp(want, san) == 0;
+}
+
+static const struct caller *
+find_cert(const struct agw_auth *a, const struct agw_peer_cert *cert)
+{
+    for (size_t i = 0; a != NULL && i < a->n; i++) {
+        if (names_caller(&a->callers[i], cert)) {
+            return &a->callers[i];
+        }
+    }
+    for (size_t i = 0; a != NULL && i < a->n; i++) {
+        const struct caller *c = &a->callers[i];
+
+        for (size_t j = 0; c->cert_san != NULL && j < cert->nsans; j++) {
+            if (san_matches(c->cert_san, cert->sans[j])) {
+                return c;
+            }
+        }
+    }
+    return NULL;
+}
+
+enum agw_auth_result
+agw_auth_identify(const struct agw_auth *a, int mode, const char *authorization,
+                  const struct agw_peer_cert *cert, const char *business_id,
+                  const char **caller_name)
+{
+    const struct caller *c = cert != NULL ? find_cert(a, cert) : NULL;
+    enum agw_auth_result res;
+
+    if (caller_name != NULL) {
+        *caller_name = NULL;
+    }
+    if (mode == AGW_AUTH_TOKEN) {
+        return agw_auth_check(a, authorization, business_id, caller_name);
+    }
+    if (c == NULL && mode == AGW_AUTH_MTLS) {
+        return cert == NULL ? AGW_AUTH_NO_CERT : AGW_AUTH_UNKNOWN_CERT;
+    }
+    if (c == NULL) {
+        res = agw_auth_check(a, authorization, business_id, caller_name);
+        return res == AGW_AUTH_MISSING && cert != NULL ? AGW_AUTH_UNKNOWN_CERT
+                                                       : res;
+    }
     if (caller_name != NULL) {
         *caller_name = c->name;
     }

@@ -32,11 +32,40 @@
 
 #define AGW_AUTH_NAME_MAX 48
 
+/*
+ * Callers identified by client certificate (SPEC §9, [auth] mode = mtls
+ * or any) name it in their section instead of, or besides, a token:
+ *
+ *     cert_san = spiffe://example.org/ns/prod/sa/uploader
+ *     cert_sha256 = 3b1f...  (SHA-256 of the DER certificate, 64 hex)
+ *
+ * cert_san is a URI or DNS name that must be one of the certificate's
+ * subjectAltNames (URI compared exactly, DNS without regard to case);
+ * an operator gets cert_sha256 with
+ *
+ *     openssl x509 -in client.pem -outform DER | sha256sum
+ *
+ * At most one of each per caller, each unique across callers; a caller
+ * needs businesses and at least one of token_sha256, cert_san,
+ * cert_sha256.
+ */
+#define AGW_PEER_SANS_MAX 8
+#define AGW_PEER_SAN_LEN 256
+
+/* What a verified client certificate says (tls_server.h fills it). */
+struct agw_peer_cert {
+    unsigned char sha256[32];
+    char sans[AGW_PEER_SANS_MAX][AGW_PEER_SAN_LEN]; /* URI and DNS */
+    size_t nsans;
+};
+
 enum agw_auth_result {
     AGW_AUTH_OK = 0,
-    AGW_AUTH_MISSING,  /* no header, or not "Bearer <token>": 401 code 16 */
-    AGW_AUTH_UNKNOWN,  /* no caller has this token: 401 code 16 */
-    AGW_AUTH_FORBIDDEN /* known caller, business not allowed: 403 code 7 */
+    AGW_AUTH_MISSING,     /* no header, or not "Bearer <token>": 401 code 16 */
+    AGW_AUTH_UNKNOWN,     /* no caller has this token: 401 code 16 */
+    AGW_AUTH_FORBIDDEN,   /* known caller, business not allowed: 403 code 7 */
+    AGW_AUTH_NO_CERT,     /* mode = mtls, no verified certificate: 401/16 */
+    AGW_AUTH_UNKNOWN_CERT /* verified certificate, no caller: 401/16 */
 };
 
 struct agw_auth;
@@ -76,5 +105,19 @@ enum agw_auth_result agw_auth_check(const struct agw_auth *a,
                                     const char *authorization,
                                     const char *business_id,
                                     const char **caller_name);
+
+/*
+ * The call's caller under [auth] MODE (enum agw_auth_mode; not NONE):
+ * token checks AUTHORIZATION as agw_auth_check() does; mtls matches CERT
+ * (NULL: the call came without a verified certificate) by cert_sha256,
+ * then cert_san in file order; any takes a certificate that names a
+ * caller, else the bearer token (and says UNKNOWN_CERT when a
+ * certificate came without a token). *CALLER_NAME as agw_auth_check().
+ */
+enum agw_auth_result agw_auth_identify(const struct agw_auth *a, int mode,
+                                       const char *authorization,
+                                       const struct agw_peer_cert *cert,
+                                       const char *business_id,
+                                       const char **caller_name);
 
 #endif

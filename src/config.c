@@ -25,6 +25,7 @@
 #include "util.h"
 #include "redis.h"
 #include "tls.h"
+#include "tls_server.h"
 
 #define API_KEY_ENV "ASSET_GATEWAY_API_KEY"
 #define API_KEY_MAX 4096
@@ -78,8 +79,18 @@ struct load_ctx {
 
 static const struct enum_name backend_names[] = {
     {"memory", AGW_STORE_MEMORY}, {"redis", AGW_STORE_REDIS}, {NULL, 0}};
-static const struct enum_name auth_names[] = {
-    {"none", AGW_AUTH_NONE}, {"token", AGW_AUTH_TOKEN}, {NULL, 0}};
+static const struct enum_name auth_names[] = {{"none", AGW_AUTH_NONE},
+                                              {"token", AGW_AUTH_TOKEN},
+                                              {"mtls", AGW_AUTH_MTLS},
+                                              {"any", AGW_AUTH_ANY},
+                                              {NULL, 0}};
+static const struct enum_name client_auth_names[] = {
+    {"none", AGW_TLS_CLIENT_NONE},
+    {"optional", AGW_TLS_CLIENT_OPTIONAL},
+    {"require", AGW_TLS_CLIENT_REQUIRE},
+    {NULL, 0}};
+static const struct enum_name tls_version_names[] = {
+    {"1.2", AGW_TLS_1_2}, {"1.3", AGW_TLS_1_3}, {NULL, 0}};
 static const struct enum_name level_names[] = {{"error", AGW_LOG_ERROR},
                                                {"warn", AGW_LOG_WARN},
                                                {"info", AGW_LOG_INFO},
@@ -93,6 +104,13 @@ static bool validate_base_url(const char *value, char *why, size_t len);
 static bool validate_ca_file(const char *value, char *why, size_t len);
 static bool validate_redis_url(const char *value, char *why, size_t len);
 static bool validate_log_file(const char *value, char *why, size_t len);
+static bool check_listeners(const struct agw_config *cfg, char *why,
+                            size_t len);
+static bool check_tls_listen(const struct agw_config *cfg, char *why,
+                             size_t len);
+static bool check_tls_pair(const struct agw_config *cfg, char *why, size_t len);
+static bool check_client_auth(const struct agw_config *cfg, char *why,
+                              size_t len);
 static bool check_request_timeout(const struct agw_config *cfg, char *why,
                                   size_t len);
 static bool check_auth_mode(const struct agw_config *cfg, char *why,
@@ -108,9 +126,49 @@ static bool check_admin_listen(const struct agw_config *cfg, char *why,
 
 static const struct key_def keys[] = {
     /* [server] */
-    {"server", "listen", T_STRING, OFF(listen), "127.0.0.1:8080", 0, 0, 0,
-     .doc = "Address callers connect to, host:port ([addr]:port for IPv6).",
-     .validate = validate_listen},
+    {"server", "listen", T_STRING, OFF(listen), "127.0.0.1:8080", 0, 0,
+     F_OPTIONAL,
+     .doc = "Plain HTTP address callers connect to, host:port ([addr]:port "
+            "for IPv6); empty: none.",
+     .note = "At least one of listen and tls_listen.",
+     .validate = validate_listen, .check = check_listeners},
+    {"server", "tls_listen", T_STRING, OFF(tls_listen), "", 0, 0,
+     F_OPTIONAL | F_SAMPLE_OFF,
+     .doc = "HTTPS address callers connect to (every route, as on listen); "
+            "empty: none.",
+     .sample = "0.0.0.0:8443",
+     .note = "Needs tls_cert_file and tls_key_file. TLS 1.2 and 1.3, "
+             "forward-secret suites, ALPN http/1.1, session tickets.",
+     .validate = validate_listen, .check = check_tls_listen},
+    {"server", "tls_cert_file", T_STRING, OFF(tls_cert_file), "", 0, 0,
+     F_RELOAD | F_OPTIONAL | F_SAMPLE_OFF,
+     .doc = "PEM certificate of tls_listen, leaf first, then the chain; "
+            "SIGHUP re-reads it.",
+     .sample = "/etc/asset-gateway/tls/cert.pem",
+     .validate = agw_tls_server_check_cert},
+    {"server", "tls_key_file", T_STRING, OFF(tls_key_file), "", 0, 0,
+     F_RELOAD | F_OPTIONAL | F_SAMPLE_OFF,
+     .doc = "PEM private key of tls_cert_file (mode 0600); SIGHUP re-reads "
+            "it.",
+     .sample = "/etc/asset-gateway/tls/key.pem",
+     .note = "A key that does not match the certificate is refused, at "
+             "start-up and on SIGHUP (the old pair stays).",
+     .validate = agw_tls_server_check_key, .check = check_tls_pair},
+    {"server", "tls_client_ca_file", T_STRING, OFF(tls_client_ca_file), "", 0,
+     0, F_RELOAD | F_OPTIONAL | F_SAMPLE_OFF,
+     .doc = "PEM CAs that sign client certificates; SIGHUP re-reads it.",
+     .sample = "/etc/asset-gateway/tls/client-ca.pem",
+     .validate = agw_tls_server_check_ca},
+    {"server", "tls_client_auth", T_ENUM, OFF(tls_client_auth), "none", 0, 0, 0,
+     .names = client_auth_names,
+     .doc = "Client certificates on tls_listen: not asked for, verified "
+            "when sent, or required.",
+     .note = "optional and require need tls_client_ca_file; [auth] mode = "
+             "mtls needs require.",
+     .check = check_client_auth},
+    {"server", "tls_min_version", T_ENUM, OFF(tls_min_version), "1.2", 0, 0, 0,
+     .names = tls_version_names,
+     .doc = "Oldest TLS version tls_listen accepts."},
     {"server", "workers", T_INT, OFF(workers), "auto", 1, WORKERS_MAX, F_AUTO,
      .doc = "Event-loop threads sharing the listen port; auto: one per "
             "CPU."},
@@ -231,16 +289,17 @@ static const struct key_def keys[] = {
     /* [auth] */
     {"auth", "mode", T_ENUM, OFF(auth_mode), "token", 0, 0, 0,
      .names = auth_names,
-     .doc = "How callers authenticate: Bearer token (see clients_file), or "
-            "none at all.",
+     .doc = "How callers authenticate: Bearer token (see clients_file), "
+            "client certificate (mtls), either (any), or none at all.",
      .sample = "none",
-     .note = "token (the default) needs clients_file; none is for a trusted "
-             "sidecar or a demo.",
+     .note = "token, mtls and any need clients_file; mtls needs [server] "
+             "tls_client_auth = require; none is for a trusted sidecar or a "
+             "demo.",
      .check = check_auth_mode},
     {"auth", "clients_file", T_STRING, OFF(clients_file), "", 0, 0,
      F_RELOAD | F_OPTIONAL,
-     .doc = "INI file of callers for token mode: [name], token_sha256, "
-            "businesses."},
+     .doc = "INI file of callers: [name], token_sha256 and/or cert_san or "
+            "cert_sha256, businesses."},
     /* [security] */
     {"security", "allow_private_sources", T_BOOL, OFF(allow_private_sources),
      "no", 0, 0, F_RELOAD,
@@ -616,10 +675,78 @@ check_buffered_bytes(const struct agw_config *cfg, char *why, size_t len)
 static bool
 check_auth_mode(const struct agw_config *cfg, char *why, size_t len)
 {
-    if (cfg->auth_mode == AGW_AUTH_TOKEN && cfg->clients_file == NULL) {
+    if (cfg->auth_mode != AGW_AUTH_NONE && cfg->clients_file == NULL) {
         snprintf(why, len,
-                 "mode = token needs [auth] clients_file (or set mode = none "
-                 "for a trusted sidecar)");
+                 "mode = %s needs [auth] clients_file (or set mode = none "
+                 "for a trusted sidecar)",
+                 auth_names[cfg->auth_mode].name);
+        return false;
+    }
+    /* Only a required certificate identifies every call on tls_listen;
+     * optional would let a call without one through to the 401 only. */
+    if (cfg->auth_mode == AGW_AUTH_MTLS &&
+        cfg->tls_client_auth != AGW_TLS_CLIENT_REQUIRE) {
+        snprintf(why, len,
+                 "mode = mtls needs [server] tls_client_auth = require");
+        return false;
+    }
+    return true;
+}
+
+static bool
+check_listeners(const struct agw_config *cfg, char *why, size_t len)
+{
+    if (cfg->listen == NULL && cfg->tls_listen == NULL) {
+        snprintf(why, len, "empty, and so is tls_listen: nothing to serve on");
+        return false;
+    }
+    return true;
+}
+
+static bool
+check_tls_listen(const struct agw_config *cfg, char *why, size_t len)
+{
+    if (cfg->tls_listen != NULL &&
+        (cfg->tls_cert_file == NULL || cfg->tls_key_file == NULL)) {
+        snprintf(why, len, "needs [server] tls_cert_file and tls_key_file");
+        return false;
+    }
+    return true;
+}
+
+/* The context start-up and SIGHUP build, built here once: a key that is
+ * not the certificate's is refused with the file's line. */
+static bool
+check_tls_pair(const struct agw_config *cfg, char *why, size_t len)
+{
+    SSL_CTX *ctx;
+
+    /* What is missing is check_tls_listen's or check_client_auth's to
+     * say. */
+    if (cfg->tls_listen == NULL || cfg->tls_cert_file == NULL ||
+        cfg->tls_key_file == NULL ||
+        (cfg->tls_client_auth != AGW_TLS_CLIENT_NONE &&
+         cfg->tls_client_ca_file == NULL)) {
+        return true;
+    }
+    ctx = agw_tls_server_ctx(cfg, why, len);
+    SSL_CTX_free(ctx);
+    return ctx != NULL;
+}
+
+static bool
+check_client_auth(const struct agw_config *cfg, char *why, size_t len)
+{
+    if (cfg->tls_client_auth == AGW_TLS_CLIENT_NONE) {
+        return true;
+    }
+    if (cfg->tls_listen == NULL) {
+        snprintf(why, len, "client certificates need [server] tls_listen");
+        return false;
+    }
+    if (cfg->tls_client_ca_file == NULL) {
+        snprintf(why, len,
+                 "client certificates need [server] tls_client_ca_file");
         return false;
     }
     return true;

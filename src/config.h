@@ -11,12 +11,30 @@
 #include <stdio.h>
 
 enum agw_store_backend { AGW_STORE_MEMORY, AGW_STORE_REDIS };
-enum agw_auth_mode { AGW_AUTH_NONE, AGW_AUTH_TOKEN };
+enum agw_auth_mode {
+    AGW_AUTH_NONE,
+    AGW_AUTH_TOKEN,
+    AGW_AUTH_MTLS,
+    AGW_AUTH_ANY
+};
+enum agw_tls_client_auth {
+    AGW_TLS_CLIENT_NONE,
+    AGW_TLS_CLIENT_OPTIONAL,
+    AGW_TLS_CLIENT_REQUIRE
+};
+enum agw_tls_version { AGW_TLS_1_2, AGW_TLS_1_3 };
 
 struct agw_config {
     /* [server] */
-    char *listen; /* "host:port" */
-    int workers;  /* 0: auto; agw_config_workers() resolves it */
+    char *listen; /* "host:port"; NULL: no plain listener */
+    /* SPEC §9: NULL tls_listen means no TLS listener */
+    char *tls_listen;
+    char *tls_cert_file;
+    char *tls_key_file;
+    char *tls_client_ca_file;
+    int tls_client_auth; /* enum agw_tls_client_auth */
+    int tls_min_version; /* enum agw_tls_version */
+    int workers;         /* 0: auto; agw_config_workers() resolves it */
     long max_body_bytes;
     int client_timeout_ms;
     int drain_timeout_ms;

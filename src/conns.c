@@ -21,6 +21,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "reply.h"
+#include "tls_server.h"
 #include "util.h"
 
 #define MIN_SLOTS 64
@@ -51,6 +52,7 @@ struct agw_conns {
     int64_t idle_us;
     size_t limit;
     const struct agw_guard_policy *policy;
+    struct agw_tls_server *tls; /* agw_conns_bevcb_tls()'s */
     struct event *sweep;
 };
 
@@ -202,14 +204,12 @@ on_sweep(evutil_socket_t fd, short what, void *arg)
     }
 }
 
-/* Out of memory it returns NULL, and evhttp makes a bufferevent of its
- * own: that connection goes unguarded, as would any with evhttp alone. */
-struct bufferevent *
-agw_conns_bevcb(struct event_base *base, void *arg)
+/* Guards and tracks a new connection over its transport SOCK; with
+ * REFUSE, its first request is a stand-in answered so. */
+static struct bufferevent *
+track(struct agw_conns *set, struct bufferevent *sock,
+      const struct agw_refusal *refuse)
 {
-    struct agw_conns *set = arg;
-    struct bufferevent *sock =
-        bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
     struct agw_guard *guard;
     struct bufferevent *bev;
     size_t i;
@@ -231,9 +231,49 @@ agw_conns_bevcb(struct event_base *base, void *arg)
     };
     set->used++;
     if (count_open(set, 1) >= set->limit) {
-        agw_guard_refuse(guard, &over_limit); /* before reading a byte */
+        refuse = &over_limit;
+    }
+    if (refuse != NULL) {
+        agw_guard_refuse(guard, refuse); /* before reading a byte */
     }
     return bev;
+}
+
+/* Out of memory it returns NULL, and evhttp makes a bufferevent of its
+ * own: that connection goes unguarded, as would any with evhttp alone. */
+struct bufferevent *
+agw_conns_bevcb(struct event_base *base, void *arg)
+{
+    return track(arg, bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE),
+                 NULL);
+}
+
+void
+agw_conns_set_tls(struct agw_conns *set, struct agw_tls_server *tls)
+{
+    set->tls = tls;
+}
+
+/*
+ * A NULL here would make evhttp serve plain HTTP on the TLS port. Out of
+ * memory for TLS, the connection is refused (503, in clear) before a
+ * byte of it is read; out of memory for its guard, it goes unguarded
+ * but still over TLS. Only when both fail does evhttp's fallback apply.
+ */
+struct bufferevent *
+agw_conns_bevcb_tls(struct event_base *base, void *arg)
+{
+    struct agw_conns *set = arg;
+    struct bufferevent *ssl = agw_tls_server_bev(set->tls, base);
+    struct bufferevent *bev;
+
+    if (ssl == NULL) {
+        return track(set,
+                     bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE),
+                     &untracked);
+    }
+    bev = track(set, ssl, NULL); /* NULL: SSL freed with its guard */
+    return bev != NULL ? bev : agw_tls_server_bev(set->tls, base);
 }
 
 /* Counted out at once, so a closed connection frees its place before the

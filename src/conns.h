@@ -14,6 +14,7 @@
 struct agw_conns;
 struct agw_guard_policy;
 struct agw_refusal;
+struct agw_tls_server;
 struct bufferevent;
 struct event_base;
 struct evhttp_request;
@@ -32,6 +33,12 @@ void agw_conns_free(struct agw_conns *set);
  * One accepted past the limit is refused before a byte is read: its
  * first request is a stand-in answered 503 code 14. */
 struct bufferevent *agw_conns_bevcb(struct event_base *base, void *arg);
+
+/* The same for the TLS listener: the guard sits over an OpenSSL
+ * bufferevent from TLS (borrowed; it must outlive the set), so every
+ * guard check and the connection limit apply to TLS callers too. */
+void agw_conns_set_tls(struct agw_conns *set, struct agw_tls_server *tls);
+struct bufferevent *agw_conns_bevcb_tls(struct event_base *base, void *arg);
 
 /*
  * A complete request arrived on REQ's connection: it is busy until its

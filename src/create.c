@@ -31,6 +31,7 @@
 #include <strings.h>
 
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/http.h>
 #include <openssl/rand.h>
@@ -49,6 +50,7 @@
 #include "request.h"
 #include "retry.h"
 #include "store.h"
+#include "tls_server.h"
 #include "upstream.h"
 #include "util.h"
 
@@ -214,17 +216,34 @@ answer_error(struct agw_call *call, int status, int code, const char *message)
     agw_response_clear(&resp);
 }
 
-/* Who is calling (SPEC §2); answers 401/403 itself and returns false. */
+static void
+answer_unauthenticated(struct agw_call *call, const char *challenge,
+                       const char *message)
+{
+    if (challenge != NULL) {
+        call->to.ops->add_header(call->to.conn, "WWW-Authenticate", challenge);
+    }
+    answer_error(call, 401, AGW_CODE_UNAUTHENTICATED, message);
+}
+
+/* Who is calling (SPEC §2, §9); answers 401/403 itself and returns
+ * false. */
 static bool
 authenticate(struct agw_call *call, const char *business_id)
 {
     const char *header = call->to.ops->header(call->to.conn, "Authorization");
     const char *name = NULL;
+    struct agw_peer_cert cert;
+    bool has_cert;
 
     if (call->gw->auth == NULL) {
         return true;
     }
-    switch (agw_auth_check(call->gw->auth, header, business_id, &name)) {
+    has_cert = call->cfg->auth_mode != AGW_AUTH_TOKEN &&
+               call->to.ops->peer_cert != NULL &&
+               call->to.ops->peer_cert(call->to.conn, &cert);
+    switch (agw_auth_identify(call->gw->auth, call->cfg->auth_mode, header,
+                              has_cert ? &cert : NULL, business_id, &name)) {
     case AGW_AUTH_OK:
         snprintf(call->caller, sizeof(call->caller), "%s", name);
         return true;
@@ -234,15 +253,21 @@ authenticate(struct agw_call *call, const char *business_id)
                      "this caller may not act for this business");
         return false;
     case AGW_AUTH_UNKNOWN:
-        call->to.ops->add_header(call->to.conn, "WWW-Authenticate",
-                                 "Bearer error=\"invalid_token\"");
-        answer_error(call, 401, AGW_CODE_UNAUTHENTICATED,
-                     "the bearer token is not valid");
+        answer_unauthenticated(call, "Bearer error=\"invalid_token\"",
+                               "the bearer token is not valid");
+        return false;
+    case AGW_AUTH_NO_CERT:
+        answer_unauthenticated(call, NULL,
+                               "a client certificate is required: call the "
+                               "TLS listener with one");
+        return false;
+    case AGW_AUTH_UNKNOWN_CERT:
+        answer_unauthenticated(call, NULL,
+                               "the client certificate names no known caller");
         return false;
     default:
-        call->to.ops->add_header(call->to.conn, "WWW-Authenticate", "Bearer");
-        answer_error(call, 401, AGW_CODE_UNAUTHENTICATED,
-                     "missing Authorization: Bearer <token>");
+        answer_unauthenticated(call, "Bearer",
+                               "missing Authorization: Bearer <token>");
         return false;
     }
 }
@@ -1143,7 +1168,20 @@ ev_send(void *conn, const struct agw_response *resp,
     agw_reply_send_with(conn, resp, extra, n);
 }
 
+/* The guard's transport under evhttp's bufferevent: TLS or a socket. */
+static bool
+ev_peer_cert(void *conn, struct agw_peer_cert *out)
+{
+    struct evhttp_connection *evcon = evhttp_request_get_connection(conn);
+    struct bufferevent *bev =
+        evcon != NULL ? evhttp_connection_get_bufferevent(evcon) : NULL;
+
+    return bev != NULL &&
+           agw_tls_server_peer(bufferevent_get_underlying(bev), out);
+}
+
 static const struct agw_responder_ops evhttp_responder = {
+    .peer_cert = ev_peer_cert,
     .header = ev_header,
     .body = ev_body,
     .uri = ev_uri,

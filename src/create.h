@@ -8,6 +8,7 @@
 #ifndef AGW_CREATE_H
 #define AGW_CREATE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -16,6 +17,7 @@ struct agw_gateway;
 struct agw_refusal;
 struct agw_response;
 struct agw_header;
+struct agw_peer_cert;
 
 /*
  * The caller's side of a create: what the pipeline reads of the request
@@ -37,6 +39,9 @@ struct agw_responder_ops {
     /* Sends RESP with the N headers in EXTRA: the call's one answer. */
     void (*send)(void *conn, const struct agw_response *resp,
                  const struct agw_header *extra, size_t n);
+    /* Optional: the connection's verified client certificate into OUT;
+     * false (or no such op) when it has none. */
+    bool (*peer_cert)(void *conn, struct agw_peer_cert *out);
 };
 
 struct agw_responder {

@@ -395,6 +395,7 @@ admit(struct agw_guard *g, struct evbuffer *src, struct evbuffer *dst,
         .target = h->target,
         .authorization = h->authorization,
         .body_bytes = h->chunked ? -1 : length,
+        .transport = bufferevent_get_underlying(g->bev),
     };
     struct agw_refusal r;
 

@@ -27,9 +27,10 @@ struct agw_refusal {
  * The strings live until check_head returns. */
 struct agw_guard_head {
     const char *method;
-    const char *target;        /* the request-target as sent */
-    const char *authorization; /* the first Authorization field, or NULL */
-    long long body_bytes;      /* Content-Length; -1: chunked; 0: no body */
+    const char *target;            /* the request-target as sent */
+    const char *authorization;     /* the first Authorization field, or NULL */
+    long long body_bytes;          /* Content-Length; -1: chunked; 0: no body */
+    struct bufferevent *transport; /* the connection's socket or TLS */
 };
 
 /*

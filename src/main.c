@@ -20,6 +20,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "store.h"
+#include "tls_server.h"
 #include "worker.h"
 
 #include "agw_autoconf.h" /* PACKAGE_VERSION */
@@ -30,8 +31,9 @@
  */
 struct daemon {
     const char *config_path;
-    struct agw_config *cfg; /* the running snapshot; workers hold it too */
-    struct agw_auth *auth;  /* callers (mode = token); NULL: mode = none */
+    struct agw_config *cfg;     /* the running snapshot; workers hold it too */
+    struct agw_auth *auth;      /* callers; NULL: mode = none */
+    struct agw_tls_server *tls; /* tls_listen's context; NULL: none */
     struct event_base *control;
     struct event *sigterm, *sigint, *sighup, *sigusr1;
     struct agw_process process;
@@ -91,7 +93,7 @@ load_auth(const struct agw_config *cfg, struct agw_auth **auth, char *err,
           size_t errlen)
 {
     *auth = NULL;
-    if (cfg->auth_mode != AGW_AUTH_TOKEN) {
+    if (cfg->auth_mode == AGW_AUTH_NONE) {
         return true;
     }
     *auth = agw_auth_load(cfg->clients_file, err, errlen);
@@ -106,25 +108,58 @@ report_restart_only(const char *section, const char *key)
              section, key);
 }
 
+/* What the daemon runs from (see load_settings()). */
+struct settings {
+    struct agw_config *cfg; /* one reference */
+    struct agw_auth *auth;  /* NULL: mode = none */
+    SSL_CTX *tls;           /* NULL: no tls_listen */
+};
+
+static void
+drop_settings(struct settings *s)
+{
+    agw_auth_free(s->auth);
+    SSL_CTX_free(s->tls);
+    agw_config_unref(s->cfg);
+    *s = (struct settings){0};
+}
+
+/* The TLS listener's context from CFG's certificate, key and client CAs:
+ * read afresh, so a SIGHUP rotates them. */
+static bool
+load_tls(const struct agw_config *cfg, SSL_CTX **ctx, char *err, size_t errlen)
+{
+    char why[512];
+
+    *ctx = NULL;
+    if (cfg->tls_listen == NULL) {
+        return true;
+    }
+    *ctx = agw_tls_server_ctx(cfg, why, sizeof(why));
+    if (*ctx == NULL) {
+        snprintf(err, errlen, "[server] tls_listen: %s", why);
+    }
+    return *ctx != NULL;
+}
+
 /*
  * What the daemon runs from, built one way for start-up, -t and SIGHUP:
  * the config file with, on a reload, every restart-only key already back
  * at RUNNING's value (agw_config_reload), and only then what is derived
- * from that final config: the callers table. So a reload can never
- * enforce an authentication mode the daemon is not running with.
- * RUNNING is NULL at start-up. On success *CFG (one reference) and *AUTH
- * are the caller's; on failure both are NULL and ERR says why.
+ * from that final config: the callers table and the TLS context. So a
+ * reload can never enforce an authentication mode (or client
+ * certificate rule) the daemon is not running with. RUNNING is NULL at
+ * start-up. On success OUT is the caller's; on failure it is empty and
+ * ERR says why.
  */
 static bool
 load_settings(const char *path, const struct agw_config *running,
-              struct agw_config **cfg, struct agw_auth **auth, char *err,
-              size_t errlen)
+              struct settings *out, char *err, size_t errlen)
 {
     struct agw_config *c = calloc(1, sizeof(*c));
     bool ok;
 
-    *cfg = NULL;
-    *auth = NULL;
+    *out = (struct settings){0};
     if (c == NULL) {
         snprintf(err, errlen, "out of memory");
         return false;
@@ -136,12 +171,12 @@ load_settings(const char *path, const struct agw_config *running,
         free(c);
         return false;
     }
-    agw_config_ref(c);
-    if (!load_auth(c, auth, err, errlen)) {
-        agw_config_unref(c);
+    out->cfg = agw_config_ref(c);
+    if (!load_auth(c, &out->auth, err, errlen) ||
+        !load_tls(c, &out->tls, err, errlen)) {
+        drop_settings(out);
         return false;
     }
-    *cfg = c;
     return true;
 }
 
@@ -154,8 +189,7 @@ static void
 on_sighup(evutil_socket_t sig, short what, void *arg)
 {
     struct daemon *d = arg;
-    struct agw_config *next;
-    struct agw_auth *auth;
+    struct settings next;
     char err[1024];
 
     if (d->draining) {
@@ -163,25 +197,28 @@ on_sighup(evutil_socket_t sig, short what, void *arg)
         log_warn("SIGHUP while draining: ignored");
         return;
     }
-    if (!load_settings(d->config_path, d->cfg, &next, &auth, err,
-                       sizeof(err))) {
+    if (!load_settings(d->config_path, d->cfg, &next, err, sizeof(err))) {
         log_error("reload refused, the running configuration stays: %s", err);
         agw_metrics_count_reload(false);
         return;
     }
     agw_auth_free(d->auth);
-    d->auth = auth;
-    agw_log_setup(next->log_level, next->log_format, "asset-gateway");
-    if (!agw_log_open(next->log_file)) {
+    d->auth = next.auth;
+    if (next.tls != NULL) {
+        agw_tls_server_swap(d->tls, next.tls); /* new connections only */
+        log_info("reload: new TLS connections use %s", next.cfg->tls_cert_file);
+    }
+    agw_log_setup(next.cfg->log_level, next.cfg->log_format, "asset-gateway");
+    if (!agw_log_open(next.cfg->log_file)) {
         log_error("reload: cannot open log file %s: %s; logging stays where "
                   "it was",
-                  next->log_file, strerror(errno));
+                  next.cfg->log_file, strerror(errno));
     }
     for (int i = 0; i < d->nworkers; i++) {
-        agw_worker_reload(&d->workers[i], next, auth);
+        agw_worker_reload(&d->workers[i], next.cfg, next.auth);
     }
     agw_config_unref(d->cfg);
-    d->cfg = next;
+    d->cfg = next.cfg;
     agw_metrics_count_reload(true);
     agw_admin_stats_config_loaded();
     log_info("configuration reloaded from %s", d->config_path);
@@ -295,6 +332,7 @@ stop(struct daemon *d)
         event_base_free(d->control);
     }
     agw_auth_free(d->auth);
+    agw_tls_server_free(d->tls);
     agw_config_unref(d->cfg);
 }
 
@@ -304,7 +342,7 @@ log_start_warnings(const struct agw_config *cfg)
     if (cfg->auth_mode == AGW_AUTH_NONE) {
         log_warn("[auth] mode = none: anyone who can reach %s can spend the "
                  "Connectly API key",
-                 cfg->listen);
+                 cfg->listen != NULL ? cfg->listen : cfg->tls_listen);
     }
     if (cfg->allow_private_sources) {
         log_warn("[security] allow_private_sources = yes: loopback and "
@@ -324,6 +362,7 @@ main(int argc, char **argv)
         {NULL, 0, NULL, 0},
     };
     static struct daemon d;
+    struct settings set;
     const char *path = NULL;
     bool test_only = false;
     char err[1024];
@@ -361,8 +400,7 @@ main(int argc, char **argv)
     agw_log_capture_libevent();
     /* The config file, its key file and the clients file: all or
      * nothing. */
-    if (!load_settings(d.config_path, NULL, &d.cfg, &d.auth, err,
-                       sizeof(err))) {
+    if (!load_settings(d.config_path, NULL, &set, err, sizeof(err))) {
         agw_log_setup(AGW_LOG_INFO, AGW_LOGFMT_TEXT, "asset-gateway");
         fprintf(stderr, "asset-gateway: %s\n", err);
         return 1;
@@ -370,17 +408,25 @@ main(int argc, char **argv)
     if (test_only) {
         agw_log_setup(AGW_LOG_INFO, AGW_LOGFMT_TEXT, "asset-gateway");
         printf("asset-gateway: %s is valid\n", path);
-        agw_auth_free(d.auth);
-        agw_config_unref(d.cfg);
+        drop_settings(&set);
         return 0;
     }
-    if (!agw_log_open(d.cfg->log_file)) {
+    if (!agw_log_open(set.cfg->log_file)) {
         agw_log_setup(AGW_LOG_INFO, AGW_LOGFMT_TEXT, "asset-gateway");
         fprintf(stderr, "asset-gateway: cannot open log file %s: %s\n",
-                d.cfg->log_file, strerror(errno));
-        agw_auth_free(d.auth);
-        agw_config_unref(d.cfg);
+                set.cfg->log_file, strerror(errno));
+        drop_settings(&set);
         return 1;
+    }
+    d.cfg = set.cfg;
+    d.auth = set.auth;
+    if (set.tls != NULL) {
+        d.tls = agw_tls_server_new(set.tls);
+        if (d.tls == NULL) {
+            fprintf(stderr, "asset-gateway: out of memory\n");
+            return 1;
+        }
+        d.process.tls = d.tls;
     }
     agw_log_setup(d.cfg->log_level, d.cfg->log_format, "asset-gateway");
     agw_metrics_init(PACKAGE_VERSION);
@@ -402,7 +448,9 @@ main(int argc, char **argv)
     }
     log_info("asset-gateway %s serving %s for %s (store %s, rate %.6g/s, "
              "%d worker%s)",
-             PACKAGE_VERSION, d.cfg->listen, d.cfg->base_url,
+             PACKAGE_VERSION,
+             d.cfg->listen != NULL ? d.cfg->listen : d.cfg->tls_listen,
+             d.cfg->base_url,
              d.cfg->store_backend == AGW_STORE_REDIS ? "redis" : "memory",
              d.cfg->rate, d.nworkers, d.nworkers == 1 ? "" : "s");
     event_base_dispatch(d.control);

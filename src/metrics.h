@@ -60,6 +60,9 @@ struct evbuffer;
     GAUGE(DEGRADED, "degraded",                                                \
           "1 while running on the local fallback (store and limiter "          \
           "without Redis), else 0.")                                           \
+    COUNTER(TLS_HANDSHAKE_FAILURES, "tls_handshake_failures_total",            \
+            "TLS handshakes on tls_listen that failed (a fatal alert sent "    \
+            "or received before the handshake finished).")                     \
     VEC(CONFIG_RELOADS, "config_reloads_total", RELOAD,                        \
         "SIGHUP reloads by result: ok (applied to new calls) or failed "       \
         "(refused, old settings kept).")                                       \

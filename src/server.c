@@ -28,6 +28,7 @@
 #include "metrics.h"
 #include "reply.h"
 #include "server.h"
+#include "tls_server.h"
 #include "util.h"
 
 #define HEADERS_MAX_BYTES AGW_GUARD_HEAD_MAX
@@ -43,13 +44,22 @@
 #define ACCEPT_PAUSE_MS 100
 #define ACCEPT_WARN_EVERY_US (10 * 1000000)
 
-struct agw_server {
-    struct agw_gateway *gw;
-    struct evhttp *http;
+/* One listener: plain HTTP, or TLS (SPEC §9). evhttp makes each
+ * connection's bufferevent per evhttp, not per socket, hence one evhttp
+ * each. */
+struct front {
+    struct evhttp *http; /* NULL: this listener is off */
     struct evhttp_bound_socket *listener;
     /* LISTENER's, for server_of_listener(): read by other workers' threads
      * (they share the socket), so set and cleared under all_servers_lock. */
     struct evconnlistener *lev;
+};
+
+enum { FRONT_PLAIN, FRONT_TLS, FRONTS };
+
+struct agw_server {
+    struct agw_gateway *gw;
+    struct front fronts[FRONTS];
     struct agw_conns *conns;
     struct agw_guard_policy policy; /* every connection's guard's */
     struct event *accept_resume;
@@ -85,7 +95,11 @@ server_of_listener(struct evconnlistener *lev)
     struct agw_server *srv;
 
     pthread_mutex_lock(&all_servers_lock);
-    for (srv = all_servers; srv != NULL && srv->lev != lev; srv = srv->next) {
+    for (srv = all_servers; srv != NULL; srv = srv->next) {
+        if (srv->fronts[FRONT_PLAIN].lev == lev ||
+            srv->fronts[FRONT_TLS].lev == lev) {
+            break;
+        }
     }
     pthread_mutex_unlock(&all_servers_lock);
     return srv;
@@ -371,8 +385,9 @@ bound_port(struct evhttp_bound_socket *listener)
 }
 
 /*
- * The guard's early look at a request head (guard.h): with mode = token,
- * a create that carries a body but no valid bearer token is refused
+ * The guard's early look at a request head (guard.h): with callers
+ * authenticated, a create that carries a body but no caller identity
+ * (bearer token or client certificate, as [auth] mode says) is refused
  * before its body is read. The create pipeline checks the token again
  * and answers the 401 itself, exactly as when the body was read.
  */
@@ -386,6 +401,8 @@ check_head(void *arg, const struct agw_guard_head *head,
     char business_id[128];
     bool create;
     enum agw_auth_result res;
+    struct agw_peer_cert cert;
+    bool has_cert;
 
     if (srv->gw->auth == NULL || head->body_bytes == 0 ||
         strcmp(head->method, "POST") != 0) {
@@ -401,14 +418,18 @@ check_head(void *arg, const struct agw_guard_head *head,
     if (!create) {
         return true;
     }
-    res = agw_auth_check(srv->gw->auth, head->authorization, NULL, NULL);
+    has_cert = srv->gw->cfg->auth_mode != AGW_AUTH_TOKEN &&
+               agw_tls_server_peer(head->transport, &cert);
+    res = agw_auth_identify(srv->gw->auth, srv->gw->cfg->auth_mode,
+                            head->authorization, has_cert ? &cert : NULL, NULL,
+                            NULL);
     if (res == AGW_AUTH_OK || res == AGW_AUTH_FORBIDDEN) {
         return true;
     }
     *out = (struct agw_refusal){
         .status = 401,
         .code = AGW_CODE_UNAUTHENTICATED,
-        .message = "missing or invalid Authorization: Bearer <token>",
+        .message = "caller not identified",
     };
     return false;
 }
@@ -456,8 +477,11 @@ on_accept_resume(evutil_socket_t fd, short what, void *arg)
 {
     struct agw_server *srv = arg;
 
-    if (srv->listener != NULL) {
-        evconnlistener_enable(evhttp_bound_socket_get_listener(srv->listener));
+    for (int i = 0; i < FRONTS; i++) {
+        if (srv->fronts[i].listener != NULL) {
+            evconnlistener_enable(
+                evhttp_bound_socket_get_listener(srv->fronts[i].listener));
+        }
     }
 }
 
@@ -489,15 +513,15 @@ on_accept_error(struct evconnlistener *lev, void *arg)
 
 /* Binds a new listening socket, or accepts on a copy of SHARE's. */
 static bool
-listen_on(struct agw_server *srv, const char *host, int port,
-          const struct agw_server *share)
+listen_on(struct front *f, const char *host, int port,
+          const struct front *share)
 {
     evutil_socket_t fd;
 
     if (share == NULL) {
-        srv->listener =
-            evhttp_bind_socket_with_handle(srv->http, host, (ev_uint16_t)port);
-        return srv->listener != NULL;
+        f->listener =
+            evhttp_bind_socket_with_handle(f->http, host, (ev_uint16_t)port);
+        return f->listener != NULL;
     }
     /* Every worker's evhttp accepts on the same socket; the copy lets each
      * close its own when it stops accepting. */
@@ -505,62 +529,90 @@ listen_on(struct agw_server *srv, const char *host, int port,
     if (fd < 0) {
         return false;
     }
-    srv->listener = evhttp_accept_socket_with_handle(srv->http, fd);
-    if (srv->listener == NULL) {
+    f->listener = evhttp_accept_socket_with_handle(f->http, fd);
+    if (f->listener == NULL) {
         evutil_closesocket(fd);
     }
-    return srv->listener != NULL;
+    return f->listener != NULL;
 }
 
-struct agw_server *
-agw_server_start(struct agw_gateway *gw, const struct agw_server *share,
-                 char *err, size_t errlen)
+/* Serves every route on ADDR (plain, or TLS when TLS is set), or on a
+ * copy of SHARE's socket. */
+static bool
+open_front(struct agw_server *srv, struct front *f, const char *addr,
+           struct agw_tls_server *tls, const struct front *share, char *err,
+           size_t errlen)
 {
-    struct agw_server *srv = calloc(1, sizeof(*srv));
     char host[AGW_LISTEN_HOST_MAX + 1];
     char why[256];
     int port;
+
+    if (!agw_address_parse_listen(addr, host, &port, why, sizeof(why))) {
+        snprintf(err, errlen, "%s: %s", tls ? "tls_listen" : "listen", why);
+        return false;
+    }
+    f->http = evhttp_new(srv->gw->base);
+    if (f->http == NULL) {
+        snprintf(err, errlen, "evhttp_new failed");
+        return false;
+    }
+    apply_limits(f->http, srv->gw->cfg);
+    evhttp_set_gencb(f->http, route, srv);
+    evhttp_set_bevcb(f->http, tls ? agw_conns_bevcb_tls : agw_conns_bevcb,
+                     srv->conns);
+    if (!listen_on(f, host, port, share)) {
+        snprintf(err, errlen, "cannot listen on %s: %s", addr,
+                 evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+        return false;
+    }
+    f->lev = evhttp_bound_socket_get_listener(f->listener);
+    evconnlistener_set_error_cb(f->lev, on_accept_error);
+    if (share == NULL) {
+        log_info("listening on %s:%d%s", host, bound_port(f->listener),
+                 tls ? " (TLS)" : "");
+        printf("listening %s%s:%d\n", tls ? "tls " : "", host,
+               bound_port(f->listener));
+        fflush(stdout);
+    }
+    return true;
+}
+
+struct agw_server *
+agw_server_start(struct agw_gateway *gw, struct agw_tls_server *tls,
+                 const struct agw_server *share, char *err, size_t errlen)
+{
+    struct agw_server *srv = calloc(1, sizeof(*srv));
+    const struct agw_config *cfg = gw->cfg;
 
     if (srv == NULL) {
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
     srv->gw = gw;
-    set_policy(srv, gw->cfg);
-    srv->conns = agw_conns_new(gw->base, gw->cfg->client_timeout_ms,
-                               (size_t)gw->cfg->max_clients, &srv->policy);
+    set_policy(srv, cfg);
+    srv->conns = agw_conns_new(gw->base, cfg->client_timeout_ms,
+                               (size_t)cfg->max_clients, &srv->policy);
     srv->accept_resume = evtimer_new(gw->base, on_accept_resume, srv);
     if (srv->conns == NULL || srv->accept_resume == NULL) {
         snprintf(err, errlen, "out of memory");
         goto failed;
     }
-    if (!agw_address_parse_listen(gw->cfg->listen, host, &port, why,
-                                  sizeof(why))) {
-        snprintf(err, errlen, "listen: %s", why);
+    agw_conns_set_tls(srv->conns, tls);
+    if (cfg->listen != NULL &&
+        !open_front(srv, &srv->fronts[FRONT_PLAIN], cfg->listen, NULL,
+                    share ? &share->fronts[FRONT_PLAIN] : NULL, err, errlen)) {
         goto failed;
     }
-    srv->http = evhttp_new(gw->base);
-    if (srv->http == NULL) {
-        snprintf(err, errlen, "evhttp_new failed");
+    if (cfg->tls_listen != NULL &&
+        (tls == NULL ||
+         !open_front(srv, &srv->fronts[FRONT_TLS], cfg->tls_listen, tls,
+                     share ? &share->fronts[FRONT_TLS] : NULL, err, errlen))) {
+        if (tls == NULL) {
+            snprintf(err, errlen, "tls_listen: no TLS context");
+        }
         goto failed;
     }
-    apply_limits(srv->http, gw->cfg);
-    evhttp_set_gencb(srv->http, route, srv);
-    evhttp_set_bevcb(srv->http, agw_conns_bevcb, srv->conns);
-    if (!listen_on(srv, host, port, share)) {
-        snprintf(err, errlen, "cannot listen on %s: %s", gw->cfg->listen,
-                 evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
-        goto failed;
-    }
-    evconnlistener_set_error_cb(evhttp_bound_socket_get_listener(srv->listener),
-                                on_accept_error);
-    srv->lev = evhttp_bound_socket_get_listener(srv->listener);
     register_server(srv, true);
-    if (share == NULL) {
-        log_info("listening on %s:%d", host, bound_port(srv->listener));
-        printf("listening %s:%d\n", host, bound_port(srv->listener));
-        fflush(stdout);
-    }
     return srv;
 
 failed:
@@ -571,7 +623,11 @@ failed:
 void
 agw_server_reconfigure(struct agw_server *srv, const struct agw_config *cfg)
 {
-    apply_limits(srv->http, cfg);
+    for (int i = 0; i < FRONTS; i++) {
+        if (srv->fronts[i].http != NULL) {
+            apply_limits(srv->fronts[i].http, cfg);
+        }
+    }
     set_policy(srv, cfg);
     agw_conns_set_limits(srv->conns, cfg->client_timeout_ms,
                          (size_t)cfg->max_clients);
@@ -580,12 +636,16 @@ agw_server_reconfigure(struct agw_server *srv, const struct agw_config *cfg)
 void
 agw_server_stop_accepting(struct agw_server *srv)
 {
-    if (srv->listener != NULL) {
-        pthread_mutex_lock(&all_servers_lock);
-        srv->lev = NULL;
-        pthread_mutex_unlock(&all_servers_lock);
-        evhttp_del_accept_socket(srv->http, srv->listener);
-        srv->listener = NULL;
+    for (int i = 0; i < FRONTS; i++) {
+        struct front *f = &srv->fronts[i];
+
+        if (f->listener != NULL) {
+            pthread_mutex_lock(&all_servers_lock);
+            f->lev = NULL;
+            pthread_mutex_unlock(&all_servers_lock);
+            evhttp_del_accept_socket(f->http, f->listener);
+            f->listener = NULL;
+        }
     }
 }
 
@@ -605,8 +665,11 @@ agw_server_free(struct agw_server *srv)
     if (srv->accept_resume != NULL) {
         event_free(srv->accept_resume);
     }
-    if (srv->http != NULL) {
-        evhttp_free(srv->http); /* closes connections: before conns go */
+    for (int i = 0; i < FRONTS; i++) {
+        if (srv->fronts[i].http != NULL) {
+            /* closes connections: before conns go */
+            evhttp_free(srv->fronts[i].http);
+        }
     }
     agw_conns_free(srv->conns);
     free(srv);

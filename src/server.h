@@ -11,13 +11,16 @@
 struct agw_config;
 struct agw_gateway;
 struct agw_server;
+struct agw_tls_server;
 
 /*
- * Serves GW on GW's loop: binds CFG's listen address, or with SHARE (the
- * first worker's server, NULL for that one) accepts on SHARE's socket too.
- * NULL with ERR on failure.
+ * Serves GW on GW's loop: binds CFG's listen and tls_listen addresses
+ * (each when set; TLS, borrowed, is the TLS listener's context), or with
+ * SHARE (the first worker's server, NULL for that one) accepts on
+ * SHARE's sockets too. NULL with ERR on failure.
  */
 struct agw_server *agw_server_start(struct agw_gateway *gw,
+                                    struct agw_tls_server *tls,
                                     const struct agw_server *share, char *err,
                                     size_t errlen);
 

@@ -227,7 +227,7 @@ agw_worker_init(struct agw_worker *w, int index, struct agw_config *cfg,
         !start_stages(w, proc, err, errlen)) {
         return false;
     }
-    w->server = agw_server_start(gw, proc->listener, err, errlen);
+    w->server = agw_server_start(gw, proc->tls, proc->listener, err, errlen);
     if (w->server == NULL) {
         return false;
     }

@@ -22,6 +22,7 @@ struct agw_config;
 struct agw_flight_board;
 struct agw_server;
 struct agw_admin;
+struct agw_tls_server;
 
 /* The process's part: made by the first worker, borrowed by the others
  * (worker.c). */
@@ -31,6 +32,7 @@ struct agw_process {
     struct agw_limiter *fallback; /* redis: the process's while Redis is down */
     struct agw_flight_board *flights;  /* workers > 1 */
     const struct agw_server *listener; /* first worker's server */
+    struct agw_tls_server *tls; /* tls_listen's context (main's); or NULL */
 };
 
 struct agw_worker {

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "auth.h"
+#include "config.h"
 #include "log.h"
 #include "util.h"
 
@@ -831,6 +832,155 @@ test_check_many_callers(void **state)
     free(text);
 }
 
+/* ------------------------------------------------------------ certs */
+
+/* A certificate whose SHA-256 is HASH_HEX (64 hex) with the SANs given. */
+static struct agw_peer_cert
+cert_of(const char *hash_hex, const char *san1, const char *san2)
+{
+    struct agw_peer_cert c;
+
+    memset(&c, 0, sizeof(c));
+    for (size_t i = 0; hash_hex != NULL && i < sizeof(c.sha256); i++) {
+        unsigned int byte;
+
+        sscanf(hash_hex + 2 * i, "%2x", &byte);
+        c.sha256[i] = (unsigned char)byte;
+    }
+    if (san1 != NULL) {
+        snprintf(c.sans[c.nsans++], AGW_PEER_SAN_LEN, "%s", san1);
+    }
+    if (san2 != NULL) {
+        snprintf(c.sans[c.nsans++], AGW_PEER_SAN_LEN, "%s", san2);
+    }
+    return c;
+}
+
+#define SPIFFE "spiffe://example.org/ns/prod/sa/uploader"
+
+/* uploader by URI SAN (BIZ1), web by DNS SAN (all), pinned by its
+ * certificate's hash (hash_c here stands for a DER hash; BIZ2), and a
+ * token-only caller (BIZ3). */
+static struct agw_auth *
+load_certs(void)
+{
+    char *text = fmt("[uploader]\ncert_san = " SPIFFE "\n"
+                     "businesses = " BIZ1 "\n"
+                     "[web]\ncert_san = Web.Example.ORG\nbusinesses = *\n"
+                     "[pinned]\ncert_sha256 = %s\nbusinesses = " BIZ2 "\n"
+                     "[tokened]\ntoken_sha256 = %s\nbusinesses = " BIZ3 "\n",
+                     hash_c, hash_a);
+    struct agw_auth *a = load_text(text);
+
+    free(text);
+    return a;
+}
+
+static void
+test_cert_mapping(void **state)
+{
+    struct agw_auth *a = load_certs();
+    struct agw_peer_cert up = cert_of(NULL, "web.other.org", SPIFFE);
+    struct agw_peer_cert web = cert_of(NULL, "web.example.org", NULL);
+    struct agw_peer_cert pin = cert_of(hash_c, "nobody.example.org", NULL);
+    struct agw_peer_cert stranger = cert_of(hash_b, SPIFFE "x", NULL);
+    struct agw_peer_cert upper = cert_of(NULL,
+                                         "SPIFFE://example.org/ns/prod/"
+                                         "sa/uploader",
+                                         NULL);
+    const char *name = NULL;
+
+    assert_int_equal(
+        agw_auth_identify(a, AGW_AUTH_MTLS, NULL, &up, BIZ1, &name),
+        AGW_AUTH_OK);
+    assert_string_equal(name, "uploader");
+    assert_int_equal(
+        agw_auth_identify(a, AGW_AUTH_MTLS, NULL, &up, BIZ2, &name),
+        AGW_AUTH_FORBIDDEN);
+    assert_string_equal(name, "uploader");
+    /* A DNS name matches without regard to case; a URI exactly. */
+    assert_int_equal(
+        agw_auth_identify(a, AGW_AUTH_MTLS, NULL, &web, BIZ3, &name),
+        AGW_AUTH_OK);
+    assert_string_equal(name, "web");
+    assert_int_equal(
+        agw_auth_identify(a, AGW_AUTH_MTLS, NULL, &upper, BIZ1, &name),
+        AGW_AUTH_UNKNOWN_CERT);
+    assert_null(name);
+    assert_int_equal(
+        agw_auth_identify(a, AGW_AUTH_MTLS, NULL, &pin, BIZ2, &name),
+        AGW_AUTH_OK);
+    assert_string_equal(name, "pinned");
+    assert_int_equal(
+        agw_auth_identify(a, AGW_AUTH_MTLS, NULL, &stranger, BIZ1, &name),
+        AGW_AUTH_UNKNOWN_CERT);
+    /* mtls takes no token, and a call without a certificate is refused. */
+    assert_int_equal(
+        agw_auth_identify(a, AGW_AUTH_MTLS, bearer(TOKEN_A), NULL, BIZ3, &name),
+        AGW_AUTH_NO_CERT);
+    assert_null(name);
+    agw_auth_free(a);
+}
+
+static void
+test_cert_mode_any_and_token(void **state)
+{
+    struct agw_auth *a = load_certs();
+    struct agw_peer_cert up = cert_of(NULL, SPIFFE, NULL);
+    struct agw_peer_cert stranger = cert_of(hash_b, NULL, NULL);
+    const char *name = NULL;
+
+    /* any: a known certificate wins over a token of another caller. */
+    assert_int_equal(
+        agw_auth_identify(a, AGW_AUTH_ANY, bearer(TOKEN_A), &up, BIZ1, &name),
+        AGW_AUTH_OK);
+    assert_string_equal(name, "uploader");
+    assert_int_equal(agw_auth_identify(a, AGW_AUTH_ANY, bearer(TOKEN_A),
+                                       &stranger, BIZ3, &name),
+                     AGW_AUTH_OK);
+    assert_string_equal(name, "tokened");
+    assert_int_equal(
+        agw_auth_identify(a, AGW_AUTH_ANY, NULL, &stranger, BIZ3, &name),
+        AGW_AUTH_UNKNOWN_CERT);
+    assert_int_equal(
+        agw_auth_identify(a, AGW_AUTH_ANY, NULL, NULL, BIZ3, &name),
+        AGW_AUTH_MISSING);
+    assert_int_equal(
+        agw_auth_identify(a, AGW_AUTH_ANY, bearer(TOKEN_B), NULL, BIZ3, &name),
+        AGW_AUTH_UNKNOWN);
+    /* token mode never looks at a certificate. */
+    assert_int_equal(
+        agw_auth_identify(a, AGW_AUTH_TOKEN, NULL, &up, BIZ1, &name),
+        AGW_AUTH_MISSING);
+    /* A caller without token_sha256 is never matched by a token. */
+    assert_int_equal(agw_auth_check(a, bearer(TOKEN_C), BIZ1, &name),
+                     AGW_AUTH_UNKNOWN);
+    agw_auth_free(a);
+}
+
+static void
+test_cert_keys_checked(void **state)
+{
+    char *text;
+
+    expect_error("[a]\ncert_san = has space\nbusinesses = *\n",
+                 ":2: [a] cert_san: ", "URI or DNS name");
+    expect_error("[a]\ncert_sha256 = abcd\nbusinesses = *\n",
+                 ":2: [a] cert_sha256: ", "64 hex digits");
+    expect_error("[a]\ncert_san = " SPIFFE "\ncert_san = x\nbusinesses = *\n",
+                 ":3: [a] cert_san: ", "duplicate key");
+    expect_error("[a]\ncert_san = " SPIFFE "\nbusinesses = *\n"
+                 "[b]\ncert_san = " SPIFFE "\nbusinesses = *\n",
+                 ":5: [b] cert_san: ", "same name as caller [a]");
+    text = fmt("[a]\ncert_sha256 = %s\nbusinesses = *\n"
+               "[b]\ncert_sha256 = %s\nbusinesses = *\n",
+               hash_a, hash_a);
+    expect_error(text, ":5: [b] cert_sha256: ", "same certificate as caller");
+    free(text);
+    expect_error("[a]\nbusinesses = *\n",
+                 ":1: [a] token_sha256: ", "cert_san or cert_sha256");
+}
+
 static void
 test_free_null(void **state)
 {
@@ -871,6 +1021,9 @@ main(void)
         cmocka_unit_test(test_check_business_case),
         cmocka_unit_test(test_check_without_business),
         cmocka_unit_test(test_check_many_callers),
+        cmocka_unit_test(test_cert_mapping),
+        cmocka_unit_test(test_cert_mode_any_and_token),
+        cmocka_unit_test(test_cert_keys_checked),
         cmocka_unit_test(test_free_null),
     };
 

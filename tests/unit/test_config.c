@@ -419,7 +419,34 @@ test_bad_listen(void **state)
         expect_error(text, 4, "must be host:port");
     }
     expect_error(AUTH_OK "[server]\nlisten =\n", 4,
-                 "[server] listen: must not be empty");
+                 "[server] listen: empty, and so is tls_listen");
+}
+
+/* SPEC §9: what the TLS keys need of one another, and of [auth] mode. */
+static void
+test_tls_keys(void **state)
+{
+    expect_error(AUTH_OK "[server]\ntls_listen = 127.0.0.1:8443\n", 4,
+                 "[server] tls_listen: needs [server] tls_cert_file and "
+                 "tls_key_file");
+    expect_error(AUTH_OK "[server]\ntls_listen = 127.0.0.1:0x\n", 4,
+                 "[server] tls_listen: ");
+    expect_error(AUTH_OK "[server]\ntls_client_auth = require\n", 4,
+                 "[server] tls_client_auth: client certificates need "
+                 "[server] tls_listen");
+    expect_error(AUTH_OK "[server]\ntls_client_auth = sometimes\n", 4,
+                 "is not one of: none, optional, require");
+    expect_error(AUTH_OK "[server]\ntls_min_version = 1.1\n", 4,
+                 "\"1.1\" is not one of: 1.2, 1.3");
+    expect_error(AUTH_OK "[server]\ntls_cert_file = /nonexistent/c.pem\n", 4,
+                 "[server] tls_cert_file: cannot read /nonexistent/c.pem");
+    expect_error(AUTH_OK "[server]\ntls_key_file = /nonexistent/k.pem\n", 4,
+                 "[server] tls_key_file: cannot read /nonexistent/k.pem");
+    expect_error("[auth]\nmode = mtls\nclients_file = /c\n", 2,
+                 "[auth] mode: mode = mtls needs [server] tls_client_auth = "
+                 "require");
+    expect_error("[auth]\nmode = any\n", 2,
+                 "[auth] mode: mode = any needs [auth] clients_file");
 }
 
 /* What the server's own parser refuses, -t refuses too: before, these
@@ -1099,6 +1126,7 @@ main(void)
         cmocka_unit_test_setup(test_bad_names, test_setup),
         cmocka_unit_test_setup(test_bad_listen, test_setup),
         cmocka_unit_test_setup(test_listen_as_the_server_parses_it, test_setup),
+        cmocka_unit_test_setup(test_tls_keys, test_setup),
         cmocka_unit_test_setup(test_bad_base_url, test_setup),
         cmocka_unit_test_setup(test_good_base_url, test_setup),
         cmocka_unit_test_setup(test_ca_file_loaded, test_setup),
