@@ -15,6 +15,7 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include <event2/buffer.h>
 #include <json-c/json.h>
 
 #include "auth.h"
@@ -28,6 +29,7 @@ struct caller_slots {
     char name[AGW_AUTH_NAME_MAX + 1];
     int64_t second[WINDOW_S]; /* which Unix second each slot counts */
     uint32_t count[WINDOW_S];
+    uint64_t total; /* since the start, for /metrics */
 };
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
@@ -207,6 +209,7 @@ agw_admin_stats_upstream(const char *caller, int status, const char *detail)
             c->count[slot] = 0;
         }
         c->count[slot]++;
+        c->total++;
     }
     if (is_failure(status)) {
         keep_error(at, status, detail);
@@ -227,6 +230,27 @@ agw_admin_stats_errors(struct agw_admin_error out[AGW_ADMIN_ERRORS_MAX])
     }
     pthread_mutex_unlock(&lock);
     return n;
+}
+
+int
+agw_admin_stats_render_calls(struct evbuffer *out)
+{
+    static const char name[] = "asset_gateway_upstream_calls_total";
+    int rc;
+
+    rc = evbuffer_add_printf(out,
+                             "# HELP %s Upstream attempts by caller (its "
+                             "name in the clients file; \"-\" with mode = "
+                             "none).\n# TYPE %s counter\n",
+                             name, name);
+    pthread_mutex_lock(&lock);
+    for (size_t i = 0; i < ncallers && rc >= 0; i++) {
+        rc = evbuffer_add_printf(out, "%s{caller=\"%s\"} %llu\n", name,
+                                 callers[i].name,
+                                 (unsigned long long)callers[i].total);
+    }
+    pthread_mutex_unlock(&lock);
+    return rc < 0 ? -1 : 0;
 }
 
 /* A new object of this instance's callers with calls in the last minute. */

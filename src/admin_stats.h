@@ -10,6 +10,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+struct evbuffer;
+
 /* Upstream errors kept for the status, newest last. */
 #define AGW_ADMIN_ERRORS_MAX 10
 #define AGW_ADMIN_ERROR_TEXT_MAX 120
@@ -44,6 +46,15 @@ const char *agw_admin_stats_version(void);
  */
 void agw_admin_stats_upstream(const char *caller, int status,
                               const char *detail);
+
+/*
+ * Appends the family asset_gateway_upstream_calls_total{caller} to OUT
+ * (Prometheus text): every caller with an upstream attempt since the
+ * start. Caller names are clients-file section names (letters, digits,
+ * ".", "_", ":", "-"), so they need no escaping and are bounded by what
+ * the clients files named. 0, or -1 when OUT could not grow.
+ */
+int agw_admin_stats_render_calls(struct evbuffer *out);
 
 /* Copies the last errors, oldest first, into OUT; returns how many. */
 size_t agw_admin_stats_errors(struct agw_admin_error out[AGW_ADMIN_ERRORS_MAX]);

@@ -14,7 +14,9 @@ struct evbuffer;
  * Columns: ID, name, then for VEC the label set (AGW_METRIC_LABELSETS) and
  * for HIST the bucket list (AGW_BUCKETS_*), then the # HELP text.
  * Labels are bounded by construction: HTTP statuses or fixed words, never
- * business ids, URIs, callers or anything else a request chooses.
+ * business ids, URIs or anything else a request chooses. (The one family
+ * labelled by caller, upstream_calls_total, is admin_stats.c's: its
+ * values are clients-file names.)
  */
 #define AGW_METRICS_LIST(INFO, COUNTER, VEC, GAUGE, HIST)                      \
     INFO(BUILD_INFO, "build_info",                                             \

@@ -11,6 +11,8 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <event2/buffer.h>
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -233,6 +235,30 @@ test_calls_window(void **state)
     agw_admin_stats_set_clock(NULL);
 }
 
+/* /metrics: every caller's attempts since the start, window or not. */
+static void
+test_calls_total_metric(void **state)
+{
+    struct evbuffer *out = evbuffer_new();
+    char *text;
+
+    agw_admin_stats_set_clock(fake_clock);
+    fake_now = 2000000.0;
+    agw_admin_stats_upstream("carol", 200, NULL);
+    agw_admin_stats_upstream("carol", 503, "unavailable");
+    fake_now += 3600; /* long out of the minute's window */
+    agw_admin_stats_upstream("carol", 0, "timed out");
+    assert_int_equal(agw_admin_stats_render_calls(out), 0);
+    evbuffer_add(out, "", 1);
+    text = (char *)evbuffer_pullup(out, -1);
+    assert_non_null(strstr(text, "# TYPE asset_gateway_upstream_calls_total "
+                                 "counter\n"));
+    assert_non_null(strstr(
+        text, "asset_gateway_upstream_calls_total{caller=\"carol\"} 3\n"));
+    evbuffer_free(out);
+    agw_admin_stats_set_clock(NULL);
+}
+
 static void
 test_errors_ring(void **state)
 {
@@ -281,6 +307,8 @@ test_history_ring(void **state)
     agw_metrics_count_cache(AGW_CACHE_HIT);
     agw_metrics_count_cache(AGW_CACHE_MISS);
     agw_metrics_count_upstream(200);
+    /* A rate needs time to pass: the clock counts whole microseconds. */
+    usleep(1000);
     agw_admin_history_sample(h, &rl);
     assert_int_equal(h->n, 1);
     assert_int_equal(h->samples[0].hits, 2);
@@ -334,6 +362,7 @@ main(void)
         cmocka_unit_test(test_config_admin),
         cmocka_unit_test(test_config_reload_keeps_token),
         cmocka_unit_test(test_calls_window),
+        cmocka_unit_test(test_calls_total_metric),
         cmocka_unit_test(test_errors_ring),
         cmocka_unit_test(test_history_ring),
         cmocka_unit_test(test_tables_forget),
