@@ -14,9 +14,8 @@
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
 
-/* WHAT, with the last OpenSSL error when there is one; clears the queue. */
-static void
-set_err(char *err, size_t errlen, const char *what)
+void
+agw_tls_error(char *err, size_t errlen, const char *what)
 {
     unsigned long e = ERR_peek_last_error();
     char reason[256];
@@ -47,7 +46,7 @@ load_ca_file(SSL_CTX *ctx, const char *ca_file, char *err, size_t errlen)
     }
     if (SSL_CTX_load_verify_locations(ctx, ca_file, NULL) != 1) {
         snprintf(what, sizeof(what), "cannot load CAs from %s", ca_file);
-        set_err(err, errlen, what);
+        agw_tls_error(err, errlen, what);
         return false;
     }
     return true;
@@ -59,11 +58,11 @@ agw_tls_client_ctx(const char *ca_file, char *err, size_t errlen)
     SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
 
     if (ctx == NULL) {
-        set_err(err, errlen, "SSL_CTX_new");
+        agw_tls_error(err, errlen, "SSL_CTX_new");
         return NULL;
     }
     if (SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) != 1) {
-        set_err(err, errlen, "cannot require TLS 1.2");
+        agw_tls_error(err, errlen, "cannot require TLS 1.2");
         goto failed;
     }
     SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
@@ -77,7 +76,7 @@ agw_tls_client_ctx(const char *ca_file, char *err, size_t errlen)
             goto failed;
         }
     } else if (SSL_CTX_set_default_verify_paths(ctx) != 1) {
-        set_err(err, errlen, "cannot load the system CA store");
+        agw_tls_error(err, errlen, "cannot load the system CA store");
         goto failed;
     }
     return ctx;

@@ -23,4 +23,8 @@ SSL_CTX *agw_tls_client_ctx(const char *ca_file, char *err, size_t errlen);
  */
 SSL *agw_tls_client_ssl(SSL_CTX *ctx, const char *host);
 
+/* ERR gets WHAT, with the last OpenSSL error when there is one; the
+ * thread's OpenSSL error queue is cleared. */
+void agw_tls_error(char *err, size_t errlen, const char *what);
+
 #endif

@@ -28,6 +28,7 @@
 #include "config.h"
 #include "log.h"
 #include "metrics.h"
+#include "tls.h"
 #include "util.h"
 
 /* TLS 1.2 suites with an ephemeral key exchange; TLS 1.3's all are. */
@@ -41,22 +42,6 @@ struct agw_tls_server {
     pthread_mutex_t lock;
     SSL_CTX *ctx; /* new connections'; one reference */
 };
-
-/* WHAT, with the last OpenSSL error when there is one; clears the queue. */
-static void
-set_why(char *why, size_t len, const char *what)
-{
-    unsigned long e = ERR_peek_last_error();
-    char reason[256];
-
-    if (e != 0) {
-        ERR_error_string_n(e, reason, sizeof(reason));
-        snprintf(why, len, "%s: %s", what, reason);
-    } else {
-        snprintf(why, len, "%s", what);
-    }
-    ERR_clear_error();
-}
 
 /* Only a regular file is opened: a FIFO would block start-up. */
 static bool
@@ -89,7 +74,7 @@ static STACK_OF(X509) * read_certs(const char *path, char *why, size_t len)
 
     if (certs == NULL || in == NULL) {
         snprintf(what, sizeof(what), "cannot read %s", path);
-        set_why(why, len, what);
+        agw_tls_error(why, len, what);
         goto failed;
     }
     while ((x = PEM_read_bio_X509(in, NULL, NULL, NULL)) != NULL) {
@@ -108,7 +93,7 @@ static STACK_OF(X509) * read_certs(const char *path, char *why, size_t len)
     }
     snprintf(what, sizeof(what), "%s holds no PEM certificate%s", path,
              sk_X509_num(certs) > 0 ? " after a bad one" : "");
-    set_why(why, len, what);
+    agw_tls_error(why, len, what);
 
 failed:
     BIO_free(in);
@@ -159,7 +144,7 @@ agw_tls_server_check_key(const char *path, char *why, size_t len)
     }
     if (key == NULL) {
         snprintf(what, sizeof(what), "%s holds no PEM private key", path);
-        set_why(why, len, what);
+        agw_tls_error(why, len, what);
         return false;
     }
     EVP_PKEY_free(key);
@@ -259,7 +244,7 @@ set_protocols(SSL_CTX *ctx, const struct agw_config *cfg, char *why, size_t len)
     if (SSL_CTX_set_min_proto_version(ctx, min) != 1 ||
         SSL_CTX_set_max_proto_version(ctx, TLS1_3_VERSION) != 1 ||
         SSL_CTX_set_cipher_list(ctx, FS_CIPHERS_TLS12) != 1) {
-        set_why(why, len, "cannot set the TLS versions and suites");
+        agw_tls_error(why, len, "cannot set the TLS versions and suites");
         return false;
     }
     /* Clients often close without close_notify; HTTP framing tells a
@@ -282,7 +267,7 @@ set_identity(SSL_CTX *ctx, const struct agw_config *cfg, char *why, size_t len)
 
     if (SSL_CTX_use_certificate_chain_file(ctx, cfg->tls_cert_file) != 1) {
         snprintf(what, sizeof(what), "cannot load %s", cfg->tls_cert_file);
-        set_why(why, len, what);
+        agw_tls_error(why, len, what);
         return false;
     }
     if (SSL_CTX_use_PrivateKey_file(ctx, cfg->tls_key_file, SSL_FILETYPE_PEM) !=
@@ -290,7 +275,7 @@ set_identity(SSL_CTX *ctx, const struct agw_config *cfg, char *why, size_t len)
         SSL_CTX_check_private_key(ctx) != 1) {
         snprintf(what, sizeof(what), "%s is not the key of %s",
                  cfg->tls_key_file, cfg->tls_cert_file);
-        set_why(why, len, what);
+        agw_tls_error(why, len, what);
         return false;
     }
     return true;
@@ -313,7 +298,7 @@ set_client_auth(SSL_CTX *ctx, const struct agw_config *cfg, char *why,
         sk_X509_NAME_pop_free(names, X509_NAME_free);
         snprintf(what, sizeof(what), "cannot load CAs from %s",
                  cfg->tls_client_ca_file);
-        set_why(why, len, what);
+        agw_tls_error(why, len, what);
         return false;
     }
     SSL_CTX_set_client_CA_list(ctx, names);
@@ -330,7 +315,7 @@ agw_tls_server_ctx(const struct agw_config *cfg, char *why, size_t len)
     SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
 
     if (ctx == NULL) {
-        set_why(why, len, "SSL_CTX_new");
+        agw_tls_error(why, len, "SSL_CTX_new");
         return NULL;
     }
     if (!set_protocols(ctx, cfg, why, len) ||
