@@ -110,12 +110,12 @@ history_json(const struct agw_admin_history *h)
 
 /* ------------------------------------------------------------ status */
 
+/* This instance as the fleet table lists it: id, host, version. */
 static json_object *
-instance_json(const struct agw_admin_view *v)
+self_entry(void)
 {
     json_object *o = json_object_new_object();
     char id[33];
-    double now = unix_now();
 
     agw_limiter_fleet_instance_id(id);
     json_object_object_add(o, "id", json_object_new_string(id));
@@ -123,6 +123,15 @@ instance_json(const struct agw_admin_view *v)
                            json_object_new_string(agw_admin_stats_host()));
     json_object_object_add(o, "version",
                            json_object_new_string(agw_admin_stats_version()));
+    return o;
+}
+
+static json_object *
+instance_json(const struct agw_admin_view *v)
+{
+    json_object *o = self_entry();
+    double now = unix_now();
+
     json_object_object_add(
         o, "uptime_s",
         json_object_new_int64((int64_t)(now - agw_admin_stats_started_at())));
@@ -273,21 +282,6 @@ add_calls(json_object *out, json_object *calls)
                                       entry, "calls_last_minute")) +
                                   n));
     }
-}
-
-static json_object *
-self_entry(void)
-{
-    json_object *o = json_object_new_object();
-    char id[33];
-
-    agw_limiter_fleet_instance_id(id);
-    json_object_object_add(o, "id", json_object_new_string(id));
-    json_object_object_add(o, "host",
-                           json_object_new_string(agw_admin_stats_host()));
-    json_object_object_add(o, "version",
-                           json_object_new_string(agw_admin_stats_version()));
-    return o;
 }
 
 /* The fleet from the instances script's reply, callers summed over it. */
