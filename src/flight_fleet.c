@@ -1530,7 +1530,8 @@ on_renewed(struct redisReply *reply, const char *error, void *arg)
                  reply->type == REDIS_REPLY_ERROR ? reply->str
                                                   : "unexpected reply");
     } else if (reply->integer == 0 && c->held && !c->lost) {
-        log_warn("fleet: the claim on %.16s... expired before it was renewed",
+        log_warn("fleet: the claim on %.16s... expired before it was renewed "
+                 "(or an operator purged the key)",
                  c->key);
         c->lost = true; /* someone else's now: leave it be */
         evtimer_del(c->timer);
