@@ -496,8 +496,11 @@ def purge_during_flight(h, flight_on, purge_on):
     t = h.t
     sb = h.sandbox()
     redis = H.Redis(h)
+    # Two workers: the process's flights too (which worker takes a
+    # connection is the kernel's choice).
     ov = {"store": {"l1_ttl_ms": "60000"},
-          "upstream": {"request_timeout_ms": "6000"}}
+          "upstream": {"request_timeout_ms": "6000"},
+          "server": {"workers": "2"}}
     gws = {"a": admin_gateway(h, sb, redis, overrides=ov),
            "b": admin_gateway(h, sb, redis, overrides=ov)}
     for x in gws.values():
