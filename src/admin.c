@@ -27,6 +27,7 @@
 #include "address.h"
 #include "admin_status.h"
 #include "config.h"
+#include "flight.h"
 #include "flight_fleet.h"
 #include "gateway.h"
 #include "limiter.h"
@@ -368,6 +369,7 @@ handle_purge(struct agw_admin *adm, struct evhttp_request *req, const char *rid)
         purge_invalid(req, rid, len > BODY_MAX ? "body too large" : why);
         return;
     }
+    agw_flight_purge(key); /* first: a flight ending now keeps nothing */
     held = agw_store_tables_forget(adm->tables, key);
     rlog_info(rid, "purge: key %.12s...: this instance %s it", key,
               held ? "held" : "did not hold");

@@ -512,7 +512,8 @@ keep_copy(struct agw_call *call, const struct agw_response *resp)
 {
     struct agw_store *store = call->gw->store;
 
-    if (resp->status >= 200 && resp->status < 300 && store->ops->keep != NULL) {
+    if (resp->status >= 200 && resp->status < 300 && store->ops->keep != NULL &&
+        !agw_flight_purged(&call->flight)) {
         store->ops->keep(store, call->request.dedupe_key, resp->status,
                          resp->body, resp->len, call->cfg->cache_ttl_s);
     }
@@ -886,13 +887,18 @@ on_upstream_response(struct agw_call *call,
 
 /* Upstream's 2xx: the fleet's holder writes Redis with its release
  * (agw_flight_finish()) and keeps the in-process copies now; any other
- * call writes it through the store. */
+ * call writes it through the store. An answer a purge came after while
+ * it was on its way is not kept (SPEC §12; the release does not store
+ * it either: its claim was purged). */
 static void
 store_answer(struct agw_call *call, const struct agw_upstream_result *res)
 {
     struct agw_store *store = call->gw->store;
 
-    if (!agw_flight_stores(&call->flight)) {
+    if (agw_flight_purged(&call->flight)) {
+        rlog_debug(call->request_id,
+                   "purged meanwhile: the answer is not kept");
+    } else if (!agw_flight_stores(&call->flight)) {
         store->ops->put(store, call->request.dedupe_key, res->status, res->body,
                         res->len, call->cfg->cache_ttl_s);
     } else if (store->ops->keep != NULL) {

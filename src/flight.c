@@ -3,7 +3,9 @@
  * call waits in the narrowest tier where another call leads its key, and
  * leads every tier below that one.
  */
+#include <stdatomic.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "flight.h"
@@ -14,8 +16,57 @@
 #include "redis.h"
 #include "reply.h"
 
+#define PURGE_SLOTS 64
+
 static bool join_process(struct agw_flight *f);
 static bool join_fleet(struct agw_flight *f);
+
+/* The purges of each slot's keys in this process (agw_flight_purge). */
+static atomic_ulong purge_generations[PURGE_SLOTS];
+
+static atomic_ulong *
+slot_of(const char *key)
+{
+    unsigned h = 2166136261u; /* FNV-1a */
+
+    for (; *key != '\0'; key++) {
+        h = (h ^ (unsigned char)*key) * 16777619u;
+    }
+    return &purge_generations[h % PURGE_SLOTS];
+}
+
+void
+agw_flight_purge(const char *key)
+{
+    if (key != NULL) {
+        atomic_fetch_add(slot_of(key), 1);
+        return;
+    }
+    for (int i = 0; i < PURGE_SLOTS; i++) {
+        atomic_fetch_add(&purge_generations[i], 1);
+    }
+}
+
+bool
+agw_flight_purged(const struct agw_flight *f)
+{
+    return f->key != NULL && atomic_load(slot_of(f->key)) != f->generation;
+}
+
+/* F's name in the tiers: after a purge, a flight under way for the key
+ * has another name, so F starts its own (and ends its own, whichever
+ * ends first). */
+static void
+name_flight(struct agw_flight *f)
+{
+    f->generation = atomic_load(slot_of(f->key));
+    f->name = f->key;
+    if (f->generation != 0 && strlen(f->key) <= 64) {
+        snprintf(f->name_buf, sizeof(f->name_buf), "%s#%lu", f->key,
+                 f->generation);
+        f->name = f->name_buf;
+    }
+}
 
 /* This loop's leader answered a QUEUED call. Nothing of F is touched
  * after CB: the call may be freed by it. */
@@ -41,7 +92,8 @@ agw_flight_join(struct agw_flight *f, const struct agw_flight_tiers *tiers,
         .arg = arg,
         .lookup = lookup,
     };
-    if (!agw_flight_loop_join(tiers->loop, key, on_loop, f)) {
+    name_flight(f);
+    if (!agw_flight_loop_join(tiers->loop, f->name, on_loop, f)) {
         agw_metrics_count_cache(AGW_CACHE_COALESCED);
         agw_metrics_gauge_add(AGW_M_SINGLEFLIGHT_WAITERS, 1);
         return AGW_FLIGHT_QUEUED;
@@ -91,7 +143,7 @@ join_process(struct agw_flight *f)
         return false;
     }
     f->waits_in = f->tiers.process;
-    f->wait = agw_flight_tier_join(f->waits_in, f->key, on_process, f);
+    f->wait = agw_flight_tier_join(f->waits_in, f->name, on_process, f);
     return true;
 }
 
@@ -143,8 +195,8 @@ join_fleet(struct agw_flight *f)
     }
     f->waits_in = fleet;
     f->wait = fleet_looks(f)
-                  ? agw_flight_tier_lookup(fleet, f->key, on_fleet, f)
-                  : agw_flight_tier_join(fleet, f->key, on_fleet, f);
+                  ? agw_flight_tier_lookup(fleet, f->name, on_fleet, f)
+                  : agw_flight_tier_join(fleet, f->name, on_fleet, f);
     return true;
 }
 
@@ -173,7 +225,7 @@ void
 agw_flight_renew(struct agw_flight *f, int ttl_ms)
 {
     if (f->leads_fleet) {
-        agw_flight_tier_renew(f->tiers.fleet, f->key, ttl_ms);
+        agw_flight_tier_renew(f->tiers.fleet, f->name, ttl_ms);
     }
 }
 
@@ -189,11 +241,11 @@ end_claim(struct agw_flight *f, struct agw_flight_tier *fleet, bool *leads,
           const struct agw_response *resp, bool shutting_down, long store_ttl_s)
 {
     if (*leads && shutting_down) {
-        agw_flight_tier_abandon(fleet, f->key);
+        agw_flight_tier_abandon(fleet, f->name);
     } else if (*leads && store_ttl_s > 0) {
-        agw_flight_tier_release_storing(fleet, f->key, resp, store_ttl_s);
+        agw_flight_tier_release_storing(fleet, f->name, resp, store_ttl_s);
     } else if (*leads) {
-        agw_flight_tier_release(fleet, f->key, resp);
+        agw_flight_tier_release(fleet, f->name, resp);
     }
     *leads = false;
 }
@@ -221,7 +273,7 @@ end_tiers(struct agw_flight *f, const struct agw_response *resp,
     }
     if (f->leads_loop) {
         f->leads_loop = false;
-        agw_flight_loop_finish(f->tiers.loop, f->key, resp);
+        agw_flight_loop_finish(f->tiers.loop, f->name, resp);
     }
 }
 

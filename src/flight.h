@@ -57,11 +57,18 @@ enum agw_flight_outcome {
 typedef void (*agw_flight_cb)(enum agw_flight_outcome outcome,
                               const struct agw_response *resp, void *arg);
 
+/* A flight's name in the tiers: its key, then "#" and the purge
+ * generation of the key's slot when that is not 0 (agw_flight_purge). */
+#define AGW_FLIGHT_NAME_MAX (64 + 1 + 20 + 1)
+
 /* Caller-owned (e.g. inside the call); the fields are flight.c's. */
 struct agw_flight {
     struct agw_flight_tiers tiers;
-    const char *key;    /* borrowed */
-    const char *log_id; /* the request id, for debug lines */
+    const char *key;  /* borrowed */
+    const char *name; /* KEY, or NAME_BUF: what the tiers are given */
+    char name_buf[AGW_FLIGHT_NAME_MAX];
+    unsigned long generation; /* the key's slot's, at the join */
+    const char *log_id;       /* the request id, for debug lines */
     agw_flight_cb cb;
     void *arg;
     struct agw_flight_wait *wait;     /* open in the process or the fleet */
@@ -76,7 +83,8 @@ struct agw_flight {
  * Joins KEY's flights into F: this loop's, then (leading it) the
  * process's, then (leading that) the fleet's. LOOKUP: the fleet's claim
  * also looks the store up (false for calls that refresh the stored
- * answer). KEY and LOG_ID must outlive F.
+ * answer). KEY (at most 64 characters: a dedupe key) and LOG_ID must
+ * outlive F.
  * Returns QUEUED or WAIT (CB runs exactly once, never before this
  * returns, with the outcome), or LEAD when there is no wider tier to
  * wait for (CB does not run). A call that leads this loop's flight (WAIT,
@@ -88,6 +96,24 @@ enum agw_flight_outcome agw_flight_join(struct agw_flight *f,
                                         const char *key, bool lookup,
                                         const char *log_id, agw_flight_cb cb,
                                         void *arg);
+
+/*
+ * An operator's purge of KEY (SPEC §12) in this process, from any
+ * thread; KEY NULL: of every key (purges may have been missed). Calls
+ * that join KEY's flight from now on start a new one in every tier
+ * instead of joining one under way (whose calls still get its answer),
+ * and agw_flight_purged() is true for the calls of those under way.
+ * Keys share 64 slots: a purge may count for other keys of its slot too
+ * (a new flight for them, their answer not kept: never a stale one).
+ */
+void agw_flight_purge(const char *key);
+
+/*
+ * Whether a purge of F's key happened since F joined: then F's answer
+ * is the purged one's flight's (it may be older than the purge), and
+ * must not be kept or stored anywhere (it still answers F's calls).
+ */
+bool agw_flight_purged(const struct agw_flight *f);
 
 /*
  * After a LEAD that went on without the fleet's flight (Redis was away):

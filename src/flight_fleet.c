@@ -21,7 +21,10 @@
  * token is the claim that produced it. A waiter trusts any message (it was
  * published while it listened, so it answers its request), but a copy
  * only when it comes from the holder it waited on: an older copy belongs
- * to an earlier flight (e.g. an error, which must not be reused).
+ * to an earlier flight (e.g. an error, which must not be reused). A
+ * message with "!" in front comes from a claim that was no longer its
+ * holder's when it answered (purged: SPEC §12, or expired): only the
+ * waiters of that claim take it; the others wait for their own holder.
  *
  * What Redis answers is trusted only in the shape the scripts write
  * (SPEC §8): a holder is a token of ours (32 hex digits) with a PTTL no
@@ -133,20 +136,26 @@ static const char claim_lua[] =
     "return {1}\n";
 
 /* KEYS: lock, done, stored answer. ARGV: token, answer, copy TTL (ms),
- * the value to store and its TTL (s) ("" and "": nothing to store). The
- * answer is stored before the claim goes, so a caller that finds no
- * claim finds the answer. The claim is deleted only while it is still
- * ours (it may have expired and been taken over); the answer is
- * published either way. */
+ * the value to store and its TTL (s) ("" and "": nothing to store).
+ * While the claim is still ours, the answer is stored before the claim
+ * goes (a caller that finds no claim finds the answer) and published to
+ * every waiter. A claim no longer ours was purged (SPEC §12: its answer
+ * may predate the purge) or expired (another call may be on its way):
+ * nothing is stored, the copy is written only where none is (it may be
+ * a newer flight's), and the answer is published for the waiters of this
+ * claim alone ("!" in front: on_message). */
 static const char release_lua[] =
+    "if redis.call('GET', KEYS[1]) ~= ARGV[1] then\n"
+    "  redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3], 'NX')\n"
+    "  redis.call('PUBLISH', KEYS[2], '!' .. ARGV[2])\n"
+    "  return 1\n"
+    "end\n"
     "if ARGV[5] ~= '' then\n"
     "  redis.call('SET', KEYS[3], ARGV[4], 'EX', ARGV[5])\n"
     "end\n"
     "redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])\n"
     "redis.call('PUBLISH', KEYS[2], ARGV[2])\n"
-    "if redis.call('GET', KEYS[1]) == ARGV[1] then\n"
-    "  redis.call('DEL', KEYS[1])\n"
-    "end\n"
+    "redis.call('DEL', KEYS[1])\n"
     "return 1\n";
 
 /* As release_lua, for a leftover claim (the answer "<token>\n" alone:
@@ -179,6 +188,7 @@ static const char renew_lua[] =
  */
 struct claim {
     struct redis_fleet *fleet; /* valid while HELD */
+    char *name;                /* the flight's (flight_tier.h): FLEET's table */
     char *key;
     char token[TOKEN_LEN + 1];
     int ttl_ms;          /* what a renewal asks for: the longest asked */
@@ -247,6 +257,7 @@ struct watch_op {
  */
 struct agw_flight_wait {
     struct redis_fleet *fleet; /* NULL once the fleet is freed */
+    char *name;                /* the flight's; KEY is its Redis part */
     char *key;
     agw_flight_tier_cb cb;
     void *arg;
@@ -619,6 +630,7 @@ wait_unref(struct agw_flight_wait *w)
     if (w->timer != NULL) {
         event_free(w->timer);
     }
+    free(w->name);
     free(w->key);
     free(w);
 }
@@ -665,19 +677,20 @@ arm_renewal(struct claim *c)
 }
 
 static struct claim *
-find_claim(struct redis_fleet *f, const char *key)
+find_claim(struct redis_fleet *f, const char *name)
 {
-    return agw_table_get(f->claims, key);
+    return agw_table_get(f->claims, name);
 }
 
 /* remove_claim() is below, with the claim's end. */
 static void remove_claim(struct redis_fleet *f, struct claim *gone);
 
 static void
-add_claim(struct redis_fleet *f, const char *key, const char *token)
+add_claim(struct redis_fleet *f, const char *name, const char *key,
+          const char *token)
 {
     struct claim *c = calloc(1, sizeof(*c));
-    struct claim *old = find_claim(f, key);
+    struct claim *old = find_claim(f, name);
 
     /* Redis gave us KEY again: a claim we still thought held expired
      * there, and must not be renewed. */
@@ -685,6 +698,7 @@ add_claim(struct redis_fleet *f, const char *key, const char *token)
         remove_claim(f, old);
     }
     if (c == NULL || (c->key = strdup(key)) == NULL ||
+        (c->name = strdup(name)) == NULL ||
         (c->timer = evtimer_new(f->base, on_renew_timer, c)) == NULL) {
         log_error("fleet: out of memory");
         abort();
@@ -694,7 +708,7 @@ add_claim(struct redis_fleet *f, const char *key, const char *token)
     c->ttl_ms = f->claim_ttl_ms;
     c->held = true;
     c->refs = 1;
-    if (!agw_table_put(f->claims, key, c)) {
+    if (!agw_table_put(f->claims, name, c)) {
         log_error("fleet: out of memory");
         abort();
     }
@@ -707,6 +721,7 @@ claim_unref(struct claim *c)
     if (--c->refs > 0) {
         return;
     }
+    free(c->name);
     free(c->key);
     free(c);
 }
@@ -719,7 +734,7 @@ remove_claim(struct redis_fleet *f, struct claim *gone)
     if (!gone->held) {
         return;
     }
-    agw_table_remove(f->claims, gone->key);
+    agw_table_remove(f->claims, gone->name);
     gone->held = false;
     gone->fleet = NULL;
     event_free(gone->timer);
@@ -967,7 +982,7 @@ on_claim(struct redisReply *reply, const char *error, void *arg)
     }
     switch (reply->element[0]->integer) {
     case 1:
-        add_claim(w->fleet, w->key, w->token);
+        add_claim(w->fleet, w->name, w->key, w->token);
         deliver(w, AGW_TIER_LEAD, NULL);
         break;
     case 2:
@@ -1108,6 +1123,7 @@ on_message(const char *channel, const char *data, size_t len, void *arg)
     char token[TOKEN_LEN + 1];
     struct agw_flight_wait **ws;
     size_t n;
+    bool holders_only = len > 0 && data[0] == '!';
 
     if (strcmp(channel, f->purge_channel) == 0) {
         if (f->on_purge != NULL && len == 64 &&
@@ -1124,13 +1140,15 @@ on_message(const char *channel, const char *data, size_t len, void *arg)
         claim_again(f, ks, data);
         return;
     }
-    if (!decode_answer(data, len, token, &resp)) {
+    if (!decode_answer(data + holders_only, len - holders_only, token, &resp)) {
         bad_reply(f, "a message on an answer channel that is not an answer");
         return;
     }
     ws = snapshot(f, ks, &n);
     for (size_t i = 0; i < n; i++) {
-        deliver(ws[i], AGW_TIER_ANSWER, &resp);
+        if (!holders_only || strcmp(ws[i]->holder, token) == 0) {
+            deliver(ws[i], AGW_TIER_ANSWER, &resp);
+        }
     }
     release_snapshot(ws, n);
 }
@@ -1323,10 +1341,13 @@ agw_flight_fleet_new(struct event_base *base, struct agw_redis *cmd,
 /* ------------------------------------------------------------ purges */
 
 /* KEYS: the stored answer, the answer's copy for late waiters, the purge
- * channel. ARGV: the dedupe key. Both copies go, every instance hears of
- * it; returns whether the stored answer was there. */
+ * channel, the claim. ARGV: the dedupe key. Both copies go, and the
+ * claim: a flight under way no longer stores its answer (release_lua),
+ * and the next call claims anew. Every instance hears of it; returns
+ * whether the stored answer was there. */
 static const char purge_lua[] = "local n = redis.call('DEL', KEYS[1])\n"
                                 "redis.call('DEL', KEYS[2])\n"
+                                "redis.call('DEL', KEYS[4])\n"
                                 "redis.call('PUBLISH', KEYS[3], ARGV[1])\n"
                                 "return n\n";
 
@@ -1363,9 +1384,9 @@ agw_flight_fleet_purge(struct agw_flight_tier *fleet, const char *key,
                        void *arg)
 {
     struct redis_fleet *f;
-    char *stored, *copy;
-    const char *argv[4];
-    size_t argvlen[4];
+    char *stored, *copy, *lock;
+    const char *argv[5];
+    size_t argvlen[5];
 
     if (fleet == NULL || fleet->ops != &redis_fleet_ops) {
         cb(NULL, "no fleet", arg);
@@ -1375,23 +1396,20 @@ agw_flight_fleet_purge(struct agw_flight_tier *fleet, const char *key,
     pthread_once(&purge_once, init_purge_script);
     stored = join_str(f->prefix, AGW_STORE_REDIS_KEY, key);
     copy = join_str(f->prefix, "done:", key);
-    if (stored == NULL || copy == NULL) {
-        free(stored);
-        free(copy);
-        cb(NULL, "out of memory", arg);
-        return;
-    }
+    lock = join_str(f->prefix, "lock:", key);
     argv[0] = stored;
     argv[1] = copy;
     argv[2] = f->purge_channel;
-    argv[3] = key;
-    for (int i = 0; i < 4; i++) {
+    argv[3] = lock;
+    argv[4] = key;
+    for (int i = 0; i < 5; i++) {
         argvlen[i] = strlen(argv[i]);
     }
     /* The command copies its arguments. */
-    agw_redis_script_call(f->cmd, &purge_script, cb, arg, 3, 4, argv, argvlen);
+    agw_redis_script_call(f->cmd, &purge_script, cb, arg, 4, 5, argv, argvlen);
     free(stored);
     free(copy);
+    free(lock);
 }
 
 static void
@@ -1444,13 +1462,14 @@ defer_outcome(struct agw_flight_wait *w, enum agw_flight_tier_outcome outcome)
 }
 
 static struct agw_flight_wait *
-join_with(struct agw_flight_tier *fleet, const char *key, bool lookup,
+join_with(struct agw_flight_tier *fleet, const char *name, bool lookup,
           agw_flight_tier_cb cb, void *arg)
 {
     struct redis_fleet *f = redis_of(fleet);
     struct agw_flight_wait *w = calloc(1, sizeof(*w));
 
-    if (w == NULL || (w->key = strdup(key)) == NULL ||
+    if (w == NULL || (w->name = strdup(name)) == NULL ||
+        (w->key = strndup(name, strcspn(name, "#"))) == NULL ||
         (w->timer = evtimer_new(f->base, on_wait_timer, w)) == NULL) {
         log_error("fleet: out of memory");
         abort();
@@ -1511,7 +1530,8 @@ on_renewed(struct redisReply *reply, const char *error, void *arg)
                  reply->type == REDIS_REPLY_ERROR ? reply->str
                                                   : "unexpected reply");
     } else if (reply->integer == 0 && c->held && !c->lost) {
-        log_warn("fleet: the claim on %.16s... expired before it was renewed",
+        log_warn("fleet: the claim on %.16s... expired before it was renewed "
+                 "(or an operator purged the key)",
                  c->key);
         c->lost = true; /* someone else's now: leave it be */
         evtimer_del(c->timer);
@@ -1591,7 +1611,7 @@ release_storing(struct agw_flight_tier *fleet, const char *key,
         log_error("fleet: out of memory");
         abort();
     }
-    lo = leftover_add(f, key, c->token, answer, alen);
+    lo = leftover_add(f, c->key, c->token, answer, alen);
     if (ttl_s > 0) {
         lo->value = agw_store_redis_encode(resp->status, resp->body, resp->len,
                                            &lo->vlen);

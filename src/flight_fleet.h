@@ -24,7 +24,9 @@ struct agw_redis;
  * PREFIX "done:" KEY (channel, and a copy of the answer kept 10 s for
  * waiters that subscribe late), and the Redis store's answer (store.h;
  * PREFIX must be the store's key_prefix), which lookups and storing
- * releases read and write. A claim is taken for CLAIM_TTL_MS and
+ * releases read and write. KEY given to the ops may be a flight's name
+ * (flight.h: "KEY#N"): its claims are told apart by it, Redis sees KEY.
+ * A claim is taken for CLAIM_TTL_MS and
  * kept alive while it is held: renewed every third of its TTL, and to
  * the TTL each agw_flight_tier_renew() asks for. See flight_fleet.c for the
  * encoding of answers.
@@ -48,8 +50,9 @@ struct redisReply;
 
 /*
  * An operator's purge of KEY (a dedupe key, 64 hex) fleet-wide (SPEC
- * §12): one script deletes the stored answer and the late waiters' copy
- * and publishes KEY on PREFIX "purge". CB(REPLY, ERROR, ARG) runs once,
+ * §12): one script deletes the stored answer, the late waiters' copy and
+ * the claim (a flight under way then stores nothing: flight_fleet.c) and
+ * publishes KEY on PREFIX "purge". CB(REPLY, ERROR, ARG) runs once,
  * never before this returns unless FLEET is not a Redis fleet (then
  * REPLY NULL): REPLY's integer is 1 when Redis held the answer.
  */

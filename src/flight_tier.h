@@ -4,7 +4,9 @@
  * for the answer of the call that holds it (SPEC §3). Two kinds: the
  * process's (flight_process.h: the worker threads of one process) and the
  * fleet's (flight_fleet.h: every instance sharing a Redis). flight.h
- * stacks them; nothing else should need this interface.
+ * stacks them; nothing else should need this interface. The KEY a tier
+ * is given is the flight's name (flight.h): the dedupe key, or after a
+ * purge "KEY#N", a flight apart from the one under way for KEY.
  */
 #ifndef AGW_FLIGHT_TIER_H
 #define AGW_FLIGHT_TIER_H

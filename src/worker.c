@@ -16,6 +16,7 @@
 #include "auth.h"
 #include "config.h"
 #include "create.h"
+#include "flight.h"
 #include "flight_fleet.h"
 #include "flight_loop.h"
 #include "flight_process.h"
@@ -97,6 +98,7 @@ connect_redis(struct agw_worker *w, const char *name, char *err, size_t errlen)
 static void
 on_purge(const char *key, void *arg)
 {
+    agw_flight_purge(key); /* first: a flight ending now keeps nothing */
     if (key == NULL) {
         agw_store_tables_forget_l1(arg);
         return;

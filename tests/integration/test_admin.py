@@ -14,6 +14,7 @@ import json
 import os
 import signal
 import sys
+import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -472,6 +473,150 @@ def reload_keeps_token(h):
     t.check(ok, "a reload may change the token")
     r = H.request(port, "GET", "/admin/status", headers=bearer(OP_TOKEN))
     t.eq(r.status, 401, "the old token no longer opens it")
+
+
+# Upstream latency for the purges of a flight under way: the purge comes
+# ~0.2 s into the flight, the creates after it 1 s later, while it is
+# still under way.
+INFLIGHT_LATENCY_MS = 2500
+
+
+def asset_id(r):
+    """The sandbox's asset id in a create's answer: new for each call."""
+    return ((r.json or {}).get("asset") or {}).get("id")
+
+
+def purge_during_flight(h, flight_on, purge_on):
+    """A create under way on instance FLIGHT_ON ("a"/"b") when the purge
+    runs on PURGE_ON: its caller still gets its answer, but nothing keeps
+    it (Redis, either L1), and the identical creates sent on A and on B
+    1 s after the purge answer start a flight of their own (one leads,
+    MISS; the other waits for that one) instead of joining the purged
+    one or being served its answer."""
+    t = h.t
+    sb = h.sandbox()
+    redis = H.Redis(h)
+    # Two workers: the process's flights too (which worker takes a
+    # connection is the kernel's choice).
+    ov = {"store": {"l1_ttl_ms": "60000"},
+          "upstream": {"request_timeout_ms": "6000"},
+          "server": {"workers": "2"}}
+    gws = {"a": admin_gateway(h, sb, redis, overrides=ov),
+           "b": admin_gateway(h, sb, redis, overrides=ov)}
+    for x in gws.values():
+        t.check(wait_ready(x.gw), "%s: ready on Redis" % x.gw.name)
+    sb.faults(latency_ms=INFLIGHT_LATENCY_MS)
+    u = sb.sample("inflight-%s-%s.png" % (flight_on, purge_on))
+    body = {"uri": u}
+    first = []
+    th = threading.Thread(
+        target=lambda: first.append(gws[flight_on].gw.create(body)),
+        daemon=True)
+    th.start()
+    t.check(H.wait_until(lambda: sb.calls() == 1, 5.0, step=0.02),
+            "the create on %s is under way upstream" % flight_on.upper())
+    r = gws[purge_on].purge({"businessId": H.BIZ, "uri": u})
+    purged_at = time.monotonic()
+    t.eq((r.status, r.json), (200, {"purged": False}),
+         "purge on %s while it is under way -> 200 {purged: false}"
+         % purge_on.upper())
+    time.sleep(max(0.0, purged_at + 1.05 - time.monotonic()))
+    after = []
+    th2 = threading.Thread(target=lambda: after.extend(H.concurrent(
+        [lambda: gws["a"].gw.create(body),
+         lambda: gws["b"].gw.create(body)])), daemon=True)
+    th2.start()
+    th.join(15.0)
+    old = first[0] if first else None
+    t.check(old is not None and old.status == 200,
+            "the create under way still gets its 200",
+            old.short() if old is not None else "no answer")
+    t.check(th2.is_alive() and sb.calls() == 2, "it ended while the new "
+            "flight was under way", "calls %d" % sb.calls())
+    time.sleep(0.1)  # its release script, sent before its answer
+    t.eq(redis.keys("agw:a:*"), [], "its answer was not stored in Redis")
+    th2.join(30.0)
+    old_id = asset_id(old) if old is not None else None
+    ok = [isinstance(x, H.Resp) and x.status == 200 for x in after]
+    t.check(all(ok), "1 s after the purge: the creates on A and B -> 200",
+            repr([x.short() if isinstance(x, H.Resp) else x for x in after]))
+    if not all(ok):
+        return
+    ids = [asset_id(x) for x in after]
+    t.check(old_id is not None and old_id not in ids, "neither is served the purged flight's "
+            "answer", "old %s, after %r" % (old_id, ids))
+    t.eq(sorted(x.header("x-cache") for x in after), ["HIT", "MISS"],
+         "one leads a new flight (MISS), the other waits for it (HIT)")
+    t.check(ids[0] == ids[1], "both get the new flight's answer", repr(ids))
+    t.eq(sb.stats()["calls"], 2, "2 upstream calls: the purged flight's "
+         "and the new one's")
+    later = [gws[x].gw.create(body) for x in ("a", "b")]
+    t.eq([(x.header("x-cache"), asset_id(x)) for x in later],
+         [("HIT", ids[0])] * 2, "then HITs on A and B with the new answer "
+         "(no L1 or Redis kept the purged one)")
+
+
+@H.scenario
+def purge_during_flight_same_instance(h):
+    purge_during_flight(h, "a", "a")
+
+
+@H.scenario
+def purge_during_flight_other_instance(h):
+    purge_during_flight(h, "a", "b")
+
+
+@H.scenario
+def purge_during_flight_on_b_purged_on_a(h):
+    purge_during_flight(h, "b", "a")
+
+
+@H.scenario
+def purge_during_flight_memory_backend(h):
+    """One instance, memory backend: the purged flight's answer is not
+    stored, and a create 1 s after the purge starts a flight of its own."""
+    t = h.t
+    sb = h.sandbox()
+    a = admin_gateway(h, sb, overrides={
+        "upstream": {"request_timeout_ms": "6000"}})
+    sb.faults(latency_ms=INFLIGHT_LATENCY_MS)
+    u = sb.sample("inflight-mem.png")
+    first = []
+    th = threading.Thread(
+        target=lambda: first.append(a.gw.create({"uri": u})), daemon=True)
+    th.start()
+    t.check(H.wait_until(lambda: sb.calls() == 1, 5.0, step=0.02),
+            "the create is under way upstream")
+    r = a.purge({"businessId": H.BIZ, "uri": u})
+    t.eq((r.status, r.json), (200, {"purged": False}),
+         "purge while it is under way -> 200 {purged: false}")
+    time.sleep(1.05)
+    second = []
+    th2 = threading.Thread(
+        target=lambda: second.append(a.gw.create({"uri": u})), daemon=True)
+    th2.start()
+    th.join(15.0)
+    old = first[0] if first else None
+    t.check(old is not None and old.status == 200,
+            "the create under way still gets its 200",
+            old.short() if old is not None else "no answer")
+    t.check(th2.is_alive() and sb.calls() == 2, "it ended while the new "
+            "flight was under way", "calls %d" % sb.calls())
+    mem = ((a.status().get("caches") or {}).get("memory") or {})
+    t.eq(mem.get("entries"), 0, "its answer was not stored")
+    th2.join(15.0)
+    if not second:
+        t.bail("the create after the purge got no answer")
+    r2 = second[0]
+    t.eq((r2.status, r2.header("x-cache")), (200, "MISS"),
+         "the create 1 s after the purge -> 200 MISS (a flight of its own)")
+    t.check(asset_id(r2) is not None and asset_id(r2) != asset_id(old),
+            "with the new call's answer", repr((asset_id(old),
+                                                asset_id(r2))))
+    r3 = a.gw.create({"uri": u})
+    t.eq((r3.header("x-cache"), asset_id(r3)), ("HIT", asset_id(r2)),
+         "then a HIT with the new answer (the purged one was not kept)")
+    t.eq(sb.stats()["calls"], 2, "2 upstream calls")
 
 
 if __name__ == "__main__":

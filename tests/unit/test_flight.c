@@ -189,6 +189,37 @@ test_loop_only(void **state)
     assert_int_equal(tb.calls, 1);
 }
 
+/* A purge of the key while a flight is under way (SPEC §12): that
+ * flight's calls are told their answer must not be kept, and still get
+ * it; a call joining after the purge leads a flight of its own. */
+static void
+test_purge_detaches(void **state)
+{
+    struct agw_flight a, b, c, d;
+    struct told ta = {0}, tb = {0}, tc = {0}, td = {0};
+    struct agw_response created = {.status = 201, .retry_after_s = -1};
+
+    assert_int_equal(join(&a, true, &ta), AGW_FLIGHT_LEAD);
+    assert_int_equal(join(&b, true, &tb), AGW_FLIGHT_QUEUED);
+    assert_false(agw_flight_purged(&a));
+    agw_flight_purge(KEY);
+    assert_true(agw_flight_purged(&a));
+    assert_int_equal(join(&c, true, &tc), AGW_FLIGHT_LEAD);
+    assert_false(agw_flight_purged(&c));
+    assert_int_equal(agw_flight_loop_flights(tiers.loop), 2);
+    agw_flight_finish(&c, &created, 60); /* not the purged one's waiter */
+    assert_int_equal(tb.calls, 0);
+    agw_flight_finish(&a, &ok, 60);
+    assert_int_equal(tb.calls, 1);
+    assert_int_equal(tb.status, 200);
+    /* Every key (purges missed while away from Redis). */
+    assert_int_equal(join(&d, true, &td), AGW_FLIGHT_LEAD);
+    agw_flight_purge(NULL);
+    assert_true(agw_flight_purged(&d));
+    agw_flight_finish(&d, &ok, 60);
+    assert_int_equal(ta.calls + tc.calls + td.calls, 0);
+}
+
 /* Loop, then process, then fleet; CB once, never inside join; finish
  * releases the widest tier first, then answers the loop's waiter. */
 static void
@@ -329,6 +360,7 @@ main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_loop_only, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_purge_detaches, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tiers_stack, setup, teardown),
         cmocka_unit_test_setup_teardown(test_process_answers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fleet_sees_store, setup, teardown),
