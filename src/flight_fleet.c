@@ -102,6 +102,9 @@
 /* Leftover claims kept for release at most: past that many, the oldest
  * is left to expire (a waiter then takes it over). */
 #define LEFTOVERS_MAX 4096
+/* How long a purge's mark outlives it: longer than any flight under way
+ * then (request_deadline_ms is at most an hour). */
+#define PURGE_MARK_MS "3600000"
 /* A message on an answer channel that is not an answer: "<token>\n"
  * alone says that claim is gone without one; its waiters claim again. */
 
@@ -135,17 +138,20 @@ static const char claim_lua[] =
     "redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])\n"
     "return {1}\n";
 
-/* KEYS: lock, done, stored answer. ARGV: token, answer, copy TTL (ms),
- * the value to store and its TTL (s) ("" and "": nothing to store).
- * While the claim is still ours, the answer is stored before the claim
- * goes (a caller that finds no claim finds the answer) and published to
- * every waiter. A claim no longer ours was purged (SPEC §12: its answer
- * may predate the purge) or expired (another call may be on its way):
- * nothing is stored, the copy is written only where none is (it may be
- * a newer flight's), and the answer is published for the waiters of this
- * claim alone ("!" in front: on_message). */
+/* KEYS: lock, done, stored answer, purge mark. ARGV: token, answer,
+ * copy TTL (ms), the value to store and its TTL (s) ("" and "": nothing
+ * to store). While the claim is still ours, or it expired with nobody
+ * after it (Redis failed for longer than its TTL) and no purge since,
+ * the answer is stored before the claim goes (a caller that finds no
+ * claim finds the answer) and published to every waiter. A claim taken
+ * over (another call is on its way) or purged (SPEC §12: the answer may
+ * predate the purge) stores nothing: the copy is written only where none
+ * is (it may be a newer flight's), and the answer is published for the
+ * waiters of this claim alone ("!" in front: on_message). */
 static const char release_lua[] =
-    "if redis.call('GET', KEYS[1]) ~= ARGV[1] then\n"
+    "local cur = redis.call('GET', KEYS[1])\n"
+    "if cur ~= ARGV[1] and (cur or redis.call('EXISTS', KEYS[4]) == 1) "
+    "then\n"
     "  redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3], 'NX')\n"
     "  redis.call('PUBLISH', KEYS[2], '!' .. ARGV[2])\n"
     "  return 1\n"
@@ -155,7 +161,9 @@ static const char release_lua[] =
     "end\n"
     "redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])\n"
     "redis.call('PUBLISH', KEYS[2], ARGV[2])\n"
-    "redis.call('DEL', KEYS[1])\n"
+    "if cur then\n"
+    "  redis.call('DEL', KEYS[1])\n"
+    "end\n"
     "return 1\n";
 
 /* As release_lua, for a leftover claim (the answer "<token>\n" alone:
@@ -543,26 +551,24 @@ send_leftover(struct redis_fleet *f, struct leftover *lo, bool release)
     char *lock = join_str(f->prefix, "lock:", lo->key);
     char *done = join_str(f->prefix, "done:", lo->key);
     char *stored = join_str(f->prefix, AGW_STORE_REDIS_KEY, lo->key);
-    const char *argv[8] = {lock,
-                           done,
-                           stored,
-                           lo->token,
-                           lo->answer,
-                           COPY_TTL_MS,
-                           lo->value != NULL ? lo->value : "",
-                           lo->ttl};
-    size_t argvlen[8];
+    char *mark = join_str(f->prefix, "purged:", lo->key);
+    const char *argv[9] = {
+        lock,      done,       stored,      mark,
+        lo->token, lo->answer, COPY_TTL_MS, lo->value != NULL ? lo->value : "",
+        lo->ttl};
+    size_t argvlen[9];
 
-    for (int i = 0; i < 8; i++) {
-        argvlen[i] = i == 4 ? lo->len : i == 6 ? lo->vlen : strlen(argv[i]);
+    for (int i = 0; i < 9; i++) {
+        argvlen[i] = i == 5 ? lo->len : i == 7 ? lo->vlen : strlen(argv[i]);
     }
     lo->sent = true;
     agw_redis_script_call(f->cmd,
                           release ? &f->release_script : &f->leftover_script,
-                          on_leftover_reply, lo, 3, 8, argv, argvlen);
+                          on_leftover_reply, lo, 4, 9, argv, argvlen);
     free(lock);
     free(done);
     free(stored);
+    free(mark);
 }
 
 /* Keeps TOKEN's claim on KEY for release, with ANSWER (LEN bytes, taken
@@ -1341,13 +1347,16 @@ agw_flight_fleet_new(struct event_base *base, struct agw_redis *cmd,
 /* ------------------------------------------------------------ purges */
 
 /* KEYS: the stored answer, the answer's copy for late waiters, the purge
- * channel, the claim. ARGV: the dedupe key. Both copies go, and the
- * claim: a flight under way no longer stores its answer (release_lua),
- * and the next call claims anew. Every instance hears of it; returns
- * whether the stored answer was there. */
+ * channel, the claim, the purge mark. ARGV: the dedupe key, the mark's
+ * TTL (ms). Both copies go, and the claim: the next call claims anew,
+ * and a flight under way no longer stores its answer (release_lua: its
+ * claim is gone and the mark is there). Every instance hears of it;
+ * returns whether the stored answer was there. */
 static const char purge_lua[] = "local n = redis.call('DEL', KEYS[1])\n"
                                 "redis.call('DEL', KEYS[2])\n"
                                 "redis.call('DEL', KEYS[4])\n"
+                                "redis.call('SET', KEYS[5], '1', 'PX', "
+                                "ARGV[2])\n"
                                 "redis.call('PUBLISH', KEYS[3], ARGV[1])\n"
                                 "return n\n";
 
@@ -1384,9 +1393,9 @@ agw_flight_fleet_purge(struct agw_flight_tier *fleet, const char *key,
                        void *arg)
 {
     struct redis_fleet *f;
-    char *stored, *copy, *lock;
-    const char *argv[5];
-    size_t argvlen[5];
+    char *stored, *copy, *lock, *mark;
+    const char *argv[7];
+    size_t argvlen[7];
 
     if (fleet == NULL || fleet->ops != &redis_fleet_ops) {
         cb(NULL, "no fleet", arg);
@@ -1397,19 +1406,23 @@ agw_flight_fleet_purge(struct agw_flight_tier *fleet, const char *key,
     stored = join_str(f->prefix, AGW_STORE_REDIS_KEY, key);
     copy = join_str(f->prefix, "done:", key);
     lock = join_str(f->prefix, "lock:", key);
+    mark = join_str(f->prefix, "purged:", key);
     argv[0] = stored;
     argv[1] = copy;
     argv[2] = f->purge_channel;
     argv[3] = lock;
-    argv[4] = key;
-    for (int i = 0; i < 5; i++) {
+    argv[4] = mark;
+    argv[5] = key;
+    argv[6] = PURGE_MARK_MS;
+    for (int i = 0; i < 7; i++) {
         argvlen[i] = strlen(argv[i]);
     }
     /* The command copies its arguments. */
-    agw_redis_script_call(f->cmd, &purge_script, cb, arg, 4, 5, argv, argvlen);
+    agw_redis_script_call(f->cmd, &purge_script, cb, arg, 5, 7, argv, argvlen);
     free(stored);
     free(copy);
     free(lock);
+    free(mark);
 }
 
 static void

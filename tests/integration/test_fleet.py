@@ -687,5 +687,41 @@ def late_arrival_sweep(h):
     f.check_logs(h.t)
 
 
+@H.scenario
+def expired_claim_still_stores(h):
+    """A claim that expires under its holder (Redis away for longer than
+    its TTL; here deleted by hand) with nobody after it: the holder's
+    answer is still stored, so the fleet does not create it again. Only
+    a purge (test_admin.py) or another holder stops the store."""
+    t = h.t
+    f = Fleet(h, 2)
+    f.sb.faults(latency_ms=1500)
+    u = f.sb.sample("fleet-expired-%s.png" % f.run_id)
+    out = []
+    th = threading.Thread(target=lambda: out.append(
+        f.gws[0].create({"uri": u})))
+    th.start()
+    locks = H.wait_until(lambda: f.redis.keys(f.prefix + "lock:*"), 3.0)
+    t.check(len(locks or []) == 1, "the create holds the fleet's claim",
+            repr(locks))
+    for k in locks or []:
+        f.redis.cmd("DEL", k)
+    th.join(10)
+    r = out[0] if out else None
+    t.check(r is not None and r.status == 200
+            and r.header("X-Cache") == "MISS",
+            "the holder is answered 200 MISS", r.short() if r else "none")
+    stored = H.wait_until(lambda: f.redis.keys(f.prefix + "a:*"), 2.0)
+    t.eq(len(stored or []), 1, "its answer is stored in Redis though the "
+         "claim was gone")
+    r2 = f.gws[1].create({"uri": u})
+    t.check(r2.status == 200 and r2.header("X-Cache") == "HIT"
+            and r2.body == (r.body if r else None),
+            "the same create on the other instance: HIT, same body",
+            r2.short())
+    t.eq(f.sb.calls(), 1, "one upstream call")
+    f.check_logs(t)
+
+
 if __name__ == "__main__":
     H.run()
