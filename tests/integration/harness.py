@@ -409,7 +409,12 @@ def concurrent(calls, timeout=60.0):
 # sanitizers every process runs 2-3 times slower and, with the suite's
 # other tests on the same CPUs, a gateway's departures were seen late by
 # up to ~60 ms (42 in a second at rate 40, 2 CI runs in 2): one call more.
-ARRIVAL_SLACK = 2 if os.environ.get("AGW_SANITIZERS") == "yes" else 1
+# A one-instance check is exact on the plain build (the departure guard
+# counts real departures); under the sanitizers the instrumented sandbox
+# stamped a burst's first arrival, on a new connection, 18 ms late behind
+# a loaded machine (21 in a second at rate 20, once): one call more there.
+SANITIZER_SLACK = 1 if os.environ.get("AGW_SANITIZERS") == "yes" else 0
+ARRIVAL_SLACK = 1 + SANITIZER_SLACK
 
 
 def worst_window(times, window=1.0):
