@@ -7,7 +7,8 @@ PACKAGES="build-essential autoconf automake pkg-config libevent-dev
 libssl-dev libjson-c-dev libhiredis-dev libinih-dev libcmocka-dev
 redis-server curl python3 openssl ca-certificates"
 # chromium (and a font for its screenshots): the status page's browser test.
-[ "${1:-}" = "--test" ] && PACKAGES="$PACKAGES valgrind clang-format chromium fonts-dejavu-core"
+# redis-sentinel: test_sentinel.py's sentinels (SPEC §10).
+[ "${1:-}" = "--test" ] && PACKAGES="$PACKAGES redis-sentinel valgrind clang-format chromium fonts-dejavu-core"
 
 missing=""
 for p in $PACKAGES; do

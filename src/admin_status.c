@@ -166,7 +166,8 @@ limiter_json(const struct agw_admin_view *v, const char *scope)
     return o;
 }
 
-/* "host:port" or the socket path of redis_url: never its password. */
+/* "host:port" or the socket path of redis_url: never its password. With
+ * sentinels, the master named by them and in use (null while none). */
 static json_object *
 redis_json(const struct agw_admin_view *v, bool up)
 {
@@ -176,8 +177,10 @@ redis_json(const struct agw_admin_view *v, bool up)
     char where[300] = "";
     char why[128];
 
-    if (v->gw->redis != NULL &&
-        agw_redis_url_parse(cfg->redis_url, &url, why, sizeof(why))) {
+    if (v->gw->sentinel != NULL) {
+        agw_redis_address(v->gw->redis, where, sizeof(where));
+    } else if (v->gw->redis != NULL &&
+               agw_redis_url_parse(cfg->redis_url, &url, why, sizeof(why))) {
         if (url.path != NULL) {
             snprintf(where, sizeof(where), "unix:%s", url.path);
         } else {

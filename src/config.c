@@ -24,6 +24,7 @@
 #include "log.h"
 #include "util.h"
 #include "redis.h"
+#include "sentinel.h"
 #include "tls.h"
 #include "tls_server.h"
 
@@ -103,6 +104,10 @@ static bool validate_listen(const char *value, char *why, size_t len);
 static bool validate_base_url(const char *value, char *why, size_t len);
 static bool validate_ca_file(const char *value, char *why, size_t len);
 static bool validate_redis_url(const char *value, char *why, size_t len);
+static bool validate_sentinels(const char *value, char *why, size_t len);
+static bool validate_master_name(const char *value, char *why, size_t len);
+static bool check_sentinels(const struct agw_config *cfg, char *why,
+                            size_t len);
 static bool validate_log_file(const char *value, char *why, size_t len);
 static bool check_listeners(const struct agw_config *cfg, char *why,
                             size_t len);
@@ -240,6 +245,20 @@ static const struct key_def keys[] = {
      "500", 1, 60000, 0,
      .doc = "One Redis command; past it the command fails and the connection "
             "is recycled."},
+    {"store", "sentinels", T_STRING, OFF(sentinels), "", 0, 0, F_OPTIONAL,
+     .doc = "Redis Sentinel: host:port, host:port, ... asked in turn for the "
+            "master; empty: redis_url's host.",
+     .note = "With sentinels, redis_url gives only the user, password and "
+             "database; needs backend = redis.",
+     .validate = validate_sentinels, .check = check_sentinels},
+    {"store", "sentinel_master", T_STRING, OFF(sentinel_master), "mymaster", 0,
+     0, 0, .doc = "The master's name at the sentinels.",
+     .validate = validate_master_name},
+    {"store", "sentinel_password_file", T_STRING, OFF(sentinel_password_file),
+     "", 0, 0, F_OPTIONAL | F_SAMPLE_OFF,
+     .doc = "File holding the sentinels' AUTH password (mode 0600); empty: "
+            "no AUTH.",
+     .sample = "/etc/asset-gateway/sentinel-password"},
     {"store", "key_prefix", T_STRING, OFF(key_prefix), "agw:", 0, 0, 0,
      .doc = "Prefix of every Redis key; instances sharing it share cache and "
             "rate limit."},
@@ -641,6 +660,52 @@ validate_redis_url(const char *value, char *why, size_t len)
         return false;
     }
     agw_redis_url_clear(&url);
+    return true;
+}
+
+/* Parsed by the very parser the Sentinel client uses. */
+static bool
+validate_sentinels(const char *value, char *why, size_t len)
+{
+    struct agw_sentinel_addr list[AGW_SENTINEL_MAX];
+    int n;
+
+    return agw_sentinel_parse_list(value, list, &n, why, len);
+}
+
+/* One word: +switch-master messages are space-separated. */
+static bool
+validate_master_name(const char *value, char *why, size_t len)
+{
+    for (const char *p = value; *p != '\0'; p++) {
+        if ((unsigned char)*p <= 0x20 || (unsigned char)*p >= 0x7f) {
+            snprintf(why, len, "the name holds spaces or control characters");
+            return false;
+        }
+    }
+    if (*value == '\0') {
+        snprintf(why, len, "the name is empty");
+        return false;
+    }
+    return true;
+}
+
+static bool
+check_sentinels(const struct agw_config *cfg, char *why, size_t len)
+{
+    if (cfg->sentinels == NULL) {
+        return true;
+    }
+    if (cfg->store_backend != AGW_STORE_REDIS) {
+        snprintf(why, len, "needs [store] backend = redis");
+        return false;
+    }
+    if (strncasecmp(cfg->redis_url, "unix://", 7) == 0) {
+        snprintf(why, len,
+                 "the sentinels name a TCP address: redis_url must be "
+                 "redis://");
+        return false;
+    }
     return true;
 }
 
@@ -1050,6 +1115,57 @@ load_api_key(struct load_ctx *ctx)
     return store_key(ctx, env, strlen(env));
 }
 
+/* The sentinels' password: one line, like the API key file, and as
+ * guarded (a secret). Read at start-up, by -t and on reloads alike. */
+static bool
+load_sentinel_password(struct load_ctx *ctx)
+{
+    const struct key_def *k = find_key("store", "sentinel_password_file");
+    const char *file = ctx->cfg->sentinel_password_file;
+    char buf[API_KEY_MAX + 1];
+    int fd;
+    ssize_t n;
+    struct stat st;
+
+    if (file == NULL) {
+        return true;
+    }
+    fd = open(file, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        fail(ctx, key_line(ctx, k), k, "cannot read %s: %s", file,
+             fd < 0 ? strerror(errno) : "not a regular file");
+    } else if (agw_mode_writable_by_others(st.st_mode)) {
+        fail(ctx, key_line(ctx, k), k,
+             "%s is writable by group or others (mode %04o); chmod 600 it",
+             file, (unsigned)(st.st_mode & 07777));
+    } else if ((n = agw_read_full(fd, buf, API_KEY_MAX)) < 0) {
+        fail(ctx, key_line(ctx, k), k, "cannot read %s: %s", file,
+             strerror(errno));
+    } else {
+        if (agw_readable_by_strangers(&st)) {
+            log_warn("%s: sentinel_password_file %s is readable by group or "
+                     "others (mode %04o); chmod 600 it",
+                     ctx->path, file, (unsigned)(st.st_mode & 07777));
+        }
+        while (n > 0 && isspace((unsigned char)buf[n - 1])) {
+            n--;
+        }
+        if (n == 0 || memchr(buf, '\n', (size_t)n) != NULL ||
+            memchr(buf, '\0', (size_t)n) != NULL) {
+            fail(ctx, key_line(ctx, k), k,
+                 "%s: want one non-empty line (the password)", file);
+        } else if ((ctx->cfg->sentinel_password = strndup(buf, (size_t)n)) ==
+                   NULL) {
+            fail(ctx, 0, NULL, "out of memory");
+        }
+    }
+    if (fd >= 0) {
+        close(fd);
+    }
+    OPENSSL_cleanse(buf, sizeof(buf));
+    return !ctx->rd.failed;
+}
+
 static int
 keep_restart_only(struct agw_config *next, const struct agw_config *running,
                   void (*report)(const char *section, const char *key));
@@ -1084,7 +1200,7 @@ load(struct agw_config *cfg, const char *path, const struct agw_config *running,
     ok = read_config_file(&ctx, &text) && parse_text(&ctx) &&
          run_checks(&ctx) &&
          (running == NULL || keep_running_values(&ctx, running, report)) &&
-         load_api_key(&ctx);
+         load_api_key(&ctx) && load_sentinel_password(&ctx);
     free(text);
     if (!ok) {
         agw_config_free(cfg);
@@ -1135,6 +1251,10 @@ agw_config_free(struct agw_config *cfg)
     if (cfg->api_key != NULL) {
         OPENSSL_cleanse(cfg->api_key, strlen(cfg->api_key));
         free(cfg->api_key);
+    }
+    if (cfg->sentinel_password != NULL) {
+        OPENSSL_cleanse(cfg->sentinel_password, strlen(cfg->sentinel_password));
+        free(cfg->sentinel_password);
     }
     memset(cfg, 0, sizeof(*cfg));
 }

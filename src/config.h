@@ -55,6 +55,9 @@ struct agw_config {
     char *key_prefix;
     int redis_connect_timeout_ms;
     int redis_command_timeout_ms;
+    char *sentinels;              /* NULL: no Sentinel; else host:port, ... */
+    char *sentinel_master;        /* the master's name at the sentinels */
+    char *sentinel_password_file; /* NULL: the sentinels take no AUTH */
     long cache_ttl_s;
     long cache_max_entries;
     long cache_max_bytes; /* the memory store's bound with the above */
@@ -88,6 +91,7 @@ struct agw_config {
     /* Not from the file: loaded from api_key_file or ASSET_GATEWAY_API_KEY.
      * Secret: never log it; agw_config_free() wipes it. */
     char *api_key;
+    char *sentinel_password; /* read from sentinel_password_file; secret */
 };
 
 /*

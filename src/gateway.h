@@ -17,6 +17,7 @@ struct agw_limiter;
 struct agw_upstream;
 struct agw_auth;
 struct agw_redis;
+struct agw_sentinel;
 struct agw_flight_tier;
 struct agw_call;
 
@@ -33,6 +34,7 @@ struct agw_gateway {
      * flights (flight_fleet.h) */
     struct agw_redis *redis;
     struct agw_redis *redis_sub;
+    struct agw_sentinel *sentinel; /* [store] sentinels set, else NULL */
     struct agw_flight_tier *flight_fleet;
     /* workers > 1 (else NULL): the flights of this process's workers
      * (flight_process.h), joined before the fleet's */

@@ -59,6 +59,9 @@ struct evbuffer;
     GAUGE(REDIS_UP, "redis_up", "1 while the Redis connection is up, else 0.") \
     HIST(REDIS_RTT, "redis_rtt_seconds", REDIS,                                \
          "Round-trip time of one Redis command.")                              \
+    COUNTER(REDIS_MASTER_CHANGES, "redis_master_changes_total",                \
+            "Switches to another Redis master named by the sentinels; "        \
+            "the first discovery is not one.")                                 \
     GAUGE(DEGRADED, "degraded",                                                \
           "1 while running on the local fallback (store and limiter "          \
           "without Redis), else 0.")                                           \

@@ -91,6 +91,10 @@ struct agw_redis {
     agw_redis_subscribed_cb on_subscribed;
     agw_redis_state_cb sub_on_state;
     void *sub_arg;
+    bool sentinel; /* address from agw_redis_set_address */
+    bool moving;   /* dropping the connection for a new address */
+    agw_redis_lost_cb on_lost;
+    void *lost_arg;
 
     struct evdns_base *dns;
     bool own_dns;
@@ -608,6 +612,18 @@ on_cmd_timer(evutil_socket_t fd, short what, void *arg)
     unhold(r);
 }
 
+/* Sentinel mode: replies saying this server is no longer the master
+ * (a replica now, or a replica cut off from its master). A script's
+ * write on a replica fails with READONLY too. */
+static bool
+is_failover_error(const redisReply *reply)
+{
+    return reply->type == REDIS_REPLY_ERROR && reply->str != NULL &&
+           (strncmp(reply->str, "READONLY", 8) == 0 ||
+            strncmp(reply->str, "MASTERDOWN", 10) == 0 ||
+            strstr(reply->str, "READONLY You can't write") != NULL);
+}
+
 /* Hiredis's callback for a user command. */
 static void
 on_reply(redisAsyncContext *ac, void *reply, void *privdata)
@@ -627,6 +643,13 @@ on_reply(redisAsyncContext *ac, void *reply, void *privdata)
     if (reply == NULL) {
         /* Hiredis is tearing the context down; this fails C as well. */
         lose(r, ac_error(ac, "connection lost"), false);
+    } else if (r->sentinel && is_failover_error(reply)) {
+        /* C is still sent: the loss fails it, as every other command. */
+        char reason[REASON_MAX];
+
+        snprintf(reason, sizeof(reason), "%.120s; asking the sentinels again",
+                 ((redisReply *)reply)->str);
+        lose(r, reason, true);
     } else {
         r->rtt_us = (long)(agw_now_us() - c->sent_us);
         agw_metrics_observe(AGW_M_REDIS_RTT, (double)r->rtt_us / 1e6);
@@ -1085,6 +1108,9 @@ lose(struct agw_redis *r, const char *reason, bool we_free)
     if (was_up && !r->closing) {
         notify_state(r, false);
     }
+    if (r->on_lost != NULL && !r->closing && !r->moving) {
+        r->on_lost(why, r->lost_arg);
+    }
 }
 
 static void
@@ -1104,6 +1130,15 @@ go_up(struct agw_redis *r)
     notify_state(r, true);
 }
 
+/* ROLE's reply: an array whose first element is "master". */
+static bool
+is_master_role(const redisReply *rep)
+{
+    return rep->type == REDIS_REPLY_ARRAY && rep->elements >= 1 &&
+           rep->element[0]->type == REDIS_REPLY_STRING &&
+           strcmp(rep->element[0]->str, "master") == 0;
+}
+
 static void
 on_handshake(redisAsyncContext *ac, void *reply, void *privdata)
 {
@@ -1121,6 +1156,8 @@ on_handshake(redisAsyncContext *ac, void *reply, void *privdata)
         snprintf(reason, sizeof(reason), "%s failed: %s",
                  (const char *)privdata, rep->str);
         lose(r, reason, true);
+    } else if (strcmp(privdata, "ROLE") == 0 && !is_master_role(rep)) {
+        lose(r, "ROLE says this server is not a master", true);
     } else if (--r->handshake_due == 0) {
         go_up(r);
     }
@@ -1152,6 +1189,12 @@ send_handshake(struct agw_redis *r, redisAsyncContext *ac)
         r->handshake_due++;
     } else if (ok == REDIS_OK) {
         ok = redisAsyncCommand(ac, on_handshake, "PING", "PING");
+        r->handshake_due++;
+    }
+    /* Sentinel mode: the address a sentinel gave may be stale (a master
+     * demoted since, an old master back as a replica). */
+    if (ok == REDIS_OK && r->sentinel) {
+        ok = redisAsyncCommand(ac, on_handshake, "ROLE", "ROLE");
         r->handshake_due++;
     }
     if (ok != REDIS_OK) {
@@ -1301,6 +1344,10 @@ start_connect(struct agw_redis *r)
     struct timeval tv = ms_tv(r->connect_timeout_ms);
     const char *host = r->url.host;
 
+    if (r->sentinel && r->url.host == NULL) {
+        lose(r, "no master address from the sentinels yet", false);
+        return;
+    }
     evtimer_add(r->connect_timer, &tv);
     if (r->url.path != NULL) {
         adopt(r, redisAsyncConnectUnix(r->url.path));
@@ -1372,6 +1419,8 @@ describe(struct agw_redis *r)
 
     if (u->path != NULL) {
         snprintf(r->where, sizeof(r->where), "unix:%s db %d", u->path, u->db);
+    } else if (u->host == NULL) {
+        snprintf(r->where, sizeof(r->where), "master unknown/%d", u->db);
     } else if (strchr(u->host, ':') != NULL) {
         snprintf(r->where, sizeof(r->where), "[%s]:%d/%d", u->host, u->port,
                  u->db);
@@ -1409,6 +1458,14 @@ agw_redis_new(struct event_base *base, const struct agw_redis_options *opts,
     r->sub_arg = opts->arg;
     r->subscriber = opts->on_message != NULL;
     r->dns = opts->dns;
+    r->sentinel = opts->sentinel;
+    r->on_lost = opts->on_lost;
+    r->lost_arg = opts->lost_arg;
+    if (r->sentinel) {
+        /* The sentinels name the master: forget the URL's host. */
+        free(r->url.host);
+        r->url.host = NULL;
+    }
     r->backoff_ms = BACKOFF_MIN_MS;
     r->rtt_us = -1;
     describe(r);
@@ -1478,6 +1535,61 @@ bool
 agw_redis_is_up(const struct agw_redis *r)
 {
     return r != NULL && !r->closing && r->state == ST_UP;
+}
+
+void
+agw_redis_set_address(struct agw_redis *r, const char *host, int port)
+{
+    char *copy;
+    struct timeval now = {0, 0};
+
+    if (r->closing || (r->url.host != NULL && strcmp(r->url.host, host) == 0 &&
+                       r->url.port == port)) {
+        return;
+    }
+    copy = strdup(host);
+    if (copy == NULL) {
+        log_error("redis %s: out of memory", r->name);
+        abort();
+    }
+    free(r->url.host);
+    r->url.host = copy;
+    r->url.port = port;
+    hold(r);
+    cancel_lookup(r);
+    if (r->state != ST_DOWN) {
+        /* Not reported to on_lost: the new address is the answer. */
+        r->moving = true;
+        lose(r, "the master moved", true);
+        r->moving = false;
+    }
+    describe(r);
+    log_info("redis %s: the master is %s", r->name, r->where);
+    r->backoff_ms = BACKOFF_MIN_MS;
+    evtimer_del(r->retry_timer);
+    if (!r->closing) {
+        evtimer_add(r->retry_timer, &now);
+    }
+    unhold(r);
+}
+
+bool
+agw_redis_address(const struct agw_redis *r, char *buf, size_t len)
+{
+    const struct agw_redis_url *u = &r->url;
+
+    buf[0] = '\0';
+    if (!agw_redis_is_up(r)) {
+        return false;
+    }
+    if (u->path != NULL) {
+        snprintf(buf, len, "%s", u->path);
+    } else if (strchr(u->host, ':') != NULL) {
+        snprintf(buf, len, "[%s]:%d", u->host, u->port);
+    } else {
+        snprintf(buf, len, "%s:%d", u->host, u->port);
+    }
+    return true;
 }
 
 long

@@ -64,6 +64,10 @@ typedef void (*agw_redis_message_cb)(const char *channel, const char *data,
  * (again after every reconnect); messages published from now on arrive. */
 typedef void (*agw_redis_subscribed_cb)(const char *channel, void *arg);
 
+/* Called on every loss or failed connection attempt (not only on changes
+ * of "up"), with the reason (never the password). */
+typedef void (*agw_redis_lost_cb)(const char *reason, void *arg);
+
 struct agw_redis_options {
     const char *url;
     int connect_timeout_ms;          /* TCP connect + AUTH/SELECT; <= 0: 2000 */
@@ -74,6 +78,15 @@ struct agw_redis_options {
     void *arg;                       /* for both callbacks */
     struct evdns_base *dns;          /* borrowed, for DNS names; NULL: one of
                                         its own is made when the host needs it */
+    /*
+     * Sentinel mode (SPEC §10): the URL's host and port are ignored; the
+     * connection waits for agw_redis_set_address, goes up only once ROLE
+     * says "master", and drops the connection on a READONLY or MASTERDOWN
+     * reply (the command fails as if the connection were lost).
+     */
+    bool sentinel;
+    agw_redis_lost_cb on_lost; /* may be NULL */
+    void *lost_arg;            /* for on_lost */
 };
 
 /*
@@ -156,6 +169,17 @@ void agw_redis_set_subscriber(struct agw_redis *r,
                               agw_redis_message_cb on_message,
                               agw_redis_subscribed_cb on_subscribed,
                               agw_redis_state_cb on_state, void *arg);
+
+/*
+ * Sentinel mode: connect to HOST:PORT from now on (copied). A different
+ * address drops the current connection ("down") and connects to the new
+ * one at once; the same address changes nothing.
+ */
+void agw_redis_set_address(struct agw_redis *r, const char *host, int port);
+
+/* "host:port" of the server R is connected to into BUF; false (BUF
+ * empty) while R is not up. */
+bool agw_redis_address(const struct agw_redis *r, char *buf, size_t len);
 
 /* Round-trip time of the last successful command, in microseconds; -1
  * before the first one. */

@@ -27,6 +27,7 @@
 #include "guard.h"
 #include "log.h"
 #include "metrics.h"
+#include "redis.h"
 #include "reply.h"
 #include "server.h"
 #include "tls_server.h"
@@ -205,10 +206,40 @@ handle_healthz(struct agw_server *srv, struct evhttp_request *req,
     reply_json_text(req, rid, 200, "{\"status\":\"ok\"}");
 }
 
+/* With sentinels (SPEC §10): ,"redis_master":"host:port" (the master this
+ * worker's commands go to) or null while it has none; characters outside
+ * an address's are shown as '?' so that nothing needs escaping. Without:
+ * nothing, the answer keeps its shape. */
+static void
+redis_master_json(const struct agw_gateway *gw, char *out, size_t len)
+{
+    char addr[300];
+
+    if (gw->sentinel == NULL) {
+        out[0] = '\0';
+        return;
+    }
+    if (!agw_redis_address(gw->redis, addr, sizeof(addr))) {
+        snprintf(out, len, ",\"redis_master\":null");
+        return;
+    }
+    for (char *p = addr; *p != '\0'; p++) {
+        if (strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                   "0123456789._:/[]-",
+                   *p) == NULL) {
+            *p = '?';
+        }
+    }
+    snprintf(out, len, ",\"redis_master\":\"%s\"", addr);
+}
+
 static void
 handle_readyz(struct agw_server *srv, struct evhttp_request *req,
               const char *rid)
 {
+    char master[340];
+    char body[512];
+
     if (!is_get(req)) {
         reply_method_not_allowed(req, rid, "GET, HEAD");
         return;
@@ -221,18 +252,23 @@ handle_readyz(struct agw_server *srv, struct evhttp_request *req,
     if (srv->gw->redis == NULL) {
         reply_json_text(req, rid, 200,
                         "{\"status\":\"ready\",\"store\":\"memory\"}");
-    } else if (agw_metrics_gauge_get(AGW_M_REDIS_UP) == 1) {
+        return;
+    }
+    redis_master_json(srv->gw, master, sizeof(master));
+    if (agw_metrics_gauge_get(AGW_M_REDIS_UP) == 1) {
         /* Every worker's connections, not only the ones of the worker
          * that took this probe. */
-        reply_json_text(req, rid, 200,
-                        "{\"status\":\"ready\",\"store\":\"redis\"}");
+        snprintf(body, sizeof(body),
+                 "{\"status\":\"ready\",\"store\":\"redis\"%s}", master);
     } else {
         /* Still doing its job, on the local fallback (SPEC §4). */
-        reply_json_text(req, rid, 200,
-                        "{\"status\":\"degraded\",\"store\":\"redis\","
-                        "\"reason\":\"redis unreachable: local dedupe and "
-                        "rate limit\"}");
+        snprintf(body, sizeof(body),
+                 "{\"status\":\"degraded\",\"store\":\"redis\","
+                 "\"reason\":\"redis unreachable: local dedupe and "
+                 "rate limit\"%s}",
+                 master);
     }
+    reply_json_text(req, rid, 200, body);
 }
 
 static void

@@ -24,6 +24,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "redis.h"
+#include "sentinel.h"
 #include "server.h"
 #include "store.h"
 #include "upstream.h"
@@ -85,9 +86,37 @@ connect_redis(struct agw_worker *w, const char *name, char *err, size_t errlen)
         .on_state = on_redis_state,
         .arg = w,
         .dns = w->gw.dns,
+        /* Sentinel: both connections follow the master it names. */
+        .sentinel = w->gw.sentinel != NULL,
+        .on_lost = w->gw.sentinel != NULL ? agw_sentinel_lost : NULL,
+        .lost_arg = w->gw.sentinel,
+    };
+    struct agw_redis *r;
+
+    r = agw_redis_new(w->gw.base, &opts, err, errlen);
+    if (r != NULL && w->gw.sentinel != NULL) {
+        agw_sentinel_follow(w->gw.sentinel, r);
+    }
+    return r;
+}
+
+/* The worker's own Sentinel client: every worker follows the master by
+ * itself (each hears +switch-master), so none waits on another. */
+static bool
+start_sentinel(struct agw_worker *w, char *err, size_t errlen)
+{
+    const struct agw_config *cfg = w->gw.cfg;
+    struct agw_sentinel_options opts = {
+        .sentinels = cfg->sentinels,
+        .master_name = cfg->sentinel_master,
+        .password = cfg->sentinel_password,
+        .connect_timeout_ms = cfg->redis_connect_timeout_ms,
+        .command_timeout_ms = cfg->redis_command_timeout_ms,
+        .dns = w->gw.dns,
     };
 
-    return agw_redis_new(w->gw.base, &opts, err, errlen);
+    w->gw.sentinel = agw_sentinel_new(w->gw.base, &opts, err, errlen);
+    return w->gw.sentinel != NULL;
 }
 
 /* ---------------------------------------------------------- the store */
@@ -125,6 +154,9 @@ start_store(struct agw_worker *w, struct agw_process *proc, char *err,
             snprintf(err, errlen, "out of memory");
         }
         return gw->store != NULL;
+    }
+    if (cfg->sentinels != NULL && !start_sentinel(w, err, errlen)) {
+        return false;
     }
     gw->redis = connect_redis(w, "store", err, errlen);
     gw->redis_sub = connect_redis(w, "pubsub", err, errlen);
@@ -454,6 +486,7 @@ agw_worker_free(struct agw_worker *w)
     if (gw->redis != NULL) {
         agw_redis_free(gw->redis);
     }
+    agw_sentinel_free(gw->sentinel); /* after its followers */
     if (w->drain_tick != NULL) {
         event_free(w->drain_tick);
     }

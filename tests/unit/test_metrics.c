@@ -509,6 +509,7 @@ test_fresh_render_has_every_family(void **state)
         {"asset_gateway_ratelimit_rejected_total", "counter"},
         {"asset_gateway_redis_up", "gauge"},
         {"asset_gateway_redis_rtt_seconds", "histogram"},
+        {"asset_gateway_redis_master_changes_total", "counter"},
         {"asset_gateway_degraded", "gauge"},
         {"asset_gateway_tls_handshake_failures_total", "counter"},
         {"asset_gateway_config_reloads_total", "counter"},
