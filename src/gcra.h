@@ -65,7 +65,8 @@ struct agw_gcra_queue {
  * of G or CAP is taken; *WAIT_US is either past ASK's max wait (the slot
  * is that far: give up) or how long to wait before asking again (a batch
  * call behind the backlog, a call over its cap), a turn then taken in
- * BATCH_Q or CAP_Q when it is within the max wait.
+ * BATCH_Q or CAP_Q when it is within the max wait (also by a RETRY:
+ * refused again, it takes a new turn).
  */
 bool agw_gcra_reserve_as(struct agw_gcra *g, struct agw_gcra_queue *batch_q,
                          struct agw_gcra *cap, struct agw_gcra_queue *cap_q,

@@ -153,7 +153,7 @@ static const char gcra_lua[] =
     "  return {0, w, tat - now, pause, ctat - now}\n"
     "end\n"
     "local function turn(q, ready, spacing)\n"
-    "  if retry then\n"
+    "  if retry and ready - now <= spacing / 4 then\n"
     "    return ready - now\n"
     "  end\n"
     "  local at = math.max(num(q), ready)\n"
