@@ -29,7 +29,8 @@ struct caller_slots {
     char name[AGW_AUTH_NAME_MAX + 1];
     int64_t second[WINDOW_S]; /* which Unix second each slot counts */
     uint32_t count[WINDOW_S];
-    uint64_t total; /* since the start, for /metrics */
+    uint64_t total;    /* since the start, for /metrics */
+    const char *klass; /* SPEC §11: its class as of its last call (static) */
 };
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
@@ -196,6 +197,13 @@ keep_error(double at, int status, const char *detail)
 void
 agw_admin_stats_upstream(const char *caller, int status, const char *detail)
 {
+    agw_admin_stats_upstream_class(caller, "interactive", status, detail);
+}
+
+void
+agw_admin_stats_upstream_class(const char *caller, const char *klass,
+                               int status, const char *detail)
+{
     double at = now_s();
     int64_t sec = (int64_t)at;
     struct caller_slots *c;
@@ -210,6 +218,7 @@ agw_admin_stats_upstream(const char *caller, int status, const char *detail)
         }
         c->count[slot]++;
         c->total++;
+        c->klass = klass;
     }
     if (is_failure(status)) {
         keep_error(at, status, detail);
@@ -241,13 +250,14 @@ agw_admin_stats_render_calls(struct evbuffer *out)
     rc = evbuffer_add_printf(out,
                              "# HELP %s Upstream attempts by caller (its "
                              "name in the clients file; \"-\" with mode = "
-                             "none).\n# TYPE %s counter\n",
+                             "none) and its class.\n# TYPE %s counter\n",
                              name, name);
     pthread_mutex_lock(&lock);
     for (size_t i = 0; i < ncallers && rc >= 0; i++) {
-        rc = evbuffer_add_printf(out, "%s{caller=\"%s\"} %llu\n", name,
-                                 callers[i].name,
-                                 (unsigned long long)callers[i].total);
+        rc = evbuffer_add_printf(
+            out, "%s{caller=\"%s\",class=\"%s\"} %llu\n", name, callers[i].name,
+            callers[i].klass != NULL ? callers[i].klass : "interactive",
+            (unsigned long long)callers[i].total);
     }
     pthread_mutex_unlock(&lock);
     return rc < 0 ? -1 : 0;

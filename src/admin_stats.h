@@ -47,8 +47,13 @@ const char *agw_admin_stats_version(void);
 void agw_admin_stats_upstream(const char *caller, int status,
                               const char *detail);
 
+/* The same for a caller of class KLASS ("interactive" or "batch", a
+ * static string: SPEC §11), which /metrics shows beside its name. */
+void agw_admin_stats_upstream_class(const char *caller, const char *klass,
+                                    int status, const char *detail);
+
 /*
- * Appends the family asset_gateway_upstream_calls_total{caller} to OUT
+ * Appends the family asset_gateway_upstream_calls_total{caller,class} to OUT
  * (Prometheus text): every caller with an upstream attempt since the
  * start. Caller names are clients-file section names (letters, digits,
  * ".", "_", ":", "-"), so they need no escaping and are bounded by what

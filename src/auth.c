@@ -5,6 +5,7 @@
 #include "auth.h"
 
 #include <ctype.h>
+#include <errno.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -29,6 +30,10 @@
 #define KEY_BUSINESSES "businesses"
 #define KEY_CERT_SAN "cert_san"
 #define KEY_CERT_HASH "cert_sha256"
+#define KEY_CLASS "class"
+#define KEY_MAX_RATE "max_rate"
+/* As [ratelimit] rate's own bound. */
+#define MAX_RATE_MAX 1000000.0
 
 /* SHA-256 of "": such a token can never be presented, so it is a typo. */
 static const char empty_sha256[] =
@@ -47,6 +52,10 @@ struct caller {
     int cert_hash_line;  /* 0 while cert_sha256 is unset */
     int cert_san_line;   /* 0 while cert_san is unset */
     int businesses_line; /* first businesses line; 0 while unset */
+    bool batch;          /* class = batch */
+    double max_rate;     /* 0: no cap */
+    int class_line;      /* 0 while class is unset */
+    int max_rate_line;   /* 0 while max_rate is unset */
 };
 
 struct agw_auth {
@@ -443,6 +452,51 @@ set_cert_san(struct load_ctx *ctx, struct caller *c, const char *value)
     return true;
 }
 
+/* class = interactive | batch (SPEC §11). */
+static bool
+set_class(struct load_ctx *ctx, struct caller *c, const char *value)
+{
+    if (c->class_line != 0) {
+        fail(ctx, ctx->rd.lineno, c, KEY_CLASS,
+             "duplicate key (first set on line %d)", c->class_line);
+        return false;
+    }
+    if (strcmp(value, "interactive") != 0 && strcmp(value, "batch") != 0) {
+        fail(ctx, ctx->rd.lineno, c, KEY_CLASS, "must be interactive or batch");
+        return false;
+    }
+    c->batch = strcmp(value, "batch") == 0;
+    c->class_line = ctx->rd.lineno;
+    return true;
+}
+
+/* max_rate = calls/s to Connectly, fleet-wide (SPEC §11). */
+static bool
+set_max_rate(struct load_ctx *ctx, struct caller *c, const char *value)
+{
+    char *end = NULL;
+    double v;
+
+    if (c->max_rate_line != 0) {
+        fail(ctx, ctx->rd.lineno, c, KEY_MAX_RATE,
+             "duplicate key (first set on line %d)", c->max_rate_line);
+        return false;
+    }
+    errno = 0;
+    v = strtod(value, &end);
+    if (errno != 0 || end == value || *end != '\0' || !(v > 0) ||
+        v > MAX_RATE_MAX) {
+        fail(ctx, ctx->rd.lineno, c, KEY_MAX_RATE,
+             "must be a number of calls per second above 0 and at most "
+             "%.0f",
+             MAX_RATE_MAX);
+        return false;
+    }
+    c->max_rate = v;
+    c->max_rate_line = ctx->rd.lineno;
+    return true;
+}
+
 /* ------------------------------------------------------------ parsing */
 
 static int
@@ -472,9 +526,16 @@ on_key(void *user, const char *section, const char *name, const char *value)
     if (strcmp(name, KEY_CERT_SAN) == 0) {
         return set_cert_san(ctx, c, value);
     }
+    if (strcmp(name, KEY_CLASS) == 0) {
+        return set_class(ctx, c, value);
+    }
+    if (strcmp(name, KEY_MAX_RATE) == 0) {
+        return set_max_rate(ctx, c, value);
+    }
     fail(ctx, ctx->rd.lineno, c, name,
          "unknown key (a caller has " KEY_HASH ", " KEY_CERT_SAN
-         ", " KEY_CERT_HASH " and " KEY_BUSINESSES ")");
+         ", " KEY_CERT_HASH ", " KEY_BUSINESSES ", " KEY_CLASS
+         " and " KEY_MAX_RATE ")");
     return 0;
 }
 
@@ -794,4 +855,23 @@ agw_auth_identify(const struct agw_auth *a, int mode, const char *authorization,
         *caller_name = c->name;
     }
     return business_allowed(c, business_id) ? AGW_AUTH_OK : AGW_AUTH_FORBIDDEN;
+}
+
+bool
+agw_auth_policy(const struct agw_auth *a, const char *caller_name,
+                struct agw_caller_policy *out)
+{
+    const struct caller *c;
+
+    *out = (struct agw_caller_policy){false, 0};
+    if (a == NULL || caller_name == NULL) {
+        return false;
+    }
+    c = find_caller(a, caller_name, strlen(caller_name));
+    if (c == NULL) {
+        return false;
+    }
+    out->batch = c->batch;
+    out->max_rate = c->max_rate;
+    return true;
 }

@@ -5,6 +5,7 @@
 #ifndef AGW_AUTH_H
 #define AGW_AUTH_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 /*
@@ -119,5 +120,24 @@ enum agw_auth_result agw_auth_identify(const struct agw_auth *a, int mode,
                                        const struct agw_peer_cert *cert,
                                        const char *business_id,
                                        const char **caller_name);
+
+/*
+ * Priority class and cap (SPEC §11), in a caller's section:
+ *
+ *     class = batch      interactive (the default) or batch
+ *     max_rate = 20      calls/s to Connectly, fleet-wide; default no cap
+ *
+ * A batch call books an upstream slot only while the fleet's backlog is
+ * at most [ratelimit] batch_max_backlog_ms; max_rate is a number above 0.
+ */
+struct agw_caller_policy {
+    bool batch;
+    double max_rate; /* 0: no cap */
+};
+
+/* The class and cap of caller CALLER_NAME in A into *OUT: true when A
+ * knows the name; otherwise *OUT is interactive without a cap. */
+bool agw_auth_policy(const struct agw_auth *a, const char *caller_name,
+                     struct agw_caller_policy *out);
 
 #endif

@@ -305,6 +305,14 @@ static const struct key_def keys[] = {
      F_RELOAD,
      .doc = "Longest fleet-wide pause after an upstream 429, whatever its "
             "Retry-After says (ms)."},
+    {"ratelimit", "batch_max_backlog_ms", T_INT, OFF(batch_max_backlog_ms),
+     "100", 0, 600000, F_RELOAD,
+     .doc = "A batch caller's call books a slot only while the limiter has "
+            "booked at most this far ahead (ms)."},
+    {"ratelimit", "batch_max_wait_ms", T_INT, OFF(batch_max_wait_ms), "30000",
+     0, 600000, F_RELOAD,
+     .doc = "Longest a batch caller's call may wait for the limiter before "
+            "it gets 429 (ms)."},
     /* [auth] */
     {"auth", "mode", T_ENUM, OFF(auth_mode), "token", 0, 0, 0,
      .names = auth_names,

@@ -69,8 +69,10 @@ struct agw_config {
     int burst;
     int max_wait_ms;
     int expected_instances;
-    double fallback_rate; /* 0: rate / live instances */
-    int max_pause_ms;     /* longest fleet pause one upstream 429 sets */
+    double fallback_rate;     /* 0: rate / live instances */
+    int max_pause_ms;         /* longest fleet pause one upstream 429 sets */
+    int batch_max_backlog_ms; /* batch calls book only below it (SPEC §11) */
+    int batch_max_wait_ms;    /* a batch call's max_wait_ms */
     /* [auth] */
     int auth_mode; /* enum agw_auth_mode */
     char *clients_file;

@@ -42,6 +42,7 @@
 #include "create.h"
 #include "flight.h"
 #include "gateway.h"
+#include "gcra.h"
 #include "guard.h"
 #include "limiter.h"
 #include "log.h"
@@ -57,6 +58,15 @@
 #define US_PER_MS 1000
 #define US_PER_S 1000000
 #define UPSTREAM_PAUSE_DEFAULT_S 1
+/* A call told to ask the limiter again (batch, capped) asks up to this
+ * much later still, drawn at random: calls of several instances given
+ * the same turn do not all ask at once (SPEC §11). */
+#define SLOT_RETRY_JITTER_US 2000
+/* Such a call asks with this much less than its budget left, so that a
+ * turn it is given still leaves room for asking again (the jitter, a
+ * late timer, the round trip): a turn at the very end of its budget
+ * would be refused on arrival, the slot it takes then wasted. */
+#define SLOT_TURN_MARGIN_US 50000
 /* A fleet claim outlives the attempt it covers by this much. */
 #define CLAIM_SLACK_MS 1000
 /* A stored answer holding the key is served (redacted) on every hit:
@@ -102,7 +112,12 @@ struct agw_call {
     int64_t paused_us;     /* upstream 429 pauses: not counted as waiting */
     int64_t wait_since_us; /* waiting for a slot since; 0: not waiting */
     uint64_t slot_epoch;   /* the limiter epoch its slot was granted in */
-    int attempts;          /* upstream attempts sent */
+    /* Its caller's class and cap (SPEC §11), and what it asks the
+     * limiter (kept here: the limiter writes to it before on_slot()). */
+    struct agw_caller_policy policy;
+    struct agw_limiter_ask ask;
+    bool slot_retry; /* QUEUED: to ask again, not to leave */
+    int attempts;    /* upstream attempts sent */
     int upstream_status;
     bool no_cache;
     bool miss_counted;
@@ -122,6 +137,7 @@ static void lead(struct agw_call *call, enum agw_flight_outcome joined);
 static void look_up_then_upstream(struct agw_call *call);
 static void go_upstream(struct agw_call *call);
 static void acquire_slot(struct agw_call *call);
+static double random_unit(void);
 static void on_slot(bool granted, int64_t wait_us, uint64_t epoch, void *arg);
 static void send_attempt(struct agw_call *call);
 static void on_upstream(const struct agw_upstream_result *res, void *arg);
@@ -246,6 +262,7 @@ authenticate(struct agw_call *call, const char *business_id)
                               has_cert ? &cert : NULL, business_id, &name)) {
     case AGW_AUTH_OK:
         snprintf(call->caller, sizeof(call->caller), "%s", name);
+        agw_auth_policy(call->gw->auth, name, &call->policy);
         return true;
     case AGW_AUTH_FORBIDDEN:
         snprintf(call->caller, sizeof(call->caller), "%s", name);
@@ -436,7 +453,7 @@ on_timer(evutil_socket_t fd, short what, void *arg)
     if (!resume(call, IN(CALL_QUEUED) | IN(CALL_BACKOFF))) {
         return;
     }
-    if (was == CALL_QUEUED) {
+    if (was == CALL_QUEUED && !call->slot_retry) {
         send_attempt(call);
     } else {
         acquire_slot(call);
@@ -597,6 +614,16 @@ look_up_then_upstream(struct agw_call *call)
 
 /* ---- the rate-limit slot ---- */
 
+/* The call's whole limiter budget: max_wait_ms, batch_max_wait_ms for a
+ * batch caller's call (SPEC §11). */
+static int64_t
+wait_budget_us(const struct agw_call *call)
+{
+    return (int64_t)(call->policy.batch ? call->cfg->batch_max_wait_ms
+                                        : call->cfg->max_wait_ms) *
+           US_PER_MS;
+}
+
 /* What is left of the call's limiter budget: max_wait_ms for all its
  * slot waits together (SPEC §4), and never past its deadline. The pause
  * after the call's own upstream 429 does not count: such a call is
@@ -604,8 +631,7 @@ look_up_then_upstream(struct agw_call *call)
 static int64_t
 wait_left_us(const struct agw_call *call)
 {
-    int64_t left = (int64_t)call->cfg->max_wait_ms * US_PER_MS +
-                   call->paused_us - call->waited_us;
+    int64_t left = wait_budget_us(call) + call->paused_us - call->waited_us;
     int64_t deadline_left = remaining_us(call);
 
     if (call->wait_since_us > 0) {
@@ -648,7 +674,25 @@ acquire_slot(struct agw_call *call)
     }
     left = wait_left_us(call);
     set_state(call, CALL_SLOT);
-    rl->ops->acquire(rl, left > 0 ? left : 0, on_slot, call);
+    if (rl->ops->acquire_as == NULL) {
+        rl->ops->acquire(rl, left > 0 ? left : 0, on_slot, call);
+        return;
+    }
+    if (call->policy.batch || call->policy.max_rate > 0) {
+        left -= SLOT_TURN_MARGIN_US;
+    }
+    call->ask = (struct agw_limiter_ask){
+        .max_wait_us = left > 0 ? left : 0,
+        .batch_backlog_us =
+            call->policy.batch
+                ? (int64_t)call->cfg->batch_max_backlog_ms * US_PER_MS
+                : -1,
+        .retry = call->slot_retry,
+        .caller = call->policy.max_rate > 0 ? call->caller : NULL,
+        .max_rate = call->policy.max_rate,
+    };
+    call->slot_retry = false;
+    rl->ops->acquire_as(rl, &call->ask, on_slot, call);
 }
 
 /* No slot within what is left of the call's budget: 429, with the time
@@ -658,9 +702,13 @@ refuse_slot(struct agw_call *call, int64_t wait_us)
 {
     int retry_after_s = (int)((wait_us + US_PER_S - 1) / US_PER_S);
 
-    agw_metrics_inc(AGW_M_RATELIMIT_REJECTED);
+    agw_metrics_count_rejected(call->policy.batch);
     finish_error(call, 429, AGW_CODE_RESOURCE_EXHAUSTED,
-                 "rate limit: the call would wait longer than max_wait_ms",
+                 call->policy.batch
+                     ? "rate limit: the call would wait longer than "
+                       "batch_max_wait_ms"
+                     : "rate limit: the call would wait longer than "
+                       "max_wait_ms",
                  retry_after_s > 0 ? retry_after_s : 1);
 }
 
@@ -689,11 +737,25 @@ on_slot(bool granted, int64_t wait_us, uint64_t epoch, void *arg)
     if (!resume(call, IN(CALL_SLOT))) {
         return;
     }
+    if (!granted && wait_us <= wait_left_us(call) &&
+        call->gw->limiter->ops->acquire_as != NULL) {
+        /* A batch call behind the backlog, or over its caller's cap:
+         * it asks again at the turn it was given. */
+        call->slot_epoch = epoch;
+        call->slot_retry = true;
+        wait_then(call,
+                  wait_us + (int64_t)(random_unit() * SLOT_RETRY_JITTER_US),
+                  CALL_QUEUED);
+        return;
+    }
     if (!granted) {
         refuse_slot(call, wait_us);
         return;
     }
-    agw_metrics_observe(AGW_M_RATELIMIT_WAIT, (double)wait_us / US_PER_S);
+    /* The whole wait, the turns a batch or capped call waited included. */
+    agw_metrics_observe_class(
+        AGW_M_RATELIMIT_WAIT, call->policy.batch,
+        (double)(agw_now_us() - call->wait_since_us + wait_us) / US_PER_S);
     rlog_debug(call->request_id,
                "rate-limit slot in %lld ms (limiter epoch "
                "%llu)",
@@ -822,9 +884,9 @@ on_upstream(const struct agw_upstream_result *res, void *arg)
     call->upstream_us += agw_now_us() - call->attempt_start_us;
     agw_metrics_count_upstream(
         res->outcome == AGW_ATTEMPT_RESPONSE ? res->status : 0);
-    agw_admin_stats_upstream(
-        call->caller, res->outcome == AGW_ATTEMPT_RESPONSE ? res->status : 0,
-        res->detail);
+    agw_admin_stats_upstream_class(
+        call->caller, agw_class_name(call->policy.batch),
+        res->outcome == AGW_ATTEMPT_RESPONSE ? res->status : 0, res->detail);
     agw_metrics_observe(AGW_M_UPSTREAM_DURATION,
                         (double)(agw_now_us() - call->attempt_start_us) /
                             US_PER_S);
@@ -1012,6 +1074,35 @@ finish_error(struct agw_call *call, int status, int code, const char *message,
     agw_response_clear(&resp);
 }
 
+/*
+ * A capped caller's budget is its cap (SPEC §11): the headers say the
+ * least of the fleet's and the cap's, the cap's schedule as the limiter
+ * last said (ask.cap_tat_us; unknown: the cap as if idle).
+ */
+static void
+cap_state(const struct agw_call *call, struct agw_limiter_state *state)
+{
+    struct agw_gcra cap;
+    int remaining, reset_s;
+
+    if (!(call->policy.max_rate > 0)) {
+        return;
+    }
+    agw_gcra_init(&cap, call->policy.max_rate, 0);
+    cap.tat_us = call->ask.cap_tat_us;
+    agw_gcra_state(&cap, agw_now_us(), wait_budget_us(call), &remaining,
+                   &reset_s);
+    if (cap.rate_per_s < state->limit) {
+        state->limit = cap.rate_per_s;
+    }
+    if (remaining < state->remaining) {
+        state->remaining = remaining;
+    }
+    if (reset_s > state->reset_s) {
+        state->reset_s = reset_s;
+    }
+}
+
 /* The RateLimit-* headers into H (3 of them), their values into TEXT. */
 static void
 ratelimit_headers(struct agw_call *call, struct agw_header *h, char text[3][21])
@@ -1019,7 +1110,8 @@ ratelimit_headers(struct agw_call *call, struct agw_header *h, char text[3][21])
     struct agw_limiter *rl = call->gw->limiter;
     struct agw_limiter_state state;
 
-    rl->ops->state(rl, (int64_t)call->cfg->max_wait_ms * US_PER_MS, &state);
+    rl->ops->state(rl, wait_budget_us(call), &state);
+    cap_state(call, &state);
     agw_fmt_long(state.limit, text[0]);
     agw_fmt_long(state.remaining, text[1]);
     agw_fmt_long(state.reset_s, text[2]);
@@ -1034,6 +1126,7 @@ log_access(const struct agw_call *call, int status, const char *cache)
     struct agw_access access = {
         .request_id = call->request_id,
         .caller = call->caller,
+        .class_name = agw_class_name(call->policy.batch),
         .business_id = call->business_id,
         .method = "POST",
         .path = call->to.ops->uri(call->to.conn),

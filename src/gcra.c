@@ -5,6 +5,7 @@
 #include "gcra.h"
 
 #include <math.h>
+#include <stddef.h>
 
 #define US_PER_S INT64_C(1000000)
 
@@ -83,6 +84,70 @@ agw_gcra_reserve(struct agw_gcra *g, int64_t now_us, int64_t max_wait_us,
     *wait_us = wait;
     if (wait > max_wait_us) {
         return false;
+    }
+    g->tat_us = tat + g->interval_us;
+    return true;
+}
+
+/* A refused call asks again at its turn in Q (the first free one from
+ * READY_US), or later than its max wait (no turn taken): the wait. A
+ * RETRY refused only by the lateness of its own timer (the room comes
+ * within a quarter of a spacing) asks again then, without a new turn. */
+static int64_t
+take_turn(struct agw_gcra_queue *q, int64_t ready_us, int64_t spacing_us,
+          int64_t now_us, const struct agw_gcra_ask *ask)
+{
+    int64_t turn = max64(q->next_us, ready_us);
+
+    if (ask->retry && ready_us - now_us <= spacing_us / 4) {
+        return ready_us - now_us;
+    }
+    if (turn - now_us <= ask->max_wait_us) {
+        q->next_us = turn + spacing_us;
+    }
+    return turn - now_us;
+}
+
+/*
+ * Refusals take nothing of G or CAP, so a call that cannot go spends no
+ * budget. A batch call's turn comes when the backlog will have drained
+ * to its bound; a capped call's when the cap's TAT is its slot's time.
+ * A RETRY at its turn does not wait for the turns due before it; refused
+ * again (another call took the room), it takes a new turn like any
+ * other: one request per turn, turns one interval apart, never a herd
+ * of calls asking at every drain (only one refused merely by its own
+ * lateness asks again at once: take_turn()).
+ */
+bool
+agw_gcra_reserve_as(struct agw_gcra *g, struct agw_gcra_queue *batch_q,
+                    struct agw_gcra *cap, struct agw_gcra_queue *cap_q,
+                    int64_t now_us, const struct agw_gcra_ask *ask,
+                    int64_t *wait_us)
+{
+    int64_t tat = max64(g->tat_us, now_us);
+    int64_t wait = max64(0, tat - g->tolerance_us - now_us);
+    int64_t ctat = cap != NULL ? max64(cap->tat_us, now_us) : 0;
+    int64_t bound = ask->batch_backlog_us;
+    int64_t ready;
+
+    *wait_us = wait;
+    if (wait > ask->max_wait_us) {
+        return false;
+    }
+    if (bound >= 0 &&
+        (tat - now_us > bound || (!ask->retry && batch_q->next_us > now_us))) {
+        ready = max64(tat - bound, now_us);
+        *wait_us = take_turn(batch_q, ready, g->interval_us, now_us, ask);
+        return false;
+    }
+    if (cap != NULL &&
+        (ctat > now_us + wait || (!ask->retry && cap_q->next_us > now_us))) {
+        ready = max64(ctat - wait, now_us);
+        *wait_us = take_turn(cap_q, ready, cap->interval_us, now_us, ask);
+        return false;
+    }
+    if (cap != NULL) {
+        cap->tat_us = max64(ctat, now_us + wait) + cap->interval_us;
     }
     g->tat_us = tat + g->interval_us;
     return true;

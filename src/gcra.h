@@ -37,6 +37,42 @@ void agw_gcra_init_margin(struct agw_gcra *g, double rate, int burst,
 bool agw_gcra_reserve(struct agw_gcra *g, int64_t now_us, int64_t max_wait_us,
                       int64_t *wait_us);
 
+/*
+ * Priority classes and per-caller caps (SPEC §11): what a call asks of
+ * agw_gcra_reserve_as() beyond a slot within MAX_WAIT_US.
+ */
+struct agw_gcra_ask {
+    int64_t max_wait_us;
+    /* -1: interactive. Else batch: books only while the backlog (TAT -
+     * now) is at most this, and then only when no refused batch call is
+     * due before it (unless RETRY: it is such a call). */
+    int64_t batch_backlog_us;
+    bool retry; /* asking again after the wait a refusal gave it */
+};
+
+/* Where refused calls take their turn to ask again: the next turn's time
+ * (0: none), each turn one interval after the one before, so that calls
+ * waiting together do not all ask together. */
+struct agw_gcra_queue {
+    int64_t next_us;
+};
+
+/*
+ * agw_gcra_reserve() for a call of a class, with its caller's cap CAP
+ * (burst 0; NULL: none) and their wake queues: the arithmetic the fleet's
+ * Lua script repeats. Granted (true): both G and CAP grant the slot,
+ * which starts after *WAIT_US; both are taken. Refused (false): nothing
+ * of G or CAP is taken; *WAIT_US is either past ASK's max wait (the slot
+ * is that far: give up) or how long to wait before asking again (a batch
+ * call behind the backlog, a call over its cap), a turn then taken in
+ * BATCH_Q or CAP_Q when it is within the max wait (also by a RETRY:
+ * refused again, it takes a new turn).
+ */
+bool agw_gcra_reserve_as(struct agw_gcra *g, struct agw_gcra_queue *batch_q,
+                         struct agw_gcra *cap, struct agw_gcra_queue *cap_q,
+                         int64_t now_us, const struct agw_gcra_ask *ask,
+                         int64_t *wait_us);
+
 /* No slot is granted before NOW_US + PAUSE_US (an upstream 429). */
 void agw_gcra_pause(struct agw_gcra *g, int64_t now_us, int64_t pause_us);
 

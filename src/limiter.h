@@ -25,6 +25,27 @@ struct agw_limiter;
 typedef void (*agw_limiter_cb)(bool granted, int64_t wait_us, uint64_t epoch,
                                void *arg);
 
+/*
+ * What one call asks of the limiter (SPEC §11): its class and its
+ * caller's cap. With acquire_as(), a refusal whose WAIT_US is within
+ * MAX_WAIT_US means "ask again (with RETRY set) after WAIT_US": a batch
+ * call behind the backlog, or a call over its caller's cap. One past
+ * MAX_WAIT_US means no slot within the call's wait: 429.
+ */
+struct agw_limiter_ask {
+    int64_t max_wait_us;
+    /* -1: interactive. Else batch: books only while the schedule's
+     * backlog is at most this. */
+    int64_t batch_backlog_us;
+    bool retry;         /* asking again after such a refusal */
+    const char *caller; /* the cap's name (clients file); NULL: no cap */
+    double max_rate;    /* the caller's cap, calls/s fleet-wide; 0: none */
+    /* Out, set before CB runs: the caller's cap schedule as the limiter
+     * saw it (the time, agw_now_us(), its next call may start), for the
+     * RateLimit-* headers; 0: no cap, or not known. */
+    int64_t cap_tat_us;
+};
+
 struct agw_limiter_state {
     int limit;     /* RateLimit-Limit */
     int remaining; /* RateLimit-Remaining */
@@ -37,6 +58,11 @@ struct agw_limiter_ops {
      * acquire() returns. */
     void (*acquire)(struct agw_limiter *rl, int64_t max_wait_us,
                     agw_limiter_cb cb, void *arg);
+    /* acquire() for a call of a class and a caller (struct
+     * agw_limiter_ask, which must stay valid until CB runs). NULL: the
+     * limiter knows no classes (acquire() with ASK's max wait). */
+    void (*acquire_as)(struct agw_limiter *rl, struct agw_limiter_ask *ask,
+                       agw_limiter_cb cb, void *arg);
     /* An upstream 429: grant nothing for PAUSE_US from now. */
     void (*pause)(struct agw_limiter *rl, int64_t pause_us);
     /* Monotonic time (agw_now_us) before which nothing is granted; 0. */

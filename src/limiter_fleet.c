@@ -10,6 +10,11 @@
  *                      it is in the past, which means the same as absent.
  *   PREFIX "rl:pause"  exists while the fleet is paused; its PTTL is the
  *                      time left. Only ever lengthened.
+ *   PREFIX "rl:batchq" when the next refused batch call is to ask again
+ *                      (SPEC §11; us on Redis's clock, expires once past).
+ *   PREFIX "rl:cap:" NAME, PREFIX "rl:capq:" NAME  caller NAME's cap
+ *                      (max_rate): its TAT, and when its next refused call
+ *                      is to ask again. Two prefixes: a name may hold ":".
  *   PREFIX "hb"        sorted set: instance id -> expiry of its heartbeat
  *                      (ms on Redis's clock), renewed every second. A
  *                      sorted set rather than one key per instance: a
@@ -77,7 +82,8 @@
  * too (a script reply carries the pause as well and counts as a read). */
 #define PAUSE_POLL_US 20000
 #define US_PER_MS 1000
-#define MAX_ARGS 3
+#define MAX_ARGS 6
+#define MAX_KEYS 5
 /* More live instances than any fleet has: a larger count is planted. */
 #define MAX_INSTANCES 10000
 /* A script answering out of range is said at warn at most this often
@@ -100,12 +106,19 @@
 #define PROBE_EVERY_US 50000
 
 /*
- * KEYS: TAT, pause. ARGV: emission interval T (us), tolerance tau (us),
- * max wait (us). The arithmetic of gcra.c: a pause raises the TAT so that
- * no grant starts before it ends. Returns {granted 0/1, wait (us), TAT
- * after the call - now (us), pause left (ms, 0: none)}. A refused call
- * takes nothing. Numbers written back are formatted with %.0f: Lua would
- * print a microsecond timestamp with 14 significant digits.
+ * KEYS: TAT, pause, the caller's cap TAT, the batch wake queue, the
+ * caller's cap wake queue. ARGV: emission interval T (us), tolerance tau
+ * (us), max wait (us), batch backlog bound (us; -1: interactive), the
+ * cap's interval (us; 0: no cap), "1" when the call asks again after a
+ * refusal. The arithmetic of gcra.c (agw_gcra_reserve_as): a pause
+ * raises the TAT so that no grant starts before it ends; a batch call
+ * books only while TAT - now is within its bound, a capped call only
+ * when its cap's TAT is at most its slot; a refused one learns when to
+ * ask again (its turn in a wake queue) and takes nothing else. Returns
+ * {granted 0/1, wait (us), TAT after the call - now (us), pause left
+ * (ms, 0: none), the cap's TAT after the call - now (us, 0: no cap)}.
+ * Numbers written back are formatted with %.0f: Lua would print a
+ * microsecond timestamp with 14 significant digits.
  */
 static const char gcra_lua[] =
     "local t = redis.call('TIME')\n"
@@ -113,7 +126,17 @@ static const char gcra_lua[] =
     "local interval = tonumber(ARGV[1])\n"
     "local tau = tonumber(ARGV[2])\n"
     "local max_wait = tonumber(ARGV[3])\n"
-    "local tat = tonumber(redis.call('GET', KEYS[1]) or '0') or 0\n"
+    "local bound = tonumber(ARGV[4])\n"
+    "local cap = tonumber(ARGV[5])\n"
+    "local retry = ARGV[6] == '1'\n"
+    "local function num(key)\n"
+    "  return tonumber(redis.call('GET', key) or '0') or 0\n"
+    "end\n"
+    "local function put(key, v)\n"
+    "  redis.call('SET', key, string.format('%.0f', v), 'PX',\n"
+    "    string.format('%.0f', math.ceil((v - now) / 1000) + 1000))\n"
+    "end\n"
+    "local tat = num(KEYS[1])\n"
     "local pause = redis.call('PTTL', KEYS[2])\n"
     "if pause > 0 then\n"
     "  tat = math.max(tat, now + pause * 1000 + tau)\n"
@@ -122,13 +145,41 @@ static const char gcra_lua[] =
     "end\n"
     "tat = math.max(tat, now)\n"
     "local wait = math.max(0, tat - tau - now)\n"
+    "local ctat = now\n"
+    "if cap > 0 then\n"
+    "  ctat = math.max(num(KEYS[3]), now)\n"
+    "end\n"
+    "local function refuse(w)\n"
+    "  return {0, w, tat - now, pause, ctat - now}\n"
+    "end\n"
+    "local function turn(q, ready, spacing)\n"
+    "  if retry and ready - now <= spacing / 4 then\n"
+    "    return ready - now\n"
+    "  end\n"
+    "  local at = math.max(num(q), ready)\n"
+    "  if at - now <= max_wait then\n"
+    "    put(q, at + spacing)\n"
+    "  end\n"
+    "  return at - now\n"
+    "end\n"
     "if wait > max_wait then\n"
-    "  return {0, wait, tat - now, pause}\n"
+    "  return refuse(wait)\n"
+    "end\n"
+    "if bound >= 0 and (tat - now > bound or\n"
+    "    (not retry and num(KEYS[4]) > now)) then\n"
+    "  return refuse(turn(KEYS[4], math.max(tat - bound, now), interval))\n"
+    "end\n"
+    "if cap > 0 and (ctat > now + wait or\n"
+    "    (not retry and num(KEYS[5]) > now)) then\n"
+    "  return refuse(turn(KEYS[5], math.max(ctat - wait, now), cap))\n"
+    "end\n"
+    "if cap > 0 then\n"
+    "  ctat = math.max(ctat, now + wait) + cap\n"
+    "  put(KEYS[3], ctat)\n"
     "end\n"
     "tat = tat + interval\n"
-    "redis.call('SET', KEYS[1], string.format('%.0f', tat), 'PX',\n"
-    "  string.format('%.0f', math.ceil((tat - now) / 1000) + 1000))\n"
-    "return {1, wait, tat - now, pause}\n";
+    "put(KEYS[1], tat)\n"
+    "return {1, wait, tat - now, pause, ctat - now}\n";
 
 /* KEYS: pause. ARGV: pause (ms, >= 1). Keeps the longer of an existing
  * pause and this one; returns the pause left (ms). */
@@ -222,14 +273,21 @@ struct limiter_fleet {
     int refs;
     bool dead;
     char *key_tat, *key_pause, *key_hb, *key_hb_fallback, *key_hb_info;
+    char *key_batchq;
+    const char *prefix; /* key_prefix, for the caps' keys (in key_tat) */
+    size_t prefix_len;
     char id[33]; /* the process's instance id for the heartbeat */
     struct script gcra, pause, heartbeat, fresh;
     double rate;
     int burst;
     double cfg_fallback_rate; /* 0: rate / live instances */
     int expected_instances;
-    /* Bounds of what a script may answer (max_wait_ms, max_pause_ms). */
+    /* Bounds of what a script may answer: how far any call books (the
+     * longer of max_wait_ms and batch_max_backlog_ms), max_pause_ms, and
+     * how far any call's turn to ask again may be (the longer of
+     * max_wait_ms and batch_max_wait_ms). */
     int64_t max_wait_us;
+    int64_t max_turn_us;
     int64_t max_pause_us;
     long live_seen; /* instances in the last heartbeat answer; 0: none */
     double fb_rate; /* the fallback limiter's current settings */
@@ -276,11 +334,16 @@ struct op {
     agw_limiter_cb cb; /* acquire only */
     void *arg;
     int64_t max_wait_us;
+    int64_t batch_backlog_us;    /* -1: interactive */
+    int64_t cap_interval_us;     /* 0: no cap */
+    struct agw_limiter_ask *ask; /* the caller's, for cap_tat_us; NULL */
+    struct agw_limiter_ask own;  /* ASK, or what acquire() asked */
     int64_t sent_us;
     int nkeys, nargs;
-    const char *keys[3];     /* f's strings */
-    char args[MAX_ARGS][40]; /* numbers, or the 32-character id */
-    char *last_arg;          /* malloc'd, sent after ARGS; NULL: none */
+    const char *keys[MAX_KEYS]; /* f's strings, or CAP_KEYS */
+    char *cap_keys[2];          /* malloc'd; NULL: none */
+    char args[MAX_ARGS][40];    /* numbers, or the 32-character id */
+    char *last_arg;             /* malloc'd, sent after ARGS; NULL: none */
 };
 
 static const struct agw_limiter_ops fleet_ops;
@@ -324,6 +387,7 @@ fleet_unref(struct limiter_fleet *f)
     free(f->key_hb);
     free(f->key_hb_fallback);
     free(f->key_hb_info);
+    free(f->key_batchq);
     free(f);
 }
 
@@ -622,6 +686,8 @@ op_free(struct op *op)
     struct limiter_fleet *f = op->f;
 
     free(op->last_arg);
+    free(op->cap_keys[0]);
+    free(op->cap_keys[1]);
     free(op);
     fleet_unref(f);
 }
@@ -629,8 +695,8 @@ op_free(struct op *op)
 static void
 op_send(struct op *op)
 {
-    const char *argv[3 + MAX_ARGS + 1];
-    size_t argvlen[3 + MAX_ARGS + 1];
+    const char *argv[MAX_KEYS + MAX_ARGS + 1];
+    size_t argvlen[MAX_KEYS + MAX_ARGS + 1];
     int argc = 0;
 
     for (int i = 0; i < op->nkeys; i++) {
@@ -700,7 +766,7 @@ pause_ok(const struct limiter_fleet *f, long long pause_ms)
 
 struct gcra_reply {
     bool granted;
-    long long wait_us, backlog_us, pause_ms;
+    long long wait_us, backlog_us, pause_ms, cap_backlog_us;
 };
 
 /* The widest spacing any instance's grants may have: while instances
@@ -726,33 +792,67 @@ widest_interval_us(const struct limiter_fleet *f)
                                                  : f->shadow.interval_us;
 }
 
+/* Why the wait of reply R is out of range for OP; NULL: in range. */
+static const char *
+wait_wrong(const struct op *op, const struct gcra_reply *r, int64_t turn_max)
+{
+    bool classed = op->batch_backlog_us >= 0 || op->cap_interval_us > 0;
+
+    if (r->granted) {
+        return r->wait_us < 0 || r->wait_us > r->backlog_us ||
+                       r->wait_us > op->max_wait_us
+                   ? "a grant past max_wait_ms"
+                   : NULL;
+    }
+    /* Refused: the slot past the max wait (never past the TAT), or, for
+     * a batch or capped call, a turn to ask again: after now, no later
+     * than the furthest turn any instance takes. */
+    if (r->wait_us > op->max_wait_us && r->wait_us <= r->backlog_us) {
+        return NULL;
+    }
+    return classed && r->wait_us > 0 && r->wait_us <= turn_max
+               ? NULL
+               : "a wait out of range";
+}
+
 /*
- * The GCRA script's reply {granted, wait, backlog, pause}, within what
- * its arithmetic can produce for a caller waiting at most MAX_WAIT_US
- * (-1: a probe, which is always refused):
+ * The GCRA script's reply {granted, wait, backlog, pause, cap backlog},
+ * within what its arithmetic can produce for OP (max wait -1: a probe,
+ * which is always refused):
  *   granted  0 or 1
- *   wait     granted: 0 to MAX_WAIT_US; refused: above MAX_WAIT_US;
- *            never above backlog (wait = TAT - tau - now)
+ *   wait     granted: 0 to the max wait, never above backlog (wait =
+ *            TAT - tau - now); refused: above the max wait and at most
+ *            backlog, or (batch, capped) a turn after now, at most the
+ *            backlog's bound + the longest wait + the widest spacing or
+ *            the cap's interval
  *   backlog  TAT - now: 0 to max_wait_ms + max_pause_ms + tau + the
  *            widest spacing (no grant is made further out; a pause lifts
  *            TAT to its end + tau)
  *   pause    0 to max_pause_ms (no instance pauses longer)
+ *   cap      the cap's TAT - now: 0 without a cap; else 0 to max_wait_ms
+ *            + max_pause_ms + tau + the widest spacing + its interval
+ * (max_wait_ms here is the longer of max_wait_ms and batch_max_backlog_ms:
+ * a batch call books no further than its bound; the longest wait is the
+ * longer of max_wait_ms and batch_max_wait_ms.)
  * False, with the field in *WHY (NULL: not the script's shape at all),
  * for anything else.
  */
 static bool
-gcra_reply_ok(const struct limiter_fleet *f, int64_t max_wait_us,
+gcra_reply_ok(const struct limiter_fleet *f, const struct op *op,
               const redisReply *r, struct gcra_reply *out, const char **why)
 {
-    int64_t backlog_max = f->max_wait_us + f->max_pause_us +
-                          f->shadow.tolerance_us + widest_interval_us(f);
+    int64_t widest = widest_interval_us(f);
+    int64_t backlog_max =
+        f->max_wait_us + f->max_pause_us + f->shadow.tolerance_us + widest;
+    int64_t spacing =
+        op->cap_interval_us > widest ? op->cap_interval_us : widest;
     long long granted;
 
     *why = NULL;
-    if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements != 4) {
+    if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements != 5) {
         return false;
     }
-    for (size_t i = 0; i < 4; i++) {
+    for (size_t i = 0; i < 5; i++) {
         if (r->element[i]->type != REDIS_REPLY_INTEGER) {
             *why = "a field that is not an integer";
             return false;
@@ -763,6 +863,7 @@ gcra_reply_ok(const struct limiter_fleet *f, int64_t max_wait_us,
     out->wait_us = r->element[1]->integer;
     out->backlog_us = r->element[2]->integer;
     out->pause_ms = r->element[3]->integer;
+    out->cap_backlog_us = r->element[4]->integer;
     /* The pause first: a long one lifts the TAT (and the wait) too. */
     if (granted != 0 && granted != 1) {
         *why = "a granted flag that is neither 0 nor 1";
@@ -770,10 +871,13 @@ gcra_reply_ok(const struct limiter_fleet *f, int64_t max_wait_us,
         *why = "a pause longer than max_pause_ms";
     } else if (out->backlog_us < 0 || out->backlog_us > backlog_max) {
         *why = "a TAT out of range";
-    } else if (out->wait_us < 0 || out->wait_us > out->backlog_us ||
-               out->granted != (out->wait_us <= max_wait_us)) {
-        *why =
-            out->granted ? "a grant past max_wait_ms" : "a wait out of range";
+    } else if (out->cap_backlog_us < 0 ||
+               out->cap_backlog_us > (op->cap_interval_us > 0
+                                          ? backlog_max + op->cap_interval_us
+                                          : 0)) {
+        *why = "a cap TAT out of range";
+    } else {
+        *why = wait_wrong(op, out, backlog_max + f->max_turn_us + spacing);
     }
     return *why == NULL;
 }
@@ -845,15 +949,27 @@ on_fallback_grant(bool granted, int64_t wait_us, uint64_t epoch, void *arg)
 }
 
 /* The fallback decides before acquire() returns (limiter.h); its
- * grants belong to the fallback's epoch. */
+ * grants belong to the fallback's epoch. A cap applies there scaled as
+ * the fleet's rate is (SPEC §11): this instance's share of it. */
 static void
-fallback_acquire(struct limiter_fleet *f, int64_t max_wait_us,
-                 agw_limiter_cb cb, void *arg)
+fallback_acquire(struct limiter_fleet *f, struct agw_limiter_ask *ask,
+                 int64_t max_wait_us, agw_limiter_cb cb, void *arg)
 {
     uint64_t epoch = current_epoch() | 1;
     struct fallback_grant g = {false, 0};
+    struct agw_limiter_ask local = *ask;
+    struct agw_limiter *fb = f->fallback;
 
-    f->fallback->ops->acquire(f->fallback, max_wait_us, on_fallback_grant, &g);
+    local.max_wait_us = max_wait_us;
+    if (local.max_rate > 0 && f->rate > 0) {
+        local.max_rate = local.max_rate * f->fb_rate / f->rate;
+    }
+    if (fb->ops->acquire_as != NULL) {
+        fb->ops->acquire_as(fb, &local, on_fallback_grant, &g);
+    } else {
+        fb->ops->acquire(fb, max_wait_us, on_fallback_grant, &g);
+    }
+    ask->cap_tat_us = local.cap_tat_us;
     cb(g.granted, g.wait_us, epoch, arg);
 }
 
@@ -862,7 +978,7 @@ fallback_acquire(struct limiter_fleet *f, int64_t max_wait_us,
  * on the fleet limiter now (another worker may have left it meanwhile),
  * and only if the slot is still within the caller's max wait now that the
  * reply is here (a slow reply). Otherwise the slot taken in Redis goes
- * unused.
+ * unused. A refusal's turn to ask again counts from the script's time.
  */
 static void
 grant_fleet(struct op *op, const struct gcra_reply *r)
@@ -870,20 +986,27 @@ grant_fleet(struct op *op, const struct gcra_reply *r)
     struct limiter_fleet *f = op->f;
     uint64_t epoch = current_epoch();
     int64_t late_us = agw_now_us() - op->sent_us;
+    int64_t wait_us = r->wait_us;
 
     observe_mode(f);
     if (!epoch_is_fleet(epoch)) {
-        fallback_acquire(f, op->max_wait_us - late_us, op->cb, op->arg);
+        fallback_acquire(f, op->ask, op->max_wait_us - late_us, op->cb,
+                         op->arg);
         return;
     }
+    op->ask->cap_tat_us =
+        op->cap_interval_us > 0 ? agw_now_us() + r->cap_backlog_us : 0;
     if (r->granted && r->wait_us + late_us > op->max_wait_us) {
         op->cb(false, r->wait_us + late_us, epoch, op->arg);
         return;
     }
+    if (!r->granted && wait_us <= op->max_wait_us) {
+        wait_us = wait_us > late_us ? wait_us - late_us : 0;
+    }
     if (r->granted && r->wait_us > 0) {
         note_queued(f, r->wait_us);
     }
-    op->cb(r->granted, r->wait_us, epoch, op->arg);
+    op->cb(r->granted, wait_us, epoch, op->arg);
 }
 
 static void
@@ -893,7 +1016,7 @@ acquire_done(struct op *op, const redisReply *reply, const char *error)
     struct gcra_reply r;
     const char *why;
 
-    if (!gcra_reply_ok(f, op->max_wait_us, reply, &r, &why)) {
+    if (!gcra_reply_ok(f, op, reply, &r, &why)) {
         if (why != NULL) {
             bad_reply(&f->gcra, why);
         } else {
@@ -906,39 +1029,92 @@ acquire_done(struct op *op, const redisReply *reply, const char *error)
                               : "Redis did not answer the rate-limit "
                                 "script");
         /* Time already spent waiting for Redis counts. */
-        fallback_acquire(f, op->max_wait_us - (agw_now_us() - op->sent_us),
-                         op->cb, op->arg);
+        fallback_acquire(f, op->ask,
+                         op->max_wait_us - (agw_now_us() - op->sent_us), op->cb,
+                         op->arg);
         return;
     }
     learn_gcra(f, &r);
     grant_fleet(op, &r);
 }
 
+/* The keys of ASK's caller's cap, into OP (false: out of memory). */
+static bool
+cap_keys(struct limiter_fleet *f, struct op *op, const char *caller)
+{
+    size_t n = f->prefix_len + strlen(caller) + sizeof("rl:capq:");
+
+    op->cap_keys[0] = malloc(n);
+    op->cap_keys[1] = malloc(n);
+    if (op->cap_keys[0] == NULL || op->cap_keys[1] == NULL) {
+        return false;
+    }
+    snprintf(op->cap_keys[0], n, "%.*srl:cap:%s", (int)f->prefix_len, f->prefix,
+             caller);
+    snprintf(op->cap_keys[1], n, "%.*srl:capq:%s", (int)f->prefix_len,
+             f->prefix, caller);
+    op->keys[2] = op->cap_keys[0];
+    op->keys[4] = op->cap_keys[1];
+    return true;
+}
+
+/* A script call for ASK (its copy in the op; the out field goes to ASK
+ * itself, or to the copy when ASK is NULL). */
 static struct op *
-gcra_op(struct limiter_fleet *f, int64_t max_wait_us,
+gcra_op(struct limiter_fleet *f, struct agw_limiter_ask *ask,
         void (*done)(struct op *, const redisReply *, const char *))
 {
     struct op *op = op_new(f, &f->gcra, done);
-    struct agw_gcra g;
+    struct agw_gcra g, cap = {0};
     int burst;
     double rate = fleet_rate(f, &burst);
 
+    op->own = *ask;
+    op->ask = ask;
     agw_gcra_init_margin(&g, rate, burst, ARRIVAL_JITTER_MARGIN_US);
-    op->nkeys = 2;
+    op->nkeys = 5;
     op->keys[0] = f->key_tat;
     op->keys[1] = f->key_pause;
-    op->nargs = 3;
+    op->keys[2] = op->keys[3] = op->keys[4] = f->key_batchq;
+    if (ask->caller != NULL && ask->max_rate > 0) {
+        if (!cap_keys(f, op, ask->caller)) {
+            log_error("ratelimit: out of memory");
+            abort(); /* as op_new: the callback must run once */
+        }
+        agw_gcra_init_margin(&cap, ask->max_rate, 0, ARRIVAL_JITTER_MARGIN_US);
+    }
+    op->max_wait_us = ask->max_wait_us;
+    op->batch_backlog_us =
+        ask->batch_backlog_us >= 0 ? ask->batch_backlog_us : -1;
+    op->cap_interval_us = cap.interval_us;
+    op->nargs = 6;
     snprintf(op->args[0], sizeof(op->args[0]), "%lld",
              (long long)g.interval_us);
     snprintf(op->args[1], sizeof(op->args[1]), "%lld",
              (long long)g.tolerance_us);
-    snprintf(op->args[2], sizeof(op->args[2]), "%lld", (long long)max_wait_us);
-    op->max_wait_us = max_wait_us;
+    snprintf(op->args[2], sizeof(op->args[2]), "%lld",
+             (long long)op->max_wait_us);
+    snprintf(op->args[3], sizeof(op->args[3]), "%lld",
+             (long long)op->batch_backlog_us);
+    snprintf(op->args[4], sizeof(op->args[4]), "%lld",
+             (long long)op->cap_interval_us);
+    snprintf(op->args[5], sizeof(op->args[5]), "%d", ask->retry ? 1 : 0);
     return op;
 }
 
 static void probe_done(struct op *op, const redisReply *reply,
                        const char *error);
+
+/* A probe takes nothing: max wait -1 refuses every call. */
+static struct op *
+probe_op(struct limiter_fleet *f)
+{
+    struct agw_limiter_ask ask = {.max_wait_us = -1, .batch_backlog_us = -1};
+    struct op *op = gcra_op(f, &ask, probe_done);
+
+    op->ask = &op->own;
+    return op;
+}
 
 static void
 probe_soon(struct limiter_fleet *f)
@@ -947,13 +1123,13 @@ probe_soon(struct limiter_fleet *f)
 
     if (!f->on_fleet && now - f->probe_sent_us >= PROBE_EVERY_US) {
         f->probe_sent_us = now;
-        op_send(gcra_op(f, -1, probe_done));
+        op_send(probe_op(f));
     }
 }
 
 static void
-fleet_acquire(struct agw_limiter *rl, int64_t max_wait_us, agw_limiter_cb cb,
-              void *arg)
+fleet_acquire_as(struct agw_limiter *rl, struct agw_limiter_ask *ask,
+                 agw_limiter_cb cb, void *arg)
 {
     struct limiter_fleet *f = fleet_of(rl);
     struct op *op;
@@ -961,17 +1137,39 @@ fleet_acquire(struct agw_limiter *rl, int64_t max_wait_us, agw_limiter_cb cb,
     observe_mode(f);
     if (!agw_redis_is_up(f->redis)) {
         set_fleet(f, false, "Redis is unreachable");
-        fallback_acquire(f, max_wait_us, cb, arg);
+        fallback_acquire(f, ask, ask->max_wait_us, cb, arg);
         return;
     }
     if (!epoch_is_fleet(current_epoch())) {
         /* Granted by the fallback until the process is back; a probe,
          * which takes no slot, finds out whether Redis answers again. */
         probe_soon(f);
-        fallback_acquire(f, max_wait_us, cb, arg);
+        fallback_acquire(f, ask, ask->max_wait_us, cb, arg);
         return;
     }
-    op = gcra_op(f, max_wait_us, acquire_done);
+    op = gcra_op(f, ask, acquire_done);
+    op->cb = cb;
+    op->arg = arg;
+    op_send(op);
+}
+
+/* An interactive call without a cap: the op keeps the ask. */
+static void
+fleet_acquire(struct agw_limiter *rl, int64_t max_wait_us, agw_limiter_cb cb,
+              void *arg)
+{
+    struct limiter_fleet *f = fleet_of(rl);
+    struct agw_limiter_ask ask = {.max_wait_us = max_wait_us,
+                                  .batch_backlog_us = -1};
+    struct op *op;
+
+    observe_mode(f);
+    if (!agw_redis_is_up(f->redis) || !epoch_is_fleet(current_epoch())) {
+        fleet_acquire_as(rl, &ask, cb, arg); /* decided before it returns */
+        return;
+    }
+    op = gcra_op(f, &ask, acquire_done);
+    op->ask = &op->own;
     op->cb = cb;
     op->arg = arg;
     op_send(op);
@@ -1125,7 +1323,7 @@ probe_done(struct op *op, const redisReply *reply, const char *error)
     struct gcra_reply r;
     const char *why;
 
-    if (gcra_reply_ok(op->f, -1, reply, &r, &why)) {
+    if (gcra_reply_ok(op->f, op, reply, &r, &why)) {
         learn_gcra(op->f, &r);
     } else if (why != NULL) {
         bad_reply(&op->f->gcra, why);
@@ -1207,7 +1405,7 @@ on_heartbeat_timer(evutil_socket_t fd, short what, void *arg)
     }
     send_heartbeat(f);
     if (!f->on_fleet) {
-        op_send(gcra_op(f, -1, probe_done));
+        op_send(probe_op(f));
     }
     if (rejoining(f) && !f->count_out) {
         send_fresh_count(f);
@@ -1306,8 +1504,15 @@ fleet_reconfigure(struct agw_limiter *rl, double rate, int burst)
 static void
 set_reply_bounds(struct limiter_fleet *f, const struct agw_config *cfg)
 {
-    f->max_wait_us =
-        (int64_t)(cfg->max_wait_ms > 0 ? cfg->max_wait_ms : 0) * US_PER_MS;
+    int book_ms = cfg->max_wait_ms > cfg->batch_max_backlog_ms
+                      ? cfg->max_wait_ms
+                      : cfg->batch_max_backlog_ms;
+    int turn_ms = cfg->max_wait_ms > cfg->batch_max_wait_ms
+                      ? cfg->max_wait_ms
+                      : cfg->batch_max_wait_ms;
+
+    f->max_wait_us = (int64_t)(book_ms > 0 ? book_ms : 0) * US_PER_MS;
+    f->max_turn_us = (int64_t)(turn_ms > 0 ? turn_ms : 0) * US_PER_MS;
     f->max_pause_us =
         (int64_t)(cfg->max_pause_ms > 0 ? cfg->max_pause_ms : 0) * US_PER_MS;
 }
@@ -1459,6 +1664,7 @@ fleet_destroy(struct agw_limiter *rl)
 static const struct agw_limiter_ops fleet_ops = {
     .name = "redis",
     .acquire = fleet_acquire,
+    .acquire_as = fleet_acquire_as,
     .pause = fleet_pause,
     .paused_until = fleet_paused_until,
     .leave = fleet_leave,
@@ -1485,6 +1691,9 @@ fleet_init(struct limiter_fleet *f, struct event_base *base,
     f->key_hb = join2(prefix, "hb");
     f->key_hb_fallback = join2(prefix, "hb:fallback");
     f->key_hb_info = join2(prefix, "hb:info");
+    f->key_batchq = join2(prefix, "rl:batchq");
+    f->prefix = f->key_tat; /* PREFIX "rl" */
+    f->prefix_len = strlen(prefix);
     fallback_settings(f, &rate, &burst, &n);
     f->fb_rate = rate;
     f->fb_burst = burst;
@@ -1501,9 +1710,9 @@ fleet_init(struct limiter_fleet *f, struct event_base *base,
     f->mode_event = event_new(base, -1, 0, on_mode_event, f);
     if (f->key_tat == NULL || f->key_pause == NULL || f->key_hb == NULL ||
         f->key_hb_fallback == NULL || f->key_hb_info == NULL ||
-        f->guard == NULL || f->fallback == NULL || f->heartbeat_timer == NULL ||
-        f->poll_timer == NULL || f->mode_event == NULL ||
-        !script_init(&f->gcra, "GCRA", gcra_lua) ||
+        f->key_batchq == NULL || f->guard == NULL || f->fallback == NULL ||
+        f->heartbeat_timer == NULL || f->poll_timer == NULL ||
+        f->mode_event == NULL || !script_init(&f->gcra, "GCRA", gcra_lua) ||
         !script_init(&f->pause, "pause", pause_lua) ||
         !script_init(&f->heartbeat, "heartbeat", heartbeat_lua) ||
         !script_init(&f->fresh, "fresh heartbeats", fresh_lua)) {

@@ -8,6 +8,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "gcra.h"
 #include "log.h"
@@ -24,6 +25,14 @@
  * looks again this much later. */
 #define TRANSIT_RECHECK_US 2000
 
+/* A caller's cap (SPEC §11), by its name in the clients file. */
+struct cap {
+    char *name;
+    double rate;
+    struct agw_gcra gcra; /* burst 0 */
+    struct agw_gcra_queue queue;
+};
+
 struct limiter_process {
     struct agw_limiter base; /* first: the ops receive &base */
     bool locked;             /* LOCK is used */
@@ -36,6 +45,11 @@ struct limiter_process {
     int64_t *departed;
     int cap, count, head;
     int in_transit; /* let go by leave(), not yet reported by left() */
+    struct agw_gcra_queue batch_queue;
+    /* Callers' caps: one per name asked with a cap, bounded by the names
+     * the clients files gave. */
+    struct cap *caps;
+    size_t ncaps;
 };
 
 static struct limiter_process *
@@ -72,6 +86,66 @@ process_acquire(struct agw_limiter *rl, int64_t max_wait_us, agw_limiter_cb cb,
     lock(l);
     /* A pause already raised the TAT, so no grant starts before it. */
     granted = agw_gcra_reserve(&l->gcra, agw_now_us(), max_wait_us, &wait_us);
+    unlock(l);
+    cb(granted, wait_us, 0, arg);
+}
+
+/* Locked: the cap of NAME at RATE (found, made, or its rate updated
+ * keeping its schedule); NULL when memory runs out (no cap then). */
+static struct cap *
+cap_of(struct limiter_process *l, const char *name, double rate)
+{
+    struct cap *c = NULL, *more;
+    int64_t tat;
+
+    for (size_t i = 0; i < l->ncaps && c == NULL; i++) {
+        if (strcmp(l->caps[i].name, name) == 0) {
+            c = &l->caps[i];
+        }
+    }
+    if (c == NULL) {
+        more = realloc(l->caps, (l->ncaps + 1) * sizeof(*more));
+        if (more == NULL) {
+            return NULL;
+        }
+        l->caps = more;
+        c = &l->caps[l->ncaps];
+        *c = (struct cap){.name = strdup(name)};
+        if (c->name == NULL) {
+            return NULL;
+        }
+        l->ncaps++;
+    }
+    if (c->rate != rate) {
+        tat = c->gcra.tat_us;
+        agw_gcra_init_margin(&c->gcra, rate, 0, ARRIVAL_JITTER_MARGIN_US);
+        c->gcra.tat_us = tat;
+        c->rate = rate;
+    }
+    return c;
+}
+
+/* The same arithmetic as the fleet's script (agw_gcra_reserve_as()), on
+ * this process's schedule. */
+static void
+process_acquire_as(struct agw_limiter *rl, struct agw_limiter_ask *ask,
+                   agw_limiter_cb cb, void *arg)
+{
+    struct limiter_process *l = process_of(rl);
+    struct agw_gcra_ask g = {ask->max_wait_us, ask->batch_backlog_us,
+                             ask->retry};
+    struct cap *cap = NULL;
+    int64_t wait_us = 0;
+    bool granted;
+
+    lock(l);
+    if (ask->caller != NULL && ask->max_rate > 0) {
+        cap = cap_of(l, ask->caller, ask->max_rate);
+    }
+    granted = agw_gcra_reserve_as(
+        &l->gcra, &l->batch_queue, cap != NULL ? &cap->gcra : NULL,
+        cap != NULL ? &cap->queue : NULL, agw_now_us(), &g, &wait_us);
+    ask->cap_tat_us = cap != NULL ? cap->gcra.tat_us : 0;
     unlock(l);
     cb(granted, wait_us, 0, arg);
 }
@@ -255,6 +329,10 @@ process_destroy(struct agw_limiter *rl)
     if (l->locked) {
         pthread_mutex_destroy(&l->lock);
     }
+    for (size_t i = 0; i < l->ncaps; i++) {
+        free(l->caps[i].name);
+    }
+    free(l->caps);
     free(l->departed);
     free(l);
 }
@@ -262,6 +340,7 @@ process_destroy(struct agw_limiter *rl)
 static const struct agw_limiter_ops process_ops = {
     .name = "local",
     .acquire = process_acquire,
+    .acquire_as = process_acquire_as,
     .pause = process_pause,
     .paused_until = process_paused_until,
     .leave = process_leave,

@@ -506,6 +506,7 @@ access_json(const char *ts, const struct agw_access *a)
     add_string(obj, "type", "access");
     add_string(obj, "request_id", a->request_id);
     add_string(obj, "caller", a->caller);
+    add_string(obj, "class", a->class_name != NULL ? a->class_name : "-");
     add_string(obj, "business_id", a->business_id);
     add_string(obj, "method", a->method);
     add_string(obj, "path", a->path);
@@ -530,21 +531,25 @@ static void
 access_text(const char *ts, const struct agw_access *a)
 {
     char rid[RID_TEXT_MAX + 3], caller[FIELD_TEXT_MAX], biz[FIELD_TEXT_MAX];
+    char klass[FIELD_TEXT_MAX];
     char method[FIELD_TEXT_MAX], path[PATH_TEXT_MAX], cache[FIELD_TEXT_MAX];
-    char line[sizeof(rid) + 4 * FIELD_TEXT_MAX + PATH_TEXT_MAX + 512];
+    char line[sizeof(rid) + 5 * FIELD_TEXT_MAX + PATH_TEXT_MAX + 512];
     int n;
 
     format_rid(rid, sizeof(rid), a->request_id);
     format_value(caller, sizeof(caller), a->caller);
+    format_value(klass, sizeof(klass),
+                 a->class_name != NULL ? a->class_name : "-");
     format_value(biz, sizeof(biz), a->business_id);
     format_value(method, sizeof(method), a->method);
     format_value(path, sizeof(path), a->path);
     format_value(cache, sizeof(cache), a->cache);
     n = snprintf(line, sizeof(line),
-                 "%s info%s access caller=%s business_id=%s method=%s "
-                 "path=%s status=%d cache=%s upstream_status=%d attempts=%d "
-                 "upstream_ms=%.1f ratelimit_wait_ms=%.1f total_ms=%.1f",
-                 ts, rid, caller, biz, method, path, a->status, cache,
+                 "%s info%s access caller=%s class=%s business_id=%s "
+                 "method=%s path=%s status=%d cache=%s upstream_status=%d "
+                 "attempts=%d upstream_ms=%.1f ratelimit_wait_ms=%.1f "
+                 "total_ms=%.1f",
+                 ts, rid, caller, klass, biz, method, path, a->status, cache,
                  a->upstream_status, a->attempts, a->upstream_ms, a->wait_ms,
                  a->total_ms);
     if (n >= (int)sizeof(line)) {

@@ -48,6 +48,7 @@ bool agw_log_reopen(void);
 struct agw_access {
     const char *request_id;
     const char *caller;      /* "-" when not authenticated */
+    const char *class_name;  /* SPEC §11: "interactive", "batch"; NULL: "-" */
     const char *business_id; /* as the caller sent it */
     const char *method;
     const char *path;

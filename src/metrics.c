@@ -45,6 +45,10 @@ static const char *const cache_words[LS_SLOTS_CACHE] = {
     [AGW_CACHE_COALESCED] = "coalesced",
 };
 static const char *const reload_words[LS_SLOTS_RELOAD] = {"ok", "failed"};
+static const char *const class_words[LS_SLOTS_CLASS] = {
+    [AGW_CLASS_INTERACTIVE] = "interactive",
+    [AGW_CLASS_BATCH] = "batch",
+};
 static const char *const purge_words[LS_SLOTS_PURGE] = {
     [AGW_PURGE_PURGED] = "purged",
     [AGW_PURGE_ABSENT] = "absent",
@@ -84,7 +88,7 @@ struct vec_def {
 static const struct vec_def vec_defs[AGW_M_VEC__COUNT] = {
     AGW_METRICS_LIST(IGNORE, IGNORE, VEC_DEF, IGNORE, IGNORE)};
 
-#define HIST_BOUNDS(id, name, buckets, help)                                   \
+#define HIST_BOUNDS(id, name, buckets, by_class, help)                         \
     static const double bounds_##id[] = {AGW_BUCKETS_##buckets};               \
     _Static_assert(sizeof(bounds_##id) / sizeof(double) <=                     \
                        AGW_METRICS_MAX_BUCKETS,                                \
@@ -96,11 +100,12 @@ struct hist_def {
     const char *help;
     const double *bounds; /* strictly increasing upper bounds */
     size_t nbounds;
+    bool by_class; /* one series per class, labelled class= */
 };
 
-#define HIST_DEF(id, name, buckets, help)                                      \
+#define HIST_DEF(id, name, buckets, by_class, help)                            \
     [AGW_M_##id] = {PREFIX name, help, bounds_##id,                            \
-                    sizeof(bounds_##id) / sizeof(double)},
+                    sizeof(bounds_##id) / sizeof(double), by_class},
 
 static const struct hist_def hist_defs[AGW_M_HISTOGRAM__COUNT] = {
     AGW_METRICS_LIST(IGNORE, IGNORE, IGNORE, IGNORE, HIST_DEF)};
@@ -116,7 +121,8 @@ struct histogram {
 
 static atomic_ullong counters[AGW_M_COUNTER__COUNT];
 static atomic_llong gauges[AGW_M_GAUGE__COUNT];
-static struct histogram hists[AGW_M_HISTOGRAM__COUNT];
+/* [h][0] for a histogram without a class; [h][class] for one with. */
+static struct histogram hists[AGW_M_HISTOGRAM__COUNT][LS_SLOTS_CLASS];
 
 /* Already escaped for a label value; written once, by init. */
 static char version_label[128] = "unknown";
@@ -212,16 +218,39 @@ agw_metrics_inc(enum agw_counter counter)
     agw_metrics_add(counter, 1);
 }
 
+const char *
+agw_class_name(bool batch)
+{
+    return class_words[batch ? AGW_CLASS_BATCH : AGW_CLASS_INTERACTIVE];
+}
+
+void
+agw_metrics_count_rejected(bool batch)
+{
+    bump(&vec_RATELIMIT_REJECTED[batch ? AGW_CLASS_BATCH
+                                       : AGW_CLASS_INTERACTIVE],
+         1);
+}
+
 void
 agw_metrics_observe(enum agw_histogram hist, double seconds)
 {
+    agw_metrics_observe_class(hist, false, seconds);
+}
+
+void
+agw_metrics_observe_class(enum agw_histogram hist, bool batch, double seconds)
+{
     const struct hist_def *def;
+    struct histogram *st;
     size_t i = 0;
 
     if ((unsigned)hist >= AGW_M_HISTOGRAM__COUNT) {
         return;
     }
     def = &hist_defs[hist];
+    st = &hists[hist][def->by_class && batch ? AGW_CLASS_BATCH
+                                             : AGW_CLASS_INTERACTIVE];
     if (!(seconds > 0)) { /* also NaN */
         seconds = 0;
     }
@@ -229,11 +258,11 @@ agw_metrics_observe(enum agw_histogram hist, double seconds)
     while (i < def->nbounds && seconds > def->bounds[i]) {
         i++;
     }
-    bump(&hists[hist].counts[i], 1);
+    bump(&st->counts[i], 1);
     if (seconds > MAX_OBSERVATION_S) {
         seconds = MAX_OBSERVATION_S;
     }
-    bump(&hists[hist].sum_ns, (unsigned long long)(seconds * 1e9 + 0.5));
+    bump(&st->sum_ns, (unsigned long long)(seconds * 1e9 + 0.5));
 }
 
 void
@@ -301,8 +330,10 @@ agw_metrics_init(const char *version)
         zero(vec_defs[i].slots, vec_defs[i].nslots);
     }
     for (size_t i = 0; i < AGW_M_HISTOGRAM__COUNT; i++) {
-        zero(hists[i].counts, AGW_METRICS_MAX_BUCKETS + 1);
-        zero(&hists[i].sum_ns, 1);
+        for (size_t c = 0; c < LS_SLOTS_CLASS; c++) {
+            zero(hists[i][c].counts, AGW_METRICS_MAX_BUCKETS + 1);
+            zero(&hists[i][c].sum_ns, 1);
+        }
     }
     escape_label(version_label, sizeof(version_label),
                  version != NULL ? version : "unknown");
@@ -380,6 +411,8 @@ label_value(enum labelset ls, size_t slot, char buf[16])
         return reload_words[slot];
     case LS_PURGE:
         return purge_words[slot];
+    case LS_CLASS:
+        return class_words[slot];
     default:
         return "?";
     }
@@ -388,7 +421,8 @@ label_value(enum labelset ls, size_t slot, char buf[16])
 static bool
 shown_at_zero(enum labelset ls)
 {
-    return ls == LS_CACHE || ls == LS_RELOAD || ls == LS_PURGE;
+    return ls == LS_CACHE || ls == LS_RELOAD || ls == LS_PURGE ||
+           ls == LS_CLASS;
 }
 
 static int
@@ -412,41 +446,71 @@ render_vec(struct evbuffer *out, enum agw_metric_vec v)
     return rc < 0 ? -1 : 0;
 }
 
+/* One series of histogram DEF (ST), its labels starting with LABEL
+ * ("" or `class="...",`). */
 static int
-render_hist(struct evbuffer *out, enum agw_histogram h)
+render_series(struct evbuffer *out, const struct hist_def *def,
+              struct histogram *st, const char *label)
 {
-    const struct hist_def *def = &hist_defs[h];
-    struct histogram *st = &hists[h];
     unsigned long long total = 0;
     unsigned long long sum_ns = load(&st->sum_ns);
-    int rc;
+    const char *open = *label != '\0' ? "{" : "";
+    const char *close = *label != '\0' ? "}" : "";
+    char bare[64];
+    int rc = 0;
 
-    rc = header(out, def->name, "histogram", def->help);
+    /* The label without its trailing comma, for _sum and _count. */
+    snprintf(bare, sizeof(bare), "%.*s",
+             *label != '\0' ? (int)strlen(label) - 1 : 0, label);
     /* Each bucket is read once and summed here, so the cumulative counts
      * are monotone and +Inf equals _count even while threads observe. */
     for (size_t i = 0; rc >= 0 && i < def->nbounds; i++) {
         total += load(&st->counts[i]);
-        rc = evbuffer_add_printf(out, "%s_bucket{le=\"%g\"} %llu\n", def->name,
-                                 def->bounds[i], total);
+        rc = evbuffer_add_printf(out, "%s_bucket{%sle=\"%g\"} %llu\n",
+                                 def->name, label, def->bounds[i], total);
     }
     if (rc < 0) {
         return -1;
     }
     total += load(&st->counts[def->nbounds]);
     rc = evbuffer_add_printf(out,
-                             "%s_bucket{le=\"+Inf\"} %llu\n"
-                             "%s_sum %llu.%09llu\n"
-                             "%s_count %llu\n",
-                             def->name, total, def->name, sum_ns / NS_PER_S,
-                             sum_ns % NS_PER_S, def->name, total);
+                             "%s_bucket{%sle=\"+Inf\"} %llu\n"
+                             "%s_sum%s%s%s %llu.%09llu\n"
+                             "%s_count%s%s%s %llu\n",
+                             def->name, label, total, def->name, open, bare,
+                             close, sum_ns / NS_PER_S, sum_ns % NS_PER_S,
+                             def->name, open, bare, close, total);
     return rc < 0 ? -1 : 0;
+}
+
+static int
+render_hist(struct evbuffer *out, enum agw_histogram h)
+{
+    const struct hist_def *def = &hist_defs[h];
+    char label[64];
+    int rc;
+
+    rc = header(out, def->name, "histogram", def->help);
+    if (rc < 0) {
+        return -1;
+    }
+    if (!def->by_class) {
+        return render_series(out, def, &hists[h][0], "");
+    }
+    for (size_t c = 0; c < LS_SLOTS_CLASS; c++) {
+        snprintf(label, sizeof(label), "class=\"%s\",", class_words[c]);
+        if (render_series(out, def, &hists[h][c], label) < 0) {
+            return -1;
+        }
+    }
+    return 0;
 }
 
 #define R_INFO(id, name, help) rc |= render_info(out, PREFIX name, help);
 #define R_COUNTER(id, name, help) rc |= render_counter(out, AGW_M_##id);
 #define R_VEC(id, name, ls, help) rc |= render_vec(out, AGW_M_##id);
 #define R_GAUGE(id, name, help) rc |= render_gauge(out, AGW_M_##id);
-#define R_HIST(id, name, b, help) rc |= render_hist(out, AGW_M_##id);
+#define R_HIST(id, name, b, c, help) rc |= render_hist(out, AGW_M_##id);
 
 int
 agw_metrics_render(struct evbuffer *out)

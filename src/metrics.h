@@ -12,7 +12,8 @@ struct evbuffer;
 /*
  * Every metric, in /metrics order. Names get the "asset_gateway_" prefix.
  * Columns: ID, name, then for VEC the label set (AGW_METRIC_LABELSETS) and
- * for HIST the bucket list (AGW_BUCKETS_*), then the # HELP text.
+ * for HIST the bucket list (AGW_BUCKETS_*) and whether it is labelled by
+ * class (SPEC §11: interactive, batch; 0 or 1), then the # HELP text.
  * Labels are bounded by construction: HTTP statuses or fixed words, never
  * business ids, URIs or anything else a request chooses. (The one family
  * labelled by caller, upstream_calls_total, is admin_stats.c's: its
@@ -45,19 +46,19 @@ struct evbuffer;
     COUNTER(UPSTREAM_429, "upstream_429_total",                                \
             "Upstream answers 429: Connectly's own limit was hit; the "        \
             "limiter paused.")                                                 \
-    HIST(UPSTREAM_DURATION, "upstream_duration_seconds", UPSTREAM,             \
+    HIST(UPSTREAM_DURATION, "upstream_duration_seconds", UPSTREAM, 0,          \
          "Time of one upstream attempt, from sending to the answer or "        \
          "the failure.")                                                       \
-    HIST(RATELIMIT_WAIT, "ratelimit_wait_seconds", WAIT,                       \
+    HIST(RATELIMIT_WAIT, "ratelimit_wait_seconds", WAIT, 1,                    \
          "Time a call waited for its fleet rate-limit slot (0 when "           \
-         "admitted at once).")                                                 \
+         "admitted at once), by its caller's class.")                          \
     GAUGE(RATELIMIT_QUEUE_DEPTH, "ratelimit_queue_depth",                      \
           "Calls waiting now on a rate-limit timer.")                          \
-    COUNTER(RATELIMIT_REJECTED, "ratelimit_rejected_total",                    \
-            "Calls answered 429 because their slot was more than "             \
-            "max_wait_ms away.")                                               \
+    VEC(RATELIMIT_REJECTED, "ratelimit_rejected_total", CLASS,                 \
+        "Calls answered 429 because their slot was more than max_wait_ms "     \
+        "(batch_max_wait_ms for batch) away, by their caller's class.")        \
     GAUGE(REDIS_UP, "redis_up", "1 while the Redis connection is up, else 0.") \
-    HIST(REDIS_RTT, "redis_rtt_seconds", REDIS,                                \
+    HIST(REDIS_RTT, "redis_rtt_seconds", REDIS, 0,                             \
          "Round-trip time of one Redis command.")                              \
     COUNTER(REDIS_MASTER_CHANGES, "redis_master_changes_total",                \
             "Switches to another Redis master named by the sentinels; "        \
@@ -91,7 +92,8 @@ struct evbuffer;
     X(UPSTREAM, "code", 501) /* "error", then HTTP 100..599 (non-zero) */      \
     X(CACHE, "result", 3)    /* enum agw_cache_result, always shown */         \
     X(RELOAD, "result", 2)   /* "ok", "failed", always shown */                \
-    X(PURGE, "result", 3)    /* enum agw_purge_result, always shown */
+    X(PURGE, "result", 3)    /* enum agw_purge_result, always shown */         \
+    X(CLASS, "class", 2)     /* enum agw_class, always shown */
 
 #define AGW_METRICS_IGNORE_(...)
 #define AGW_METRICS_ENUM_(id, ...) AGW_M_##id,
@@ -138,6 +140,15 @@ enum agw_purge_result {
     AGW_PURGE_INVALID = 2,
 };
 
+/* class label (SPEC §11): a caller's priority class. */
+enum agw_class {
+    AGW_CLASS_INTERACTIVE = 0,
+    AGW_CLASS_BATCH = 1,
+};
+
+/* "interactive" or "batch". */
+const char *agw_class_name(bool batch);
+
 /* Content-Type of the /metrics answer (text exposition format 0.0.4). */
 #define AGW_METRICS_CONTENT_TYPE "text/plain; version=0.0.4; charset=utf-8"
 
@@ -178,8 +189,16 @@ unsigned long long agw_metrics_upstream_count(void);
 void agw_metrics_inc(enum agw_counter counter);
 void agw_metrics_add(enum agw_counter counter, unsigned long n);
 
-/* Records SECONDS (negative or NaN count as 0) into HIST. */
+/* Records SECONDS (negative or NaN count as 0) into HIST (a histogram
+ * labelled by class: into its interactive one). */
 void agw_metrics_observe(enum agw_histogram hist, double seconds);
+
+/* The same into HIST's series of class BATCH (or interactive). */
+void agw_metrics_observe_class(enum agw_histogram hist, bool batch,
+                               double seconds);
+
+/* One call of class BATCH (or interactive) answered 429 by the limiter. */
+void agw_metrics_count_rejected(bool batch);
 
 void agw_metrics_gauge_add(enum agw_gauge gauge, long delta);
 void agw_metrics_gauge_set(enum agw_gauge gauge, long value);

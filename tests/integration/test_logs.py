@@ -18,11 +18,11 @@ import harness as H  # noqa: E402
 
 TS_RE = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
 LEVELS = ("error", "warn", "info", "debug")
-ACCESS_STR = ("request_id", "caller", "business_id", "method", "path",
+ACCESS_STR = ("request_id", "caller", "class", "business_id", "method", "path",
               "cache")
 ACCESS_INT = ("status", "upstream_status", "attempts")
 ACCESS_NUM = ("upstream_ms", "ratelimit_wait_ms", "total_ms")
-TEXT_KEYS = ("caller", "business_id", "method", "path", "status", "cache",
+TEXT_KEYS = ("caller", "class", "business_id", "method", "path", "status", "cache",
              "upstream_status", "attempts", "upstream_ms",
              "ratelimit_wait_ms", "total_ms")
 

@@ -28,8 +28,13 @@ SAMPLE_RE = re.compile(
     r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{([^{}]*)\})? '
     r'([-+]?(?:[0-9.]+(?:[eE][-+]?[0-9]+)?|\+Inf|-Inf|NaN))$')
 LABEL_RE = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
-ALLOWED_LABELS = {"code", "result", "le", "version", "caller"}
-# upstream_calls_total{caller}: names from the clients file; these
+ALLOWED_LABELS = {"code", "result", "le", "version", "caller", "class"}
+# SPEC section 11: a caller's priority class.
+CLASSES = ("interactive", "batch")
+# Histograms with one series per class.
+BY_CLASS = ("ratelimit_wait_seconds",)
+INTER = {"class": "interactive"}
+# upstream_calls_total{caller,class}: names from the clients file; these
 # gateways run with mode = none, where every caller is "-".
 KNOWN_CALLERS = {"-"}
 HISTOGRAMS = ("upstream_duration_seconds", "ratelimit_wait_seconds",
@@ -112,11 +117,12 @@ class Exposition:
                 return name[:-len(suffix)]
         return name
 
-    def buckets(self, hist):
-        """[(le, count)] of histogram P+HIST in text order."""
+    def buckets(self, hist, **want):
+        """[(le, count)] of histogram P+HIST{WANT} in text order."""
         out = []
         for name, labels in self.order:
-            if name == P + hist + "_bucket":
+            if name == P + hist + "_bucket" and all(
+                    labels.get(k) == v for k, v in want.items()):
                 le = labels.get("le")
                 v = self.samples[(name, frozenset(labels.items()))]
                 out.append((float("inf") if le == "+Inf" else float(le), v))
@@ -181,8 +187,10 @@ WATCHED = [
     ("upstream_retries_total", {}),
     ("upstream_429_total", {}),
     ("upstream_duration_seconds_count", {}),
-    ("ratelimit_wait_seconds_count", {}),
-    ("ratelimit_rejected_total", {}),
+    ("ratelimit_wait_seconds_count", INTER),
+    ("ratelimit_wait_seconds_count", {"class": "batch"}),
+    ("ratelimit_rejected_total", INTER),
+    ("ratelimit_rejected_total", {"class": "batch"}),
     ("config_reloads_total", {"result": "ok"}),
     ("config_reloads_total", {"result": "failed"}),
 ]
@@ -244,8 +252,10 @@ def check_format(t, m, resp, desc):
 
 def check_histograms(t, m, desc):
     probs = []
-    for hname in HISTOGRAMS:
-        b = m.buckets(hname)
+    for hname, labels in [(n, {"class": c}) if n in BY_CLASS else (n, {})
+                          for n in HISTOGRAMS
+                          for c in (CLASSES if n in BY_CLASS else ("",))]:
+        b = m.buckets(hname, **labels)
         if not b:
             probs.append("%s: no buckets" % hname)
             continue
@@ -258,12 +268,13 @@ def check_histograms(t, m, desc):
         if any(counts[i] > counts[i + 1] for i in range(len(counts) - 1)):
             probs.append("%s: cumulative counts decrease %r" % (hname,
                                                                  counts))
-        cnt = m.get(hname + "_count")
+        cnt = m.get(hname + "_count", **labels)
         if counts[-1] != cnt:
             probs.append("%s: +Inf bucket %r != _count %r" % (
                 hname, counts[-1], cnt))
-        s = m.get(hname + "_sum")
-        if not m.has(hname + "_sum") or s < 0 or (cnt == 0 and s != 0):
+        s = m.get(hname + "_sum", **labels)
+        if not m.has(hname + "_sum", **labels) or s < 0 or \
+                (cnt == 0 and s != 0):
             probs.append("%s: _sum %r with _count %r" % (hname, s, cnt))
     t.check(not probs, "%s: histograms consistent (buckets increasing, "
             "+Inf == _count, _sum sane)" % desc, "\n".join(probs))
@@ -284,6 +295,8 @@ def check_labels_bounded(t, m, desc, forbidden):
                 bad.append("%s: result=%r" % (name, v))
             elif k == "caller" and v not in KNOWN_CALLERS:
                 bad.append("%s: caller=%r" % (name, v))
+            elif k == "class" and v not in CLASSES:
+                bad.append("%s: class=%r" % (name, v))
     t.check(not bad, "%s: label names and values come from fixed sets"
             % desc, "\n".join(bad[:10]))
     low = m.text.lower()
@@ -365,7 +378,10 @@ def miss_and_hit(h):
         'cache_lookups_total{result=miss}': 1,
         'upstream_requests_total{code=200}': 1,
         'upstream_duration_seconds_count': 1,
-        'ratelimit_wait_seconds_count': 1}, "miss")
+        'ratelimit_wait_seconds_count{class=interactive}': 1}, "miss")
+    t.eq(m1.get("upstream_calls_total", caller="-", **INTER), 1.0,
+         "miss: upstream_calls_total{caller=\"-\",class=\"interactive\"} "
+         "is 1 with mode = none")
     ds = m1.get("upstream_duration_seconds_sum") - \
         m0.get("upstream_duration_seconds_sum")
     t.check(0 < ds <= el + 0.01,
@@ -424,7 +440,7 @@ def coalesced(h):
                             'cache_lookups_total{result=miss}': 1,
                             'upstream_requests_total{code=200}': 1,
                             'upstream_duration_seconds_count': 1,
-                            'ratelimit_wait_seconds_count': 1},
+                            'ratelimit_wait_seconds_count{class=interactive}': 1},
                 "coalesced x%d" % n)
     t.eq((m3.get("singleflight_waiters"), m3.get("inflight_requests")),
          (0.0, 0.0), "coalesced: waiters and inflight back to 0")
@@ -484,7 +500,7 @@ def upstream_500_not_retried(h):
                             'cache_lookups_total{result=miss}': 1,
                             'upstream_requests_total{code=500}': 1,
                             'upstream_duration_seconds_count': 1,
-                            'ratelimit_wait_seconds_count': 1},
+                            'ratelimit_wait_seconds_count{class=interactive}': 1},
                 "upstream 500")
     run.finish("after an upstream 500")
 
@@ -506,7 +522,7 @@ def upstream_dropped(h):
                             'cache_lookups_total{result=miss}': 1,
                             'upstream_requests_total{code=error}': 1,
                             'upstream_duration_seconds_count': 1,
-                            'ratelimit_wait_seconds_count': 1},
+                            'ratelimit_wait_seconds_count{class=interactive}': 1},
                 "dropped upstream connection")
     run.finish("after a dropped upstream connection")
 
@@ -531,7 +547,7 @@ def one_retry(h):
                             'upstream_requests_total{code=200}': 1,
                             'upstream_retries_total': 1,
                             'upstream_duration_seconds_count': 2,
-                            'ratelimit_wait_seconds_count': 2},
+                            'ratelimit_wait_seconds_count{class=interactive}': 2},
                 "one retry")
     run.finish("after a retry")
 
@@ -552,11 +568,11 @@ def upstream_429_once(h):
     got = deltas(m7, m8, [("upstream_429_total", {}),
                           ("upstream_requests_total", {"code": "429"}),
                           ("upstream_requests_total", {"code": "200"}),
-                          ("ratelimit_rejected_total", {})])
+                          ("ratelimit_rejected_total", INTER)])
     t.eq(got, {"upstream_429_total": 1,
                "upstream_requests_total{code=429}": 1,
                "upstream_requests_total{code=200}": 1,
-               "ratelimit_rejected_total": 0},
+               "ratelimit_rejected_total{class=interactive}": 0},
          "upstream 429: upstream_429_total +1, code 429 +1, then 200 +1")
     run.finish("after an upstream 429")
 
@@ -605,11 +621,11 @@ def limiter_429(h):
     m1 = s.scrape()
     check_moves(t, m0, m1, {'requests_total{code=200}': 2,
                             'requests_total{code=429}': 1,
-                            'ratelimit_rejected_total': 1,
+                            'ratelimit_rejected_total{class=interactive}': 1,
                             'cache_lookups_total{result=miss}': 2,
                             'upstream_requests_total{code=200}': 1,
                             'upstream_duration_seconds_count': 1,
-                            'ratelimit_wait_seconds_count': 1},
+                            'ratelimit_wait_seconds_count{class=interactive}': 1},
                 "limiter 429")
     check_histograms(t, m1, "limiter gateway")
     run.finish("after a limiter 429")
@@ -642,16 +658,16 @@ def limiter_queue(h):
     m1 = s.scrape()
     t.eq(m1.get("ratelimit_queue_depth"), 0.0,
          "ratelimit_queue_depth back to 0")
-    t.eq(m1.get("ratelimit_wait_seconds_count") -
-         m0.get("ratelimit_wait_seconds_count"), 2.0,
+    t.eq(m1.get("ratelimit_wait_seconds_count", **INTER) -
+         m0.get("ratelimit_wait_seconds_count", **INTER), 2.0,
          "ratelimit_wait_seconds_count +2")
-    w = m1.get("ratelimit_wait_seconds_sum") - \
-        m0.get("ratelimit_wait_seconds_sum")
+    w = m1.get("ratelimit_wait_seconds_sum", **INTER) - \
+        m0.get("ratelimit_wait_seconds_sum", **INTER)
     t.check(0.5 <= w <= 1.2, "ratelimit_wait_seconds_sum grew by the "
             "queued call's wait (~1 s)", "grew by %.3f s" % w)
     t.diag("queued call's recorded wait: %.4f s" % w)
-    b1, b0 = dict(m1.buckets("ratelimit_wait_seconds")), \
-        dict(m0.buckets("ratelimit_wait_seconds"))
+    b1, b0 = dict(m1.buckets("ratelimit_wait_seconds", **INTER)), \
+        dict(m0.buckets("ratelimit_wait_seconds", **INTER))
     t.check(b1[0.001] - b0[0.001] == 1 and b1[0.5] - b0[0.5] == 1
             and b1[2.0] - b0[2.0] == 2,
             "wait buckets: one call at 0, one in (0.5, 2]",

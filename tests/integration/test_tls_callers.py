@@ -326,10 +326,11 @@ def mtls_caller_mapping(h):
     t.check("uploader" in callers and "byhash" in callers
             and "other-team" in callers,
             "access log names the certificate's callers", repr(callers))
-    calls = {c: H.metric(gw, "upstream_calls_total", caller=c)
+    calls = {c: H.metric(gw, "upstream_calls_total", caller=c,
+                         **{"class": "interactive"})
              for c in ("uploader", "byhash", "other-team")}
     t.eq(calls, {"uploader": 1.0, "byhash": 1.0, "other-team": 0.0},
-         "/metrics upstream_calls_total{caller} names the certificates' "
+         "/metrics upstream_calls_total{caller,class} names the certificates' "
          "callers (one upstream call each; none for a refused one)")
     H.check_json_log(t, gw)
 

@@ -18,8 +18,8 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness as H  # noqa: E402
 
-TEXT_KEYS = ["caller", "business_id", "method", "path", "status", "cache",
-             "upstream_status", "attempts", "upstream_ms",
+TEXT_KEYS = ["caller", "class", "business_id", "method", "path", "status",
+             "cache", "upstream_status", "attempts", "upstream_ms",
              "ratelimit_wait_ms", "total_ms"]
 JSON_KEYS = {"ts", "level", "program", "type", "request_id"} | set(TEXT_KEYS)
 LINE_RE = re.compile(

@@ -248,13 +248,17 @@ test_calls_total_metric(void **state)
     agw_admin_stats_upstream("carol", 503, "unavailable");
     fake_now += 3600; /* long out of the minute's window */
     agw_admin_stats_upstream("carol", 0, "timed out");
+    agw_admin_stats_upstream_class("dave", "batch", 200, NULL);
     assert_int_equal(agw_admin_stats_render_calls(out), 0);
     evbuffer_add(out, "", 1);
     text = (char *)evbuffer_pullup(out, -1);
     assert_non_null(strstr(text, "# TYPE asset_gateway_upstream_calls_total "
                                  "counter\n"));
-    assert_non_null(strstr(
-        text, "asset_gateway_upstream_calls_total{caller=\"carol\"} 3\n"));
+    /* SPEC section 11: each caller's series carries its class. */
+    assert_non_null(strstr(text, "asset_gateway_upstream_calls_total{caller="
+                                 "\"carol\",class=\"interactive\"} 3\n"));
+    assert_non_null(strstr(text, "asset_gateway_upstream_calls_total{caller="
+                                 "\"dave\",class=\"batch\"} 1\n"));
     evbuffer_free(out);
     agw_admin_stats_set_clock(NULL);
 }

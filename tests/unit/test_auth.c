@@ -286,6 +286,58 @@ test_unknown_key(void **state)
     free(text);
 }
 
+/* SPEC section 11: class and max_rate per caller. */
+static void
+test_class_and_cap(void **state)
+{
+    char *text = fmt("[a]\ntoken_sha256 = %s\nbusinesses = *\n"
+                     "class = batch\nmax_rate = 20\n"
+                     "[b]\ntoken_sha256 = %s\nbusinesses = *\n"
+                     "max_rate = 0.5\nclass = interactive\n"
+                     "[c]\ntoken_sha256 = %s\nbusinesses = *\n",
+                     hash_a, hash_b, hash_c);
+    struct agw_auth *a = load_text(text);
+    struct agw_caller_policy p;
+
+    assert_true(agw_auth_policy(a, "a", &p));
+    assert_true(p.batch);
+    assert_true(p.max_rate == 20);
+    assert_true(agw_auth_policy(a, "b", &p));
+    assert_false(p.batch);
+    assert_true(p.max_rate == 0.5);
+    assert_true(agw_auth_policy(a, "c", &p));
+    assert_false(p.batch);
+    assert_true(p.max_rate == 0);
+    assert_false(agw_auth_policy(a, "nobody", &p));
+    assert_false(p.batch);
+    assert_false(agw_auth_policy(NULL, "a", &p));
+    agw_auth_free(a);
+    free(text);
+}
+
+static void
+test_class_and_cap_checked(void **state)
+{
+    static const char *const bad[][3] = {
+        {"class = bulk\n", ":4: [a] class: ", "interactive or batch"},
+        {"class = batch\nclass = batch\n", ":5: [a] class: ", "duplicate"},
+        {"max_rate = 0\n", ":4: [a] max_rate: ", "above 0"},
+        {"max_rate = -3\n", ":4: [a] max_rate: ", "above 0"},
+        {"max_rate = 5x\n", ":4: [a] max_rate: ", "above 0"},
+        {"max_rate = nan\n", ":4: [a] max_rate: ", "above 0"},
+        {"max_rate = 2000000\n", ":4: [a] max_rate: ", "at most"},
+        {"max_rate = 1\nmax_rate = 2\n", ":5: [a] max_rate: ", "duplicate"},
+    };
+
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char *text = fmt("[a]\ntoken_sha256 = %s\nbusinesses = *\n%s", hash_a,
+                         bad[i][0]);
+
+        expect_error(text, bad[i][1], bad[i][2]);
+        free(text);
+    }
+}
+
 static void
 test_bad_hex(void **state)
 {
@@ -999,6 +1051,8 @@ main(void)
         cmocka_unit_test(test_no_callers),
         cmocka_unit_test(test_key_outside_section),
         cmocka_unit_test(test_unknown_key),
+        cmocka_unit_test(test_class_and_cap),
+        cmocka_unit_test(test_class_and_cap_checked),
         cmocka_unit_test(test_bad_hex),
         cmocka_unit_test(test_empty_token_hash),
         cmocka_unit_test(test_duplicate_hash_key),

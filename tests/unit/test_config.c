@@ -215,6 +215,8 @@ test_defaults_when_absent(void **state)
     assert_int_equal(cfg.max_wait_ms, 2000);
     assert_int_equal(cfg.expected_instances, 1);
     assert_true(cfg.fallback_rate == 0.0);
+    assert_int_equal(cfg.batch_max_backlog_ms, 100);
+    assert_int_equal(cfg.batch_max_wait_ms, 30000);
     assert_int_equal(cfg.auth_mode, AGW_AUTH_NONE);
     assert_null(cfg.clients_file);
     assert_false(cfg.allow_private_sources);

@@ -233,6 +233,98 @@ test_reject_takes_nothing(void **state)
     assert_int_equal(wait, 100000);
 }
 
+/* SPEC section 11: a batch call books only while the backlog is within
+ * its bound, else takes a turn in the wake queue and nothing else. */
+static void
+test_batch_backlog(void **state)
+{
+    struct agw_gcra g, before;
+    struct agw_gcra_queue q = {0};
+    struct agw_gcra_ask batch = {10 * SEC, 200000, false};
+    struct agw_gcra_ask inter = {10 * SEC, -1, false};
+    int64_t wait = -1;
+
+    (void)state;
+    agw_gcra_init(&g, 10, 0); /* T = 100 ms */
+    for (int i = 0; i < 3; i++) {
+        assert_true(agw_gcra_reserve_as(&g, &q, NULL, NULL, T0, &batch, &wait));
+        assert_int_equal(wait, i * 100000);
+    }
+    /* Backlog 300 ms > 200 ms: refused, told to ask when it is 200 ms. */
+    before = g;
+    assert_false(agw_gcra_reserve_as(&g, &q, NULL, NULL, T0, &batch, &wait));
+    assert_int_equal(wait, 100000);
+    expect_same_gcra(&before, &g);
+    /* The next one waits its own turn, one interval later. */
+    assert_false(agw_gcra_reserve_as(&g, &q, NULL, NULL, T0, &batch, &wait));
+    assert_int_equal(wait, 200000);
+    /* An interactive call still books, behind the bound + T at most. */
+    assert_true(agw_gcra_reserve_as(&g, &q, NULL, NULL, T0, &inter, &wait));
+    assert_int_equal(wait, 300000);
+    /* Asking again too early (another call took the room): a new turn,
+     * after those given already; books once drained to the bound. */
+    batch.retry = true;
+    assert_false(
+        agw_gcra_reserve_as(&g, &q, NULL, NULL, T0 + 100000, &batch, &wait));
+    assert_int_equal(wait, 200000);
+    assert_true(
+        agw_gcra_reserve_as(&g, &q, NULL, NULL, T0 + 200000, &batch, &wait));
+    /* A first ask while turns are due queues behind them. */
+    batch.retry = false;
+    assert_false(
+        agw_gcra_reserve_as(&g, &q, NULL, NULL, T0 + 200000, &batch, &wait));
+    /* A turn past the max wait: refused for good, no turn taken. */
+    batch.max_wait_us = 1000;
+    q.next_us = 0;
+    assert_false(
+        agw_gcra_reserve_as(&g, &q, NULL, NULL, T0 + 200000, &batch, &wait));
+    assert_true(wait > 1000);
+    assert_int_equal(q.next_us, 0);
+}
+
+/* SPEC section 11: the cap is a second GCRA; a slot only when both grant
+ * it, and a refusal by either spends neither. */
+static void
+test_cap(void **state)
+{
+    struct agw_gcra g, cap, gb, cb;
+    struct agw_gcra_queue q = {0}, cq = {0};
+    struct agw_gcra_ask ask = {SEC, -1, false};
+    int64_t wait = -1;
+
+    (void)state;
+    agw_gcra_init(&g, 100, 0);  /* T = 10 ms */
+    agw_gcra_init(&cap, 10, 0); /* 100 ms */
+    assert_true(agw_gcra_reserve_as(&g, &q, &cap, &cq, T0, &ask, &wait));
+    assert_int_equal(wait, 0);
+    assert_int_equal(cap.tat_us, T0 + 100000);
+    gb = g;
+    cb = cap;
+    /* Its fleet slot is 10 ms away: asked at 90 ms, it goes at 100. */
+    assert_false(agw_gcra_reserve_as(&g, &q, &cap, &cq, T0, &ask, &wait));
+    assert_int_equal(wait, 90000);
+    expect_same_gcra(&gb, &g);
+    expect_same_gcra(&cb, &cap);
+    /* At its turn the cap grants it. */
+    ask.retry = true;
+    assert_true(
+        agw_gcra_reserve_as(&g, &q, &cap, &cq, T0 + 100000, &ask, &wait));
+    assert_int_equal(wait, 0);
+    /* The fleet refuses (slot past the max wait): the cap spends nothing. */
+    g.tat_us = T0 + 3 * SEC;
+    cb = cap;
+    assert_false(
+        agw_gcra_reserve_as(&g, &q, &cap, &cq, T0 + 300000, &ask, &wait));
+    expect_same_gcra(&cb, &cap);
+    /* A fleet slot later than the cap's TAT: granted at the fleet slot,
+     * the cap's next one interval after it. */
+    g.tat_us = T0 + 500000;
+    assert_true(
+        agw_gcra_reserve_as(&g, &q, &cap, &cq, T0 + 300000, &ask, &wait));
+    assert_int_equal(wait, 200000);
+    assert_int_equal(cap.tat_us, T0 + 600000);
+}
+
 static void
 test_burst_at_an_instant(void **state)
 {
@@ -596,6 +688,8 @@ main(void)
         cmocka_unit_test(test_idle_goes_now),
         cmocka_unit_test(test_wait_grows_by_interval),
         cmocka_unit_test(test_reject_takes_nothing),
+        cmocka_unit_test(test_batch_backlog),
+        cmocka_unit_test(test_cap),
         cmocka_unit_test(test_burst_at_an_instant),
         cmocka_unit_test(test_pause),
         cmocka_unit_test(test_state_numbers),

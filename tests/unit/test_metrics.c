@@ -292,15 +292,16 @@ parse_sample(struct parsed *p, const char *line, int *current)
     return true;
 }
 
-/* Buckets of family F: le increasing, counts monotone, +Inf last and
- * equal to _count, and a _sum. */
+/* Buckets of family F, series by series (one per class when labelled):
+ * le increasing, counts monotone, +Inf last and equal to _count, and a
+ * _sum; each series ends with its _count. */
 static bool
 check_histogram(struct parsed *p, int f)
 {
     const char *fname = p->families[f].name;
     size_t nlen = strlen(fname);
-    double last_le = -INFINITY, last_count = -1, count = -1;
-    bool inf = false, sum = false;
+    double last_le = -INFINITY, last_count = -1;
+    bool inf = false, sum = false, any = false;
 
     for (size_t i = 0; i < p->nsamples; i++) {
         const struct sample *s = &p->samples[i];
@@ -313,7 +314,14 @@ check_histogram(struct parsed *p, int f)
         if (strcmp(suffix, "_sum") == 0) {
             sum = true;
         } else if (strcmp(suffix, "_count") == 0) {
-            count = s->value;
+            if (!inf || !sum || s->value != last_count) {
+                return fail_at(p, fname,
+                               "histogram without +Inf = _count or _sum");
+            }
+            any = true;
+            inf = sum = false;
+            last_le = -INFINITY;
+            last_count = -1;
         } else if (inf || s->le[0] == '\0' || !parse_value(s->le, &le) ||
                    le <= last_le || s->value < last_count) {
             return fail_at(p, s->series, "bucket out of order");
@@ -323,7 +331,7 @@ check_histogram(struct parsed *p, int f)
             last_count = s->value;
         }
     }
-    if (!inf || !sum || count != last_count) {
+    if (!any || last_count != -1) {
         return fail_at(p, fname, "histogram without +Inf = _count or _sum");
     }
     return true;
@@ -616,15 +624,20 @@ test_counters_and_reloads(void **state)
 {
     const struct parsed *p;
 
-    agw_metrics_inc(AGW_M_RATELIMIT_REJECTED);
-    agw_metrics_add(AGW_M_RATELIMIT_REJECTED, 4);
+    for (int i = 0; i < 5; i++) {
+        agw_metrics_count_rejected(i >= 3);
+    }
     agw_metrics_inc(AGW_M_UPSTREAM_RETRIES);
     agw_metrics_inc(AGW_M_COUNTER__COUNT); /* ignored */
     agw_metrics_count_reload(true);
     agw_metrics_count_reload(false);
     agw_metrics_count_reload(false);
     p = render_parsed();
-    assert_true(V("asset_gateway_ratelimit_rejected_total") == 5);
+    assert_true(
+        V("asset_gateway_ratelimit_rejected_total{class=\"interactive\"}") ==
+        3);
+    assert_true(V("asset_gateway_ratelimit_rejected_total{class=\"batch\"}") ==
+                2);
     assert_true(V("asset_gateway_upstream_retries_total") == 1);
     assert_true(V("asset_gateway_upstream_429_total") == 0);
     assert_true(V("asset_gateway_config_reloads_total{result=\"ok\"}") == 1);
@@ -692,7 +705,8 @@ test_histogram_buckets(void **state)
                                      "bucket"),
                      14);
     /* Other histograms did not move, except the one observed. */
-    assert_true(V("asset_gateway_ratelimit_wait_seconds_count") == 0);
+    assert_true(V("asset_gateway_ratelimit_wait_seconds_count{class="
+                  "\"interactive\"}") == 0);
     assert_true(V("asset_gateway_redis_rtt_seconds_bucket{le=\"0.0001\"}") ==
                 0);
     assert_true(V("asset_gateway_redis_rtt_seconds_bucket{le=\"0.0005\"}") ==
@@ -713,9 +727,10 @@ test_bucket_ranges(void **state)
     assert_true(has_series(
         p, "asset_gateway_upstream_duration_seconds_bucket{le=\"30\"}"));
     assert_true(has_series(
-        p, "asset_gateway_ratelimit_wait_seconds_bucket{le=\"0.001\"}"));
-    assert_true(has_series(
-        p, "asset_gateway_ratelimit_wait_seconds_bucket{le=\"10\"}"));
+        p, "asset_gateway_ratelimit_wait_seconds_bucket{class=\"interactive\","
+           "le=\"0.001\"}"));
+    assert_true(has_series(p, "asset_gateway_ratelimit_wait_seconds_bucket{"
+                              "class=\"batch\",le=\"10\"}"));
     assert_true(
         has_series(p, "asset_gateway_redis_rtt_seconds_bucket{le=\"0.0001\"}"));
     assert_true(
@@ -740,13 +755,16 @@ test_labels_bounded(void **state)
                 2500);
     assert_true(p->nsamples < 1200);
     for (size_t i = 0; i < p->nsamples; i++) {
-        /* Only code, result, le and version ever label a series. */
+        /* Only code, result, class, le and version ever label a
+         * series. */
         const char *brace = strchr(p->samples[i].series, '{');
 
         if (brace != NULL) {
             assert_true(strncmp(brace, "{code=\"", 7) == 0 ||
                         strncmp(brace, "{result=\"", 9) == 0 ||
                         strncmp(brace, "{le=\"", 5) == 0 ||
+                        strncmp(brace, "{class=\"interactive\"", 20) == 0 ||
+                        strncmp(brace, "{class=\"batch\"", 14) == 0 ||
                         strncmp(brace, "{version=\"", 10) == 0);
         }
     }
@@ -764,6 +782,44 @@ test_version_escaped(void **state)
     agw_metrics_init(NULL);
     p = render_parsed();
     assert_true(V("asset_gateway_build_info{version=\"unknown\"}") == 1);
+}
+
+/* SPEC section 11: the limiter's wait and 429s, one series per class,
+ * both shown from the start; a histogram without a class has none. */
+static void
+test_by_class(void **state)
+{
+    const struct parsed *p = render_parsed();
+    const char *w = "asset_gateway_ratelimit_wait_seconds";
+    char series[SERIES_MAX_LEN];
+
+    assert_true(has_series(
+        p, "asset_gateway_ratelimit_rejected_total{class=\"interactive\"}"));
+    assert_true(has_series(
+        p, "asset_gateway_ratelimit_rejected_total{class=\"batch\"}"));
+    assert_false(has_series(p, "asset_gateway_ratelimit_rejected_total"));
+    agw_metrics_observe_class(AGW_M_RATELIMIT_WAIT, true, 0.3);
+    agw_metrics_observe_class(AGW_M_RATELIMIT_WAIT, true, 0.02);
+    agw_metrics_observe_class(AGW_M_RATELIMIT_WAIT, false, 0.002);
+    agw_metrics_observe_class(AGW_M_UPSTREAM_DURATION, true, 0.1);
+    p = render_parsed();
+    snprintf(series, sizeof(series), "%s_count{class=\"batch\"}", w);
+    assert_true(V(series) == 2);
+    snprintf(series, sizeof(series), "%s_count{class=\"interactive\"}", w);
+    assert_true(V(series) == 1);
+    snprintf(series, sizeof(series), "%s_sum{class=\"batch\"}", w);
+    assert_true(fabs(V(series) - 0.32) < 1e-9);
+    snprintf(series, sizeof(series), "%s_bucket{class=\"batch\",le=\"0.025\"}",
+             w);
+    assert_true(V(series) == 1);
+    snprintf(series, sizeof(series), "%s_bucket{class=\"batch\",le=\"+Inf\"}",
+             w);
+    assert_true(V(series) == 2);
+    assert_false(has_series(p, "asset_gateway_ratelimit_wait_seconds_count"));
+    /* A histogram without a class keeps one series: batch goes there. */
+    assert_true(V("asset_gateway_upstream_duration_seconds_count") == 1);
+    assert_string_equal(agw_class_name(true), "batch");
+    assert_string_equal(agw_class_name(false), "interactive");
 }
 
 /* ------------------------------------------------------ concurrency */
@@ -817,13 +873,14 @@ test_concurrent_updates_sum_exactly(void **state)
     assert_true(V("asset_gateway_upstream_requests_total{code=\"201\"}") ==
                 total * 3 / 4);
     assert_true(V("asset_gateway_upstream_retries_total") == total);
-    assert_true(V("asset_gateway_ratelimit_wait_seconds_count") == total);
-    assert_true(
-        V("asset_gateway_ratelimit_wait_seconds_bucket{le=\"0.001\"}") == 0);
-    assert_true(
-        V("asset_gateway_ratelimit_wait_seconds_bucket{le=\"0.005\"}") ==
-        total);
-    assert_true(fabs(V("asset_gateway_ratelimit_wait_seconds_sum") -
+    assert_true(V("asset_gateway_ratelimit_wait_seconds_count{class="
+                  "\"interactive\"}") == total);
+    assert_true(V("asset_gateway_ratelimit_wait_seconds_bucket{class="
+                  "\"interactive\",le=\"0.001\"}") == 0);
+    assert_true(V("asset_gateway_ratelimit_wait_seconds_bucket{class="
+                  "\"interactive\",le=\"0.005\"}") == total);
+    assert_true(fabs(V("asset_gateway_ratelimit_wait_seconds_sum{class="
+                       "\"interactive\"}") -
                      total * 0.002) < 1e-6);
     assert_true(V("asset_gateway_inflight_requests") == 0);
 }
@@ -842,6 +899,7 @@ main(void)
         cmocka_unit_test_setup(test_histogram_buckets, setup),
         cmocka_unit_test_setup(test_bucket_ranges, setup),
         cmocka_unit_test_setup(test_labels_bounded, setup),
+        cmocka_unit_test_setup(test_by_class, setup),
         cmocka_unit_test_setup(test_version_escaped, setup),
         cmocka_unit_test_setup(test_concurrent_updates_sum_exactly, setup),
     };
