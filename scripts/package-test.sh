@@ -444,7 +444,11 @@ boot_root() { # boots the root; sets boot_pid, ct (its init) and state
     i=0 ct="" state=""
     # Up to 60 s for its systemd to come up and finish booting.
     while [ "$i" -lt 120 ] && kill -0 "$boot_pid" 2>/dev/null; do
-        [ -n "$ct" ] || ct=$(pgrep -P "$boot_pid" | head -n 1)
+        # The container's init is nspawn's child named systemd; a child
+        # caught while nspawn still forks its way there exits at once,
+        # so a PID that is gone is looked up again.
+        [ -n "$ct" ] && [ -d "/proc/$ct" ] ||
+            ct=$(pgrep -P "$boot_pid" -x systemd | head -n 1)
         [ -n "$ct" ] &&
             state=$(in_ct timeout 60 systemctl is-system-running --wait 2>&1)
         case $state in running | degraded) return 0 ;; esac
