@@ -307,8 +307,8 @@ static const struct key_def keys[] = {
             "Retry-After says (ms)."},
     {"ratelimit", "batch_max_backlog_ms", T_INT, OFF(batch_max_backlog_ms),
      "100", 0, 600000, F_RELOAD,
-     .doc = "A batch caller's call books a slot only while the limiter has "
-            "booked at most this far ahead (ms)."},
+     .doc = "A batch caller's call books a slot only while the limiter, "
+            "its slot included, is booked at most this far ahead (ms)."},
     {"ratelimit", "batch_max_wait_ms", T_INT, OFF(batch_max_wait_ms), "30000",
      0, 600000, F_RELOAD,
      .doc = "Longest a batch caller's call may wait for the limiter before "

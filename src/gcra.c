@@ -111,7 +111,7 @@ take_turn(struct agw_gcra_queue *q, int64_t ready_us, int64_t spacing_us,
 /*
  * Refusals take nothing of G or CAP, so a call that cannot go spends no
  * budget. A batch call's turn comes when the backlog will have drained
- * to its bound; a capped call's when the cap's TAT is its slot's time.
+ * to its bound less its own slot; a capped call's when the cap's TAT is its slot's time.
  * A RETRY at its turn does not wait for the turns due before it; refused
  * again (another call took the room), it takes a new turn like any
  * other: one request per turn, turns one interval apart, never a herd
@@ -127,16 +127,20 @@ agw_gcra_reserve_as(struct agw_gcra *g, struct agw_gcra_queue *batch_q,
     int64_t tat = max64(g->tat_us, now_us);
     int64_t wait = max64(0, tat - g->tolerance_us - now_us);
     int64_t ctat = cap != NULL ? max64(cap->tat_us, now_us) : 0;
-    int64_t bound = ask->batch_backlog_us;
+    /* A batch call starts no later than this: its own slot then ends
+     * within the bound, so an interactive call never queues behind more
+     * than the bound of batch work (one interval when the bound is
+     * shorter: a slot is never split). */
+    int64_t room = max64(ask->batch_backlog_us - g->interval_us, 0);
     int64_t ready;
 
     *wait_us = wait;
     if (wait > ask->max_wait_us) {
         return false;
     }
-    if (bound >= 0 &&
-        (tat - now_us > bound || (!ask->retry && batch_q->next_us > now_us))) {
-        ready = max64(tat - bound, now_us);
+    if (ask->batch_backlog_us >= 0 &&
+        (tat - now_us > room || (!ask->retry && batch_q->next_us > now_us))) {
+        ready = max64(tat - room, now_us);
         *wait_us = take_turn(batch_q, ready, g->interval_us, now_us, ask);
         return false;
     }

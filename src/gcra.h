@@ -44,8 +44,9 @@ bool agw_gcra_reserve(struct agw_gcra *g, int64_t now_us, int64_t max_wait_us,
 struct agw_gcra_ask {
     int64_t max_wait_us;
     /* -1: interactive. Else batch: books only while the backlog (TAT -
-     * now) is at most this, and then only when no refused batch call is
-     * due before it (unless RETRY: it is such a call). */
+     * now) with its own slot added stays at most this (or the schedule
+     * is idle), and then only when no refused batch call is due before
+     * it (unless RETRY: it is such a call). */
     int64_t batch_backlog_us;
     bool retry; /* asking again after the wait a refusal gave it */
 };

@@ -35,7 +35,7 @@ typedef void (*agw_limiter_cb)(bool granted, int64_t wait_us, uint64_t epoch,
 struct agw_limiter_ask {
     int64_t max_wait_us;
     /* -1: interactive. Else batch: books only while the schedule's
-     * backlog is at most this. */
+     * backlog, its own slot included, stays at most this. */
     int64_t batch_backlog_us;
     bool retry;         /* asking again after such a refusal */
     const char *caller; /* the cap's name (clients file); NULL: no cap */

@@ -112,7 +112,8 @@
  * cap's interval (us; 0: no cap), "1" when the call asks again after a
  * refusal. The arithmetic of gcra.c (agw_gcra_reserve_as): a pause
  * raises the TAT so that no grant starts before it ends; a batch call
- * books only while TAT - now is within its bound, a capped call only
+ * books only while TAT - now stays within its bound with its own slot
+ * added (or the schedule is idle), a capped call only
  * when its cap's TAT is at most its slot; a refused one learns when to
  * ask again (its turn in a wake queue) and takes nothing else. Returns
  * {granted 0/1, wait (us), TAT after the call - now (us), pause left
@@ -165,9 +166,10 @@ static const char gcra_lua[] =
     "if wait > max_wait then\n"
     "  return refuse(wait)\n"
     "end\n"
-    "if bound >= 0 and (tat - now > bound or\n"
+    "local room = math.max(bound - interval, 0)\n"
+    "if bound >= 0 and (tat - now > room or\n"
     "    (not retry and num(KEYS[4]) > now)) then\n"
-    "  return refuse(turn(KEYS[4], math.max(tat - bound, now), interval))\n"
+    "  return refuse(turn(KEYS[4], math.max(tat - room, now), interval))\n"
     "end\n"
     "if cap > 0 and (ctat > now + wait or\n"
     "    (not retry and num(KEYS[5]) > now)) then\n"

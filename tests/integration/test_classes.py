@@ -173,31 +173,33 @@ def script_batch_backlog(h):
     rd = H.Redis(h)
     s = Script(rd, gcra_script(h), "sb:")
     far = 60 * 1000000
-    got = [s.call(T, far, batch=2 * T) for _ in range(3)]
-    t.check([r[0] for r in got] == [1, 1, 1], "bound 200 ms, interval "
-            "100 ms: 3 batch calls book (backlog 0, 100, 200 ms)", repr(got))
+    got = [s.call(T, far, batch=3 * T) for _ in range(3)]
+    t.check([r[0] for r in got] == [1, 1, 1], "bound 300 ms, interval "
+            "100 ms: 3 batch calls book (their slots end 100, 200, 300 ms "
+            "ahead)", repr(got))
     tat = s.get("rl")
-    r1 = s.call(T, far, batch=2 * T)
+    r1 = s.call(T, far, batch=3 * T)
     t.check(r1[0] == 0 and T - CLOCK_SLACK_US <= r1[1] <= T,
-            "the 4th (backlog 300 ms) is refused and told to ask again when "
-            "it has drained to 200 ms (~100 ms)", repr(r1))
+            "the 4th (its slot would end 400 ms ahead) is refused and told "
+            "to ask again when the backlog has drained to 200 ms (~100 ms)",
+            repr(r1))
     t.eq(s.get("rl"), tat, "the refusal booked nothing")
-    r2 = s.call(T, far, batch=2 * T)
+    r2 = s.call(T, far, batch=3 * T)
     t.check(r2[0] == 0 and T - CLOCK_SLACK_US <= r2[1] - r1[1] <= T,
             "the 5th gets the next turn, one interval later", repr((r1, r2)))
-    rr = s.call(T, far, batch=2 * T, retry=True)
+    rr = s.call(T, far, batch=3 * T, retry=True)
     t.check(rr[0] == 0 and T - CLOCK_SLACK_US <= rr[1] - r2[1] <= T,
             "a call asking again too early takes a new turn, after those "
             "given already", repr((r2, rr)))
     ri = s.call(T, 2 * 1000000)
     t.check(ri[0] == 1 and ri[1] <= 3 * T,
-            "an interactive call books at once behind at most the bound + "
-            "one interval (wait <= 300 ms)", repr(ri))
-    r = s.call(T, 5000, batch=2 * T)
+            "an interactive call books at once behind at most the bound "
+            "of batch work (wait <= 300 ms)", repr(ri))
+    r = s.call(T, 5000, batch=3 * T)
     t.check(r[0] == 0 and r[1] > 5000, "a batch turn past its max wait: "
             "refused for good", repr(r))
     time.sleep(0.45)
-    r = s.call(T, far, batch=2 * T, retry=True)
+    r = s.call(T, far, batch=3 * T, retry=True)
     t.check(r[0] == 1, "once drained, the batch call asking again books",
             repr(r))
 
@@ -264,12 +266,14 @@ def batch_beside_interactive(h):
     waits = sorted(j.get("ratelimit_wait_ms", 0)
                    for j in access(gws, "interactive"))
     interval_ms = 1000.0 / rate
-    limit = bound_ms + 2 * interval_ms + 40
+    # The bound of batch work, one interval for the other interactive
+    # thread's call ahead, and 40 ms for timers on a loaded machine.
+    limit = bound_ms + interval_ms + 40
     t.diag("interactive limiter waits: max %.1f ms, p50 %.1f ms over %d"
            % (waits[-1] if waits else -1,
               waits[len(waits) // 2] if waits else -1, len(waits)))
     t.check(waits and waits[-1] <= limit, "interactive waits stay within "
-            "batch_max_backlog_ms + 2 intervals + 40 ms (%.0f ms)" % limit,
+            "batch_max_backlog_ms + 1 interval + 40 ms (%.0f ms)" % limit,
             repr(waits[-5:]))
     t.check(bst.get(200, 0) > 0 and set(bst) <= {200, 429},
             "the batch caller gets 200s (or 429 past batch_max_wait_ms)",

@@ -233,14 +233,16 @@ test_reject_takes_nothing(void **state)
     assert_int_equal(wait, 100000);
 }
 
-/* SPEC section 11: a batch call books only while the backlog is within
- * its bound, else takes a turn in the wake queue and nothing else. */
+/* SPEC section 11: a batch call books only while the backlog stays within
+ * its bound with its own slot added, else takes a turn in the wake queue
+ * and nothing else; an interactive call never queues behind more than
+ * the bound. */
 static void
 test_batch_backlog(void **state)
 {
     struct agw_gcra g, before;
     struct agw_gcra_queue q = {0};
-    struct agw_gcra_ask batch = {10 * SEC, 200000, false};
+    struct agw_gcra_ask batch = {10 * SEC, 300000, false};
     struct agw_gcra_ask inter = {10 * SEC, -1, false};
     int64_t wait = -1;
 
@@ -250,7 +252,8 @@ test_batch_backlog(void **state)
         assert_true(agw_gcra_reserve_as(&g, &q, NULL, NULL, T0, &batch, &wait));
         assert_int_equal(wait, i * 100000);
     }
-    /* Backlog 300 ms > 200 ms: refused, told to ask when it is 200 ms. */
+    /* Backlog 300 ms: another slot would end past the 300 ms bound, so
+     * refused, told to ask when it has drained to 200 ms. */
     before = g;
     assert_false(agw_gcra_reserve_as(&g, &q, NULL, NULL, T0, &batch, &wait));
     assert_int_equal(wait, 100000);
@@ -258,11 +261,12 @@ test_batch_backlog(void **state)
     /* The next one waits its own turn, one interval later. */
     assert_false(agw_gcra_reserve_as(&g, &q, NULL, NULL, T0, &batch, &wait));
     assert_int_equal(wait, 200000);
-    /* An interactive call still books, behind the bound + T at most. */
+    /* An interactive call still books, behind the bound at most. */
     assert_true(agw_gcra_reserve_as(&g, &q, NULL, NULL, T0, &inter, &wait));
     assert_int_equal(wait, 300000);
     /* Asking again too early (another call took the room): a new turn,
-     * after those given already; books once drained to the bound. */
+     * after those given already; books once drained to the bound less
+     * its slot. */
     batch.retry = true;
     assert_false(
         agw_gcra_reserve_as(&g, &q, NULL, NULL, T0 + 100000, &batch, &wait));
