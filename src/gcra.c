@@ -111,12 +111,12 @@ take_turn(struct agw_gcra_queue *q, int64_t ready_us, int64_t spacing_us,
 /*
  * Refusals take nothing of G or CAP, so a call that cannot go spends no
  * budget. A batch call's turn comes when the backlog will have drained
- * to its bound less its own slot; a capped call's when the cap's TAT is its slot's time.
- * A RETRY at its turn does not wait for the turns due before it; refused
- * again (another call took the room), it takes a new turn like any
- * other: one request per turn, turns one interval apart, never a herd
- * of calls asking at every drain (only one refused merely by its own
- * lateness asks again at once: take_turn()).
+ * to its bound less its own slot; a capped call's when the cap's TAT is
+ * its slot's time. A RETRY at its turn does not wait for the turns due
+ * before it; refused again (another call took the room), it takes a new
+ * turn like any other: one request per turn, turns one interval apart,
+ * never a herd of calls asking at every drain (only one refused merely
+ * by its own lateness asks again at once: take_turn()).
  */
 bool
 agw_gcra_reserve_as(struct agw_gcra *g, struct agw_gcra_queue *batch_q,
