@@ -34,6 +34,7 @@ import harness as H  # noqa: E402
 metric = H.metric
 
 READ_S = 3.0           # how long a raw exchange waits for answers
+SETTLE_S = 1.0         # and for more once the answers expected came
 EARLY_S = 2.0          # an early refusal comes within this
 TOKEN = "trust-http-token-" + os.urandom(8).hex()
 
@@ -89,9 +90,11 @@ def parse_answers(buf):
         out.append((int(m.group(1)), fields, j))
 
 
-def exchange(port, data, wait=READ_S, then=None):
+def exchange(port, data, wait=READ_S, then=None, expect=None):
     """Sends DATA (and THEN after the first answer, if given) on one
-    connection; reads until the gateway closes it or WAIT passes.
+    connection; reads until the gateway closes it or WAIT passes, or,
+    with EXPECT, SETTLE_S after EXPECT answers came (a keep-alive
+    connection stays open: anything more would follow at once).
     Returns (answers, closed by the gateway, seconds to first byte)."""
     buf = b""
     closed = False
@@ -121,6 +124,9 @@ def exchange(port, data, wait=READ_S, then=None):
             if then is not None and parse_answers(buf):
                 s.sendall(then)
                 then = None
+            if expect is not None and len(parse_answers(buf)) >= expect:
+                deadline = min(deadline, time.monotonic() + SETTLE_S)
+                expect = None
     return parse_answers(buf), closed, first
 
 
@@ -191,7 +197,8 @@ def malformed_content_length(h, sb, gw):
     for value in (" %d" % n, "\t%d " % n, "%d" % n):
         got = exchange(gw.port, head(fields=[
             "Content-Type: application/json",
-            "Content-Length: " + value]) + body, wait=10)
+            "Content-Length: " + value]) + body, wait=10,
+            expect=1)
         st = [a[0] for a in got[0]]
         t.eq(st, [200], "Content-Length %r (blanks around the digits are "
              "allowed) -> 200" % (" " + value))
@@ -259,7 +266,8 @@ def chunk_sizes(h, sb, gw):
             ("upper-case hex and leading zeros",
              chunked(("000%X" % half, body[:half]),
                      ("%X" % (n - half), body[half:])))):
-        got = exchange(gw.port, head(fields=fields) + data, wait=10)
+        got = exchange(gw.port, head(fields=fields) + data, wait=10,
+                       expect=1)
         t.eq([a[0] for a in got[0]], [200], "valid chunked body (%s) -> 200"
              % desc)
 
@@ -272,7 +280,8 @@ def keep_alive_order(h, sb, gw):
                         "Content-Length: %d" % len(body_of(sb, "ka.png"))])
     good += body_of(sb, "ka.png")
     health = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
-    answers, closed, _ = exchange(gw.port, good + health + good, wait=6)
+    answers, closed, _ = exchange(gw.port, good + health + good, wait=6,
+                                  expect=3)
     t.eq([a[0] for a in answers], [200, 200, 200],
          "three requests sent at once on one connection -> 200 200 200")
     bad = head(fields=["Content-Length: 5", "Content-Length: 6"]) + b"{}{}{}"
@@ -335,7 +344,7 @@ def early_auth(h, sb):
     answers, closed, _ = exchange(gw.port, data, wait=1.0)
     t.check(not answers, "the same with the right token: the gateway waits "
             "for the body", repr(answers))
-    answers, closed, _ = exchange(gw.port, data + pad, wait=10)
+    answers, closed, _ = exchange(gw.port, data + pad, wait=10, expect=1)
     t.eq([a[0] for a in answers], [200], "and with its body -> 200")
     gw.stop()
 
@@ -406,7 +415,8 @@ def budget(h, sb):
     # after its answer went out: allow that thread a moment
     deadline = time.monotonic() + 3
     while True:
-        answers, closed, _ = exchange(gw.port, data + pad, wait=10)
+        answers, closed, _ = exchange(gw.port, data + pad, wait=10,
+                                      expect=1)
         if [x[0] for x in answers] != [503] or time.monotonic() > deadline:
             break
         time.sleep(0.1)
