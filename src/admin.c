@@ -27,9 +27,11 @@
 #include "address.h"
 #include "admin_status.h"
 #include "config.h"
+#include "conns.h"
 #include "flight.h"
 #include "flight_fleet.h"
 #include "gateway.h"
+#include "guard.h"
 #include "limiter.h"
 #include "log.h"
 #include "metrics.h"
@@ -41,6 +43,12 @@
 
 #define BODY_MAX 65536
 #define ADMIN_TIMEOUT_S 10
+/* Connections the listener holds at most, idle and slow ones cut after
+ * ADMIN_TIMEOUT_S (conns.h): operators poll one status every 2 s per
+ * page, so a few dozen is plenty, and a client that opens thousands
+ * (no token is needed to connect) then takes no more descriptors or
+ * memory than these: the rest wait in the kernel's backlog. */
+#define ADMIN_MAX_CONNECTIONS 64
 #define CSP                                                                    \
     "default-src 'none'; script-src 'unsafe-inline'; style-src "               \
     "'unsafe-inline'; connect-src 'self'; img-src data:; base-uri 'none'; "    \
@@ -54,6 +62,8 @@ struct agw_admin {
     int workers;
     struct evhttp *http;
     struct evhttp_bound_socket *listener;
+    struct agw_conns *conns; /* every connection, capped */
+    struct agw_guard_policy policy;
     struct event *sample_timer;
     struct agw_admin_history history;
     LIST_HEAD(, pending) pending; /* requests waiting on Redis */
@@ -425,8 +435,15 @@ route(struct evhttp_request *req, void *arg)
                                           "Authorization");
     char rid[AGW_REQUEST_ID_MAX + 1];
     char message[160];
+    const struct agw_refusal *refusal = agw_conns_request(adm->conns, req);
 
     agw_reply_request_id(req, rid);
+    if (refusal != NULL) {
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Connection",
+                          "close");
+        send_error(req, rid, refusal->status, refusal->code, refusal->message);
+        return;
+    }
     path = path != NULL ? path : "/";
     if (strncmp(path, "/admin/", 7) != 0) {
         snprintf(message, sizeof(message), "no route for %.100s", path);
@@ -480,6 +497,8 @@ listen_admin(struct agw_admin *adm, const char *listen, char *err,
                  listen, evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
         return false;
     }
+    agw_conns_own_listener(adm->conns,
+                           evhttp_bound_socket_get_listener(adm->listener));
     log_info("admin: listening on %s", listen);
     printf("admin listening %s\n", listen);
     fflush(stdout);
@@ -502,10 +521,15 @@ agw_admin_start(struct agw_gateway *gw, struct agw_store_tables *tables,
     adm->workers = workers;
     agw_admin_history_init(&adm->history);
     LIST_INIT(&adm->pending);
+    /* The guard's limits as the callers' listener has them at start. */
+    adm->policy.max_body = BODY_MAX;
+    adm->policy.max_buffered = gw->cfg->max_buffered_bytes;
+    adm->conns = agw_conns_new(gw->base, ADMIN_TIMEOUT_S * 1000,
+                               ADMIN_MAX_CONNECTIONS, &adm->policy);
     adm->http = evhttp_new(gw->base);
     adm->sample_timer =
         event_new(gw->base, -1, EV_PERSIST, on_sample_timer, adm);
-    if (adm->http == NULL || adm->sample_timer == NULL) {
+    if (adm->conns == NULL || adm->http == NULL || adm->sample_timer == NULL) {
         snprintf(err, errlen, "out of memory");
         agw_admin_free(adm);
         return NULL;
@@ -517,6 +541,7 @@ agw_admin_start(struct agw_gateway *gw, struct agw_store_tables *tables,
                        EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE | EVHTTP_REQ_PATCH |
                        EVHTTP_REQ_OPTIONS);
     evhttp_set_gencb(adm->http, route, adm);
+    evhttp_set_bevcb(adm->http, agw_conns_bevcb, adm->conns);
     if (!listen_admin(adm, gw->cfg->admin_listen, err, errlen)) {
         agw_admin_free(adm);
         return NULL;
@@ -529,6 +554,7 @@ void
 agw_admin_stop_accepting(struct agw_admin *adm)
 {
     if (adm != NULL && adm->listener != NULL) {
+        agw_conns_own_listener(adm->conns, NULL); /* freed now */
         evhttp_del_accept_socket(adm->http, adm->listener);
         adm->listener = NULL;
     }
@@ -552,5 +578,6 @@ agw_admin_free(struct agw_admin *adm)
     if (adm->http != NULL) {
         evhttp_free(adm->http);
     }
+    agw_conns_free(adm->conns); /* after evhttp_free: conns.h */
     free(adm);
 }

@@ -15,6 +15,7 @@
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/http.h>
+#include <event2/listener.h>
 
 #include "conns.h"
 #include "guard.h"
@@ -54,6 +55,8 @@ struct agw_conns {
     const struct agw_guard_policy *policy;
     struct agw_tls_server *tls; /* agw_conns_bevcb_tls()'s */
     struct event *sweep;
+    bool apart;                 /* not callers' (agw_conns_own_listener) */
+    struct evconnlistener *lev; /* paused at LIMIT sockets; NULL: never */
 };
 
 /* The answer to a request on a connection we do not know (it could not
@@ -76,11 +79,16 @@ static const struct agw_refusal over_limit = {
 static atomic_size_t open_in_process;
 
 /* One connection opened (+1) or closed (-1) in SET. Returns how many the
- * process had open before. */
+ * process had open before (SET had, when it is apart). */
 static size_t
 count_open(struct agw_conns *set, int delta)
 {
+    size_t before = set->count;
+
     set->count += (size_t)(ssize_t)delta;
+    if (set->apart) {
+        return before;
+    }
     agw_metrics_gauge_add(AGW_M_CONNECTIONS_OPEN, delta);
     return atomic_fetch_add_explicit(&open_in_process, (size_t)(ssize_t)delta,
                                      memory_order_relaxed);
@@ -202,6 +210,9 @@ on_sweep(evutil_socket_t fd, short what, void *arg)
             i++;
         }
     }
+    if (set->lev != NULL && set->used < set->limit) {
+        evconnlistener_enable(set->lev); /* a no-op when it is not paused */
+    }
 }
 
 /* Guards and tracks a new connection over its transport SOCK; with
@@ -232,6 +243,9 @@ track(struct agw_conns *set, struct bufferevent *sock,
     set->used++;
     if (count_open(set, 1) >= set->limit) {
         refuse = &over_limit;
+    }
+    if (set->lev != NULL && set->used >= set->limit) {
+        evconnlistener_disable(set->lev); /* until a sweep finds room */
     }
     if (refuse != NULL) {
         agw_guard_refuse(guard, refuse); /* before reading a byte */
@@ -363,6 +377,24 @@ agw_conns_set_limits(struct agw_conns *set, int idle_ms, size_t limit)
 {
     set->idle_us = (int64_t)idle_ms * 1000;
     set->limit = limit;
+}
+
+/* Out of descriptors (or any accept() failure) the listening socket
+ * stays readable: pause rather than spin; the next sweep resumes. */
+static void
+on_accept_error(struct evconnlistener *lev, void *arg)
+{
+    evconnlistener_disable(lev);
+}
+
+void
+agw_conns_own_listener(struct agw_conns *set, struct evconnlistener *lev)
+{
+    set->apart = true;
+    set->lev = lev;
+    if (lev != NULL) {
+        evconnlistener_set_error_cb(lev, on_accept_error);
+    }
 }
 
 void

@@ -17,6 +17,7 @@ struct agw_refusal;
 struct agw_tls_server;
 struct bufferevent;
 struct event_base;
+struct evconnlistener;
 struct evhttp_request;
 
 /* IDLE_MS and LIMIT apply from now on (a reload may change them).
@@ -25,6 +26,18 @@ struct agw_conns *agw_conns_new(struct event_base *base, int idle_ms,
                                 size_t limit,
                                 const struct agw_guard_policy *policy);
 void agw_conns_set_limits(struct agw_conns *set, int idle_ms, size_t limit);
+
+/*
+ * Makes SET the connections of LEV, a listener that is not the callers'
+ * (the operators'), and bounds their descriptors: SET counts its own
+ * connections only (not against max_connections, not in
+ * connections_open), and LEV stops accepting while SET holds LIMIT
+ * sockets (closed ones not yet swept included: their descriptors are
+ * still open), or after accept() failed, until a sweep finds room. More
+ * connections then wait in the kernel's backlog, not in the process.
+ * LEV is borrowed: detach it (NULL) before it is freed.
+ */
+void agw_conns_own_listener(struct agw_conns *set, struct evconnlistener *lev);
 
 /* Frees the set; call after evhttp_free (which closes the connections). */
 void agw_conns_free(struct agw_conns *set);

@@ -44,7 +44,7 @@ struct agw_lru {
     pthread_mutex_t lock;  /* when LOCKED, guards everything below */
     struct agw_table *map; /* key -> struct entry */
     struct entry_list order;
-    uint64_t epoch; /* puts so far */
+    uint64_t epoch; /* puts, removes and clears so far */
     struct agw_lru_stats stats;
 };
 
@@ -278,6 +278,17 @@ agw_lru_get(struct agw_lru *lru, const char *key, uint64_t *epoch)
     }
     unlock(lru);
     return e != NULL ? &e->v : NULL;
+}
+
+uint64_t
+agw_lru_epoch(struct agw_lru *lru)
+{
+    uint64_t epoch;
+
+    lock(lru);
+    epoch = lru->epoch;
+    unlock(lru);
+    return epoch;
 }
 
 void

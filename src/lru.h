@@ -40,10 +40,17 @@ void agw_lru_free(struct agw_lru *lru);
  * The live entry for KEY with a reference the caller must drop with
  * agw_lru_unref, and KEY becomes the most recently used; or NULL (an
  * expired entry is removed on sight). EPOCH (may be NULL) receives the
- * count of puts so far, for agw_lru_fill.
+ * count of puts, removes and clears so far, for agw_lru_fill.
  */
 const struct agw_lru_value *agw_lru_get(struct agw_lru *lru, const char *key,
                                         uint64_t *epoch);
+
+/*
+ * What agw_lru_get gives in EPOCH, without a lookup: for a fill of an
+ * answer read elsewhere that was not looked up here first (the memory
+ * table's copy of a Redis hit).
+ */
+uint64_t agw_lru_epoch(struct agw_lru *lru);
 
 /* Drops a reference from agw_lru_get. */
 void agw_lru_unref(const struct agw_lru_value *value);
@@ -60,9 +67,10 @@ bool agw_lru_put(struct agw_lru *lru, const char *key, int status,
                  const char *body, size_t len, int64_t ttl_us);
 
 /*
- * As agw_lru_put, but only when no put happened since agw_lru_get gave
- * EPOCH: a copy of an answer read elsewhere (the L1's fill from Redis)
- * must not replace a newer one put meanwhile. Does not count as a put.
+ * As agw_lru_put, but only when no put, remove or clear happened since
+ * agw_lru_get or agw_lru_epoch gave EPOCH: a copy of an answer read
+ * elsewhere (a fill from Redis) must not replace a newer one put
+ * meanwhile, nor bring back one purged meanwhile. Does not count as a put.
  */
 bool agw_lru_fill(struct agw_lru *lru, const char *key, int status,
                   const char *body, size_t len, int64_t ttl_us, uint64_t epoch);

@@ -41,7 +41,8 @@ struct lookup {
     struct store *s;
     agw_store_get_cb cb;
     void *arg;
-    uint64_t epoch; /* what an L1 fill must still find */
+    uint64_t epoch;        /* what an L1 fill must still find */
+    uint64_t memory_epoch; /* what the memory table's copy must */
     char key[];
 };
 
@@ -244,7 +245,8 @@ on_fallback(enum agw_store_result result, int status, const char *body,
 }
 
 /* Redis answered: a failure asks the memory table instead; a hit is
- * copied there for the next outage. */
+ * copied there for the next outage, unless a put or a purge came since
+ * the lookup started (the purge's DEL may have come after this GET). */
 static void
 on_redis_get(enum agw_store_result result, int status, const char *body,
              size_t len, void *arg)
@@ -256,7 +258,8 @@ on_redis_get(enum agw_store_result result, int status, const char *body,
         return;
     }
     if (result == AGW_STORE_HIT) {
-        memory_put(lk->s->t, lk->key, status, body, len, lk->s->copy_ttl_s);
+        agw_lru_fill(lk->s->t->memory, lk->key, status, body, len,
+                     ttl_us(lk->s->copy_ttl_s), lk->memory_epoch);
     }
     lookup_done(lk, result, status, body, len);
 }
@@ -273,7 +276,9 @@ lookup_start(struct store *s, const char *key, agw_store_get_cb cb, void *arg,
         memory_get(s->t, key, cb, arg); /* no memory: the local copy */
         return;
     }
-    *lk = (struct lookup){s, cb, arg, epoch};
+    /* Both epochs before the GET goes: a purge after them, even one
+     * whose DEL reaches Redis after the GET, keeps the answer out. */
+    *lk = (struct lookup){s, cb, arg, epoch, agw_lru_epoch(s->t->memory)};
     memcpy(lk->key, key, klen + 1);
     s->refs++;
     if (agw_store_redis_is_up(s->redis)) {

@@ -88,11 +88,14 @@ struct agw_redis;
  * answers under KEY_PREFIX "a:" KEY (store_redis.h). An L1 hit
  * is answered before get() returns (peek() answers only those); an L1
  * miss is one Redis GET while Redis is up, and a Redis hit is copied into
- * the L1 (unless a put for the key raced the lookup: it may be newer)
- * and into the memory table for COPY_TTL_S (a GET does not tell the
- * answer's own TTL). While Redis is down, or when its lookup fails, the
- * memory table answers instead (SPEC §4: in-process dedupe only, and an
- * answer served or stored before an outage is still served during it).
+ * the L1 and into the memory table for COPY_TTL_S (a GET does not tell
+ * the answer's own TTL), each unless that table had a put or a purge
+ * while the lookup was out (a put may be newer; a purge's DEL may have
+ * reached Redis after the GET; the check is table-wide, so a put of
+ * another key also costs the copy). While Redis is down, or when its
+ * lookup fails, the memory table answers instead (SPEC §4: in-process
+ * dedupe only, and an answer served or stored before an outage is still
+ * served during it).
  * put() writes Redis (while up), the L1 and the memory table; keep() the
  * L1 and the memory table only (Redis holds the answer already).
  *
@@ -120,7 +123,7 @@ void agw_store_tables_stats(struct agw_store_tables *tables,
 
 /*
  * An operator's purge (SPEC §12): KEY's answer leaves the L1 and the
- * memory table (a lookup in flight cannot put it back into the L1).
+ * memory table (a lookup in flight cannot put it back into either).
  * Returns whether either held it. Redis's copy is the caller's to delete.
  */
 bool agw_store_tables_forget(struct agw_store_tables *tables, const char *key);

@@ -1,8 +1,8 @@
 /*
  * test_lru.c - the bounded LRU+TTL cache: eviction in use order, the
  * count and byte bounds, TTL expiry on a fake clock, fills that lose to
- * a newer put, values that outlive their eviction, and threads sharing
- * one cache.
+ * a newer put or a remove, values that outlive their eviction, and threads
+ * sharing one cache.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -244,6 +244,25 @@ test_fill_loses_to_put(void **state)
     agw_lru_free(lru);
 }
 
+/* An epoch taken without a lookup (agw_lru_epoch) guards a fill the
+ * same way; a remove (an operator's purge) also refuses a fill that
+ * started before it. */
+static void
+test_fill_loses_to_remove(void **state)
+{
+    struct agw_lru *lru = make(10, 1 << 20);
+    uint64_t epoch = agw_lru_epoch(lru);
+
+    (void)state;
+    assert_false(agw_lru_remove(lru, "k")); /* nothing there: still counts */
+    assert_false(agw_lru_fill(lru, "k", 200, "old", 3, 60 * SEC, epoch));
+    assert_false(has(lru, "k"));
+    epoch = agw_lru_epoch(lru);
+    assert_true(agw_lru_fill(lru, "k", 200, "new", 3, 60 * SEC, epoch));
+    assert_true(has(lru, "k"));
+    agw_lru_free(lru);
+}
+
 /* A value being read survives its eviction, replacement and the cache's
  * end; it goes with its last reference (valgrind/ASan check that). */
 static void
@@ -336,6 +355,7 @@ main(void)
         cmocka_unit_test(test_ttl_expiry),
         cmocka_unit_test(test_expired_tail_swept),
         cmocka_unit_test(test_fill_loses_to_put),
+        cmocka_unit_test(test_fill_loses_to_remove),
         cmocka_unit_test(test_value_outlives_eviction),
         cmocka_unit_test(test_zero_bounds_keep_nothing),
         cmocka_unit_test(test_shared_threads),

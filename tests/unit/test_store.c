@@ -5,7 +5,8 @@
  * without Redis, fills, puts, TTL, entry and byte bounds in LRU order,
  * off, a put racing a lookup, stores on one table, 4 threads at once.
  * Tiers: Redis down or failing answers from the memory table, copies of
- * Redis hits, keep() writes only the local copies.
+ * Redis hits, keep() writes only the local copies, a purge racing a
+ * lookup leaves no copy.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -1255,6 +1256,33 @@ test_fallback_hit_fills_l1(void **state)
     assert_true(fx->l1->ops->peek(fx->l1, "k", record, &(struct seen){0}));
 }
 
+/* An operator's purge while a Redis lookup is on its way: the lookup
+ * had read the answer before Redis deleted it, and its reply comes after
+ * the purge. The caller gets what it asked for, but neither the L1 nor
+ * the memory table keeps it: else the purged answer would be served
+ * again here (from the memory table once Redis fails). */
+static void
+test_purge_during_a_lookup_keeps_no_copy(void **state)
+{
+    struct fixture *fx = make_tiered();
+    struct seen s;
+
+    *state = fx;
+    fake_set(fx->inner, "k", "purged");
+    memset(&s, 0, sizeof(s));
+    fx->inner->defer = 1;
+    fx->l1->ops->get(fx->l1, "k", record, &s);
+    assert_int_equal(s.calls, 0); /* the GET is on its way */
+    assert_false(agw_store_tables_forget(fx->tables, "k"));
+    answer_deferred(fx->inner); /* read before the purge's DEL */
+    assert_int_equal(s.calls, 1);
+    assert_string_equal(s.body, "purged");
+    assert_int_equal(stats_of(fx).entries, 0); /* the L1 */
+    assert_int_equal(memory_entries(fx), 0);
+    fx->inner->fail = 1; /* the fallback has nothing either */
+    assert_int_equal(get(fx->l1, "k").result, AGW_STORE_MISS);
+}
+
 /* ------------------------------------------------------ threads */
 
 #define THREADS 4
@@ -1596,6 +1624,8 @@ main(void)
         cmocka_unit_test_teardown(test_keep_writes_local_copies_only, teardown),
         cmocka_unit_test(test_memory_backend_keep_is_nothing),
         cmocka_unit_test_teardown(test_fallback_hit_fills_l1, teardown),
+        cmocka_unit_test_teardown(test_purge_during_a_lookup_keeps_no_copy,
+                                  teardown),
         cmocka_unit_test_teardown(test_threads_share_one_l1, teardown),
         cmocka_unit_test(test_threads_with_own_stores_share_one_table),
     };
