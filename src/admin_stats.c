@@ -15,7 +15,6 @@
 #include <sys/time.h>
 #include <unistd.h>
 
-#include <event2/buffer.h>
 #include <json-c/json.h>
 
 #include "auth.h"
@@ -241,26 +240,21 @@ agw_admin_stats_errors(struct agw_admin_error out[AGW_ADMIN_ERRORS_MAX])
     return n;
 }
 
-int
-agw_admin_stats_render_calls(struct evbuffer *out)
+bool
+agw_admin_stats_caller_total(size_t i, struct agw_admin_caller_total *out)
 {
-    static const char name[] = "asset_gateway_upstream_calls_total";
-    int rc;
+    bool found;
 
-    rc = evbuffer_add_printf(out,
-                             "# HELP %s Upstream attempts by caller (its "
-                             "name in the clients file; \"-\" with mode = "
-                             "none) and its class.\n# TYPE %s counter\n",
-                             name, name);
     pthread_mutex_lock(&lock);
-    for (size_t i = 0; i < ncallers && rc >= 0; i++) {
-        rc = evbuffer_add_printf(
-            out, "%s{caller=\"%s\",class=\"%s\"} %llu\n", name, callers[i].name,
-            callers[i].klass != NULL ? callers[i].klass : "interactive",
-            (unsigned long long)callers[i].total);
+    found = i < ncallers;
+    if (found) {
+        snprintf(out->name, sizeof(out->name), "%s", callers[i].name);
+        out->klass =
+            callers[i].klass != NULL ? callers[i].klass : "interactive";
+        out->total = callers[i].total;
     }
     pthread_mutex_unlock(&lock);
-    return rc < 0 ? -1 : 0;
+    return found;
 }
 
 /* A new object of this instance's callers with calls in the last minute. */

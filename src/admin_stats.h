@@ -7,10 +7,11 @@
 #ifndef AGW_ADMIN_STATS_H
 #define AGW_ADMIN_STATS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
-struct evbuffer;
+#include "auth.h"
 
 /* Upstream errors kept for the status, newest last. */
 #define AGW_ADMIN_ERRORS_MAX 10
@@ -52,14 +53,24 @@ void agw_admin_stats_upstream(const char *caller, int status,
 void agw_admin_stats_upstream_class(const char *caller, const char *klass,
                                     int status, const char *detail);
 
+/* One caller's upstream attempts since the start (metrics.c renders
+ * them as asset_gateway_upstream_calls_total{caller,class}). */
+struct agw_admin_caller_total {
+    /* A clients-file section name (letters, digits, ".", "_", ":", "-")
+     * or "-": needs no escaping, bounded by what the clients files named. */
+    char name[AGW_AUTH_NAME_MAX + 1];
+    const char *klass; /* as of its last call: "interactive" or "batch" */
+    unsigned long long total;
+};
+
 /*
- * Appends the family asset_gateway_upstream_calls_total{caller,class} to OUT
- * (Prometheus text): every caller with an upstream attempt since the
- * start. Caller names are clients-file section names (letters, digits,
- * ".", "_", ":", "-"), so they need no escaping and are bounded by what
- * the clients files named. 0, or -1 when OUT could not grow.
+ * Copies caller I into OUT and returns true, or returns false when fewer
+ * than I + 1 callers had an upstream attempt. Callers are numbered in the
+ * order of their first attempt and never removed, so I = 0, 1, ... up to
+ * the first false visits each once. Each copy is taken under the lock;
+ * two callers' copies are not one instant's.
  */
-int agw_admin_stats_render_calls(struct evbuffer *out);
+bool agw_admin_stats_caller_total(size_t i, struct agw_admin_caller_total *out);
 
 /* Copies the last errors, oldest first, into OUT; returns how many. */
 size_t agw_admin_stats_errors(struct agw_admin_error out[AGW_ADMIN_ERRORS_MAX]);

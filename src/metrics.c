@@ -1,6 +1,8 @@
 /*
  * metrics.c - storage and Prometheus text rendering for the list in
- * metrics.h. Updates are relaxed atomics so worker threads never lock.
+ * metrics.h (and the text of its by-caller extension, whose counts
+ * admin_stats.c keeps). Updates are relaxed atomics so worker threads
+ * never lock.
  */
 #include "metrics.h"
 
@@ -11,6 +13,8 @@
 #include <time.h>
 
 #include <event2/buffer.h>
+
+#include "admin_stats.h"
 
 #define PREFIX "asset_gateway_"
 #define STATUS_MIN 100
@@ -506,11 +510,27 @@ render_hist(struct evbuffer *out, enum agw_histogram h)
     return 0;
 }
 
+/* A family labelled by caller and class, from admin_stats (metrics.h). */
+static int
+render_by_caller(struct evbuffer *out, const char *name, const char *help)
+{
+    struct agw_admin_caller_total c;
+    int rc;
+
+    rc = header(out, name, "counter", help);
+    for (size_t i = 0; rc >= 0 && agw_admin_stats_caller_total(i, &c); i++) {
+        rc = evbuffer_add_printf(out, "%s{caller=\"%s\",class=\"%s\"} %llu\n",
+                                 name, c.name, c.klass, c.total);
+    }
+    return rc < 0 ? -1 : 0;
+}
+
 #define R_INFO(id, name, help) rc |= render_info(out, PREFIX name, help);
 #define R_COUNTER(id, name, help) rc |= render_counter(out, AGW_M_##id);
 #define R_VEC(id, name, ls, help) rc |= render_vec(out, AGW_M_##id);
 #define R_GAUGE(id, name, help) rc |= render_gauge(out, AGW_M_##id);
 #define R_HIST(id, name, b, c, help) rc |= render_hist(out, AGW_M_##id);
+#define R_BY_CALLER(name, help) rc |= render_by_caller(out, PREFIX name, help);
 
 int
 agw_metrics_render(struct evbuffer *out)
@@ -519,5 +539,6 @@ agw_metrics_render(struct evbuffer *out)
 
     /* Families in list order; a failed append leaves rc negative. */
     AGW_METRICS_LIST(R_INFO, R_COUNTER, R_VEC, R_GAUGE, R_HIST)
+    AGW_METRICS_BY_CALLER(R_BY_CALLER)
     return rc < 0 ? -1 : 0;
 }

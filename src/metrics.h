@@ -15,9 +15,8 @@ struct evbuffer;
  * for HIST the bucket list (AGW_BUCKETS_*) and whether it is labelled by
  * class (SPEC §11: interactive, batch; 0 or 1), then the # HELP text.
  * Labels are bounded by construction: HTTP statuses or fixed words, never
- * business ids, URIs or anything else a request chooses. (The one family
- * labelled by caller, upstream_calls_total, is admin_stats.c's: its
- * values are clients-file names.)
+ * business ids, URIs or anything else a request chooses. The one family
+ * labelled by caller comes after the list: AGW_METRICS_BY_CALLER.
  */
 #define AGW_METRICS_LIST(INFO, COUNTER, VEC, GAUGE, HIST)                      \
     INFO(BUILD_INFO, "build_info",                                             \
@@ -75,6 +74,18 @@ struct evbuffer;
     VEC(ADMIN_PURGES, "admin_purges_total", PURGE,                             \
         "POST /admin/purge answers: purged (Redis or this instance held "      \
         "it), absent (nothing stored), invalid (400).")
+
+/*
+ * The list's one extension, last in /metrics: a counter family labelled
+ * caller= and class=. Caller values are clients-file names (bounded by
+ * the clients files, never chosen by a request), so the counts are kept
+ * where the callers are known: agw_admin_stats_caller_total (admin_stats.h)
+ * gives them to agw_metrics_render. Columns: name, then the # HELP text.
+ */
+#define AGW_METRICS_BY_CALLER(BY_CALLER)                                       \
+    BY_CALLER("upstream_calls_total",                                          \
+              "Upstream attempts by caller (its name in the clients file; "    \
+              "\"-\" with mode = none) and its class.")
 
 /* Upper bounds (seconds) of the histogram buckets; +Inf is implicit. */
 #define AGW_BUCKETS_UPSTREAM                                                   \
@@ -205,8 +216,9 @@ void agw_metrics_gauge_set(enum agw_gauge gauge, long value);
 long agw_metrics_gauge_get(enum agw_gauge gauge);
 
 /* Appends the Prometheus text exposition of every metric to OUT (owned
- * by the caller). 0 on success, -1 when OUT could not grow. Each sample
- * is read once; a histogram's +Inf bucket always equals its _count. */
+ * by the caller): AGW_METRICS_LIST, then AGW_METRICS_BY_CALLER. 0 on
+ * success, -1 when OUT could not grow. Each sample is read once; a
+ * histogram's +Inf bucket always equals its _count. */
 int agw_metrics_render(struct evbuffer *out);
 
 #endif

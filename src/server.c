@@ -18,7 +18,6 @@
 #include <event2/listener.h>
 
 #include "address.h"
-#include "admin_stats.h"
 #include "auth.h"
 #include "config.h"
 #include "conns.h"
@@ -282,8 +281,7 @@ handle_metrics(struct agw_server *srv, struct evhttp_request *req,
         return;
     }
     buf = evbuffer_new();
-    if (buf == NULL || agw_metrics_render(buf) != 0 ||
-        agw_admin_stats_render_calls(buf) != 0) {
+    if (buf == NULL || agw_metrics_render(buf) != 0) {
         if (buf != NULL) {
             evbuffer_free(buf);
         }

@@ -403,6 +403,54 @@ def concurrent(calls, timeout=60.0):
     return results
 
 
+class PacedLoad:
+    """Creates at RATE per second for SECONDS (open loop: each sent on
+    time in a thread of its own, whatever the earlier ones wait for),
+    spread over GWS in turn, create I with {"uri": URI(I)}. start(), then
+    join() gives [(sent, done, Resp or exception)] in completion order; a
+    call still running at join()'s deadline is missing from it."""
+
+    def __init__(self, gws, rate, seconds, uri, timeout=40):
+        self.gws, self.rate, self.seconds = gws, rate, seconds
+        self.uri, self.timeout = uri, timeout
+        self.out = []
+        self.lock = threading.Lock()
+        self.threads = []
+        self.pacer = threading.Thread(target=self._pace, daemon=True)
+
+    def _one(self, i):
+        t0 = time.monotonic()
+        try:
+            r = self.gws[i % len(self.gws)].create({"uri": self.uri(i)},
+                                                   timeout=self.timeout)
+        except Exception as e:  # in place: a check counts it as bad
+            r = e
+        with self.lock:
+            self.out.append((t0, time.monotonic(), r))
+
+    def _pace(self):
+        t0 = time.monotonic()
+        for i in range(int(self.rate * self.seconds)):
+            delay = t0 + i / self.rate - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            th = threading.Thread(target=self._one, args=(i,), daemon=True)
+            th.start()
+            self.threads.append(th)
+
+    def start(self):
+        self.pacer.start()
+        return self
+
+    def join(self):
+        self.pacer.join(self.seconds + 10)
+        deadline = time.monotonic() + self.timeout + 10
+        for th in list(self.threads):
+            th.join(max(0.0, deadline - time.monotonic()))
+        with self.lock:
+            return list(self.out)
+
+
 # Calls a window check allows over the rate at the sandbox, for arrival
 # jitter: the limiter spaces grants 10 ms per second apart (its margin),
 # and one call more covers a departure that much later again. Under the

@@ -39,52 +39,6 @@ SWITCH_TIMEOUT_S = 20  # SIGKILL to shared mode on the new master, at most
 
 # ------------------------------------------------------------ the load
 
-class Load:
-    """Creates at RATE per second for SECONDS, spread over GWS in turn,
-    each in a thread of its own (as test_transitions.py's):
-    [(sent, done, Resp or exception)]."""
-
-    def __init__(self, gws, rate, seconds, uri, timeout=40):
-        self.gws, self.rate, self.seconds = gws, rate, seconds
-        self.uri, self.timeout = uri, timeout
-        self.out = []
-        self.lock = threading.Lock()
-        self.threads = []
-        self.pacer = threading.Thread(target=self._pace, daemon=True)
-
-    def _one(self, i):
-        t0 = time.monotonic()
-        try:
-            r = self.gws[i % len(self.gws)].create({"uri": self.uri(i)},
-                                                   timeout=self.timeout)
-        except Exception as e:  # counted as unanswered
-            r = e
-        with self.lock:
-            self.out.append((t0, time.monotonic(), r))
-
-    def _pace(self):
-        t0 = time.monotonic()
-        for i in range(int(self.rate * self.seconds)):
-            delay = t0 + i / self.rate - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-            th = threading.Thread(target=self._one, args=(i,), daemon=True)
-            th.start()
-            self.threads.append(th)
-
-    def start(self):
-        self.pacer.start()
-        return self
-
-    def join(self):
-        self.pacer.join(self.seconds + 10)
-        deadline = time.monotonic() + self.timeout + 10
-        for th in list(self.threads):
-            th.join(max(0.0, deadline - time.monotonic()))
-        with self.lock:
-            return list(self.out)
-
-
 def arrivals(sb):
     return sorted(c["t"] for c in sb.call_list())
 
@@ -358,7 +312,7 @@ def test_failover(h):
     # for 14 s: 15 keys/s against rate 15.
     def uri(i):
         return sb.sample("sn-a-%04d.png" % (i // 2))
-    load = Load(gws, 30, 14.0, uri, timeout=30)
+    load = H.PacedLoad(gws, 30, 14.0, uri, timeout=30)
     watch = Watch(gws)
     load.start()
     time.sleep(4.0)

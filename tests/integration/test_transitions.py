@@ -117,53 +117,10 @@ def bad_answers(res):
     return bad
 
 
-class Load:
-    """Distinct creates at RATE per second for SECONDS, spread over GWS
-    in turn, each in a thread of its own: [(sent, done, Resp)]."""
-
-    def __init__(self, gws, rate, seconds, uri, timeout=40):
-        self.gws, self.rate, self.seconds = gws, rate, seconds
-        self.uri, self.timeout = uri, timeout
-        self.out = []
-        self.lock = threading.Lock()
-        self.threads = []
-        self.pacer = threading.Thread(target=self._pace, daemon=True)
-
-    def _one(self, i):
-        t0 = time.monotonic()
-        r = self.gws[i % len(self.gws)].create({"uri": self.uri(i)},
-                                               timeout=self.timeout)
-        with self.lock:
-            self.out.append((t0, time.monotonic(), r))
-
-    def _pace(self):
-        t0 = time.monotonic()
-        n = int(self.rate * self.seconds)
-        for i in range(n):
-            delay = t0 + i / self.rate - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-            th = threading.Thread(target=self._one, args=(i,), daemon=True)
-            th.start()
-            self.threads.append(th)
-
-    def start(self):
-        self.pacer.start()
-        return self
-
-    def join(self):
-        self.pacer.join(self.seconds + 10)
-        deadline = time.monotonic() + self.timeout + 10
-        for th in list(self.threads):
-            th.join(max(0.0, deadline - time.monotonic()))
-        with self.lock:
-            return list(self.out)
-
-
 def burst(gws, uris, timeout=40):
     """All of URIS at once, spread over GWS in turn, in the background;
-    the result's join() gives [(sent, done, Resp)]."""
-    load = Load(gws, 1e6, len(uris) / 1e6, lambda i: uris[i], timeout)
+    the result's join() gives [(sent, done, Resp or exception)]."""
+    load = H.PacedLoad(gws, 1e6, len(uris) / 1e6, lambda i: uris[i], timeout)
     return load.start()
 
 
@@ -244,7 +201,8 @@ def test_recovery_burst(h):
     kill_redis(rd)
     t.check(wait_until(lambda: all(readyz(g) == "degraded" for g in gws), 5),
             "(a) Redis killed: every gateway degraded")
-    load = Load(gws, 45, 7.0, lambda i: sb.sample("tr-a-%04d.png" % i))
+    load = H.PacedLoad(gws, 45, 7.0,
+                       lambda i: sb.sample("tr-a-%04d.png" % i))
     load.start()
     time.sleep(2.5)  # the fallbacks' queues fill up to max_wait_ms
     rd.start()
@@ -273,7 +231,8 @@ def test_wait_bound(h):
     gws = fleet(h, sb, rd, "tr-b:", 2, {"rate": rate,
                                         "max_wait_ms": max_wait})
     t.check(wait_fleet(gws), "(b) 2 gateways see each other in Redis")
-    load = Load(gws, 25, 7.0, lambda i: sb.sample("tr-b-%04d.png" % i))
+    load = H.PacedLoad(gws, 25, 7.0,
+                       lambda i: sb.sample("tr-b-%04d.png" % i))
     load.start()
     time.sleep(2.0)  # the shared queue fills up to max_wait_ms
     kill_redis(rd)

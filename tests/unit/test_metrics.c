@@ -496,7 +496,8 @@ test_parser_rejects_bad_text(void **state)
     assert_int_equal(parsed.nsamples, 5);
 }
 
-/* Every family in the list is there with HELP and the right TYPE. */
+/* Every family in the list and its extension is there with HELP and the
+ * right TYPE. */
 static void
 test_fresh_render_has_every_family(void **state)
 {
@@ -522,6 +523,7 @@ test_fresh_render_has_every_family(void **state)
         {"asset_gateway_tls_handshake_failures_total", "counter"},
         {"asset_gateway_config_reloads_total", "counter"},
         {"asset_gateway_admin_purges_total", "counter"},
+        {"asset_gateway_upstream_calls_total", "counter"}, /* no caller yet */
     };
     const struct parsed *p = render_parsed();
     double now = (double)time(NULL);
