@@ -352,6 +352,8 @@ open_one(struct agw_sentinel *s, const char *name, bool subscriber)
         .lost_arg = s,
         .arg = s,
         .dns = s->dns,
+        /* A new connection per round: miss() logs once per sentinel. */
+        .quiet = true,
     };
 
     if (url != NULL) {

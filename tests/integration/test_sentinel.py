@@ -336,6 +336,12 @@ def check_logs(t, gws):
                 "%s: the API key is not in its log" % g.name)
 
 
+def logged(gw, text, levels=("error", "warn", "info", "debug")):
+    """GW's log messages at LEVELS that contain TEXT."""
+    return [j.get("msg") for j in H.log_records(gw)
+            if j.get("level") in levels and text in (j.get("msg") or "")]
+
+
 def upstream_per_key(sb, prefix):
     per = collections.Counter(c.get("uri") for c in sb.call_list()
                               if prefix in (c.get("uri") or ""))
@@ -659,6 +665,12 @@ def test_sentinel_password(h):
     time.sleep(1.2)  # two more rounds of asking (500 ms pause each)
     t.check(g_bad.proc.alive(), "...it keeps running")
     t.eq(readyz(g_bad), ("degraded", None), "...still degraded")
+    t.check(len(logged(g_bad, "sentinel 127.0.0.1:%d: AUTH failed"
+                       % sen.port)) >= 4,
+            "...it asked again in more rounds (at debug)")
+    loud = logged(g_bad, "WRONGPASS", ("error", "warn", "info"))
+    t.check(len(loud) <= 2, "...the refusal is logged at info or above "
+            "once per worker, not in every round", "\n".join(loud))
     t.check(master.keys("sn-g:*") == [], "...nothing of it on the master")
     encoded = "".join("%%%02X" % ord(c) for c in good[:8])
     for g in (g_ok, g_bad):
@@ -686,6 +698,14 @@ def test_master_unknown(h):
     t.eq(readyz(g), ("degraded", None), "...degraded, redis_master null")
     r = g.create({"uri": sb.sample("sn-h-0.png")})
     t.eq(r.status, 200, "...a create -> 200 (degraded mode)")
+    t.check(H.wait_until(lambda: len(logged(g, "does not know the master"))
+                         >= 6, 3, 0.05),
+            "...it asks again, round after round (500 ms apart)")
+    loud = [m for m in logged(g, "sentinel", ("error", "warn", "info"))
+            if m.startswith(("sentinel ", "redis sentinel"))]
+    t.check(len(loud) <= 2, "...of its sentinel connections, only the "
+            "first answer is logged at info or above, once per worker",
+            "\n".join(loud))
     t.eq(sen.cmd("SENTINEL", "MONITOR", MASTER, "127.0.0.1", master.port, 1),
          "OK", "the sentinel now monitors %s" % MASTER)
     t.check(H.wait_until(lambda: on_master([g], master.addr), 5, 0.05),
