@@ -95,6 +95,7 @@ struct agw_redis {
     bool moving;   /* dropping the connection for a new address */
     agw_redis_lost_cb on_lost;
     void *lost_arg;
+    bool quiet; /* "up" and "down" at debug: the owner logs failures */
 
     struct evdns_base *dns;
     bool own_dns;
@@ -1096,7 +1097,8 @@ lose(struct agw_redis *r, const char *reason, bool we_free)
         }
     }
     if (was_up || !r->down_logged) {
-        log_warn("redis %s: down: %s (%s)", r->name, why, r->where);
+        AGW_LOG_AT(r->quiet ? AGW_LOG_DEBUG : AGW_LOG_WARN, NULL,
+                   "redis %s: down: %s (%s)", r->name, why, r->where);
         r->down_logged = true;
     } else {
         log_debug("redis %s: still down: %s", r->name, why);
@@ -1121,7 +1123,8 @@ go_up(struct agw_redis *r)
     r->last_error[0] = '\0';
     r->down_logged = false;
     evtimer_del(r->connect_timer);
-    log_info("redis %s: up (%s)", r->name, r->where);
+    AGW_LOG_AT(r->quiet ? AGW_LOG_DEBUG : AGW_LOG_INFO, NULL,
+               "redis %s: up (%s)", r->name, r->where);
     for (struct channel *ch = r->channels; ch != NULL; ch = ch->next) {
         if (ch->wanted) {
             send_subscribe(r, ch);
@@ -1461,6 +1464,7 @@ agw_redis_new(struct event_base *base, const struct agw_redis_options *opts,
     r->sentinel = opts->sentinel;
     r->on_lost = opts->on_lost;
     r->lost_arg = opts->lost_arg;
+    r->quiet = opts->quiet;
     if (r->sentinel) {
         /* The sentinels name the master: forget the URL's host. */
         free(r->url.host);

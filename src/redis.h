@@ -87,6 +87,10 @@ struct agw_redis_options {
     bool sentinel;
     agw_redis_lost_cb on_lost; /* may be NULL */
     void *lost_arg;            /* for on_lost */
+    /* The owner reports failures itself (on_lost): "up" and "down" are
+     * logged at debug only. For connections made anew on every retry,
+     * which would otherwise log "down" on each one. */
+    bool quiet;
 };
 
 /*
@@ -95,7 +99,8 @@ struct agw_redis_options {
  * doubling to 2 s) whenever the connection is down. Returns NULL only when
  * the URL is invalid or memory ran out (reason in ERR, never the
  * password). OPTS and its strings are copied. Logs "up" (info) and "down:
- * reason" (warn) once per change, never the password.
+ * reason" (warn) once per change (both at debug when quiet), never the
+ * password.
  */
 struct agw_redis *agw_redis_new(struct event_base *base,
                                 const struct agw_redis_options *opts, char *err,

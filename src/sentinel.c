@@ -304,16 +304,25 @@ on_sentinel_state(bool up, void *arg)
     }
 }
 
-/* redis://[:PASSWORD@]HOST:PORT, the password percent-encoded. */
-static void
-sentinel_url(const struct agw_sentinel *s, const struct agw_sentinel_addr *a,
-             char *buf, size_t len)
+/* redis://[:PASSWORD@]HOST:PORT, the password percent-encoded: a new
+ * string sized for any password the config accepts (up to 4096 bytes,
+ * three characters each once encoded), to be wiped and freed; NULL when
+ * out of memory. */
+static char *
+sentinel_url(const struct agw_sentinel *s, const struct agw_sentinel_addr *a)
 {
-    size_t n = (size_t)snprintf(buf, len, "redis://");
+    size_t pwlen = s->password != NULL ? strlen(s->password) : 0;
+    size_t len = sizeof("redis://:@[]:65535") + 3 * pwlen + strlen(a->host);
+    char *buf = malloc(len);
+    size_t n;
 
+    if (buf == NULL) {
+        return NULL;
+    }
+    n = (size_t)snprintf(buf, len, "redis://");
     if (s->password != NULL) {
         n += (size_t)snprintf(buf + n, len - n, ":");
-        for (const char *p = s->password; *p != '\0' && n + 4 < len; p++) {
+        for (const char *p = s->password; *p != '\0'; p++) {
             n +=
                 (size_t)snprintf(buf + n, len - n, "%%%02X", (unsigned char)*p);
         }
@@ -322,15 +331,16 @@ sentinel_url(const struct agw_sentinel *s, const struct agw_sentinel_addr *a,
     snprintf(buf + n, len - n,
              strchr(a->host, ':') != NULL ? "[%s]:%d" : "%s:%d", a->host,
              a->port);
+    return buf;
 }
 
 static struct agw_redis *
 open_one(struct agw_sentinel *s, const char *name, bool subscriber)
 {
     const struct agw_sentinel_addr *a = &s->list[s->cur];
-    char url[1400];
-    char err[256];
-    struct agw_redis *r;
+    char *url = sentinel_url(s, a);
+    char err[256] = "out of memory";
+    struct agw_redis *r = NULL;
     struct agw_redis_options opts = {
         .url = url,
         .connect_timeout_ms = s->connect_timeout_ms,
@@ -342,11 +352,15 @@ open_one(struct agw_sentinel *s, const char *name, bool subscriber)
         .lost_arg = s,
         .arg = s,
         .dns = s->dns,
+        /* A new connection per round: miss() logs once per sentinel. */
+        .quiet = true,
     };
 
-    sentinel_url(s, a, url, sizeof(url));
-    r = agw_redis_new(s->base, &opts, err, sizeof(err));
-    explicit_bzero(url, sizeof(url));
+    if (url != NULL) {
+        r = agw_redis_new(s->base, &opts, err, sizeof(err));
+        explicit_bzero(url, strlen(url));
+        free(url);
+    }
     if (r == NULL) {
         log_error("sentinel %s:%d: %s", a->host, a->port, err);
         abort(); /* the list was parsed already: out of memory */

@@ -12,7 +12,12 @@ with real processes on loopback: a redis-server master, a replica
   and still follow a failover;
 * a +switch-master for another master name is ignored;
 * all sentinels unreachable at start: the gateway starts degraded and
-  goes shared once a sentinel answers (README, "Redis with Sentinel").
+  goes shared once a sentinel answers (README, "Redis with Sentinel");
+* a sentinel that requires AUTH: the right sentinel_password_file works,
+  a wrong one leaves the gateway degraded, saying why, never the password;
+* a sentinel that does not know the master (nil): degraded until it does;
+* MASTERDOWN from a demoted master: the gateway asks again, runs degraded
+  while the sentinels know no master, and goes shared on the next one.
 
 Each scenario runs alone with -k NAME. The sandbox runs with --rate 1000:
 its own limit never interferes.
@@ -85,15 +90,18 @@ class Server(H.Redis):
 
 
 class Sentinel(H.Redis):
-    """redis-sentinel monitoring MASTERS ([(name, port)]) with QUORUM."""
+    """redis-sentinel monitoring MASTERS ([(name, port)]) with QUORUM;
+    with PASSWORD (no '"' or '\\') it requires AUTH (requirepass)."""
 
-    def __init__(self, h, masters, quorum=2, port=None):
+    def __init__(self, h, masters, quorum=2, port=None, password=None):
         self.masters, self.quorum = masters, quorum
-        super().__init__(h, port=port)
+        super().__init__(h, port=port, password=password)
 
     def start(self):
         lines = ["port %d" % self.port, "bind 127.0.0.1",
                  "protected-mode no", "dir %s" % self.dir]
+        if self.password:
+            lines.append('requirepass "%s"' % self.password)
         for name, port in self.masters:
             lines += ["sentinel monitor %s 127.0.0.1 %d %d"
                       % (name, port, self.quorum),
@@ -125,7 +133,8 @@ class Sentinel(H.Redis):
 class FakeSentinel:
     """A sentinel of our own (RESP on loopback) naming ADDR ("host:port")
     as the master, so that a test chooses what it answers: PING, AUTH,
-    SENTINEL get-master-addr-by-name, SUBSCRIBE (held, never published)."""
+    SENTINEL get-master-addr-by-name, SUBSCRIBE (held, never published).
+    ADDR None: it knows no master (a nil answer)."""
 
     def __init__(self, h, addr):
         self.addr = addr
@@ -159,9 +168,11 @@ class FakeSentinel:
         if cmd == "SUBSCRIBE":
             return (b"*3\r\n$9\r\nsubscribe\r\n$%d\r\n%s\r\n:1\r\n"
                     % (len(args[1]), args[1].encode()))
-        if cmd == "SENTINEL" and len(args) == 3 and args[2] == MASTER:
+        addr = self.addr  # once: the test may change it meanwhile
+        if cmd == "SENTINEL" and len(args) == 3 and args[2] == MASTER and \
+                addr is not None:
             self.asked += 1
-            host, port = self.addr.rsplit(":", 1)
+            host, port = addr.rsplit(":", 1)
             return H._resp_encode([host, port])
         return b"*-1\r\n" if cmd == "SENTINEL" else b"-ERR unknown\r\n"
 
@@ -207,14 +218,15 @@ def cluster(h, names=(MASTER,)):
     return pairs, sentinels
 
 
-def gateways(h, sb, sentinels, prefix, n=2, ratelimit=None, ports=None):
-    """N gateways (two workers each) finding the master through
-    SENTINELS (or raw PORTS)."""
+def gateways(h, sb, sentinels, prefix, n=2, ratelimit=None, ports=None,
+             password_file=None, workers=2):
+    """N gateways (WORKERS workers each) finding the master through
+    SENTINELS (or raw PORTS), with the sentinels' PASSWORD_FILE."""
     ports = ports or [s.port for s in sentinels]
     # request_timeout_ms at its default (the base config's 3000 makes
     # claims of 6 s, taken over after 3 s unrenewed: too close to the
     # limiter waits of a saturated loop on a loaded 2-core machine).
-    over = {"server": {"workers": "2"},
+    over = {"server": {"workers": str(workers)},
             "upstream": {"request_timeout_ms": "15000"},
             "store": {"backend": "redis",
                       # host and port ignored: the sentinels name them
@@ -223,6 +235,8 @@ def gateways(h, sb, sentinels, prefix, n=2, ratelimit=None, ports=None):
                                              for p in ports),
                       "sentinel_master": MASTER, "key_prefix": prefix},
             "ratelimit": dict(ratelimit or {"rate": "50"})}
+    if password_file:
+        over["store"]["sentinel_password_file"] = password_file
     return [H.Gateway(h, sb, overrides=over) for _ in range(n)]
 
 
@@ -274,6 +288,12 @@ def check_logs(t, gws):
         text = g.log_text()
         t.check("agw-test-key" not in text,
                 "%s: the API key is not in its log" % g.name)
+
+
+def logged(gw, text, levels=("error", "warn", "info", "debug")):
+    """GW's log messages at LEVELS that contain TEXT."""
+    return [j.get("msg") for j in H.log_records(gw)
+            if j.get("level") in levels and text in (j.get("msg") or "")]
 
 
 def upstream_per_key(sb, prefix):
@@ -556,6 +576,148 @@ def test_role_and_readonly(h):
             "the gateway asked again and moved to the new master",
             repr(readyz(g)))
     t.check("READONLY" in g.log_text(), "...on a READONLY reply")
+    check_logs(t, [g])
+
+
+@H.scenario
+def test_sentinel_password(h):
+    """A sentinel that requires AUTH (requirepass): with the right
+    sentinel_password_file the gateway finds the master and serves;
+    with a wrong one it runs degraded, says why in its log without
+    either password, and keeps running."""
+    t = h.t
+    sb = H.Sandbox(h, rate=1000)
+    # Long (the file may hold up to 4096 bytes; each is %XX in the URL
+    # the gateway builds) and full of characters a URL gives meaning to.
+    good = ("Pw@:%/ #?&=+" * 50)[:600]
+    bad = "Wr0ng-sentinel-pw"
+    master = Server(h)
+    sen = Sentinel(h, [(MASTER, master.port)], quorum=1, password=good)
+    t.eq(sen.master_addr(), master.addr, "the sentinel, asked with the "
+         "password, names the master")
+    good_file = h.write(h.name("sentinel-pw-"), good + "\n")
+    bad_file = h.write(h.name("sentinel-pw-"), bad + "\n")
+    g_ok = gateways(h, sb, [sen], "sn-f:", n=1, password_file=good_file)[0]
+    g_bad = gateways(h, sb, [sen], "sn-g:", n=1, password_file=bad_file)[0]
+    t.check(H.wait_until(lambda: on_master([g_ok], master.addr), 5, 0.05),
+            "the right password: ready, redis_master = the master",
+            repr(readyz(g_ok)))
+    r = g_ok.create({"uri": sb.sample("sn-f-0.png")})
+    t.eq(r.status, 200, "...a create -> 200")
+    t.check(H.wait_until(lambda: master.keys("sn-f:*"), 3, 0.05),
+            "...stored on the master (shared mode)")
+
+    why = re.compile(r"sentinel 127\.0\.0\.1:%d: AUTH failed: WRONGPASS"
+                     % sen.port)
+    t.check(H.wait_until(lambda: why.search(g_bad.log_text()), 5, 0.05),
+            "a wrong password: the log says the sentinel refused the AUTH",
+            g_bad.log_text()[-600:])
+    t.eq(readyz(g_bad), ("degraded", None), "...it runs degraded, "
+         "redis_master null")
+    r = g_bad.create({"uri": sb.sample("sn-g-0.png")})
+    t.eq(r.status, 200, "...a create -> 200 (degraded mode)")
+    time.sleep(1.2)  # two more rounds of asking (500 ms pause each)
+    t.check(g_bad.proc.alive(), "...it keeps running")
+    t.eq(readyz(g_bad), ("degraded", None), "...still degraded")
+    t.check(len(logged(g_bad, "sentinel 127.0.0.1:%d: AUTH failed"
+                       % sen.port)) >= 4,
+            "...it asked again in more rounds (at debug)")
+    loud = logged(g_bad, "WRONGPASS", ("error", "warn", "info"))
+    t.check(len(loud) <= 2, "...the refusal is logged at info or above "
+            "once per worker, not in every round", "\n".join(loud))
+    t.check(master.keys("sn-g:*") == [], "...nothing of it on the master")
+    encoded = "".join("%%%02X" % ord(c) for c in good[:8])
+    for g in (g_ok, g_bad):
+        text = g.output_text()
+        t.check(good[:12] not in text and encoded not in text and
+                bad not in text, "%s: neither password is in its output "
+                "(plain or percent-encoded)" % g.name)
+    check_logs(t, [g_ok, g_bad])
+
+
+@H.scenario
+def test_master_unknown(h):
+    """A sentinel that does not know the master's name answers nil: the
+    gateway runs degraded and says why, keeps asking, and goes shared
+    once the sentinel monitors that name."""
+    t = h.t
+    sb = H.Sandbox(h, rate=1000)
+    master = Server(h)
+    sen = Sentinel(h, [], quorum=1)
+    g = gateways(h, sb, [sen], "sn-h:", n=1)[0]
+    t.check(H.wait_until(lambda: re.search(
+        r"sentinel 127\.0\.0\.1:%d: does not know the master" % sen.port,
+        g.log_text()), 5, 0.05), "the log says the sentinel does not know "
+        "the master", g.log_text()[-600:])
+    t.eq(readyz(g), ("degraded", None), "...degraded, redis_master null")
+    r = g.create({"uri": sb.sample("sn-h-0.png")})
+    t.eq(r.status, 200, "...a create -> 200 (degraded mode)")
+    t.check(H.wait_until(lambda: len(logged(g, "does not know the master"))
+                         >= 6, 3, 0.05),
+            "...it asks again, round after round (500 ms apart)")
+    loud = [m for m in logged(g, "sentinel", ("error", "warn", "info"))
+            if m.startswith(("sentinel ", "redis sentinel"))]
+    t.check(len(loud) <= 2, "...of its sentinel connections, only the "
+            "first answer is logged at info or above, once per worker",
+            "\n".join(loud))
+    t.eq(sen.cmd("SENTINEL", "MONITOR", MASTER, "127.0.0.1", master.port, 1),
+         "OK", "the sentinel now monitors %s" % MASTER)
+    t.check(H.wait_until(lambda: on_master([g], master.addr), 5, 0.05),
+            "...the gateway goes shared on the master by itself",
+            repr(readyz(g)))
+    r = g.create({"uri": sb.sample("sn-h-1.png")})
+    t.eq(r.status, 200, "...a create -> 200")
+    t.check(H.wait_until(lambda: master.keys("sn-h:*"), 3, 0.05),
+            "...stored on the master")
+    t.eq(H.metric(g, "redis_master_changes_total"), 0,
+         "...the first discovery is not a master change")
+    check_logs(t, [g])
+
+
+@H.scenario
+def test_masterdown(h):
+    """The master demoted under the gateway to a replica of a master that
+    is gone, serving no stale data: MASTERDOWN. The gateway asks the
+    sentinels again, runs degraded while they know no master (nil), and
+    goes shared on the master they name next."""
+    t = h.t
+    sb = H.Sandbox(h, rate=1000)
+    m = Server(h)
+    m2 = Server(h)
+    fake = FakeSentinel(h, m.addr)
+    g = gateways(h, sb, None, "sn-i:", n=1, ports=[fake.port],
+                 workers=1)[0]
+    t.check(H.wait_until(lambda: on_master([g], m.addr), 5, 0.05),
+            "the gateway is ready on the master", repr(readyz(g)))
+    fake.addr = None  # mid-failover: no master
+    m.cmd("CONFIG", "SET", "replica-serve-stale-data", "no")
+    m.cmd("REPLICAOF", "127.0.0.1", H.free_port())
+    got = m.cmd("GET", "sn-i:x")
+    t.check(isinstance(got, RuntimeError) and "MASTERDOWN" in str(got),
+            "the demoted master answers MASTERDOWN", repr(got))
+    r = g.create({"uri": sb.sample("sn-i-0.png")})
+    t.eq(r.status, 200, "a create meeting MASTERDOWN -> 200 (finished in "
+         "degraded mode)")
+    t.check(H.wait_until(lambda: re.search(
+        r"MASTERDOWN.*asking the sentinels again", g.log_text()), 3, 0.05),
+        "...the log says MASTERDOWN; asking the sentinels again",
+        g.log_text()[-600:])
+    t.check(H.wait_until(lambda: "does not know the master" in
+                         g.log_text(), 3, 0.05),
+            "...they know no master (nil)")
+    t.eq(readyz(g), ("degraded", None), "...degraded, redis_master null")
+    r = g.create({"uri": sb.sample("sn-i-1.png")})
+    t.eq(r.status, 200, "...a create -> 200 (degraded mode)")
+    fake.addr = m2.addr
+    t.check(H.wait_until(lambda: on_master([g], m2.addr), 5, 0.05),
+            "the sentinel names another master: shared mode on it",
+            repr(readyz(g)))
+    r = g.create({"uri": sb.sample("sn-i-2.png")})
+    t.eq(r.status, 200, "...a create -> 200")
+    t.check(H.wait_until(lambda: m2.keys("sn-i:*"), 3, 0.05),
+            "...stored on the new master")
+    t.eq(H.metric(g, "redis_master_changes_total"), 1,
+         "...one master change counted")
     check_logs(t, [g])
 
 
