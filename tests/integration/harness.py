@@ -403,6 +403,22 @@ def concurrent(calls, timeout=60.0):
     return results
 
 
+def bad_answers(res):
+    """Answers that are neither 200 nor 429 code 8 with Retry-After."""
+    bad = []
+    for r in res:
+        if not isinstance(r, Resp):
+            bad.append(repr(r))
+        elif r.status == 429:
+            ra = r.header("retry-after") or ""
+            if (r.json or {}).get("code") != 8 or \
+                    not re.fullmatch(r"[1-9][0-9]*", ra):
+                bad.append(r.short())
+        elif r.status != 200:
+            bad.append(r.short())
+    return bad
+
+
 class PacedLoad:
     """Creates at RATE per second for SECONDS (open loop: each sent on
     time in a thread of its own, whatever the earlier ones wait for),
@@ -649,6 +665,10 @@ class Sandbox:
 
     def call_list(self):
         return self._ctl("GET", "/_sandbox/calls")["calls"]
+
+    def arrivals(self):
+        """Arrival times (s) of the calls at the create route, sorted."""
+        return sorted(c["t"] for c in self.call_list())
 
     def faults(self, **kw):
         return self._ctl("POST", "/_sandbox/faults", kw)

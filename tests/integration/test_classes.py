@@ -140,10 +140,6 @@ def access(gws, klass):
             if j.get("type") == "access" and j.get("class") == klass]
 
 
-def arrivals(sb):
-    return sorted(c["t"] for c in sb.call_list())
-
-
 # ------------------------------------------------- the script's arithmetic
 
 @H.scenario
@@ -278,7 +274,7 @@ def batch_beside_interactive(h):
     t.check(bst.get(200, 0) > 0 and set(bst) <= {200, 429},
             "the batch caller gets 200s (or 429 past batch_max_wait_ms)",
             repr(bst))
-    ts = arrivals(sb)
+    ts = sb.arrivals()
     worst, members = H.worst_window(ts)
     util = (len(ts) - 1) / (ts[-1] - ts[0]) / rate if len(ts) > 1 else 0
     t.diag("sandbox: %d calls, worst 1 s window %d, utilization %.3f"
@@ -309,7 +305,7 @@ def capped_caller(h):
     load = Load(sb, gws, toks["capped"], "cc", 12, time.monotonic() + run_s)
     load.join(run_s + 10)
     st = load.statuses()
-    ts = arrivals(sb)
+    ts = sb.arrivals()
     worst, members = H.worst_window(ts)
     t.diag("capped caller: %r; sandbox %d calls, worst window %d"
            % (st, len(ts), worst))
@@ -350,7 +346,7 @@ def degraded_caps(h):
     sb.reset()
     load = Load(sb, gws, toks["capped"], "cd", 12, time.monotonic() + run_s)
     load.join(run_s + 10)
-    ts = arrivals(sb)
+    ts = sb.arrivals()
     worst, members = H.worst_window(ts)
     t.diag("degraded, capped caller: %r; sandbox %d calls, worst window %d"
            % (load.statuses(), len(ts), worst))

@@ -63,10 +63,6 @@ def live_seen(gw):
     return int(seen[-1]) if seen else None
 
 
-def arrivals(sb):
-    return sorted(c["t"] for c in sb.call_list())
-
-
 def utilization(ts, rate):
     """Calls per second over the busy span (first to last arrival)
     divided by RATE; n calls span n - 1 emission intervals."""
@@ -106,7 +102,7 @@ def test_fleet_limit(h, sb, rd):
     t.check(sc == {200: n}, "rate %d, %d instances: %d distinct creates "
             "as fast as possible -> all 200" % (rate, INSTANCES, n),
             repr(dict(sc)))
-    ts = arrivals(sb)
+    ts = sb.arrivals()
     t.eq(len(ts), n, "the sandbox saw %d calls" % n)
     measured, members = H.worst_window(ts)
     util = utilization(ts, rate)
@@ -251,7 +247,7 @@ def test_fallback(h, sb, rd):
     sc = status_counts(res)
     t.check(sc == {200: n}, "on the fallback: %d creates with a long max "
             "wait -> all 200 (not failing closed)" % n, repr(dict(sc)))
-    ts = arrivals(sb)
+    ts = sb.arrivals()
     measured = H.max_in_window(ts)
     util = utilization(ts, fb)
     t.diag("fallback at %d/s: max arrivals in any 1 s window = %d, "
@@ -289,7 +285,7 @@ def test_fallback(h, sb, rd):
     sc = status_counts(res)
     t.check(sc == {200: n}, "after Redis is back: %d creates -> all 200"
             % n, repr(dict(sc)))
-    ts = arrivals(sb)
+    ts = sb.arrivals()
     measured = H.max_in_window(ts)
     util = utilization(ts, rate)
     t.diag("shared again at %d/s from one instance: max in 1 s = %d, "

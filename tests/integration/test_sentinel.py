@@ -44,26 +44,6 @@ SWITCH_TIMEOUT_S = 20  # SIGKILL to shared mode on the new master, at most
 
 # ------------------------------------------------------------ the load
 
-def arrivals(sb):
-    return sorted(c["t"] for c in sb.call_list())
-
-
-def bad_answers(res):
-    """Answers that are neither 200 nor 429 code 8 with Retry-After."""
-    bad = []
-    for r in res:
-        if not isinstance(r, H.Resp):
-            bad.append(repr(r))
-        elif r.status == 429:
-            ra = r.header("retry-after") or ""
-            if (r.json or {}).get("code") != 8 or \
-                    not re.fullmatch(r"[1-9][0-9]*", ra):
-                bad.append(r.short())
-        elif r.status != 200:
-            bad.append(r.short())
-    return bad
-
-
 # ------------------------------------------------------------- processes
 
 class Server(H.Redis):
@@ -296,6 +276,17 @@ def logged(gw, text, levels=("error", "warn", "info", "debug")):
             if j.get("level") in levels and text in (j.get("msg") or "")]
 
 
+def shared_on(t, sb, g, server, prefix, how):
+    """Checks that G goes shared on SERVER (HOW says why it should), and
+    that a create then answers 200 and is stored there under PREFIX."""
+    t.check(H.wait_until(lambda: on_master([g], server.addr), 5, 0.05),
+            how, repr(readyz(g)))
+    r = g.create({"uri": sb.sample(prefix.rstrip(":") + "-shared.png")})
+    t.eq(r.status, 200, "...a create -> 200")
+    t.check(H.wait_until(lambda: server.keys(prefix + "*"), 3, 0.05),
+            "...stored on %s (shared mode)" % server.addr)
+
+
 def upstream_per_key(sb, prefix):
     per = collections.Counter(c.get("uri") for c in sb.call_list()
                               if prefix in (c.get("uri") or ""))
@@ -371,12 +362,12 @@ def test_failover(h):
             r.status if isinstance(r, H.Resp) else "none" for r in res))))
     t.eq(answered, int(30 * 14.0), "every call of the loop got an answer "
          "(0 unanswered)")
-    bad = bad_answers(res)
+    bad = H.bad_answers(res)
     t.check(not bad, "every answer is 200 or 429 code 8 with Retry-After",
             "\n".join(bad[:5]))
 
     # The fleet limit outside the switch itself.
-    ts = arrivals(sb)
+    ts = sb.arrivals()
     before = [x for x in ts if x < t_kill]
     after = [x for x in ts if x >= t_all_up + 1.0]
     during = [x for x in ts if t_kill <= x < t_all_up + 1.0]
@@ -599,13 +590,8 @@ def test_sentinel_password(h):
     bad_file = h.write(h.name("sentinel-pw-"), bad + "\n")
     g_ok = gateways(h, sb, [sen], "sn-f:", n=1, password_file=good_file)[0]
     g_bad = gateways(h, sb, [sen], "sn-g:", n=1, password_file=bad_file)[0]
-    t.check(H.wait_until(lambda: on_master([g_ok], master.addr), 5, 0.05),
-            "the right password: ready, redis_master = the master",
-            repr(readyz(g_ok)))
-    r = g_ok.create({"uri": sb.sample("sn-f-0.png")})
-    t.eq(r.status, 200, "...a create -> 200")
-    t.check(H.wait_until(lambda: master.keys("sn-f:*"), 3, 0.05),
-            "...stored on the master (shared mode)")
+    shared_on(t, sb, g_ok, master, "sn-f:",
+              "the right password: ready, redis_master = the master")
 
     why = re.compile(r"sentinel 127\.0\.0\.1:%d: AUTH failed: WRONGPASS"
                      % sen.port)
@@ -662,13 +648,8 @@ def test_master_unknown(h):
             "\n".join(loud))
     t.eq(sen.cmd("SENTINEL", "MONITOR", MASTER, "127.0.0.1", master.port, 1),
          "OK", "the sentinel now monitors %s" % MASTER)
-    t.check(H.wait_until(lambda: on_master([g], master.addr), 5, 0.05),
-            "...the gateway goes shared on the master by itself",
-            repr(readyz(g)))
-    r = g.create({"uri": sb.sample("sn-h-1.png")})
-    t.eq(r.status, 200, "...a create -> 200")
-    t.check(H.wait_until(lambda: master.keys("sn-h:*"), 3, 0.05),
-            "...stored on the master")
+    shared_on(t, sb, g, master, "sn-h:",
+              "...the gateway goes shared on the master by itself")
     t.eq(H.metric(g, "redis_master_changes_total"), 0,
          "...the first discovery is not a master change")
     check_logs(t, [g])
@@ -709,13 +690,8 @@ def test_masterdown(h):
     r = g.create({"uri": sb.sample("sn-i-1.png")})
     t.eq(r.status, 200, "...a create -> 200 (degraded mode)")
     fake.addr = m2.addr
-    t.check(H.wait_until(lambda: on_master([g], m2.addr), 5, 0.05),
-            "the sentinel names another master: shared mode on it",
-            repr(readyz(g)))
-    r = g.create({"uri": sb.sample("sn-i-2.png")})
-    t.eq(r.status, 200, "...a create -> 200")
-    t.check(H.wait_until(lambda: m2.keys("sn-i:*"), 3, 0.05),
-            "...stored on the new master")
+    shared_on(t, sb, g, m2, "sn-i:",
+              "the sentinel names another master: shared mode on it")
     t.eq(H.metric(g, "redis_master_changes_total"), 1,
          "...one master change counted")
     check_logs(t, [g])

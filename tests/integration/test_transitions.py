@@ -86,10 +86,6 @@ def kill_redis(rd):
     rd.proc.wait(5)
 
 
-def arrivals(sb):
-    return sorted(c["t"] for c in sb.call_list())
-
-
 def access(gw):
     """GW's access lines of creates."""
     return [j for j in H.log_records(gw)
@@ -99,22 +95,6 @@ def access(gw):
 def status_counts(res):
     return collections.Counter(r.status if isinstance(r, H.Resp)
                                else type(r).__name__ for r in res)
-
-
-def bad_answers(res):
-    """Answers that are neither 200 nor 429 code 8 with Retry-After."""
-    bad = []
-    for r in res:
-        if not isinstance(r, H.Resp):
-            bad.append(repr(r))
-        elif r.status == 429:
-            ra = r.header("retry-after") or ""
-            if (r.json or {}).get("code") != 8 or \
-                    not re.fullmatch(r"[1-9][0-9]*", ra):
-                bad.append(r.short())
-        elif r.status != 200:
-            bad.append(r.short())
-    return bad
 
 
 def burst(gws, uris, timeout=40):
@@ -170,7 +150,7 @@ def check_latency(t, gws, out, max_wait_ms, desc):
 
 def check_answers(t, out, desc):
     res = [r for _, _, r in out]
-    bad = bad_answers(res)
+    bad = H.bad_answers(res)
     t.check(res and not bad, "%s: every call answered 200 or 429 code 8 "
             "with Retry-After (%r)" % (desc, dict(status_counts(res))),
             "\n".join(bad[:5]))
@@ -208,7 +188,7 @@ def test_recovery_burst(h):
     rd.start()
     t_back = time.monotonic()
     out = load.join()
-    ts = arrivals(sb)
+    ts = sb.arrivals()
     summary(t, ts, t_back, "(a) Redis back")
     check_windows(t, ts, rate + H.ARRIVAL_SLACK, "(a) outage and recovery at rate %d"
                   % rate)
@@ -241,7 +221,7 @@ def test_wait_bound(h):
     rd.start()
     t_back = time.monotonic()
     out = load.join()
-    ts = arrivals(sb)
+    ts = sb.arrivals()
     summary(t, ts, t_down, "(b) Redis killed")
     summary(t, ts, t_back, "(b) Redis back")
     check_answers(t, out, "(b)")
@@ -438,7 +418,7 @@ def test_sighup_rate(h):
                        RELOAD_WAIT_S),
             "(f) both gateways reloaded rate %d -> %d" % (old, new))
     out = load.join()
-    ts = arrivals(sb)
+    ts = sb.arrivals()
     summary(t, ts, t_hup, "(f) SIGHUP rate %d -> %d" % (old, new))
     check_windows(t, ts, old + H.ARRIVAL_SLACK, "(f) no bulk release around the reload")
     check_windows(t, ts, new + H.ARRIVAL_SLACK, "(f) from 0.3 s after the reload, the new "
