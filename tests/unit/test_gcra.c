@@ -286,6 +286,30 @@ test_batch_backlog(void **state)
     assert_int_equal(q.next_us, 0);
 }
 
+/* A bound shorter than one interval: a batch call books only while the
+ * schedule is idle (a slot is never split), and then at once. */
+static void
+test_batch_bound_below_interval(void **state)
+{
+    struct agw_gcra g, before;
+    struct agw_gcra_queue q = {0};
+    struct agw_gcra_ask batch = {10 * SEC, 100000, false};
+    int64_t wait = -1;
+
+    (void)state;
+    agw_gcra_init(&g, 5, 0); /* T = 200 ms */
+    assert_true(agw_gcra_reserve_as(&g, &q, NULL, NULL, T0, &batch, &wait));
+    assert_int_equal(wait, 0);
+    before = g;
+    assert_false(agw_gcra_reserve_as(&g, &q, NULL, NULL, T0, &batch, &wait));
+    assert_int_equal(wait, 200000); /* when the schedule is idle again */
+    expect_same_gcra(&before, &g);
+    batch.retry = true;
+    assert_true(
+        agw_gcra_reserve_as(&g, &q, NULL, NULL, T0 + 200000, &batch, &wait));
+    assert_int_equal(wait, 0);
+}
+
 /* SPEC section 11: the cap is a second GCRA; a slot only when both grant
  * it, and a refusal by either spends neither. */
 static void
@@ -693,6 +717,7 @@ main(void)
         cmocka_unit_test(test_wait_grows_by_interval),
         cmocka_unit_test(test_reject_takes_nothing),
         cmocka_unit_test(test_batch_backlog),
+        cmocka_unit_test(test_batch_bound_below_interval),
         cmocka_unit_test(test_cap),
         cmocka_unit_test(test_burst_at_an_instant),
         cmocka_unit_test(test_pause),
