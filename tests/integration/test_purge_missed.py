@@ -197,7 +197,10 @@ def full_set_trimmed_and_memory_cleared(h):
     redis = H.Redis(h)
     a, a_adm, b, b_adm = two_gateways(h, sb, redis)
     uy, ux = sb.sample("full-y.png"), sb.sample("full-x.png")
-    t.eq(b.create({"uri": uy}).header("x-cache"), "MISS", "Y created on B")
+    got = {}
+    ky = create_keys(redis, lambda: got.update(y=b.create({"uri": uy})))
+    t.check(got["y"].header("x-cache") == "MISS" and ky is not None,
+            "Y created on B, and stored in Redis")
     kx = create_keys(redis, lambda: a.create({"uri": ux}))
     t.eq(memory_entries(b_adm), 1, "B's memory table holds Y")
     now = redis_time_ms(redis)
