@@ -17,6 +17,11 @@
  *   PREFIX "purge"      pub/sub channel of operators' purges (SPEC §12):
  *                       the key whose answer every instance drops from
  *                       its L1 and memory table (agw_flight_fleet_purge).
+ *   PREFIX "purges"     sorted set of the purges of the last PURGE_MARK_MS
+ *                       (member: the key, score: Redis's TIME in ms; at
+ *                       most PURGES_MAX, the newest): an instance whose
+ *                       subscription was away reads back those it missed
+ *                       and drops them from its memory table (read_missed).
  * Answer encoding: "<token>\n<status>\n<retry_after or -1>\n<body>", where
  * token is the claim that produced it. A waiter trusts any message (it was
  * published while it listened, so it answers its request), but a copy
@@ -105,6 +110,18 @@
 /* How long a purge's mark outlives it: longer than any flight under way
  * then (request_deadline_ms is at most an hour). */
 #define PURGE_MARK_MS "3600000"
+#define PURGE_MARK_MS_N 3600000LL
+/* The purges kept for read-back at most (PREFIX "purges"), the newest: a
+ * bound on the set and on one read-back's reply (~700 KB), far above what
+ * operators purge in an hour. Past it, a returning instance cannot tell
+ * which it missed and clears its whole memory table instead. */
+#define PURGES_MAX "10000"
+#define PURGES_MAX_N 10000
+/* Purges are read back from this long before the subscription was seen
+ * down: it may have stopped hearing them before that was noticed (a link
+ * that goes quiet is seen down when a command on it times out). Reading
+ * more than was missed only drops a few more memory copies. */
+#define MISSED_SLACK_MS 60000
 /* A message on an answer channel that is not an answer: "<token>\n"
  * alone says that claim is gone without one; its waiters claim again. */
 
@@ -249,8 +266,21 @@ struct redis_fleet {
     struct leftover_list leftovers;
     int nleftovers;
     char *purge_channel;
-    void (*on_purge)(const char *key, void *arg); /* NULL: none told */
+    char *purges_key; /* PREFIX "purges" */
+    void (*on_purge)(enum agw_fleet_purge what, const char *key,
+                     void *arg); /* NULL: none told */
     void *on_purge_arg;
+    bool purge_seen;              /* the purge channel was ever confirmed */
+    int64_t purge_lost_us;        /* since when purges may be missed; or 0 */
+    unsigned purge_downs;         /* the subscriber's downs so far */
+    struct missed_op *missed_out; /* the read-back out, if any */
+};
+
+/* A read-back of missed purges out; F is NULL once it no longer counts
+ * (the fleet freed, or another read-back sent). */
+struct missed_op {
+    struct redis_fleet *f;
+    unsigned downs; /* f->purge_downs when it was sent */
 };
 
 /* A watch PING out; F is NULL once the fleet is freed. */
@@ -1134,7 +1164,7 @@ on_message(const char *channel, const char *data, size_t len, void *arg)
     if (strcmp(channel, f->purge_channel) == 0) {
         if (f->on_purge != NULL && len == 64 &&
             strspn(data, "0123456789abcdef") == 64) {
-            f->on_purge(data, f->on_purge_arg);
+            f->on_purge(AGW_FLEET_PURGE_KEY, data, f->on_purge_arg);
         }
         return;
     }
@@ -1159,6 +1189,8 @@ on_message(const char *channel, const char *data, size_t len, void *arg)
     release_snapshot(ws, n);
 }
 
+static void read_missed(struct redis_fleet *f);
+
 static void
 on_subscribed(const char *channel, void *arg)
 {
@@ -1169,8 +1201,12 @@ on_subscribed(const char *channel, void *arg)
     /* Purges published while this connection was away were missed. */
     if (strcmp(channel, f->purge_channel) == 0) {
         if (f->on_purge != NULL) {
-            f->on_purge(NULL, f->on_purge_arg);
+            f->on_purge(AGW_FLEET_PURGE_L1, NULL, f->on_purge_arg);
         }
+        if (f->purge_seen && f->purge_lost_us != 0) {
+            read_missed(f);
+        }
+        f->purge_seen = true; /* before: nothing in the tables yet */
         return;
     }
     if (ks == NULL) {
@@ -1198,6 +1234,10 @@ on_sub_state(bool up, void *arg)
 
     if (up) {
         return;
+    }
+    f->purge_downs++;
+    if (f->purge_seen && f->purge_lost_us == 0) {
+        f->purge_lost_us = agw_now_us();
     }
     agw_table_iter_init(f->ksubs, &it);
     while (agw_table_next(&it, NULL, &ks)) {
@@ -1316,8 +1356,9 @@ agw_flight_fleet_new(struct event_base *base, struct agw_redis *cmd,
     f->ksubs = agw_table_new(0);
     f->claims = agw_table_new(0);
     f->purge_channel = join_str(f->prefix, "purge", "");
+    f->purges_key = join_str(f->prefix, "purges", "");
     if (f->watch_timer == NULL || f->ksubs == NULL || f->claims == NULL ||
-        f->purge_channel == NULL ||
+        f->purge_channel == NULL || f->purges_key == NULL ||
         !agw_redis_script_init(&f->claim_script, claim_lua) ||
         !agw_redis_script_init(&f->release_script, release_lua) ||
         !agw_redis_script_init(&f->renew_script, renew_lua) ||
@@ -1328,6 +1369,7 @@ agw_flight_fleet_new(struct event_base *base, struct agw_redis *cmd,
         agw_table_free(f->ksubs);
         agw_table_free(f->claims);
         free(f->purge_channel);
+        free(f->purges_key);
         free(f->prefix);
         free(f);
         return NULL;
@@ -1347,34 +1389,203 @@ agw_flight_fleet_new(struct event_base *base, struct agw_redis *cmd,
 /* ------------------------------------------------------------ purges */
 
 /* KEYS: the stored answer, the answer's copy for late waiters, the purge
- * channel, the claim, the purge mark. ARGV: the dedupe key, the mark's
- * TTL (ms). Both copies go, and the claim: the next call claims anew,
- * and a flight under way no longer stores its answer (release_lua: its
- * claim is gone and the mark is there). Every instance hears of it;
- * returns whether the stored answer was there. */
-static const char purge_lua[] = "local n = redis.call('DEL', KEYS[1])\n"
-                                "redis.call('DEL', KEYS[2])\n"
-                                "redis.call('DEL', KEYS[4])\n"
-                                "redis.call('SET', KEYS[5], '1', 'PX', "
-                                "ARGV[2])\n"
-                                "redis.call('PUBLISH', KEYS[3], ARGV[1])\n"
-                                "return n\n";
+ * channel, the claim, the purge mark, the purges set. ARGV: the dedupe
+ * key, the mark's TTL (ms), PURGES_MAX. Both copies go, and the claim:
+ * the next call claims anew, and a flight under way no longer stores its
+ * answer (release_lua: its claim is gone and the mark is there). Every
+ * instance hears of it, or reads it back from the set (read_missed),
+ * which keeps the purges of the mark's TTL, at most PURGES_MAX (TIME
+ * before writes: scripts replicate their effects, replicate_commands is
+ * for Redis < 5). Returns whether the stored answer was there. */
+static const char purge_lua[] =
+    "if redis.replicate_commands then redis.replicate_commands() end\n"
+    "local n = redis.call('DEL', KEYS[1])\n"
+    "redis.call('DEL', KEYS[2])\n"
+    "redis.call('DEL', KEYS[4])\n"
+    "redis.call('SET', KEYS[5], '1', 'PX', ARGV[2])\n"
+    "local t = redis.call('TIME')\n"
+    "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+    "redis.call('ZADD', KEYS[6], now, ARGV[1])\n"
+    "redis.call('ZREMRANGEBYSCORE', KEYS[6], '-inf', now - tonumber(ARGV[2]))\n"
+    "redis.call('ZREMRANGEBYRANK', KEYS[6], 0, -1 - tonumber(ARGV[3]))\n"
+    "redis.call('PEXPIRE', KEYS[6], ARGV[2])\n"
+    "redis.call('PUBLISH', KEYS[3], ARGV[1])\n"
+    "return n\n";
 
-static struct agw_redis_script purge_script;
+/* KEYS: the purges set. ARGV: how long ago (ms) the subscriber may last
+ * have heard a purge, PURGES_MAX. {full, keys}: the keys purged since
+ * (Redis's clock on both sides), full 1 when the set holds PURGES_MAX
+ * entries (purges may have been trimmed off it). */
+static const char missed_lua[] =
+    "local t = redis.call('TIME')\n"
+    "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+    "local full = redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2])\n"
+    "return {full and 1 or 0, redis.call('ZRANGEBYSCORE', KEYS[1], "
+    "now - tonumber(ARGV[1]), '+inf', 'LIMIT', 0, tonumber(ARGV[2]))}\n";
+
+static struct agw_redis_script purge_script, missed_script;
 static pthread_once_t purge_once = PTHREAD_ONCE_INIT;
 
 static void
 init_purge_script(void)
 {
-    if (!agw_redis_script_init(&purge_script, purge_lua)) {
-        log_error("fleet: cannot digest the purge script");
+    if (!agw_redis_script_init(&purge_script, purge_lua) ||
+        !agw_redis_script_init(&missed_script, missed_lua)) {
+        log_error("fleet: cannot digest the purge scripts");
         abort();
     }
 }
 
+static bool
+key_ok(const redisReply *r)
+{
+    return r->type == REDIS_REPLY_STRING && r->len == 64 &&
+           strspn(r->str, "0123456789abcdef") == 64;
+}
+
+enum agw_fleet_missed
+agw_flight_fleet_missed_purges(const redisReply *reply,
+                               void (*forget)(const char *key, void *arg),
+                               void *arg, size_t *bad)
+{
+    const redisReply *keys;
+
+    *bad = 0;
+    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY ||
+        reply->elements != 2 ||
+        reply->element[0]->type != REDIS_REPLY_INTEGER ||
+        (reply->element[0]->integer != 0 && reply->element[0]->integer != 1) ||
+        reply->element[1]->type != REDIS_REPLY_ARRAY ||
+        reply->element[1]->elements > PURGES_MAX_N) {
+        return AGW_FLEET_MISSED_BAD;
+    }
+    if (reply->element[0]->integer == 1) {
+        return AGW_FLEET_MISSED_TRIMMED;
+    }
+    keys = reply->element[1];
+    for (size_t i = 0; i < keys->elements; i++) {
+        if (key_ok(keys->element[i])) {
+            forget(keys->element[i]->str, arg);
+        } else {
+            (*bad)++;
+        }
+    }
+    return AGW_FLEET_MISSED_KNOWN;
+}
+
+/* Whatever was missed is dropped now (up to the read-back sent with
+ * DOWNS): nothing is missed any more unless the subscriber went down
+ * again since. */
+static void
+missed_done(struct redis_fleet *f, unsigned downs)
+{
+    if (f->purge_downs == downs) {
+        f->purge_lost_us = 0;
+    }
+}
+
+/* Which purges were missed is not known: every memory copy goes. */
+static void
+forget_all(struct redis_fleet *f, unsigned downs, const char *why)
+{
+    log_info("fleet: purges missed while the subscription was away are "
+             "not known (%s): the memory table is cleared",
+             why);
+    if (f->on_purge != NULL) {
+        f->on_purge(AGW_FLEET_PURGE_ALL, NULL, f->on_purge_arg);
+    }
+    missed_done(f, downs);
+}
+
+static void
+forget_key(const char *key, void *arg)
+{
+    struct redis_fleet *f = arg;
+
+    if (f->on_purge != NULL) {
+        f->on_purge(AGW_FLEET_PURGE_KEY, key, f->on_purge_arg);
+    }
+}
+
+static void
+on_missed(struct redisReply *reply, const char *error, void *arg)
+{
+    struct missed_op *op = arg;
+    struct redis_fleet *f = op->f;
+    unsigned downs = op->downs;
+    enum agw_fleet_missed got = AGW_FLEET_MISSED_BAD;
+    size_t bad = 0;
+
+    free(op);
+    if (f == NULL) {
+        return;
+    }
+    f->missed_out = NULL;
+    if (error == NULL) {
+        got = agw_flight_fleet_missed_purges(reply, forget_key, f, &bad);
+    }
+    if (got == AGW_FLEET_MISSED_BAD && error == NULL &&
+        reply->type != REDIS_REPLY_ERROR) {
+        bad_reply(f, "the read-back of missed purges answered out of shape");
+    }
+    if (got != AGW_FLEET_MISSED_KNOWN) {
+        forget_all(f, downs,
+                   got == AGW_FLEET_MISSED_TRIMMED
+                       ? "more purges than the set keeps"
+                       : "the read-back failed");
+        return;
+    }
+    if (bad > 0) {
+        bad_reply(f, "a purge read back that is not a key");
+    }
+    log_debug("fleet: purges missed while the subscription was away "
+              "dropped from the memory table");
+    missed_done(f, downs);
+}
+
+/* The purge channel is confirmed again: the purges published since it
+ * may have stopped hearing them are read back and dropped, or, past the
+ * set's retention, all memory copies are. */
+static void
+read_missed(struct redis_fleet *f)
+{
+    int64_t away_ms = (agw_now_us() - f->purge_lost_us) / 1000;
+    char since[24];
+    const char *argv[3];
+    size_t argvlen[3];
+
+    pthread_once(&purge_once, init_purge_script);
+    if (f->missed_out != NULL) {
+        f->missed_out->f = NULL; /* this one reads from as far back */
+    }
+    if (away_ms + MISSED_SLACK_MS >= PURGE_MARK_MS_N) {
+        forget_all(f, f->purge_downs, "away longer than purges are kept");
+        return;
+    }
+    f->missed_out = malloc(sizeof(*f->missed_out));
+    if (f->missed_out == NULL) {
+        log_error("fleet: out of memory");
+        abort();
+    }
+    f->missed_out->f = f;
+    f->missed_out->downs = f->purge_downs;
+    snprintf(since, sizeof(since), "%lld",
+             (long long)(away_ms + MISSED_SLACK_MS));
+    argv[0] = f->purges_key;
+    argv[1] = since;
+    argv[2] = PURGES_MAX;
+    for (int i = 0; i < 3; i++) {
+        argvlen[i] = strlen(argv[i]);
+    }
+    agw_redis_script_call(f->cmd, &missed_script, on_missed, f->missed_out, 1,
+                          3, argv, argvlen);
+}
+
 void
 agw_flight_fleet_on_purge(struct agw_flight_tier *fleet,
-                          void (*cb)(const char *key, void *arg), void *arg)
+                          void (*cb)(enum agw_fleet_purge what, const char *key,
+                                     void *arg),
+                          void *arg)
 {
     struct redis_fleet *f;
 
@@ -1394,8 +1605,8 @@ agw_flight_fleet_purge(struct agw_flight_tier *fleet, const char *key,
 {
     struct redis_fleet *f;
     char *stored, *copy, *lock, *mark;
-    const char *argv[7];
-    size_t argvlen[7];
+    const char *argv[9];
+    size_t argvlen[9];
 
     if (fleet == NULL || fleet->ops != &redis_fleet_ops) {
         cb(NULL, "no fleet", arg);
@@ -1412,13 +1623,15 @@ agw_flight_fleet_purge(struct agw_flight_tier *fleet, const char *key,
     argv[2] = f->purge_channel;
     argv[3] = lock;
     argv[4] = mark;
-    argv[5] = key;
-    argv[6] = PURGE_MARK_MS;
-    for (int i = 0; i < 7; i++) {
+    argv[5] = f->purges_key;
+    argv[6] = key;
+    argv[7] = PURGE_MARK_MS;
+    argv[8] = PURGES_MAX;
+    for (int i = 0; i < 9; i++) {
         argvlen[i] = strlen(argv[i]);
     }
     /* The command copies its arguments. */
-    agw_redis_script_call(f->cmd, &purge_script, cb, arg, 5, 7, argv, argvlen);
+    agw_redis_script_call(f->cmd, &purge_script, cb, arg, 6, 9, argv, argvlen);
     free(stored);
     free(copy);
     free(lock);
@@ -1458,8 +1671,12 @@ redis_fleet_free(struct agw_flight_tier *fleet)
     if (f->watch_out != NULL) {
         f->watch_out->f = NULL; /* its reply frees it */
     }
+    if (f->missed_out != NULL) {
+        f->missed_out->f = NULL; /* its reply frees it */
+    }
     event_free(f->watch_timer);
     free(f->purge_channel);
+    free(f->purges_key);
     free(f->prefix);
     free(f);
 }

@@ -10,6 +10,7 @@
 #define AGW_FLIGHT_FLEET_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
 #include "flight_tier.h"
 
@@ -52,23 +53,56 @@ struct redisReply;
  * An operator's purge of KEY (a dedupe key, 64 hex) fleet-wide (SPEC
  * §12): one script deletes the stored answer, the late waiters' copy and
  * the claim (a flight under way then stores nothing: flight_fleet.c) and
- * publishes KEY on PREFIX "purge". CB(REPLY, ERROR, ARG) runs once,
- * never before this returns unless FLEET is not a Redis fleet (then
- * REPLY NULL): REPLY's integer is 1 when Redis held the answer.
+ * publishes KEY on PREFIX "purge", and records it in PREFIX "purges"
+ * (for instances whose subscription was away: agw_flight_fleet_on_purge).
+ * CB(REPLY, ERROR, ARG) runs once, never before this returns unless FLEET
+ * is not a Redis fleet (then REPLY NULL): REPLY's integer is 1 when Redis
+ * held the answer.
  */
 void agw_flight_fleet_purge(struct agw_flight_tier *fleet, const char *key,
                             void (*cb)(struct redisReply *reply,
                                        const char *error, void *arg),
                             void *arg);
 
+/* What a purge callback must drop. */
+enum agw_fleet_purge {
+    AGW_FLEET_PURGE_KEY, /* KEY's copies (its L1 and memory table entry) */
+    AGW_FLEET_PURGE_L1,  /* the whole L1 (KEY NULL) */
+    AGW_FLEET_PURGE_ALL, /* the whole L1 and memory table (KEY NULL) */
+};
+
 /*
- * CB(KEY, ARG) runs on FLEET's loop for every purge any instance
- * publishes (KEY: 64 hex), and with KEY NULL whenever the subscription
- * is (re)confirmed: purges published while it was away were missed, so
- * every copy that may predate one (the L1) must go. Others: nothing.
+ * CB(WHAT, KEY, ARG) runs on FLEET's loop for every purge any instance
+ * publishes (WHAT _KEY, KEY: 64 hex), and with WHAT _L1 whenever the
+ * subscription is (re)confirmed: purges published while it was away were
+ * missed, so every copy that may predate one (the L1) must go. When it
+ * had been confirmed before, the purges published since it was last seen
+ * down (less a slack) are read back from PREFIX "purges": _KEY for each,
+ * or _ALL when that cannot tell every one for sure (away past the set's
+ * hour, the set full, the read failed or answered out of shape). Others:
+ * nothing.
  */
 void agw_flight_fleet_on_purge(struct agw_flight_tier *fleet,
-                               void (*cb)(const char *key, void *arg),
+                               void (*cb)(enum agw_fleet_purge what,
+                                          const char *key, void *arg),
                                void *arg);
+
+/* What the read-back of missed purges tells. */
+enum agw_fleet_missed {
+    AGW_FLEET_MISSED_KNOWN,   /* every purge missed: each key was given */
+    AGW_FLEET_MISSED_TRIMMED, /* the set was full: some may be gone */
+    AGW_FLEET_MISSED_BAD,     /* a failure, or a reply out of shape */
+};
+
+/*
+ * For tests: the read-back of missed purges' reply (flight_fleet.c,
+ * missed_lua). KNOWN: FORGET(KEY, ARG) ran for each key in it that is 64
+ * lowercase hex; the others are ignored and counted in *BAD. Otherwise
+ * nothing was forgotten: the caller cannot tell every purge missed.
+ */
+enum agw_fleet_missed
+agw_flight_fleet_missed_purges(const struct redisReply *reply,
+                               void (*forget)(const char *key, void *arg),
+                               void *arg, size_t *bad);
 
 #endif

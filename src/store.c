@@ -207,6 +207,13 @@ agw_store_tables_forget_l1(struct agw_store_tables *t)
     }
 }
 
+void
+agw_store_tables_forget_all(struct agw_store_tables *t)
+{
+    agw_lru_clear(t->memory);
+    agw_store_tables_forget_l1(t);
+}
+
 /* ------------------------------------------------------------ lookups */
 
 static void

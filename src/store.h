@@ -132,6 +132,10 @@ bool agw_store_tables_forget(struct agw_store_tables *tables, const char *key);
  * purges published meanwhile. */
 void agw_store_tables_forget_l1(struct agw_store_tables *tables);
 
+/* Empties the L1 and the memory table: this instance missed purges and
+ * cannot tell which (flight_fleet.h, AGW_FLEET_PURGE_ALL). */
+void agw_store_tables_forget_all(struct agw_store_tables *tables);
+
 /* For tests: replace the monotonic microsecond clock (NULL: the real
  * one) of both tables. Call it before stores are used from threads. */
 void agw_store_tables_set_clock(struct agw_store_tables *tables,

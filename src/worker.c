@@ -121,18 +121,21 @@ start_sentinel(struct agw_worker *w, char *err, size_t errlen)
 
 /* ---------------------------------------------------------- the store */
 
-/* A purge published by any instance (KEY), or the purge channel
- * confirmed again after an outage (KEY NULL: the L1 may hold answers
- * purged meanwhile). ARG: the process's store tables. */
+/* A purge published by any instance or read back (KEY), or the purge
+ * channel confirmed again after an outage (L1: the L1 may hold answers
+ * purged meanwhile; ALL: which were purged is not known, and the memory
+ * table may hold them too). ARG: the process's store tables. */
 static void
-on_purge(const char *key, void *arg)
+on_purge(enum agw_fleet_purge what, const char *key, void *arg)
 {
     agw_flight_purge(key); /* first: a flight ending now keeps nothing */
-    if (key == NULL) {
+    if (what == AGW_FLEET_PURGE_KEY) {
+        agw_store_tables_forget(arg, key);
+    } else if (what == AGW_FLEET_PURGE_L1) {
         agw_store_tables_forget_l1(arg);
-        return;
+    } else {
+        agw_store_tables_forget_all(arg);
     }
-    agw_store_tables_forget(arg, key);
 }
 
 /*

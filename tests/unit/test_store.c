@@ -1283,6 +1283,30 @@ test_purge_during_a_lookup_keeps_no_copy(void **state)
     assert_int_equal(get(fx->l1, "k").result, AGW_STORE_MISS);
 }
 
+/* Purges missed and not known (flight_fleet.h, AGW_FLEET_PURGE_ALL):
+ * both tables are emptied, so Redis failing later serves none of them;
+ * forgetting the L1 alone (purges missed, but known) keeps the memory
+ * table's copies for that. */
+static void
+test_forget_all_empties_both_tables(void **state)
+{
+    struct fixture *fx = make_tiered();
+
+    *state = fx;
+    put(fx->l1, "k", "v");
+    put(fx->l1, "j", "w");
+    agw_store_tables_forget_l1(fx->tables);
+    assert_int_equal(stats_of(fx).entries, 0);
+    assert_int_equal(memory_entries(fx), 2);
+    assert_string_equal(get(fx->l1, "k").body, "v"); /* fills the L1 */
+    agw_store_tables_forget_all(fx->tables);
+    assert_int_equal(stats_of(fx).entries, 0);
+    assert_int_equal(memory_entries(fx), 0);
+    fx->inner->fail = 1;
+    assert_int_equal(get(fx->l1, "k").result, AGW_STORE_MISS);
+    assert_int_equal(get(fx->l1, "j").result, AGW_STORE_MISS);
+}
+
 /* ------------------------------------------------------ threads */
 
 #define THREADS 4
@@ -1601,6 +1625,8 @@ main(void)
                                   teardown),
         cmocka_unit_test_teardown(test_off_when_entries_is_zero, teardown),
         cmocka_unit_test_teardown(test_put_during_a_lookup_wins, teardown),
+        cmocka_unit_test_teardown(test_forget_all_empties_both_tables,
+                                  teardown),
         cmocka_unit_test_teardown(test_destroy_frees_the_redis_tier, teardown),
         cmocka_unit_test_teardown(test_share_put_on_a_is_a_hit_on_b, teardown),
         cmocka_unit_test_teardown(test_share_miss_asks_its_own_inner, teardown),
