@@ -270,8 +270,10 @@ struct redis_fleet {
     void (*on_purge)(enum agw_fleet_purge what, const char *key,
                      void *arg); /* NULL: none told */
     void *on_purge_arg;
-    bool purge_seen;              /* the purge channel was ever confirmed */
-    int64_t purge_lost_us;        /* since when purges may be missed; or 0 */
+    /* Since when purges may have been missed (from creation: the
+     * command connection may fill the tables before the purge channel
+     * is first confirmed); 0: none since the last read-back. */
+    int64_t purge_lost_us;
     unsigned purge_downs;         /* the subscriber's downs so far */
     struct missed_op *missed_out; /* the read-back out, if any */
 };
@@ -1203,10 +1205,9 @@ on_subscribed(const char *channel, void *arg)
         if (f->on_purge != NULL) {
             f->on_purge(AGW_FLEET_PURGE_L1, NULL, f->on_purge_arg);
         }
-        if (f->purge_seen && f->purge_lost_us != 0) {
+        if (f->purge_lost_us != 0) {
             read_missed(f);
         }
-        f->purge_seen = true; /* before: nothing in the tables yet */
         return;
     }
     if (ks == NULL) {
@@ -1236,7 +1237,7 @@ on_sub_state(bool up, void *arg)
         return;
     }
     f->purge_downs++;
-    if (f->purge_seen && f->purge_lost_us == 0) {
+    if (f->purge_lost_us == 0) {
         f->purge_lost_us = agw_now_us();
     }
     agw_table_iter_init(f->ksubs, &it);
@@ -1379,6 +1380,7 @@ agw_flight_fleet_new(struct event_base *base, struct agw_redis *cmd,
     f->cmd = cmd;
     f->sub = sub;
     f->claim_ttl_ms = claim_ttl_ms > 0 ? claim_ttl_ms : 1;
+    f->purge_lost_us = agw_now_us();
     LIST_INIT(&f->waits);
     TAILQ_INIT(&f->leftovers);
     agw_redis_set_subscriber(sub, on_message, on_subscribed, on_sub_state, f);
