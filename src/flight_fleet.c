@@ -109,14 +109,15 @@
 #define LEFTOVERS_MAX 4096
 /* How long a purge's mark outlives it: longer than any flight under way
  * then (request_deadline_ms is at most an hour). */
-#define PURGE_MARK_MS "3600000"
-#define PURGE_MARK_MS_N 3600000LL
+#define PURGE_MARK_MS 3600000
 /* The purges kept for read-back at most (PREFIX "purges"), the newest: a
  * bound on the set and on one read-back's reply (~700 KB), far above what
  * operators purge in an hour. Past it, a returning instance cannot tell
  * which it missed and clears its whole memory table instead. */
-#define PURGES_MAX "10000"
-#define PURGES_MAX_N 10000
+#define PURGES_MAX 10000
+/* A number macro as a script argument. */
+#define ARG_OF(n) ARG_TEXT(n)
+#define ARG_TEXT(n) #n
 /* Purges are read back from this long before the subscription was seen
  * down: it may have stopped hearing them before that was noticed (a link
  * that goes quiet is seen down when a command on it times out). Reading
@@ -1458,7 +1459,7 @@ agw_flight_fleet_missed_purges(const redisReply *reply,
         reply->element[0]->type != REDIS_REPLY_INTEGER ||
         (reply->element[0]->integer != 0 && reply->element[0]->integer != 1) ||
         reply->element[1]->type != REDIS_REPLY_ARRAY ||
-        reply->element[1]->elements > PURGES_MAX_N) {
+        reply->element[1]->elements > PURGES_MAX) {
         return AGW_FLEET_MISSED_BAD;
     }
     if (reply->element[0]->integer == 1) {
@@ -1560,7 +1561,7 @@ read_missed(struct redis_fleet *f)
     if (f->missed_out != NULL) {
         f->missed_out->f = NULL; /* this one reads from as far back */
     }
-    if (away_ms + MISSED_SLACK_MS >= PURGE_MARK_MS_N) {
+    if (away_ms + MISSED_SLACK_MS >= PURGE_MARK_MS) {
         forget_all(f, f->purge_downs, "away longer than purges are kept");
         return;
     }
@@ -1575,7 +1576,7 @@ read_missed(struct redis_fleet *f)
              (long long)(away_ms + MISSED_SLACK_MS));
     argv[0] = f->purges_key;
     argv[1] = since;
-    argv[2] = PURGES_MAX;
+    argv[2] = ARG_OF(PURGES_MAX);
     for (int i = 0; i < 3; i++) {
         argvlen[i] = strlen(argv[i]);
     }
@@ -1627,8 +1628,8 @@ agw_flight_fleet_purge(struct agw_flight_tier *fleet, const char *key,
     argv[4] = mark;
     argv[5] = f->purges_key;
     argv[6] = key;
-    argv[7] = PURGE_MARK_MS;
-    argv[8] = PURGES_MAX;
+    argv[7] = ARG_OF(PURGE_MARK_MS);
+    argv[8] = ARG_OF(PURGES_MAX);
     for (int i = 0; i < 9; i++) {
         argvlen[i] = strlen(argv[i]);
     }
