@@ -763,6 +763,13 @@ class Gateway:
         return request(self.port, "POST", create_path(business), body=body,
                        headers=headers, timeout=timeout)
 
+    def wait_shared(self, timeout=8.0):
+        """Waits until /readyz says ready on Redis; whether it did."""
+        return wait_until(
+            lambda: self.get("/readyz").json == {"status": "ready",
+                                                 "store": "redis"},
+            timeout, step=0.05)
+
     def get(self, path, headers=None, timeout=10.0):
         return request(self.port, "GET", path, headers=headers,
                        timeout=timeout)

@@ -24,7 +24,6 @@ import harness as H  # noqa: E402
 # (limiter_fleet.c): a killed instance leaves the fleet within that.
 HEARTBEAT_TTL_S = 3.0
 SLACK_S = 2.0
-READY_WAIT_S = 8.0
 OP_TOKEN = "operators-secret-token"
 CALLER_TOKEN = "alice-token"
 
@@ -85,13 +84,6 @@ def clients_file(h):
                    % (sha(CALLER_TOKEN), H.BIZ))
 
 
-def wait_ready(gw):
-    return H.wait_until(
-        lambda: gw.get("/readyz").json == {"status": "ready",
-                                           "store": "redis"},
-        READY_WAIT_S, step=0.05)
-
-
 def fleet_ids(st):
     return sorted(i.get("id") for i in
                   (st.get("fleet") or {}).get("instances") or [])
@@ -107,7 +99,7 @@ def status_two_instances(h):
     a = admin_gateway(h, sb, redis)
     b = admin_gateway(h, sb, redis)
     for x in (a, b):
-        t.check(wait_ready(x.gw), "%s: ready on Redis" % x.gw.name)
+        t.check(x.gw.wait_shared(), "%s: ready on Redis" % x.gw.name)
     live2 = H.wait_until(
         lambda: (a.status().get("fleet") or {}).get("live") == 2,
         HEARTBEAT_TTL_S + SLACK_S, step=0.1)
@@ -172,7 +164,7 @@ def status_degraded_when_redis_dies(h):
     sb = h.sandbox()
     redis = H.Redis(h)
     a = admin_gateway(h, sb, redis)
-    t.check(wait_ready(a.gw), "ready on Redis")
+    t.check(a.gw.wait_shared(), "ready on Redis")
     st = a.status()
     t.eq(((st.get("limiter") or {}).get("mode"),
           (st.get("fleet") or {}).get("scope")), ("shared", "fleet"),
@@ -206,7 +198,7 @@ def calls_last_minute_fleet_wide(h):
     a = admin_gateway(h, sb, redis, overrides=ov)
     b = admin_gateway(h, sb, redis, overrides=ov)
     for x in (a, b):
-        t.check(wait_ready(x.gw), "%s: ready on Redis" % x.gw.name)
+        t.check(x.gw.wait_shared(), "%s: ready on Redis" % x.gw.name)
     codes = []
     for i, x in enumerate([a, a, b, b, b]):
         r = x.gw.create({"uri": sb.sample("calls-%d.png" % i)},
@@ -237,7 +229,7 @@ def purge_reaches_other_instance_l1(h):
     a = admin_gateway(h, sb, redis, overrides=ov)
     b = admin_gateway(h, sb, redis, overrides=ov)
     for x in (a, b):
-        t.check(wait_ready(x.gw), "%s: ready on Redis" % x.gw.name)
+        t.check(x.gw.wait_shared(), "%s: ready on Redis" % x.gw.name)
     u = sb.sample("purge-me.png")
     body = {"uri": u, "metadata": {"accessControlType": H.PRIVATE}}
     seq = [a.gw.create(body).header("x-cache"),
@@ -278,13 +270,13 @@ def l1_dropped_after_outage(h):
     redis = H.Redis(h)
     b = admin_gateway(h, sb, redis, overrides={"store": {"l1_ttl_ms":
                                                          "60000"}})
-    t.check(wait_ready(b.gw), "ready on Redis")
+    t.check(b.gw.wait_shared(), "ready on Redis")
     u = sb.sample("outage-l1.png")
     seq = [b.gw.create({"uri": u}).header("x-cache") for _ in range(2)]
     t.eq(seq, ["MISS", "HIT"], "MISS, then HIT: B's L1 warm")
     redis.stop()
     redis.start()
-    t.check(wait_ready(b.gw), "ready on the restarted Redis")
+    t.check(b.gw.wait_shared(), "ready on the restarted Redis")
     back = H.wait_until(
         lambda: (b.status().get("caches") or {}).get("l1", {}).get(
             "entries") == 0, 3.0, step=0.05)
@@ -301,7 +293,7 @@ def purge_unknown_and_malformed(h):
     sb = h.sandbox()
     redis = H.Redis(h)
     a = admin_gateway(h, sb, redis)
-    t.check(wait_ready(a.gw), "ready on Redis")
+    t.check(a.gw.wait_shared(), "ready on Redis")
     r = a.purge({"businessId": H.BIZ, "uri": sb.sample("never.png")})
     t.eq((r.status, r.json), (200, {"purged": False}),
          "purge of a create never made -> 200 {purged: false}")
@@ -504,7 +496,7 @@ def purge_during_flight(h, flight_on, purge_on):
     gws = {"a": admin_gateway(h, sb, redis, overrides=ov),
            "b": admin_gateway(h, sb, redis, overrides=ov)}
     for x in gws.values():
-        t.check(wait_ready(x.gw), "%s: ready on Redis" % x.gw.name)
+        t.check(x.gw.wait_shared(), "%s: ready on Redis" % x.gw.name)
     sb.faults(latency_ms=INFLIGHT_LATENCY_MS)
     u = sb.sample("inflight-%s-%s.png" % (flight_on, purge_on))
     body = {"uri": u}

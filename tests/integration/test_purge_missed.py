@@ -43,13 +43,6 @@ def gateway(h, sb, redis, url=None):
     return H.Gateway(h, sb, overrides=ov), port
 
 
-def wait_ready(gw):
-    return H.wait_until(
-        lambda: gw.get("/readyz").json == {"status": "ready",
-                                           "store": "redis"},
-        READY_WAIT_S, step=0.05)
-
-
 def status(port):
     r = H.request(port, "GET", "/admin/status", timeout=10)
     return r.json if r.status == 200 and isinstance(r.json, dict) else {}
@@ -95,7 +88,7 @@ def two_gateways(h, sb, redis):
     b, b_adm = gateway(h, sb, redis, "redis://%s:%s@127.0.0.1:%d/0"
                        % (B_USER, B_PASS, redis.port))
     for g in (a, b):
-        t.check(wait_ready(g), "%s: ready on Redis" % g.name)
+        t.check(g.wait_shared(), "%s: ready on Redis" % g.name)
     t.check(H.wait_until(lambda: numsub(redis) == 2, READY_WAIT_S),
             "both subscribed to the purge channel")
     return a, a_adm, b, b_adm
